@@ -1,0 +1,113 @@
+"""`SceneBackend`: what the tool catalog needs from a scene, whoever holds it.
+
+Implementations: `MrmlBackend` (a real vtkMRMLScene, inside Slicer or headless through
+the main-thread gateway) and `WebServerBackend` (Slicer's WebServer over HTTP). The tools
+validate their arguments' shapes; a backend validates what depends on the scene (node ids,
+node classes) and raises `SlicerMCPError` subclasses with codes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models import (
+    ClearResult,
+    GuiMode,
+    LayoutResult,
+    LoadedNodes,
+    LookFromAxis,
+    NodeDetails,
+    NodeList,
+    NodeSummary,
+    PythonResult,
+    SceneStatus,
+    ScreenshotInfo,
+    ViewType,
+    VolumeMeasurement,
+)
+
+
+@dataclass
+class Screenshot:
+    png: bytes
+    info: ScreenshotInfo
+
+
+@dataclass
+class VolumeArray:
+    """A scalar volume as plain data: voxels indexed [k, j, i] and the IJK->RAS matrix."""
+
+    array: np.ndarray
+    ijk_to_ras: np.ndarray
+    name: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    is_labelmap: bool = False
+
+
+class SceneBackend(abc.ABC):
+    """The scene operations behind the scene tools (and the scene side of DICOM loading)."""
+
+    kind: str = "abstract"
+
+    @abc.abstractmethod
+    async def status(self) -> SceneStatus: ...
+
+    @abc.abstractmethod
+    async def list_nodes(
+        self, class_name: str | None, name: str | None, offset: int, limit: int
+    ) -> NodeList:
+        """Nodes whose class matches `class_name` (exact or base class) and whose name contains `name`."""
+
+    @abc.abstractmethod
+    async def get_node(self, node_id: str) -> NodeDetails: ...
+
+    @abc.abstractmethod
+    async def capture_screenshot(
+        self,
+        view_type: ViewType,
+        scroll_position: float | None,
+        look_from_axis: LookFromAxis | None,
+        size: int | None,
+    ) -> Screenshot: ...
+
+    @abc.abstractmethod
+    async def measure_volume(self, node_id: str, segment: str | None) -> VolumeMeasurement:
+        """Segment volumes of a segmentation node, or label volumes of a labelmap volume node."""
+
+    @abc.abstractmethod
+    async def load_volume(self, path: Path, labelmap: bool, name: str | None) -> LoadedNodes:
+        """NRRD, NIfTI or MHA; `*.seg.nrrd` loads as a segmentation."""
+
+    @abc.abstractmethod
+    async def load_sample_data(self, name: str, fetch_local: Callable[[], Awaitable[Path]]) -> LoadedNodes:
+        """Load a named sample; `fetch_local` downloads (checksum-verified) when the backend needs a file."""
+
+    @abc.abstractmethod
+    async def set_layout(self, layout: str, gui_mode: GuiMode | None) -> LayoutResult: ...
+
+    @abc.abstractmethod
+    async def execute_python(self, code: str, session_key: str, timeout_s: float) -> PythonResult: ...
+
+    @abc.abstractmethod
+    async def clear_scene(self) -> ClearResult: ...
+
+    @abc.abstractmethod
+    async def add_volume(self, volume: VolumeArray) -> NodeSummary:
+        """Create a scalar (or labelmap) volume node from plain data: the last step of a DICOM load."""
+
+    @abc.abstractmethod
+    async def export_volume(self, node_id: str) -> VolumeArray:
+        """A scalar volume node's voxels and geometry (for sending it as DICOM)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections or the headless scene."""
+
+    def describe(self) -> dict[str, Any]:
+        """Short facts for logs and `slicer://status` (never PHI)."""
+        return {"backend": self.kind}

@@ -1,0 +1,245 @@
+"""One typed config: defaults -> YAML file -> environment -> command line.
+
+The YAML keeps the dicom-mcp shape (`nodes`, `current_node`, `calling_aet`,
+`fhir_servers`, `mini_ris`) so existing files load. A bad file fails with the key
+and the reason (CONFIG_ERROR).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .dicom.config import DicomNode, StorageScpSettings
+from .errors import ConfigError
+from .fhir.config import FhirServer
+from .ris.config import MiniRisSettings
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+ALLOW_KEYS = ("execute_python", "dicom_move", "dicom_send", "fhir_write", "ris_write")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def user_config_dir() -> Path:
+    """Per-user folder for the token and endpoint files (XDG on Linux, the usual places elsewhere)."""
+    override = os.environ.get("SLICER_MCP_HOME")
+    if override:
+        return Path(override)
+    if os.name == "nt":
+        return Path(os.environ.get("APPDATA", Path.home())) / "SlicerMCP"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "slicer-mcp"
+
+
+def user_data_dir() -> Path:
+    """Per-user folder for caches and the embedded RIS database."""
+    override = os.environ.get("SLICER_MCP_HOME")
+    if override:
+        return Path(override) / "data"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "SlicerMCP"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "slicer-mcp"
+
+
+class AllowSettings(BaseModel):
+    """The operations that change the world outside the scene or run code: all off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    execute_python: bool = False
+    dicom_move: bool = False
+    dicom_send: bool = False
+    fhir_write: bool = False
+    ris_write: bool = False
+
+
+class ServerSettings(BaseModel):
+    """The MCP HTTP listener."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=2026, ge=0, le=65535)
+    allow_remote: bool = Field(default=False, description="must be true to bind a non-loopback address")
+    token_file: str | None = Field(default=None, description="default: <user config dir>/token")
+    allowed_origins: list[str] = Field(default_factory=list, description="browser Origins allowed besides loopback")
+
+    @model_validator(mode="after")
+    def _loopback_unless_asked(self) -> ServerSettings:
+        if self.host not in LOOPBACK_HOSTS and not self.allow_remote:
+            raise ValueError(
+                f"refusing to listen on {self.host!r}: only loopback is allowed unless server.allow_remote is true"
+            )
+        return self
+
+
+class SampleDataSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(
+        default="https://github.com/Slicer/SlicerTestingData/releases/download",
+        description="content-addressed store: <base_url>/SHA256/<sha256>",
+    )
+    mirror_dir: str | None = Field(default=None, description="local folder of files named by sha256 (offline use)")
+    cache_dir: str | None = Field(default=None, description="default: <user data dir>/sample-data")
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class TimeoutSettings(BaseModel):
+    """Seconds a scene call may wait for the main thread, per kind of work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scene_s: float = Field(default=30.0, gt=0)
+    screenshot_s: float = Field(default=60.0, gt=0)
+    load_s: float = Field(default=300.0, gt=0)
+    python_s: float = Field(default=120.0, gt=0)
+
+
+class Config(BaseModel):
+    """Everything the server reads from the outside world, validated in one place."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    allow: AllowSettings = Field(default_factory=AllowSettings)
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
+    webserver_url: str = "http://localhost:2016"
+    # dicom-mcp shape
+    nodes: dict[str, DicomNode] = Field(default_factory=dict)
+    current_node: str | None = None
+    calling_aet: str = Field(default="SLICERMCP", min_length=1, max_length=16)
+    storage_scp: StorageScpSettings = Field(default_factory=StorageScpSettings)
+    dicom_storage_dir: str | None = Field(default=None, description="where retrieved instances go (default: temp)")
+    fhir_servers: dict[str, FhirServer] = Field(default_factory=dict)
+    current_fhir: str | None = None
+    mini_ris: MiniRisSettings = Field(default_factory=MiniRisSettings)
+
+    @model_validator(mode="after")
+    def _current_names_exist(self) -> Config:
+        if self.current_node is not None and self.current_node not in self.nodes:
+            raise ValueError(f"current_node {self.current_node!r} is not one of nodes: {sorted(self.nodes)}")
+        if self.current_fhir is not None and self.current_fhir not in self.fhir_servers:
+            raise ValueError(f"current_fhir {self.current_fhir!r} is not one of fhir_servers: {sorted(self.fhir_servers)}")
+        return self
+
+
+def _substitute_env(value: Any, env: Mapping[str, str], where: str = "") -> Any:
+    """Replace `${NAME}` and `${NAME:-default}` in strings; an unset name without default is an error."""
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"config key {where or '<root>'}: environment variable {name} is not set",
+                details={"key": where, "variable": name},
+            )
+
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _substitute_env(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_env(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(f"environment variable {name}={raw!r} is not a boolean (use true or false)", details={"env": name})
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """The environment layer: allow switches, listener and WebServer settings."""
+    out: dict[str, Any] = {}
+    allow: dict[str, bool] = {}
+    legacy = env.get("DICOM_HL7_PACS_ALLOW_RETRIEVE")
+    if legacy is not None and _parse_bool("DICOM_HL7_PACS_ALLOW_RETRIEVE", legacy):
+        allow["dicom_move"] = True
+    for key in ALLOW_KEYS:
+        name = f"SLICER_MCP_ALLOW_{key.upper()}"
+        if name in env:
+            allow[key] = _parse_bool(name, env[name])
+    if allow:
+        out["allow"] = allow
+    server: dict[str, Any] = {}
+    if "SLICER_MCP_HOST" in env:
+        server["host"] = env["SLICER_MCP_HOST"]
+    if "SLICER_MCP_PORT" in env:
+        server["port"] = env["SLICER_MCP_PORT"]
+    if "SLICER_MCP_TOKEN_FILE" in env:
+        server["token_file"] = env["SLICER_MCP_TOKEN_FILE"]
+    if server:
+        out["server"] = server
+    if "SLICER_MCP_WEBSERVER_URL" in env:
+        out["webserver_url"] = env["SLICER_MCP_WEBSERVER_URL"]
+    return out
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", details={"path": str(path)}) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}", details={"path": str(path)}) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level", details={"path": str(path)})
+    return data
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the config from its layers; `path` defaults to `$SLICER_MCP_CONFIG` when set."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    source = path or env.get("SLICER_MCP_CONFIG")
+    if source:
+        data = _substitute_env(_read_yaml(Path(source)), env)
+    data = _deep_merge(data, _env_overrides(env))
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise ConfigError(
+            f"config key {key}: {first['msg']}" + (f" (in {source})" if source else ""),
+            details={"key": key, "problems": [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]},
+        ) from exc

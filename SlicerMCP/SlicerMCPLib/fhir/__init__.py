@@ -1,0 +1,1 @@
+"""FHIR R4 client services (search, read, create, update) built on fhirclient."""

@@ -1,0 +1,44 @@
+"""MCP resources: read-only views of the scene for clients that browse rather than call tools.
+
+The SDK gives static resources no Context, so each handler closes over the server's services.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+
+from .errors import ErrorCode, SlicerMCPError
+
+if TYPE_CHECKING:
+    from .server import SlicerMCPServer
+
+
+def register_resources(server: SlicerMCPServer) -> None:
+    backend = server.services.backend
+
+    @server.resource("slicer://status", name="status", title="Slicer status", mime_type="application/json")
+    async def status() -> str:
+        """Backend, Slicer version, node counts and what this host can render."""
+        return (await backend.status()).model_dump_json()
+
+    @server.resource("slicer://scene", name="scene", title="Scene nodes", mime_type="application/json")
+    async def scene() -> str:
+        """Every node in the scene (first 1000), with the same fields as list_scene_nodes."""
+        return (await backend.list_nodes(None, None, 0, 1000)).model_dump_json()
+
+    @server.resource("slicer://volumes", name="volumes", title="Volumes", mime_type="application/json")
+    async def volumes() -> str:
+        """Volume nodes with dimensions, spacing, origin and scalar range."""
+        return (await backend.list_nodes("vtkMRMLVolumeNode", None, 0, 1000)).model_dump_json()
+
+    @server.resource("slicer://node/{node_id}", name="node", title="One node", mime_type="application/json")
+    async def node(node_id: str) -> str:
+        """All properties of one node, as get_node returns them."""
+        try:
+            return (await backend.get_node(node_id)).model_dump_json()
+        except SlicerMCPError as exc:
+            if exc.code == ErrorCode.INVALID_NODE_ID:
+                raise ResourceNotFoundError(exc.to_json()) from exc
+            raise ResourceError(exc.to_json()) from exc

@@ -1,0 +1,1 @@
+"""Mini-RIS: orders, modality worklist, MPPS and the virtual CR modality."""

@@ -1,0 +1,127 @@
+"""The MCP server factory: one tool catalog, whatever the backend and transport.
+
+`build_server(services)` returns an `MCPServer` whose lifespan context is `services`.
+Tool failures become MCP tool errors whose text is the JSON error body of DESIGN
+("Errors"); every call is recorded (tool, duration, outcome; never arguments).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent
+from pydantic import ValidationError
+
+from . import __version__
+from .errors import ErrorCode, SlicerMCPError
+from .services import CallRecord, Services
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+SlicerMCP connects you to a 3D Slicer scene (or a headless one). Start with list_scene_nodes
+or the slicer://scene resource, look with capture_screenshot, measure with measure_volume.
+DICOM, FHIR and RIS tools query servers from the config and load studies into the scene.
+Errors come back as JSON {"error": {"code", "message", "details"}}: read the message, it says
+what to do next. execute_python and writes to PACS/FHIR/RIS are off unless the config allows them.
+"""
+
+
+def services_of(ctx: Context) -> Services:
+    """The services of the server handling this call (the lifespan context)."""
+    try:
+        return ctx.request_context.lifespan_context
+    except ValueError:  # called outside a client request, e.g. from the Slicer Python console
+        return ctx.mcp_server.services  # type: ignore[attr-defined]
+
+
+def error_result(code: ErrorCode | str, message: str, details: dict[str, Any] | None = None) -> CallToolResult:
+    err = SlicerMCPError(message, code=ErrorCode(code), details=details)
+    return CallToolResult(content=[TextContent(type="text", text=err.to_json())], is_error=True)
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, list[str]]:
+    problems = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "arguments"
+        problems.append(f"{loc}: {e['msg']}")
+    return "invalid arguments: " + "; ".join(problems), problems
+
+
+class SlicerMCPServer(MCPServer[Services]):
+    """MCPServer with the project's error model and call log."""
+
+    def __init__(self, services: Services, **kwargs: Any):
+        self.services = services
+
+        @asynccontextmanager
+        async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
+            yield services
+
+        super().__init__(
+            name="slicer-mcp",
+            title="3D Slicer",
+            instructions=INSTRUCTIONS,
+            version=__version__,
+            lifespan=lifespan,
+            **kwargs,
+        )
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            result = await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            result = self._to_error_result(name, exc)
+        code = _code_of(result) if isinstance(result, CallToolResult) and result.is_error else None
+        self.services.call_log.add(
+            CallRecord(started, name, time.perf_counter() - t0, ok=code is None, error_code=code)
+        )
+        return result
+
+    @staticmethod
+    def _to_error_result(name: str, exc: ToolError) -> CallToolResult:
+        cause = exc.__cause__
+        # a ToolError raised by a nested call wraps the original once more
+        while isinstance(cause, ToolError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, SlicerMCPError):
+            log.info("tool %s failed: %s", name, cause.code)
+            return CallToolResult(content=[TextContent(type="text", text=cause.to_json())], is_error=True)
+        if isinstance(cause, ValidationError):
+            message, problems = _validation_message(cause)
+            return error_result(ErrorCode.INVALID_PARAMETER, message, {"problems": problems})
+        if cause is None:  # unknown tool and similar SDK-side refusals
+            return error_result(ErrorCode.INVALID_PARAMETER, str(exc))
+        log.error("tool %s crashed", name, exc_info=cause)
+        return error_result(
+            ErrorCode.INTERNAL_ERROR,
+            f"the tool {name} failed unexpectedly ({type(cause).__name__}); the server log has the details",
+        )
+
+
+def _code_of(result: CallToolResult) -> str:
+    try:
+        text = result.content[0].text  # type: ignore[union-attr]
+        return str(json.loads(text)["error"]["code"])
+    except (IndexError, AttributeError, KeyError, TypeError, ValueError):
+        return ErrorCode.INTERNAL_ERROR.value
+
+
+def build_server(services: Services) -> SlicerMCPServer:
+    """The server with every tool and resource of the catalog registered."""
+    from .resources import register_resources
+    from .tools import register_all
+
+    server = SlicerMCPServer(services)
+    register_all(server)
+    register_resources(server)
+    return server

@@ -1,0 +1,84 @@
+"""The lifespan context every tool receives: config, the scene backend and the domain services.
+
+Domain services (DICOM, FHIR, RIS) are created on first use through `get_or_create`, so a
+server that never touches a PACS never opens a socket, and each domain owns its wiring.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .backends.base import SceneBackend
+from .config import Config
+from .errors import OperationDisabled
+
+S = TypeVar("S")
+
+
+@dataclass
+class CallRecord:
+    """One served tool call, as shown in the module panel's table (no arguments: they may hold PHI)."""
+
+    started_at: float
+    tool: str
+    duration_s: float
+    ok: bool
+    error_code: str | None = None
+
+
+class CallLog:
+    """Recent tool calls and counters, thread-safe; listeners are told of each new record."""
+
+    def __init__(self, keep: int = 200):
+        self._records: collections.deque[CallRecord] = collections.deque(maxlen=keep)
+        self._lock = threading.Lock()
+        self.calls_served = 0
+        self.listeners: list[Callable[[CallRecord], None]] = []
+
+    def add(self, record: CallRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+            self.calls_served += 1
+        for listener in list(self.listeners):
+            listener(record)
+
+    def recent(self, n: int = 50) -> list[CallRecord]:
+        with self._lock:
+            return list(self._records)[-n:]
+
+
+@dataclass
+class Services:
+    config: Config
+    backend: SceneBackend
+    call_log: CallLog = field(default_factory=CallLog)
+    started_at: float = field(default_factory=time.time)
+    _domains: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get_or_create(self, name: str, factory: Callable[[Services], S]) -> S:
+        """The domain service `name`, built by `factory(self)` on first use."""
+        with self._lock:
+            if name not in self._domains:
+                self._domains[name] = factory(self)
+            return self._domains[name]
+
+    def require_allowed(self, operation: str, what: str) -> None:
+        """Raise OPERATION_DISABLED unless `allow.<operation>` is on."""
+        if not getattr(self.config.allow, operation):
+            raise OperationDisabled(operation, what)
+
+    async def close(self) -> None:
+        for service in list(self._domains.values()):
+            closer = getattr(service, "close", None)
+            if closer is not None:
+                result = closer()
+                if hasattr(result, "__await__"):
+                    await result
+        self._domains.clear()
+        await self.backend.close()

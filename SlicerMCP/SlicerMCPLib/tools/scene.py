@@ -1,0 +1,228 @@
+"""Scene tools: look at, measure and change the MRML scene through the active SceneBackend."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Annotated
+
+import anyio.from_thread
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from pydantic import Field
+
+from ..errors import InvalidParameter
+from ..models import (
+    ClearResult,
+    GuiMode,
+    LayoutName,
+    LayoutResult,
+    LoadedNodes,
+    LookFromAxis,
+    NodeDetails,
+    NodeList,
+    PythonResult,
+    SampleDataList,
+    ScreenshotInfo,
+    ViewType,
+    VolumeMeasurement,
+)
+from ..sampledata import SAMPLES, SampleDataCache
+from ..server import services_of
+from ..services import Services
+
+READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+CHANGES_SCENE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+
+NodeId = Annotated[str, Field(min_length=1, max_length=256, description="MRML node ID, e.g. vtkMRMLScalarVolumeNode1")]
+
+
+def sample_cache(services: Services) -> SampleDataCache:
+    return services.get_or_create("sample_data", lambda s: SampleDataCache(s.config.sample_data))
+
+
+def session_key(ctx: Context) -> str:
+    """Identifies the client session so execute_python keeps one namespace per client."""
+    try:
+        headers = ctx.headers or {}
+        sid = headers.get("mcp-session-id")
+        if sid:
+            return f"http-{sid}"
+        return f"conn-{id(ctx.request_context.session)}"
+    except ValueError:
+        return "console"
+
+
+def _throttled_progress(ctx: Context, label: str):
+    """A progress callback usable from a worker thread, sending at most ~20 updates per file."""
+    last = [-1.0]
+
+    def report(done: int, total: int | None) -> None:
+        fraction = done / total if total else 0.0
+        if total and fraction - last[0] < 0.05 and done < total:
+            return
+        last[0] = fraction
+        try:
+            anyio.from_thread.run(ctx.report_progress, float(done), float(total) if total else None, label)
+        except (ValueError, RuntimeError):  # no request to report to (console call)
+            pass
+
+    return report
+
+
+async def list_scene_nodes(
+    ctx: Context,
+    class_name: Annotated[
+        str | None, Field(description="only nodes of this MRML class or a subclass, e.g. vtkMRMLScalarVolumeNode")
+    ] = None,
+    name: Annotated[str | None, Field(description="only nodes whose name contains this text (case-insensitive)")] = None,
+    offset: Annotated[int, Field(ge=0, description="skip this many matching nodes (paging)")] = 0,
+    limit: Annotated[int, Field(ge=1, le=1000, description="at most this many nodes")] = 100,
+) -> NodeList:
+    """List the nodes in the scene with id, name, class and visibility; volumes add dimensions,
+    spacing, origin and scalar range, segmentations their segments. Use has_more/offset to page."""
+    return await services_of(ctx).backend.list_nodes(class_name, name, offset, limit)
+
+
+async def get_node(ctx: Context, node_id: NodeId) -> NodeDetails:
+    """All properties of one node: geometry, attributes, display settings, references, storage file."""
+    return await services_of(ctx).backend.get_node(node_id)
+
+
+async def capture_screenshot(
+    ctx: Context,
+    view_type: Annotated[
+        ViewType, Field(description="axial (red), sagittal (yellow), coronal (green), 3d, or full (the whole layout)")
+    ] = "axial",
+    scroll_position: Annotated[
+        float | None,
+        Field(ge=0.0, le=1.0, description="slice views: 0..1 through the volume's extent along the view normal"),
+    ] = None,
+    look_from_axis: Annotated[
+        LookFromAxis | None, Field(description="3d view: look at the scene from this side")
+    ] = None,
+    size: Annotated[int | None, Field(ge=64, le=2048, description="image width and height in pixels")] = None,
+) -> Annotated[CallToolResult, ScreenshotInfo]:
+    """Take a PNG picture of a view as it is rendered (window/level, segmentation overlays, 3D).
+    Returns the image and its metadata (view, size, slice offset in mm)."""
+    shot = await services_of(ctx).backend.capture_screenshot(view_type, scroll_position, look_from_axis, size)
+    info = shot.info
+    return CallToolResult(
+        content=[
+            ImageContent(type="image", data=base64.b64encode(shot.png).decode("ascii"), mime_type="image/png"),
+            TextContent(type="text", text=info.model_dump_json()),
+        ],
+        structured_content=info.model_dump(mode="json"),
+    )
+
+
+async def measure_volume(
+    ctx: Context,
+    node_id: NodeId,
+    segment: Annotated[
+        str | None,
+        Field(description="segment name or ID (segmentation) or label value (labelmap); all when omitted"),
+    ] = None,
+) -> VolumeMeasurement:
+    """Volume of segments of a segmentation node, or of labels of a labelmap volume, in mm³ and mL
+    with voxel counts."""
+    return await services_of(ctx).backend.measure_volume(node_id, segment)
+
+
+async def list_sample_data(ctx: Context) -> SampleDataList:
+    """The sample data sets load_sample_data can load, and whether each is already cached."""
+    return sample_cache(services_of(ctx)).listing()
+
+
+async def load_sample_data(
+    ctx: Context,
+    name: Annotated[str, Field(description=f"one of: {', '.join(SAMPLES)}")],
+) -> LoadedNodes:
+    """Download (checksum-verified, cached) and load one of Slicer's sample data sets into the scene."""
+    services = services_of(ctx)
+    cache = sample_cache(services)
+    cache.spec(name)  # unknown names fail before anything is touched
+
+    async def fetch_local() -> Path:
+        return await anyio.to_thread.run_sync(cache.ensure, name, _throttled_progress(ctx, f"downloading {name}"))
+
+    return await services.backend.load_sample_data(name, fetch_local)
+
+
+async def load_volume(
+    ctx: Context,
+    path: Annotated[str, Field(min_length=1, description="absolute path of a .nrrd, .nii(.gz) or .mha/.mhd file")],
+    labelmap: Annotated[bool, Field(description="load as a labelmap (integer labels) instead of a scalar volume")] = False,
+    name: Annotated[str | None, Field(max_length=256, description="node name (default: from the file name)")] = None,
+) -> LoadedNodes:
+    """Load a volume file into the scene. A *.seg.nrrd file loads as a segmentation."""
+    file = Path(path).expanduser()
+    if not file.is_absolute():
+        raise InvalidParameter(f"path must be absolute, got {path!r}", details={"path": path})
+    if not file.is_file():
+        raise InvalidParameter(f"no such file: {file}", details={"path": str(file)})
+    if not file.name.lower().endswith(VOLUME_SUFFIXES):
+        raise InvalidParameter(
+            f"unsupported file type {file.name!r}; use one of {', '.join(VOLUME_SUFFIXES)}",
+            details={"path": str(file)},
+        )
+    return await services_of(ctx).backend.load_volume(file, labelmap, name)
+
+
+async def set_layout(
+    ctx: Context,
+    layout: Annotated[LayoutName, Field(description="view layout, e.g. FourUp, OneUp3D, OneUpRedSlice")],
+    gui_mode: Annotated[
+        GuiMode | None, Field(description="full: the whole application; viewers: only the view layout")
+    ] = None,
+) -> LayoutResult:
+    """Change the view layout (and optionally hide the application chrome). Headless, it reports
+    what it could not do."""
+    return await services_of(ctx).backend.set_layout(layout, gui_mode)
+
+
+async def execute_python(
+    ctx: Context,
+    code: Annotated[str, Field(min_length=1, max_length=200_000, description="Python source to run in Slicer")],
+) -> PythonResult:
+    """Run Python inside Slicer (namespace kept per client session). Returns stdout, stderr, the value
+    of the last expression and the traceback on error. Off unless allow.execute_python is true."""
+    services = services_of(ctx)
+    services.require_allowed("execute_python", "execute_python")
+    return await services.backend.execute_python(code, session_key(ctx), services.config.timeouts.python_s)
+
+
+async def clear_scene(ctx: Context) -> ClearResult:
+    """Remove every data node from the scene (volumes, segmentations, models...). Cannot be undone."""
+    return await services_of(ctx).backend.clear_scene()
+
+
+def register(server: MCPServer) -> None:
+    server.add_tool(list_scene_nodes, title="List scene nodes", annotations=READ_ONLY)
+    server.add_tool(get_node, title="Get node", annotations=READ_ONLY)
+    server.add_tool(capture_screenshot, title="Capture screenshot", annotations=READ_ONLY)
+    server.add_tool(measure_volume, title="Measure volume", annotations=READ_ONLY)
+    server.add_tool(list_sample_data, title="List sample data", annotations=READ_ONLY)
+    server.add_tool(
+        load_sample_data,
+        title="Load sample data",
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True),
+    )
+    server.add_tool(load_volume, title="Load volume file", annotations=CHANGES_SCENE)
+    server.add_tool(
+        set_layout,
+        title="Set layout",
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False),
+    )
+    server.add_tool(
+        execute_python,
+        title="Execute Python in Slicer",
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True),
+    )
+    server.add_tool(
+        clear_scene,
+        title="Clear scene",
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False),
+    )
