@@ -213,3 +213,32 @@ class LoopDriver:
             while self.gateway.drain(self.budget_s):
                 pass
         self.gateway.drain(self.budget_s)
+
+
+class SceneThread:
+    """A dedicated thread that plays the main thread: for hosts whose real main thread is busy
+    elsewhere (tests, benchmarks, an embedding application). All scene work runs on it."""
+
+    def __init__(self, gateway: MainThreadGateway | None = None, name: str = "slicer-mcp-scene"):
+        self.gateway = gateway or MainThreadGateway()
+        self.driver = LoopDriver(self.gateway)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        self.driver.start()
+        self._ready.set()
+        self.driver.run()
+
+    def start(self) -> SceneThread:
+        self._thread.start()
+        self._ready.wait()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.driver.stop()
+        self._thread.join(timeout)
+
+    @property
+    def ident(self) -> int | None:
+        return self._thread.ident

@@ -1,0 +1,180 @@
+"""Streamable HTTP transport on a worker thread: loopback only, bearer token, Origin check.
+
+`HttpServer(server, settings, token).start()` binds the socket in the caller's thread (so a
+port in use fails at once with a clear message), then serves with uvicorn on a daemon
+thread; `stop()` shuts it down and joins the thread. Used headless and inside Slicer.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import json
+import logging
+import socket
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+from .config import LOOPBACK_HOSTS, ServerSettings
+from .errors import ErrorCode, SlicerMCPError
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+MCP_PATH = "/mcp"
+
+
+def origin_allowed(origin: str, extra: list[str]) -> bool:
+    """Loopback origins (any port) and explicitly configured ones; everything else is a browser
+    page on another site trying to reach the local server."""
+    if origin in extra:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and (parts.hostname or "") in LOOPBACK_HOSTS
+
+
+class AuthMiddleware:
+    """Rejects requests without the bearer token (401) or from a foreign Origin (403)."""
+
+    def __init__(self, app: ASGIApp, token: str, allowed_origins: list[str]):
+        self.app = app
+        self._token = token.encode()
+        self.allowed_origins = allowed_origins
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        origin = headers.get("origin")
+        if origin and not origin_allowed(origin, self.allowed_origins):
+            log.warning("refused a request from a disallowed Origin")
+            await _deny(send, 403, "origin not allowed", "Origin header is not an allowed origin")
+            return
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self._token):
+            await _deny(
+                send,
+                401,
+                "missing or wrong bearer token",
+                "send 'Authorization: Bearer <token>' with the token from the server's token file",
+                extra=[(b"www-authenticate", b'Bearer realm="slicer-mcp"')],
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+async def _deny(send: Any, status: int, error: str, hint: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"error": error, "hint": hint}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            + (extra or []),
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket now, so 'port in use' is reported to the caller, not a thread."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SlicerMCPError(
+                f"port {port} on {host} is already in use (another SlicerMCP or program?). "
+                f"Stop it, or choose another port, e.g. --port {port + 1} or port 0 for any free port.",
+                code=ErrorCode.CONFIG_ERROR,
+                details={"host": host, "port": port},
+            ) from exc
+        raise SlicerMCPError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", code=ErrorCode.CONFIG_ERROR
+        ) from exc
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_app(server: MCPServer, settings: ServerSettings, token: str) -> ASGIApp:
+    """The MCP app wrapped in token and Origin checks; the SDK also validates Host and Origin."""
+    patterns = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=patterns + ([f"{settings.host}:*"] if settings.host not in LOOPBACK_HOSTS else []),
+        allowed_origins=[f"http://{p}" for p in patterns] + list(settings.allowed_origins),
+    )
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, transport_security=security, host=settings.host)
+    return AuthMiddleware(app, token, list(settings.allowed_origins))
+
+
+class HttpServer:
+    """uvicorn serving one MCP server on a daemon thread."""
+
+    def __init__(self, server: MCPServer, settings: ServerSettings, token: str):
+        self.settings = settings
+        self._app = build_app(server, settings, token)
+        self._uvicorn: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
+        return f"http://{host}:{self.port}{MCP_PATH}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, timeout: float = 10.0) -> HttpServer:
+        if self.running:
+            return self
+        self._sock = bind_socket(self.settings.host, self.settings.port)
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
+        )
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._uvicorn.run, kwargs={"sockets": [self._sock]}, name="slicer-mcp-http", daemon=True
+        )
+        self._thread.start()
+        deadline = threading.Event()
+        waited = 0.0
+        while not self._uvicorn.started and self._thread.is_alive() and waited < timeout:
+            deadline.wait(0.01)
+            waited += 0.01
+        if not self._uvicorn.started:
+            self.stop()
+            raise SlicerMCPError(f"the HTTP server did not start within {timeout:g} s", code=ErrorCode.INTERNAL_ERROR)
+        log.info("MCP over HTTP at %s", self.url)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive() and self._uvicorn is not None:
+                self._uvicorn.force_exit = True
+                self._thread.join(timeout)
+        if self._sock is not None:
+            self._sock.close()
+        self._thread = None
+        self._uvicorn = None
+        self._sock = None
