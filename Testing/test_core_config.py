@@ -1,0 +1,113 @@
+"""The config layers (defaults -> YAML -> env -> CLI), dicom-mcp compatibility, clear failures."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from SlicerMCPLib.auth import load_or_create_token
+from SlicerMCPLib.config import load_config
+from SlicerMCPLib.errors import ConfigError, ErrorCode
+
+DICOM_MCP_YAML = """\
+nodes:
+  main:
+    host: "localhost"
+    port: 4242
+    ae_title: "ORTHANC"
+    description: "Local Orthanc DICOM server"
+  research:
+    host: "pacs.example.org"
+    port: 104
+    ae_title: "RESEARCH"
+current_node: "main"
+calling_aet: "MCPSCU"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_safe() -> None:
+    cfg = load_config(env={})
+    assert cfg.server.host == "127.0.0.1"
+    assert not any(cfg.allow.model_dump().values())
+
+
+def test_dicom_mcp_config_loads_unchanged(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, DICOM_MCP_YAML), env={})
+    assert cfg.current_node == "main"
+    assert cfg.nodes["main"].ae_title == "ORTHANC"
+    assert cfg.nodes["research"].port == 104
+    assert cfg.calling_aet == "MCPSCU"
+
+
+def test_env_substitution_and_missing_variable(tmp_path: Path) -> None:
+    text = "fhir_servers:\n  main:\n    url: http://127.0.0.1:9/fhir\n    bearer_token: ${FHIR_TOKEN}\n"
+    cfg = load_config(write(tmp_path, text), env={"FHIR_TOKEN": "s3cret"})
+    assert cfg.fhir_servers["main"].bearer_token == "s3cret"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert "FHIR_TOKEN" in info.value.message
+    assert "fhir_servers.main.bearer_token" in info.value.message
+
+
+def test_bad_key_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "nodes:\n  main:\n    host: h\n    port: 99999\n    ae_title: A\n"), env={})
+    assert info.value.code == ErrorCode.CONFIG_ERROR
+    assert "nodes.main.port" in info.value.message
+    with pytest.raises(ConfigError, match="allow.run_anything"):
+        load_config(write(tmp_path, "allow:\n  run_anything: true\n"), env={})
+    with pytest.raises(ConfigError, match="current_node"):
+        load_config(write(tmp_path, "current_node: nowhere\n"), env={})
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "nodes: [unclosed\n"), env={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml", env={})
+
+
+def test_non_loopback_bind_needs_explicit_permission() -> None:
+    with pytest.raises(ConfigError, match="allow_remote"):
+        load_config(env={}, overrides={"server": {"host": "0.0.0.0"}})
+    cfg = load_config(env={}, overrides={"server": {"host": "0.0.0.0", "allow_remote": True}})
+    assert cfg.server.host == "0.0.0.0"
+
+
+def test_layers_override_in_order(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  port: 3000\nallow:\n  fhir_write: true\n")
+    env = {"SLICER_MCP_CONFIG": str(path), "SLICER_MCP_PORT": "3001", "SLICER_MCP_ALLOW_EXECUTE_PYTHON": "yes"}
+    cfg = load_config(env=env)
+    assert cfg.server.port == 3001  # env beats YAML
+    assert cfg.allow.fhir_write and cfg.allow.execute_python
+    cfg = load_config(env=env, overrides={"server": {"port": 3002}})
+    assert cfg.server.port == 3002  # CLI beats env
+    with pytest.raises(ConfigError, match="SLICER_MCP_ALLOW_DICOM_SEND"):
+        load_config(env={"SLICER_MCP_ALLOW_DICOM_SEND": "maybe"})
+
+
+def test_dicom_hl7_switch_enables_move_only() -> None:
+    cfg = load_config(env={"DICOM_HL7_PACS_ALLOW_RETRIEVE": "true"})
+    assert cfg.allow.dicom_move
+    assert not cfg.allow.dicom_send
+
+
+def test_token_file_is_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "token"
+    token = load_or_create_token(path)
+    assert len(token) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert load_or_create_token(path) == token
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_or_create_token(path)
