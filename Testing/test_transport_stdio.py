@@ -1,0 +1,81 @@
+"""`slicer-mcp serve --headless` over stdio with the SDK's stdio client: a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+
+from mcp import Client, StdioServerParameters
+
+
+def stdio_params(*args: str, env: dict[str, str] | None = None) -> StdioServerParameters:
+    full_env = {**os.environ, **(env or {})}
+    return StdioServerParameters(command=sys.executable, args=["-m", "slicer_mcp", *args], env=full_env)
+
+
+def test_headless_stdio_demo_scene_end_to_end(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Client(stdio_params("serve", "--headless", "--demo"), read_timeout_seconds=120) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert tools["clear_scene"].annotations.destructive_hint is True
+            assert tools["list_scene_nodes"].annotations.read_only_hint is True
+            listing = await client.call_tool("list_scene_nodes", {"class_name": "vtkMRMLScalarVolumeNode"})
+            assert not listing.is_error, listing.content
+            volumes = listing.structured_content["nodes"]
+            assert volumes, "the demo scene has a volume"
+            shot = await client.call_tool("capture_screenshot", {"view_type": "axial", "size": 128})
+            assert not shot.is_error, shot.content
+            image = next(c for c in shot.content if c.type == "image")
+            png = base64.b64decode(image.data)
+            assert png[:8] == b"\x89PNG\r\n\x1a\n"
+            assert shot.structured_content["width"] == 128
+            status = await client.read_resource("slicer://status")
+            assert json.loads(status.contents[0].text)["backend"] == "headless"
+            disabled = await client.call_tool("execute_python", {"code": "1+1"})
+            assert json.loads(disabled.content[0].text)["error"]["code"] == "OPERATION_DISABLED"
+
+    asyncio.run(main())
+
+
+def test_execute_python_enabled_from_the_environment() -> None:
+    async def main() -> None:
+        env = {"SLICER_MCP_ALLOW_EXECUTE_PYTHON": "true"}
+        async with Client(stdio_params("serve", "--headless", env=env), read_timeout_seconds=120) as client:
+            r = await client.call_tool("execute_python", {"code": "x = 20\nprint('hi')\nx * 2 + 2"})
+            assert not r.is_error, r.content
+            assert r.structured_content["stdout"] == "hi\n"
+            assert r.structured_content["result"] == "42"
+            again = await client.call_tool("execute_python", {"code": "x"})
+            assert again.structured_content["result"] == "20"  # namespace kept for this session
+
+    asyncio.run(main())
+
+
+def test_stdout_carries_only_protocol() -> None:
+    """Logs go to stderr: every line the server writes on stdout is a JSON-RPC message."""
+    import subprocess
+
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_scene_nodes", "arguments": {}}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "get_node", "arguments": {"node_id": "nope"}}},
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "slicer_mcp", "-v", "serve", "--headless"],
+        input="".join(json.dumps(m) + "\n" for m in messages),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    replies = [json.loads(line) for line in lines]  # fails on any stray print
+    assert all(r.get("jsonrpc") == "2.0" for r in replies)
+    assert {r.get("id") for r in replies} >= {1, 2, 3}
+    assert "DEBUG" in proc.stderr or "INFO" in proc.stderr  # the logs went to stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
