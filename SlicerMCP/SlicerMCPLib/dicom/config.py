@@ -1,8 +1,16 @@
-"""DICOM part of the config, in the dicom-mcp shape (`nodes`, `current_node`, `calling_aet`)."""
+"""DICOM part of the config, in the dicom-mcp shape (`nodes`, `current_node`, `calling_aet`).
+
+A dicom-mcp node (`host`, `port`, `ae_title`, `description`) loads unchanged; the other
+fields are optional extensions (DICOMweb root, forced retrieve method, timeouts).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RetrieveMethod = Literal["dicomweb", "c-get", "c-move"]
 
 
 class DicomNode(BaseModel):
@@ -10,12 +18,31 @@ class DicomNode(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str
+    host: str = Field(min_length=1)
     port: int = Field(ge=1, le=65535)
     ae_title: str = Field(min_length=1, max_length=16)
     description: str = ""
-    dicomweb_url: str | None = Field(default=None, description="DICOMweb root, e.g. http://host:8042/dicom-web")
-    retrieve_method: str | None = Field(default=None, description="force dicomweb, c-get or c-move")
+    dicomweb_url: str | None = Field(
+        default=None, description="DICOMweb root, e.g. http://host:8042/dicom-web"
+    )
+    retrieve_method: RetrieveMethod | None = Field(
+        default=None, description="force dicomweb, c-get or c-move (default: the best the node offers)"
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="network, ACSE and DIMSE timeout in seconds")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title_chars(cls, value: str) -> str:
+        if value != value.strip() or "\\" in value or not value.isprintable():
+            raise ValueError("an AE title is printable text without backslash or surrounding spaces")
+        return value
+
+    @field_validator("dicomweb_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("dicomweb_url must start with http:// or https://")
+        return value.rstrip("/") if value else value
 
 
 class StorageScpSettings(BaseModel):

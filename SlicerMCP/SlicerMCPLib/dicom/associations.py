@@ -1,0 +1,156 @@
+"""The one place that opens DICOM associations and turns their failures into error codes.
+
+Every DIMSE operation of the package (C-ECHO, C-FIND, C-GET, C-MOVE, C-STORE) goes through
+`open_association`, so timeouts, the calling AE and the mapping of a refused or unreachable
+peer to DICOM_NODE_UNREACHABLE / DICOM_ASSOCIATION_REJECTED live here only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, Association
+from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.status import STATUS_FAILURE, STATUS_WARNING, code_to_category
+
+from ..errors import ErrorCode, SlicerMCPError
+from .config import DicomNode
+from .models import EchoResult
+
+log = logging.getLogger(__name__)
+
+# Uncompressed transfer syntaxes we can always decode with numpy alone.
+UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]
+MAX_CONTEXTS = 128
+
+
+def node_label(node: DicomNode, name: str | None = None) -> str:
+    """How a node appears in messages: config name and address, never patient data."""
+    return f"{name + ' ' if name else ''}({node.ae_title}@{node.host}:{node.port})"
+
+
+@contextmanager
+def open_association(
+    node: DicomNode,
+    calling_aet: str,
+    contexts: Sequence[PresentationContext],
+    *,
+    node_name: str | None = None,
+    ext_neg: list[Any] | None = None,
+    evt_handlers: list[tuple[Any, Any]] | None = None,
+) -> Iterator[Association]:
+    """An established association with `node`, released (or aborted on error) on exit.
+
+    Raises DICOM_NODE_UNREACHABLE when nothing answers (connection refused, timeout) and
+    DICOM_ASSOCIATION_REJECTED when the peer refuses us (wrong called or calling AE, no
+    acceptable presentation context).
+    """
+    if len(contexts) > MAX_CONTEXTS:
+        raise SlicerMCPError(
+            f"too many presentation contexts ({len(contexts)} > {MAX_CONTEXTS}); send fewer kinds of objects at once",
+            code=ErrorCode.INVALID_PARAMETER,
+        )
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = node.timeout_s
+    ae.connection_timeout = min(node.timeout_s, 10.0)
+    ae.requested_contexts = list(contexts)
+    label = node_label(node, node_name)
+    assoc = ae.associate(
+        node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=evt_handlers or []
+    )
+    if not assoc.is_established:
+        _raise_for_failed(assoc, node, label)
+    ok = False
+    try:
+        yield assoc
+        ok = True
+    finally:
+        if assoc.is_established:
+            if ok:
+                assoc.release()
+            else:
+                assoc.abort()
+        ae.shutdown()
+
+
+def _raise_for_failed(assoc: Association, node: DicomNode, label: str) -> None:
+    details: dict[str, Any] = {"host": node.host, "port": node.port, "called_aet": node.ae_title}
+    reply = assoc.acceptor.primitive
+    if assoc.is_rejected and reply is not None:
+        details.update(result=reply.result_str, source=reply.source_str, reason=reply.reason_str)
+        raise SlicerMCPError(
+            f"the DICOM node {label} rejected the association: {reply.reason_str}. Check that the node's "
+            f"ae_title in the config is the peer's AE title and that the peer knows our calling AE title.",
+            code=ErrorCode.DICOM_ASSOCIATION_REJECTED,
+            details=details,
+        )
+    if reply is not None:  # the peer answered but accepted nothing we proposed, or aborted
+        details["rejected_contexts"] = [str(cx.abstract_syntax) for cx in assoc.rejected_contexts][:20]
+        raise SlicerMCPError(
+            f"the DICOM node {label} accepted none of the requested services (presentation contexts); "
+            f"it may not support this operation or these object types.",
+            code=ErrorCode.DICOM_ASSOCIATION_REJECTED,
+            details=details,
+        )
+    raise SlicerMCPError(
+        f"the DICOM node {label} did not answer. Check that it is running and that host and port in the "
+        f"config are right, then run verify_connection.",
+        code=ErrorCode.DICOM_NODE_UNREACHABLE,
+        details=details,
+    )
+
+
+def lost_association(label: str, operation: str) -> SlicerMCPError:
+    """The error for a link that died in the middle of an operation."""
+    return SlicerMCPError(
+        f"the association with {label} ended during {operation}; the node may have stopped or timed out. "
+        f"Run verify_connection and try again.",
+        code=ErrorCode.DICOM_NODE_UNREACHABLE,
+        details={"operation": operation},
+    )
+
+
+def status_of(status: Dataset | None) -> tuple[int | None, str]:
+    """(code, category) of a DIMSE status dataset; (None, 'None') when no response came."""
+    if status is None or "Status" not in status:
+        return None, "None"
+    code = int(status.Status)
+    return code, code_to_category(code)
+
+
+def is_failure_or_warning(category: str) -> bool:
+    return category in (STATUS_FAILURE, STATUS_WARNING)
+
+
+def echo(node: DicomNode, calling_aet: str, node_name: str | None = None) -> EchoResult:
+    """C-ECHO: round-trip time and the presentation contexts the peer accepted."""
+    started = time.perf_counter()
+    with open_association(node, calling_aet, [build_context(Verification)], node_name=node_name) as assoc:
+        connected = time.perf_counter()
+        status = assoc.send_c_echo()
+        code, category = status_of(status)
+        done = time.perf_counter()
+        accepted = [
+            {"abstract_syntax": str(cx.abstract_syntax), "transfer_syntax": str(cx.transfer_syntax[0])}
+            for cx in assoc.accepted_contexts
+        ]
+    if code is None:
+        raise lost_association(node_label(node, node_name), "C-ECHO")
+    return EchoResult(
+        node=node_name or "",
+        ae_title=node.ae_title,
+        host=node.host,
+        port=node.port,
+        calling_aet=calling_aet,
+        success=code == 0,
+        status=f"0x{code:04X} {category}",
+        association_ms=round((connected - started) * 1000, 2),
+        echo_ms=round((done - connected) * 1000, 2),
+        accepted_contexts=accepted,
+    )

@@ -1,0 +1,54 @@
+"""Checks on values that go into DICOM identifiers: UIDs, dates, free-text filters.
+
+A UID key must match exactly one object, so wildcards and backslashes (value multiplicity,
+which asks for a list of UIDs) are refused there; text filters may use `*` and `?` only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InvalidParameter
+
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_DATE_RANGE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
+_CODE = re.compile(r"^[A-Z0-9_ ]{0,16}$")
+
+
+def check_uid(value: str, key: str = "uid") -> str:
+    """A DICOM UID: digits and dots, no leading zeros in a component, at most 64 characters."""
+    if not isinstance(value, str) or not value or len(value) > 64 or not _UID.match(value):
+        raise InvalidParameter(
+            f"{key} must be a DICOM UID (digits and dots, at most 64 characters), got {value!r}",
+            details={"parameter": key},
+        )
+    return value
+
+
+def check_text(value: str, key: str, max_length: int = 64) -> str:
+    """A free-text matching value: wildcards * and ? allowed, no backslash or control characters."""
+    if len(value) > max_length or "\\" in value or not value.isprintable():
+        raise InvalidParameter(
+            f"{key} must be printable text of at most {max_length} characters without backslash",
+            details={"parameter": key},
+        )
+    return value
+
+
+def check_date(value: str, key: str) -> str:
+    """YYYYMMDD, or a range YYYYMMDD-YYYYMMDD with either end open."""
+    if not value or value == "-" or not _DATE_RANGE.match(value):
+        raise InvalidParameter(
+            f"{key} must be YYYYMMDD or a range like 20240101-20240131 (either end may be open), got {value!r}",
+            details={"parameter": key},
+        )
+    return value
+
+
+def check_code(value: str, key: str) -> str:
+    """A code string such as a modality (CT, MR): upper-case letters, digits, underscore."""
+    if not _CODE.match(value):
+        raise InvalidParameter(
+            f"{key} must be a code such as CT or MR, got {value!r}", details={"parameter": key}
+        )
+    return value
