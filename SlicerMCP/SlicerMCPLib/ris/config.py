@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+def default_sqlite_path() -> Path:
+    """The embedded database when `mini_ris.sqlite_path` is not set: in the user's data folder."""
+    from ..config import user_data_dir
+
+    return user_data_dir() / "mini_ris.sqlite"
+
+
+class VirtualModalitySettings(BaseModel):
+    """The virtual CR: which AE it queries the worklist as, and where its images go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ae_title: str = Field(
+        default="VIRTUALCR", min_length=1, max_length=16, description="scheduled station AE"
+    )
+    station_name: str = Field(default="VCR01", max_length=16)
+    mwl_host: str = Field(default="127.0.0.1", description="where the MWL/MPPS SCP listens")
+    pacs_node: str | None = Field(
+        default=None, description="name in `nodes` to C-STORE to (default: current_node)"
+    )
+    image_mode: Literal["simple", "sample", "auto", "ai"] = "auto"
+    ai_endpoint: str | None = Field(default=None, description="image generator URL for image_mode ai")
+    ai_api_key: str | None = Field(default=None, description="key for the generator (use ${ENV})")
 
 
 class MiniRisSettings(BaseModel):
@@ -13,13 +39,18 @@ class MiniRisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["sqlite", "mysql"] = "sqlite"
-    sqlite_path: str | None = None
+    sqlite_path: str | None = Field(default=None, description="default: <user data dir>/mini_ris.sqlite")
     host: str = "127.0.0.1"
     port: int = Field(default=3306, ge=1, le=65535)
     user: str = "ris"
-    password: str | None = None
+    password: str | None = Field(default=None, description="use ${ENV_NAME} to keep it out of the file")
     database: str = "mini_ris"
     pool_size: int = Field(default=4, ge=1, le=64)
     mwl_ae_title: str = Field(default="MINIRIS", min_length=1, max_length=16)
+    mwl_host: str = Field(default="127.0.0.1", description="the MWL/MPPS SCP listen address (loopback)")
     mwl_port: int = Field(default=11112, ge=0, le=65535)
     api_port: int = Field(default=8088, ge=0, le=65535)
+    seed_on_create: bool = Field(
+        default=True, description="fill a new database with the demo patients and orders"
+    )
+    modality: VirtualModalitySettings = Field(default_factory=VirtualModalitySettings)

@@ -1,0 +1,227 @@
+"""The two database back ends of the RIS store: SQLite (embedded default) and MySQL/MariaDB.
+
+Both hand out a `Tx`: a cursor inside one transaction, taking `?` placeholders (converted
+for PyMySQL), returning rows as dicts, committed on success and rolled back on any error.
+Driver errors become `RisDatabaseError` (unreachable, broken) or `RisConflict` (a UNIQUE
+constraint), so the store never sees driver types.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ErrorCode, SlicerMCPError
+from .config import MiniRisSettings, default_sqlite_path
+from .schema import MYSQL, SQLITE, Dialect
+
+log = logging.getLogger(__name__)
+
+
+class RisNotFound(SlicerMCPError):
+    default_code = ErrorCode.RIS_NOT_FOUND
+
+
+class RisConflict(SlicerMCPError):
+    default_code = ErrorCode.RIS_CONFLICT
+
+
+class RisDatabaseError(SlicerMCPError):
+    default_code = ErrorCode.RIS_DATABASE_ERROR
+
+
+class Tx:
+    """A cursor in one open transaction."""
+
+    def __init__(self, cursor: Any, mysql: bool):
+        self._cur = cursor
+        self._mysql = mysql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Tx:
+        if self._mysql:
+            sql = sql.replace("?", "%s")
+        self._cur.execute(sql, tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._mysql:
+            sql = sql.replace("?", "%s")
+        self._cur.executemany(sql, [tuple(r) for r in rows])
+
+    def all(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._cur.fetchall()]
+
+    def one(self) -> dict[str, Any] | None:
+        row = self._cur.fetchone()
+        return dict(row) if row is not None else None
+
+    @property
+    def lastrowid(self) -> int:
+        return int(self._cur.lastrowid)
+
+
+class Database:
+    """A back end: a dialect and transactions."""
+
+    dialect: Dialect
+    describe: str
+
+    def transaction(self) -> contextlib.AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteDatabase(Database):
+    """One short-lived connection per transaction: safe from any thread, WAL for concurrent readers."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.describe = f"sqlite:{path}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise RisDatabaseError(
+                f"cannot open the RIS database {path}: {exc}. Check mini_ris.sqlite_path and the folder's permissions.",
+                details={"backend": "sqlite", "path": str(path)},
+            ) from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        try:
+            conn = sqlite3.connect(self.path, timeout=15.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise RisDatabaseError(f"cannot open the RIS database {self.path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("BEGIN IMMEDIATE")
+            yield Tx(conn.cursor(), mysql=False)
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            raise RisConflict(f"the RIS database refused a duplicate or dangling record: {exc}") from exc
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise RisDatabaseError(
+                f"RIS database error ({self.path}): {exc}", details={"backend": "sqlite"}
+            ) from exc
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+
+class MySqlDatabase(Database):
+    """PyMySQL connections in a small pool; a broken connection is dropped, not reused."""
+
+    dialect = MYSQL
+
+    def __init__(self, settings: MiniRisSettings, connect_timeout: float = 5.0):
+        import pymysql
+
+        self._pymysql = pymysql
+        self._settings = settings
+        self._timeout = connect_timeout
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(settings.pool_size)
+        self.describe = f"mysql://{settings.user}@{settings.host}:{settings.port}/{settings.database}"
+
+    def _connect(self) -> Any:
+        s = self._settings
+        try:
+            return self._pymysql.connect(
+                host=s.host,
+                port=s.port,
+                user=s.user,
+                password=s.password or "",
+                database=s.database,
+                charset="utf8mb4",
+                autocommit=False,
+                connect_timeout=self._timeout,
+                read_timeout=30,
+                write_timeout=30,
+                cursorclass=self._pymysql.cursors.DictCursor,
+            )
+        except self._pymysql.err.MySQLError as exc:
+            raise RisDatabaseError(
+                f"cannot reach the RIS database {self.describe}: {exc.args[-1] if exc.args else exc}. "
+                "Is MariaDB/MySQL running? Check mini_ris host, port, user, password and database in the config.",
+                details={"backend": "mysql", "host": s.host, "port": s.port, "database": s.database},
+            ) from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        err = self._pymysql.err
+        if not self._slots.acquire(timeout=30):
+            raise RisDatabaseError("all RIS database connections are busy; raise mini_ris.pool_size or retry")
+        conn = None
+        try:
+            try:
+                conn = self._pool.get_nowait()
+                conn.ping(reconnect=True)
+            except queue.Empty:
+                conn = self._connect()
+            except err.MySQLError:
+                conn = self._connect()
+            healthy = True
+            try:
+                conn.begin()
+                yield Tx(conn.cursor(), mysql=True)
+                conn.commit()
+            except err.IntegrityError as exc:
+                conn.rollback()
+                raise RisConflict(
+                    f"the RIS database refused a duplicate or dangling record: {exc.args[-1]}"
+                ) from exc
+            except err.MySQLError as exc:
+                healthy = False
+                with contextlib.suppress(err.MySQLError):
+                    conn.rollback()
+                raise RisDatabaseError(
+                    f"RIS database error ({self.describe}): {exc.args[-1] if exc.args else exc}",
+                    details={"backend": "mysql"},
+                ) from exc
+            except BaseException:
+                with contextlib.suppress(err.MySQLError):
+                    conn.rollback()
+                raise
+            if healthy:
+                self._pool.put(conn)
+                conn = None
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._slots.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                return
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def open_database(settings: MiniRisSettings) -> Database:
+    if settings.backend == "mysql":
+        return MySqlDatabase(settings)
+    return SqliteDatabase(
+        Path(settings.sqlite_path).expanduser() if settings.sqlite_path else default_sqlite_path()
+    )

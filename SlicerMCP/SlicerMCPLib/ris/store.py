@@ -1,0 +1,596 @@
+"""The RIS store: one interface over SQLite or MySQL/MariaDB (see `db.py`).
+
+Every write is one transaction, so an MWL entry is never half-created; UNIQUE constraints
+(accession number per order, one active worklist entry per order, MPPS SOP Instance UID)
+decide races between concurrent writers, not application checks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from pydicom.uid import generate_uid
+
+from .config import MiniRisSettings
+from .db import Database, RisConflict, RisNotFound, Tx, open_database
+from .models import MppsRecord, MwlEntry, Order, Patient, Procedure
+from .schema import MIGRATIONS, REFERENCE_DATA, VERSION_TABLE, render
+
+log = logging.getLogger(__name__)
+
+FINAL_MPPS = ("COMPLETED", "DISCONTINUED")
+
+_ORDER_SELECT = """
+SELECT o.id AS o_id, o.accession_number, o.status AS o_status, o.priority, o.reason, o.ordered_at,
+       o.requested_procedure_id,
+       p.id AS p_id, p.mrn, p.family_name, p.given_name, p.birth_date, p.sex,
+       pr.code AS pr_code, pr.description AS pr_description, pr.modality AS pr_modality,
+       pr.body_part, pr.views, pr.image_count,
+       rp.family_name AS rp_family, rp.given_name AS rp_given
+FROM orders o
+JOIN patients p ON p.id = o.patient_id
+JOIN procedures pr ON pr.code = o.procedure_code
+LEFT JOIN providers rp ON rp.id = o.referring_provider_id
+"""
+
+_MWL_SELECT = _ORDER_SELECT.replace(
+    "SELECT o.id AS o_id,",
+    "SELECT m.id AS m_id, m.status AS m_status, m.study_instance_uid, m.sps_id, m.station_aet, m.station_name,"
+    " m.modality AS m_modality, m.sps_date, m.sps_time, m.performing_physician, o.id AS o_id,",
+).replace("FROM orders o", "FROM mwl_entries m JOIN orders o ON o.id = m.order_id")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _patient(r: dict[str, Any]) -> Patient:
+    return Patient(
+        id=r["p_id"],
+        mrn=r["mrn"],
+        family_name=r["family_name"],
+        given_name=r["given_name"],
+        birth_date=r["birth_date"],
+        sex=r["sex"],
+    )
+
+
+def _procedure(r: dict[str, Any], prefix: str = "pr_") -> Procedure:
+    return Procedure(
+        code=r[f"{prefix}code"],
+        description=r[f"{prefix}description"],
+        modality=r[f"{prefix}modality"],
+        body_part=r["body_part"],
+        views=r["views"].split(","),
+        image_count=r["image_count"],
+    )
+
+
+def _referring(r: dict[str, Any]) -> str | None:
+    return f"{r['rp_family']}^{r['rp_given']}" if r.get("rp_family") else None
+
+
+def _order(r: dict[str, Any]) -> Order:
+    return Order(
+        id=r["o_id"],
+        accession_number=r["accession_number"],
+        status=r["o_status"],
+        priority=r["priority"],
+        reason=r["reason"],
+        ordered_at=r["ordered_at"],
+        requested_procedure_id=r["requested_procedure_id"],
+        patient=_patient(r),
+        procedure=_procedure(r),
+        referring_physician=_referring(r),
+    )
+
+
+def _mwl(r: dict[str, Any]) -> MwlEntry:
+    return MwlEntry(
+        mwl_id=r["m_id"],
+        status=r["m_status"],
+        accession_number=r["accession_number"],
+        study_instance_uid=r["study_instance_uid"],
+        requested_procedure_id=r["requested_procedure_id"],
+        scheduled_procedure_step_id=r["sps_id"],
+        scheduled_station_aet=r["station_aet"],
+        scheduled_station_name=r["station_name"],
+        modality=r["m_modality"],
+        scheduled_date=r["sps_date"],
+        scheduled_time=r["sps_time"],
+        performing_physician=r["performing_physician"],
+        order_id=r["o_id"],
+        patient=_patient(r),
+        procedure=_procedure(r),
+        referring_physician=_referring(r),
+    )
+
+
+class RisStore:
+    """Patients, orders, worklist entries and MPPS records, whichever database holds them."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    @classmethod
+    def open(cls, settings: MiniRisSettings, *, migrate: bool = True) -> RisStore:
+        store = cls(open_database(settings))
+        if migrate:
+            store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    # schema -------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self.db.transaction() as tx:
+            tx.execute(render(VERSION_TABLE, self.db.dialect))
+            row = tx.execute("SELECT MAX(version) AS v FROM schema_version").one()
+        return int(row["v"] or 0) if row else 0
+
+    def migrate(self) -> int:
+        """Apply the migrations above the recorded version; returns the version now in force."""
+        current = self.schema_version()
+        for number, statements in enumerate(MIGRATIONS, start=1):
+            if number <= current:
+                continue
+            with self.db.transaction() as tx:
+                for statement in statements:
+                    tx.execute(render(statement, self.db.dialect))
+                if number == 1:
+                    for sql, rows in REFERENCE_DATA:
+                        tx.executemany(sql, rows)
+                tx.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (number, now_iso())
+                )
+            log.info("RIS schema migrated to version %d (%s)", number, self.db.describe)
+            current = number
+        return current
+
+    def is_empty(self) -> bool:
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT COUNT(*) AS n FROM patients").one()
+        return not row or int(row["n"]) == 0
+
+    # reference data and people ------------------------------------------------------------
+
+    def list_procedures(self) -> list[Procedure]:
+        with self.db.transaction() as tx:
+            rows = tx.execute(
+                "SELECT code AS pr_code, description AS pr_description, modality AS pr_modality, body_part, views,"
+                " image_count FROM procedures ORDER BY code"
+            ).all()
+        return [_procedure(r) for r in rows]
+
+    def add_patient(
+        self,
+        mrn: str,
+        family_name: str,
+        given_name: str,
+        birth_date: str | None = None,
+        sex: str | None = None,
+    ) -> Patient:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO patients (mrn, family_name, given_name, birth_date, sex, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (mrn, family_name, given_name, birth_date, sex, now_iso()),
+            )
+            pid = tx.lastrowid
+        return Patient(
+            id=pid, mrn=mrn, family_name=family_name, given_name=given_name, birth_date=birth_date, sex=sex
+        )
+
+    def add_provider(self, family_name: str, given_name: str, role: str) -> int:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO providers (family_name, given_name, role) VALUES (?, ?, ?)",
+                (family_name, given_name, role),
+            )
+            return tx.lastrowid
+
+    def add_encounter(self, patient_id: int, encounter_class: str, location: str | None = None) -> int:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO encounters (patient_id, encounter_class, location, started_at) VALUES (?, ?, ?, ?)",
+                (patient_id, encounter_class, location, now_iso()),
+            )
+            return tx.lastrowid
+
+    def list_patients(
+        self, mrn: str | None = None, name: str | None = None, limit: int = 100
+    ) -> list[Patient]:
+        """Exact MRN, or a name fragment matched against family or given name (case-insensitive)."""
+        sql = "SELECT id AS p_id, mrn, family_name, given_name, birth_date, sex FROM patients WHERE 1=1"
+        params: list[Any] = []
+        if mrn:
+            sql += " AND mrn = ?"
+            params.append(mrn)
+        if name:
+            sql += " AND (LOWER(family_name) LIKE ? OR LOWER(given_name) LIKE ?)"
+            fragment = f"%{name.lower()}%"
+            params += [fragment, fragment]
+        sql += " ORDER BY family_name, given_name, id LIMIT ?"
+        params.append(limit)
+        with self.db.transaction() as tx:
+            return [_patient(r) for r in tx.execute(sql, params).all()]
+
+    # orders -------------------------------------------------------------------------------
+
+    def create_order(
+        self,
+        patient_mrn: str,
+        procedure_code: str,
+        *,
+        priority: str = "ROUTINE",
+        reason: str | None = None,
+        referring_provider_id: int | None = None,
+        encounter_id: int | None = None,
+        accession_number: str | None = None,
+    ) -> Order:
+        """A new order with a unique accession number (generated unless given)."""
+        given = accession_number is not None
+        for _attempt in range(5):
+            accession = accession_number or f"A{datetime.now(UTC):%y%m%d}{secrets.randbelow(10**8):08d}"
+            try:
+                with self.db.transaction() as tx:
+                    patient = tx.execute("SELECT id FROM patients WHERE mrn = ?", (patient_mrn,)).one()
+                    if patient is None:
+                        raise RisNotFound(
+                            f"no patient with MRN {patient_mrn!r}; list_mini_ris_patients shows the known ones",
+                            details={"mrn": patient_mrn},
+                        )
+                    proc = tx.execute("SELECT code FROM procedures WHERE code = ?", (procedure_code,)).one()
+                    if proc is None:
+                        raise RisNotFound(
+                            f"unknown procedure code {procedure_code!r}",
+                            details={
+                                "procedure_code": procedure_code,
+                                "known": [p[0] for p in REFERENCE_DATA[2][1]],
+                            },
+                        )
+                    tx.execute(
+                        "INSERT INTO orders (accession_number, patient_id, encounter_id, procedure_code,"
+                        " referring_provider_id, priority, reason, status, requested_procedure_id, ordered_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'ORDERED', ?, ?)",
+                        (
+                            accession,
+                            patient["id"],
+                            encounter_id,
+                            procedure_code,
+                            referring_provider_id,
+                            priority,
+                            reason,
+                            accession,
+                            now_iso(),
+                        ),
+                    )
+                    order_id = tx.lastrowid
+            except RisConflict as exc:
+                if given:
+                    raise RisConflict(
+                        f"accession number {accession!r} is already used by another order; "
+                        "leave it out to get a new one",
+                        details={"accession_number": accession},
+                    ) from exc
+                continue
+            log.info("order %d created (accession %s)", order_id, accession)
+            return self.get_order(order_id)
+        raise RisConflict("could not generate a unique accession number; retry")
+
+    def get_order(self, order_id: int) -> Order:
+        with self.db.transaction() as tx:
+            row = tx.execute(_ORDER_SELECT + " WHERE o.id = ?", (order_id,)).one()
+        if row is None:
+            raise RisNotFound(
+                f"no order with id {order_id}; list_orders shows them", details={"order_id": order_id}
+            )
+        return _order(row)
+
+    def list_orders(
+        self,
+        status: str | None = None,
+        patient_mrn: str | None = None,
+        accession_number: str | None = None,
+        limit: int = 100,
+    ) -> list[Order]:
+        sql = _ORDER_SELECT + " WHERE 1=1"
+        params: list[Any] = []
+        for column, value in (
+            ("o.status", status),
+            ("p.mrn", patient_mrn),
+            ("o.accession_number", accession_number),
+        ):
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += " ORDER BY o.id DESC LIMIT ?"
+        params.append(limit)
+        with self.db.transaction() as tx:
+            return [_order(r) for r in tx.execute(sql, params).all()]
+
+    # worklist -----------------------------------------------------------------------------
+
+    def create_mwl(
+        self,
+        order_id: int,
+        station_aet: str,
+        scheduled: datetime,
+        *,
+        station_name: str | None = None,
+        performing_physician: str | None = None,
+    ) -> MwlEntry:
+        """Schedule the order: one worklist entry with a new Study Instance UID, all or nothing."""
+        stamp = now_iso()
+        try:
+            with self.db.transaction() as tx:
+                order = tx.execute(
+                    "SELECT o.status, pr.modality FROM orders o JOIN procedures pr ON pr.code = o.procedure_code"
+                    " WHERE o.id = ?",
+                    (order_id,),
+                ).one()
+                if order is None:
+                    raise RisNotFound(
+                        f"no order with id {order_id}; list_orders shows them", details={"order_id": order_id}
+                    )
+                if order["status"] not in ("ORDERED", "CANCELLED"):
+                    raise RisConflict(
+                        f"order {order_id} is already {order['status']}; it has a worklist entry "
+                        "(list_worklist shows it, cancel_mwl frees the order)",
+                        details={"order_id": order_id, "status": order["status"]},
+                    )
+                tx.execute(
+                    "INSERT INTO mwl_entries (order_id, active_order_id, study_instance_uid, sps_id, station_aet,"
+                    " station_name, modality, sps_date, sps_time, performing_physician, status, created_at, updated_at)"
+                    " VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?, 'SCHEDULED', ?, ?)",
+                    (
+                        order_id,
+                        order_id,
+                        generate_uid(),
+                        station_aet,
+                        station_name,
+                        order["modality"],
+                        scheduled.strftime("%Y%m%d"),
+                        scheduled.strftime("%H%M%S"),
+                        performing_physician,
+                        stamp,
+                        stamp,
+                    ),
+                )
+                mwl_id = tx.lastrowid
+                tx.execute("UPDATE mwl_entries SET sps_id = ? WHERE id = ?", (f"SPS{mwl_id}", mwl_id))
+                tx.execute("UPDATE orders SET status = 'SCHEDULED' WHERE id = ?", (order_id,))
+        except RisConflict as exc:
+            if exc.details.get("order_id") == order_id:
+                raise
+            raise RisConflict(
+                f"order {order_id} already has an active worklist entry; list_worklist shows it",
+                details={"order_id": order_id},
+            ) from exc
+        log.info("MWL entry %d scheduled for order %d on %s", mwl_id, order_id, station_aet)
+        return self.get_mwl(mwl_id)
+
+    def get_mwl(self, mwl_id: int) -> MwlEntry:
+        rows = self.worklist_rows("m.id = ?", [mwl_id])
+        if not rows:
+            raise RisNotFound(
+                f"no worklist entry {mwl_id}; list_worklist shows them", details={"mwl_id": mwl_id}
+            )
+        return rows[0]
+
+    def worklist_rows(
+        self, where: str = "1=1", params: list[Any] | None = None, limit: int | None = None
+    ) -> list[MwlEntry]:
+        """Worklist entries joined with order, patient and procedure; `where` is a fixed SQL
+        fragment with `?` placeholders (never user text)."""
+        sql = _MWL_SELECT + f" WHERE {where} ORDER BY m.sps_date, m.sps_time, m.id"
+        params = list(params or [])
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self.db.transaction() as tx:
+            return [_mwl(r) for r in tx.execute(sql, params).all()]
+
+    def list_worklist(
+        self,
+        status: str | None = None,
+        date: str | None = None,
+        station_aet: str | None = None,
+        accession_number: str | None = None,
+        limit: int = 200,
+    ) -> list[MwlEntry]:
+        clauses, params = ["1=1"], []
+        for column, value in (
+            ("m.status", status),
+            ("m.sps_date", date),
+            ("m.station_aet", station_aet),
+            ("o.accession_number", accession_number),
+        ):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return self.worklist_rows(" AND ".join(clauses), params, limit)
+
+    def cancel_mwl(self, mwl_id: int) -> MwlEntry:
+        """Take a scheduled entry off the worklist; the order can be scheduled again."""
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT status, order_id FROM mwl_entries WHERE id = ?", (mwl_id,)).one()
+            if row is None:
+                raise RisNotFound(
+                    f"no worklist entry {mwl_id}; list_worklist shows them", details={"mwl_id": mwl_id}
+                )
+            if row["status"] != "SCHEDULED":
+                raise RisConflict(
+                    f"worklist entry {mwl_id} is {row['status']}; only SCHEDULED entries can be cancelled "
+                    "(a started step ends with MPPS DISCONTINUED)",
+                    details={"mwl_id": mwl_id, "status": row["status"]},
+                )
+            tx.execute(
+                "UPDATE mwl_entries SET status = 'CANCELLED', active_order_id = NULL, updated_at = ? WHERE id = ?",
+                (now_iso(), mwl_id),
+            )
+            tx.execute("UPDATE orders SET status = 'CANCELLED' WHERE id = ?", (row["order_id"],))
+        return self.get_mwl(mwl_id)
+
+    # MPPS ---------------------------------------------------------------------------------
+
+    def mpps_create(
+        self,
+        sop_instance_uid: str,
+        *,
+        study_instance_uid: str | None,
+        accession_number: str | None,
+        sps_id: str | None,
+        station_aet: str | None,
+        modality: str | None,
+        start_date: str | None,
+        start_time: str | None,
+        series: list[dict[str, Any]] | None = None,
+    ) -> MppsRecord:
+        """Record a new step IN PROGRESS; links it to the worklist entry it performs, if known."""
+        stamp = now_iso()
+        with self.db.transaction() as tx:
+            mwl = self._find_mwl(tx, study_instance_uid, accession_number, sps_id)
+            tx.execute(
+                "INSERT INTO mpps (sop_instance_uid, mwl_id, status, station_aet, modality, study_instance_uid,"
+                " start_date, start_time, series_json, created_at, updated_at)"
+                " VALUES (?, ?, 'IN PROGRESS', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sop_instance_uid,
+                    mwl["id"] if mwl else None,
+                    station_aet,
+                    modality,
+                    study_instance_uid,
+                    start_date,
+                    start_time,
+                    json.dumps(series or []),
+                    stamp,
+                    stamp,
+                ),
+            )
+            self._history(tx, sop_instance_uid, "IN PROGRESS", "N-CREATE")
+            if mwl and mwl["status"] == "SCHEDULED":
+                self._set_step_status(tx, mwl["id"], mwl["order_id"], "IN_PROGRESS")
+        return self.get_mpps(sop_instance_uid)
+
+    def mpps_set(
+        self,
+        sop_instance_uid: str,
+        status: str | None,
+        *,
+        end_date: str | None = None,
+        end_time: str | None = None,
+        series: list[dict[str, Any]] | None = None,
+    ) -> MppsRecord:
+        """Update a step that is still IN PROGRESS; a final step (COMPLETED, DISCONTINUED) is frozen."""
+        with self.db.transaction() as tx:
+            row = tx.execute(
+                "SELECT m.status, m.mwl_id, w.order_id FROM mpps m LEFT JOIN mwl_entries w ON w.id = m.mwl_id"
+                " WHERE m.sop_instance_uid = ?",
+                (sop_instance_uid,),
+            ).one()
+            if row is None:
+                raise RisNotFound(
+                    f"no MPPS instance {sop_instance_uid}", details={"sop_instance_uid": sop_instance_uid}
+                )
+            if row["status"] in FINAL_MPPS:
+                raise RisConflict(
+                    f"MPPS {sop_instance_uid} is already {row['status']} and may no longer be updated",
+                    details={"sop_instance_uid": sop_instance_uid, "status": row["status"]},
+                )
+            new_status = status or row["status"]
+            sets, params = ["status = ?", "updated_at = ?"], [new_status, now_iso()]
+            for column, value in (("end_date", end_date), ("end_time", end_time)):
+                if value is not None:
+                    sets.append(f"{column} = ?")
+                    params.append(value)
+            if series is not None:
+                sets.append("series_json = ?")
+                params.append(json.dumps(series))
+            tx.execute(
+                f"UPDATE mpps SET {', '.join(sets)} WHERE sop_instance_uid = ?", [*params, sop_instance_uid]
+            )
+            if new_status != row["status"]:
+                self._history(tx, sop_instance_uid, new_status, "N-SET")
+                if row["mwl_id"] is not None:
+                    self._set_step_status(tx, row["mwl_id"], row["order_id"], new_status.replace(" ", "_"))
+        return self.get_mpps(sop_instance_uid)
+
+    def get_mpps(self, sop_instance_uid: str) -> MppsRecord:
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT * FROM mpps WHERE sop_instance_uid = ?", (sop_instance_uid,)).one()
+            if row is None:
+                raise RisNotFound(
+                    f"no MPPS instance {sop_instance_uid}", details={"sop_instance_uid": sop_instance_uid}
+                )
+            history = tx.execute(
+                "SELECT status, changed_at, note FROM mpps_history WHERE sop_instance_uid = ? ORDER BY id",
+                (sop_instance_uid,),
+            ).all()
+        return _mpps(row, history)
+
+    def mpps_for_mwl(self, mwl_id: int) -> list[MppsRecord]:
+        with self.db.transaction() as tx:
+            uids = [
+                r["sop_instance_uid"]
+                for r in tx.execute(
+                    "SELECT sop_instance_uid FROM mpps WHERE mwl_id = ? ORDER BY created_at", (mwl_id,)
+                ).all()
+            ]
+        return [self.get_mpps(uid) for uid in uids]
+
+    @staticmethod
+    def _find_mwl(
+        tx: Tx, study_uid: str | None, accession: str | None, sps_id: str | None
+    ) -> dict[str, Any] | None:
+        if study_uid:
+            sql = (
+                "SELECT m.id, m.status, m.order_id, m.sps_id, o.accession_number FROM mwl_entries m"
+                " JOIN orders o ON o.id = m.order_id WHERE m.study_instance_uid = ?"
+            )
+            row = tx.execute(sql, (study_uid,)).one()
+            if (
+                row
+                and (not sps_id or row["sps_id"] == sps_id)
+                and (not accession or row["accession_number"] == accession)
+            ):
+                return row
+        return None
+
+    @staticmethod
+    def _history(tx: Tx, uid: str, status: str, note: str) -> None:
+        tx.execute(
+            "INSERT INTO mpps_history (sop_instance_uid, status, changed_at, note) VALUES (?, ?, ?, ?)",
+            (uid, status, now_iso(), note),
+        )
+
+    @staticmethod
+    def _set_step_status(tx: Tx, mwl_id: int, order_id: int, status: str) -> None:
+        tx.execute(
+            "UPDATE mwl_entries SET status = ?, updated_at = ? WHERE id = ?", (status, now_iso(), mwl_id)
+        )
+        tx.execute("UPDATE orders SET status = ? WHERE id = ?", (status, order_id))
+
+
+def _mpps(row: dict[str, Any], history: list[dict[str, Any]]) -> MppsRecord:
+    def stamp(d: str | None, t: str | None) -> str | None:
+        return f"{d} {t or ''}".strip() if d else None
+
+    return MppsRecord(
+        sop_instance_uid=row["sop_instance_uid"],
+        status=row["status"],
+        mwl_id=row["mwl_id"],
+        station_aet=row["station_aet"],
+        modality=row["modality"],
+        study_instance_uid=row["study_instance_uid"],
+        start=stamp(row["start_date"], row["start_time"]),
+        end=stamp(row["end_date"], row["end_time"]),
+        series=json.loads(row["series_json"] or "[]"),
+        history=[{"status": h["status"], "at": h["changed_at"], "note": h["note"]} for h in history],
+    )
