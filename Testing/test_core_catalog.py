@@ -1,0 +1,76 @@
+"""The catalog as a client sees it: every tool documented, typed and honestly annotated."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from mcp import Client
+
+from SlicerMCPLib.errors import ErrorCode
+
+
+def list_tools(server):
+    async def main():
+        async with Client(server) as client:
+            return (await client.list_tools()).tools
+
+    return asyncio.run(main())
+
+
+def test_every_tool_is_documented_and_annotated(mcp_server) -> None:
+    tools = list_tools(mcp_server)
+    assert len(tools) >= 10
+    for tool in tools:
+        assert tool.description and len(tool.description) > 30, f"{tool.name}: the AI needs a description"
+        ann = tool.annotations
+        assert ann is not None, f"{tool.name}: no annotations"
+        for hint in ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint"):
+            assert getattr(ann, hint) is not None, f"{tool.name}: {hint} not set"
+        if ann.read_only_hint:
+            assert not ann.destructive_hint, f"{tool.name}: read-only tools are not destructive"
+        for pname, schema in tool.input_schema.get("properties", {}).items():
+            assert schema.get("description"), f"{tool.name}.{pname}: parameter has no description"
+
+
+def test_structured_output_is_declared(mcp_server) -> None:
+    for tool in list_tools(mcp_server):
+        assert tool.output_schema is not None, f"{tool.name}: no output schema (structured output)"
+
+
+def test_gated_tools_say_how_to_enable_them(mcp_server) -> None:
+    async def main():
+        async with Client(mcp_server) as client:
+            return await client.call_tool("execute_python", {"code": "print(1)"})
+
+    result = asyncio.run(main())
+    body = json.loads(result.content[0].text)["error"]
+    assert result.is_error and body["code"] == ErrorCode.OPERATION_DISABLED
+    assert "SLICER_MCP_ALLOW_EXECUTE_PYTHON" in body["message"]
+    assert body["details"]["config_key"] == "allow.execute_python"
+
+
+def test_bad_arguments_are_invalid_parameter(mcp_server) -> None:
+    async def main():
+        async with Client(mcp_server) as client:
+            return [
+                await client.call_tool("list_scene_nodes", {"limit": 0}),
+                await client.call_tool("capture_screenshot", {"view_type": "oblique"}),
+                await client.call_tool("set_layout", {"layout": "NoSuchLayout"}),
+                await client.call_tool("no_such_tool", {}),
+            ]
+
+    for result in asyncio.run(main()):
+        assert result.is_error
+        assert json.loads(result.content[0].text)["error"]["code"] == "INVALID_PARAMETER"
+
+
+def test_calls_are_logged_without_arguments(mcp_server) -> None:
+    async def main():
+        async with Client(mcp_server) as client:
+            await client.call_tool("list_scene_nodes", {"name": "Patient^Secret"})
+
+    asyncio.run(main())
+    record = mcp_server.services.call_log.recent(1)[0]
+    assert record.tool == "list_scene_nodes" and record.ok
+    assert "Secret" not in repr(record)
