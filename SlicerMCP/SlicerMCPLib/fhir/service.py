@@ -1,0 +1,122 @@
+"""FhirService: the configured FHIR servers, which one is current, and one client per server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
+from .client import FhirClient
+from .config import FhirServer
+from .models import FhirCapability, FhirServerInfo, FhirServerList, FhirSwitchResult
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..services import Services
+
+
+class FhirService:
+    """Holds `fhir_servers` / `current_fhir` from the config; clients are made on first use."""
+
+    def __init__(self, servers: dict[str, FhirServer], current: str | None = None):
+        self.servers = dict(servers)
+        self.current = current or (next(iter(self.servers)) if len(self.servers) == 1 else None)
+        self._clients: dict[str, FhirClient] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Config) -> FhirService:
+        return cls(config.fhir_servers, config.current_fhir)
+
+    def _name(self, name: str | None) -> str:
+        if not self.servers:
+            raise ConfigError(
+                "no FHIR server is configured; add one under fhir_servers in the config YAML "
+                "(url, and bearer_token: ${ENV_NAME} for secrets) and set current_fhir",
+                details={"config_key": "fhir_servers"},
+            )
+        chosen = name or self.current
+        if chosen is None:
+            raise InvalidParameter(
+                f"no current FHIR server; call switch_fhir_server with one of {sorted(self.servers)}",
+                details={"servers": sorted(self.servers)},
+            )
+        if chosen not in self.servers:
+            raise InvalidParameter(
+                f"unknown FHIR server {chosen!r}; configured: {sorted(self.servers)}",
+                details={"servers": sorted(self.servers)},
+            )
+        return chosen
+
+    def client(self, name: str | None = None) -> FhirClient:
+        """The client of server `name` (default: the current one)."""
+        chosen = self._name(name)
+        with self._lock:
+            if chosen not in self._clients:
+                self._clients[chosen] = FhirClient(chosen, self.servers[chosen])
+            return self._clients[chosen]
+
+    def listing(self) -> FhirServerList:
+        return FhirServerList(
+            current=self.current,
+            servers=[
+                FhirServerInfo(
+                    name=name,
+                    url=s.url,
+                    description=s.description,
+                    auth=s.auth_kind,
+                    current=name == self.current,
+                )
+                for name, s in self.servers.items()
+            ],
+        )
+
+    def switch(self, name: str) -> FhirSwitchResult:
+        chosen = self._name(name)
+        previous, self.current = self.current, chosen
+        return FhirSwitchResult(previous=previous, current=chosen, url=self.servers[chosen].url)
+
+    def capability(self, name: str | None = None) -> FhirCapability:
+        """Read /metadata: the FHIR version, the software and the resource types it serves."""
+        client = self.client(name)
+        t0 = time.perf_counter()
+        body = client.request("GET", "metadata").body
+        elapsed = (time.perf_counter() - t0) * 1000
+        if body.get("resourceType") != "CapabilityStatement":
+            raise SlicerMCPError(
+                f"{client.base_url}/metadata answered with a {body.get('resourceType')}, not a CapabilityStatement; "
+                "check that the url is a FHIR base",
+                code=ErrorCode.FHIR_HTTP_ERROR,
+                details={"server": client.name},
+            )
+        software = body.get("software") or {}
+        resources = sorted(
+            {
+                str(r.get("type"))
+                for rest in body.get("rest") or []
+                for r in rest.get("resource") or []
+                if r.get("type")
+            }
+        )
+        return FhirCapability(
+            server=client.name,
+            url=client.base_url,
+            fhir_version=body.get("fhirVersion"),
+            software_name=software.get("name"),
+            software_version=software.get("version"),
+            implementation=(body.get("implementation") or {}).get("description"),
+            resources=resources,
+            response_ms=round(elapsed, 1),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
+def fhir_service(services: Services) -> FhirService:
+    """The FHIR service of this server, created on first use."""
+    return services.get_or_create("fhir", lambda s: FhirService.from_config(s.config))
