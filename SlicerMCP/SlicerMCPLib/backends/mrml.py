@@ -1,0 +1,240 @@
+"""`MrmlBackend`: the scene tools on a real vtkMRMLScene, headless or inside Slicer.
+
+Every MRML/VTK call runs on the main thread through `gateway.acall(fn, timeout)`; the
+helpers in mrml_nodes / mrml_io / mrml_measure and SlicerMCPLib.rendering are plain
+functions that assume they already are on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import InvalidParameter
+from ..gateway import MainThreadGateway
+from ..models import (
+    LAYOUT_NAMES,
+    ClearResult,
+    GuiMode,
+    LayoutResult,
+    LoadedNodes,
+    LookFromAxis,
+    NodeDetails,
+    NodeList,
+    NodeSummary,
+    PythonResult,
+    SceneStatus,
+    ScreenshotInfo,
+    ViewType,
+    VolumeMeasurement,
+)
+from ..python_exec import Namespaces, run_code
+from . import mrml_io, mrml_measure, mrml_nodes
+from .base import SceneBackend, Screenshot, VolumeArray
+from .mrml_app import SceneApp, layout_id
+
+log = logging.getLogger(__name__)
+
+
+class MrmlBackend(SceneBackend):
+    """The scene operations on `app.scene`; `app` is a HeadlessApp or a SlicerGuiApp."""
+
+    def __init__(self, gateway: MainThreadGateway, config: Config, app: SceneApp):
+        self.gateway = gateway
+        self.config = config
+        self.app = app
+        self.kind = app.kind
+        self._renderer: Any = None
+        self._namespaces = Namespaces()
+
+    @property
+    def scene(self) -> Any:
+        return self.app.scene
+
+    async def _scene_call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        return await self.gateway.acall(fn, timeout or self.config.timeouts.scene_s)
+
+    # -- reading ---------------------------------------------------------------------------------
+    async def status(self) -> SceneStatus:
+        def run() -> SceneStatus:
+            scene = self.scene
+            volumes = scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode")
+            segmentations = scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+            notes = []
+            rendering_3d = None
+            if not self.app.gui:
+                from ..rendering import offscreen_available
+
+                rendering_3d, why = offscreen_available()
+                if not rendering_3d:
+                    notes.append(why)
+                notes.append("headless scene: no GUI; screenshots are off-screen renders")
+            return SceneStatus(
+                backend=self.kind,
+                slicer_version=self.app.version,
+                node_count=scene.GetNumberOfNodes(),
+                volume_count=volumes,
+                segmentation_count=segmentations,
+                gui=self.app.gui,
+                rendering_3d=rendering_3d,
+                notes=notes,
+            )
+
+        return await self._scene_call(run)
+
+    async def list_nodes(self, class_name: str | None, name: str | None, offset: int, limit: int) -> NodeList:
+        if offset < 0 or limit < 1:
+            raise InvalidParameter(
+                "offset must be >= 0 and limit >= 1", details={"offset": offset, "limit": limit}
+            )
+        return await self._scene_call(
+            lambda: mrml_nodes.list_nodes(self.scene, class_name, name, offset, limit)
+        )
+
+    async def get_node(self, node_id: str) -> NodeDetails:
+        return await self._scene_call(lambda: mrml_nodes.details(self.scene, node_id))
+
+    async def measure_volume(self, node_id: str, segment: str | None) -> VolumeMeasurement:
+        return await self._scene_call(lambda: mrml_measure.measure(self.scene, node_id, segment))
+
+    async def capture_screenshot(
+        self,
+        view_type: ViewType,
+        scroll_position: float | None,
+        look_from_axis: LookFromAxis | None,
+        size: int | None,
+    ) -> Screenshot:
+        if view_type not in ("axial", "sagittal", "coronal", "3d", "full"):
+            raise InvalidParameter(
+                f"unknown view_type {view_type!r}; use axial, sagittal, coronal, 3d or full",
+                details={"view_type": view_type},
+            )
+        if scroll_position is not None and not 0.0 <= scroll_position <= 1.0:
+            raise InvalidParameter(
+                f"scroll_position must be between 0 and 1, got {scroll_position}",
+                details={"scroll_position": scroll_position},
+            )
+        if size is not None and not 16 <= size <= 4096:
+            raise InvalidParameter(
+                f"size must be between 16 and 4096 pixels, got {size}", details={"size": size}
+            )
+
+        def run() -> Screenshot:
+            if self.app.gui:
+                png, width, height = self.app.grab_view(view_type, scroll_position, size)  # type: ignore[attr-defined]
+                info = ScreenshotInfo(
+                    view_type=view_type,
+                    width=width,
+                    height=height,
+                    scroll_position=scroll_position,
+                    renderer="slicer",
+                )
+                return Screenshot(png=png, info=info)
+            return self._headless_renderer().capture(view_type, scroll_position, look_from_axis, size)
+
+        return await self._scene_call(run, self.config.timeouts.screenshot_s)
+
+    def _headless_renderer(self) -> Any:
+        if self._renderer is None:
+            from ..rendering import SceneRenderer
+
+            self._renderer = SceneRenderer(self.app)
+        return self._renderer
+
+    # -- changing --------------------------------------------------------------------------------
+    async def load_volume(self, path: Path, labelmap: bool, name: str | None) -> LoadedNodes:
+        return await self._load(path, labelmap, name, str(path))
+
+    async def load_sample_data(self, name: str, fetch_local: Callable[[], Awaitable[Path]]) -> LoadedNodes:
+        path = await fetch_local()
+        return await self._load(path, False, name, name)
+
+    async def _load(self, path: Path, labelmap: bool, name: str | None, source: str) -> LoadedNodes:
+        def run() -> LoadedNodes:
+            nodes = mrml_io.load_file(self.app, path, labelmap, name)
+            return LoadedNodes(nodes=[mrml_nodes.summary(n) for n in nodes], source=source)
+
+        return await self._scene_call(run, self.config.timeouts.load_s)
+
+    async def set_layout(self, layout: str, gui_mode: GuiMode | None) -> LayoutResult:
+        if layout not in LAYOUT_NAMES:
+            raise InvalidParameter(
+                f"unknown layout {layout!r}; use one of {', '.join(LAYOUT_NAMES)}",
+                details={"layout": layout, "layouts": list(LAYOUT_NAMES)},
+            )
+        if gui_mode is not None and gui_mode not in ("full", "viewers"):
+            raise InvalidParameter(
+                f"gui_mode must be full or viewers, got {gui_mode!r}", details={"gui_mode": gui_mode}
+            )
+
+        def run() -> LayoutResult:
+            if self.app.gui:
+                notes = self.app.set_layout(layout, gui_mode)  # type: ignore[attr-defined]
+                return LayoutResult(layout=layout, gui_mode=gui_mode, applied=True, notes=notes)
+            import slicer
+
+            self.app.layout_node.SetViewArrangement(layout_id(slicer, layout))
+            notes = [
+                f"headless scene: layout {layout} is recorded in the layout node (capture_screenshot "
+                "view_type=full composes its views), but no window shows it"
+            ]
+            if gui_mode is not None:
+                notes.append(
+                    f"headless scene: gui_mode={gui_mode} has no effect, there is no application window"
+                )
+            return LayoutResult(layout=layout, gui_mode=gui_mode, applied=False, notes=notes)
+
+        return await self._scene_call(run)
+
+    async def execute_python(self, code: str, session_key: str, timeout_s: float) -> PythonResult:
+        def run() -> PythonResult:
+            namespace = self._namespaces.get(session_key)
+            if "scene" not in namespace:
+                namespace.update(self._python_seed())
+            return run_code(code, namespace)
+
+        return await self.gateway.acall(run, timeout_s)
+
+    def _python_seed(self) -> dict[str, Any]:
+        import numpy as np
+        import slicer
+        import vtk
+
+        return {
+            "slicer": slicer,
+            "vtk": vtk,
+            "np": np,
+            "scene": self.scene,
+            "mrmlScene": self.scene,
+            "app": self.app,
+        }
+
+    async def clear_scene(self) -> ClearResult:
+        return ClearResult(removed_nodes=await self._scene_call(lambda: mrml_io.clear_data(self.scene)))
+
+    async def add_volume(self, volume: VolumeArray) -> NodeSummary:
+        return await self._scene_call(
+            lambda: mrml_nodes.summary(mrml_io.add_volume(self.app, volume)), self.config.timeouts.load_s
+        )
+
+    async def export_volume(self, node_id: str) -> VolumeArray:
+        def run() -> VolumeArray:
+            node = mrml_nodes.find_node(self.scene, node_id, "vtkMRMLScalarVolumeNode", "export_volume")
+            return mrml_io.export_volume(node)
+
+        return await self._scene_call(run, self.config.timeouts.load_s)
+
+    async def close(self) -> None:
+        renderer = self._renderer
+        self._renderer = None
+        if renderer is not None:
+            try:
+                await self.gateway.acall(renderer.close, 10.0)
+            except Exception as exc:  # closing must not fail the shutdown
+                log.warning("closing the renderer failed: %s", exc)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.kind, "slicer_version": self.app.version}

@@ -1,0 +1,211 @@
+"""Getting data into and out of the scene without Qt: storage nodes, the volumes logic, numpy.
+
+Every function here runs on the main thread. A failed load removes whatever it half-made,
+so the scene looks exactly as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from .base import VolumeArray
+
+log = logging.getLogger(__name__)
+
+# vtkSlicerVolumesLogic loading options (bit flags)
+_LABELMAP = 1
+_CENTERED = 2
+_SINGLE_FILE = 4
+
+# Not data: views, cameras, colour tables and the like survive clear_scene.
+_KEEP_CLASSES = (
+    "vtkMRMLColorNode",
+    "vtkMRMLAbstractViewNode",
+    "vtkMRMLCameraNode",
+    "vtkMRMLSliceCompositeNode",
+    "vtkMRMLLayoutNode",
+    "vtkMRMLInteractionNode",
+    "vtkMRMLSelectionNode",
+    "vtkMRMLCrosshairNode",
+    "vtkMRMLSubjectHierarchyNode",
+)
+
+
+def is_segmentation_file(path: Path) -> bool:
+    return path.name.lower().endswith(".seg.nrrd")
+
+
+@contextlib.contextmanager
+def rollback_on_failure(scene: Any) -> Iterator[None]:
+    """Remove every node added inside the block if the block raises."""
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    try:
+        yield
+    except BaseException:
+        added = [
+            scene.GetNthNode(i)
+            for i in range(scene.GetNumberOfNodes())
+            if scene.GetNthNode(i).GetID() not in before
+        ]
+        for node in added:
+            scene.RemoveNode(node)
+        if added:
+            log.info("load failed: removed %d half-made nodes", len(added))
+        raise
+
+
+def _load_failed(path: Path, why: str) -> SlicerMCPError:
+    return SlicerMCPError(
+        f"could not load {path.name}: {why}. Check that the file is a readable NRRD, NIfTI or MHA "
+        "volume (or a .seg.nrrd segmentation); the scene was left unchanged.",
+        code=ErrorCode.LOAD_FAILED,
+        details={"path": str(path)},
+    )
+
+
+def load_file(app: Any, path: Path, labelmap: bool, name: str | None) -> list[Any]:
+    """Load a volume or segmentation file; returns the new data nodes."""
+    with rollback_on_failure(app.scene):
+        if is_segmentation_file(path):
+            node_name = name or path.name[: -len(".seg.nrrd")]
+            node = app.segmentations_logic.LoadSegmentationFromFile(str(path), True, node_name)
+            if node is None or node.GetSegmentation().GetNumberOfSegments() == 0:
+                raise _load_failed(path, "the segmentation reader found no segments")
+            node.CreateDefaultDisplayNodes()
+            return [node]
+        node_name = name or _stem(path)
+        options = _SINGLE_FILE | (_LABELMAP if labelmap else 0)
+        node = app.volumes_logic.AddArchetypeVolume(str(path), node_name, options)
+        if node is None or node.GetImageData() is None:
+            raise _load_failed(path, "the volume reader could not read it")
+        if name:
+            node.SetName(name)
+        _show_as_background(app, node)
+        return [node]
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _show_as_background(app: Any, node: Any) -> None:
+    """Like Slicer: a new scalar volume becomes the background, a labelmap the label layer."""
+    scene = app.scene
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        comp = scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+        if node.IsA("vtkMRMLLabelMapVolumeNode"):
+            comp.SetLabelVolumeID(node.GetID())
+        else:
+            comp.SetBackgroundVolumeID(node.GetID())
+
+
+def add_volume(app: Any, volume: VolumeArray) -> Any:
+    """A scalar or labelmap volume node holding a copy of `volume.array` ([k, j, i])."""
+    import vtk
+    from vtk.util import numpy_support
+
+    array = np.asarray(volume.array)
+    if array.ndim != 3 or 0 in array.shape:
+        raise InvalidParameter(f"a volume needs a non-empty 3-D array [k, j, i], got shape {array.shape}")
+    matrix = np.asarray(volume.ijk_to_ras, dtype=float)
+    if (
+        matrix.shape != (4, 4)
+        or not np.all(np.isfinite(matrix))
+        or abs(np.linalg.det(matrix[:3, :3])) < 1e-12
+    ):
+        raise InvalidParameter("ijk_to_ras must be an invertible 4x4 matrix")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    array = np.ascontiguousarray(array)
+    image = vtk.vtkImageData()
+    image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    vtk_array = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
+    image.GetPointData().SetScalars(vtk_array)
+
+    class_name = "vtkMRMLLabelMapVolumeNode" if volume.is_labelmap else "vtkMRMLScalarVolumeNode"
+    with rollback_on_failure(app.scene):
+        node = app.scene.AddNewNodeByClass(class_name, volume.name or "Volume")
+        m = vtk.vtkMatrix4x4()
+        for r in range(4):
+            for c in range(4):
+                m.SetElement(r, c, float(matrix[r, c]))
+        node.SetIJKToRASMatrix(m)
+        node.SetAndObserveImageData(image)
+        for key, value in volume.attributes.items():
+            node.SetAttribute(str(key), str(value))
+        node.CreateDefaultDisplayNodes()
+        _show_as_background(app, node)
+    return node
+
+
+def export_volume(node: Any) -> VolumeArray:
+    import vtk
+    from vtk.util import numpy_support
+
+    image = node.GetImageData()
+    if image is None or image.GetPointData().GetScalars() is None:
+        raise InvalidParameter(
+            f"volume {node.GetID()} has no voxels to export", details={"node_id": node.GetID()}
+        )
+    dims = image.GetDimensions()
+    components = image.GetNumberOfScalarComponents()
+    flat = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    shape = (dims[2], dims[1], dims[0]) + ((components,) if components > 1 else ())
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    attributes = {
+        a: node.GetAttribute(a) for a in (node.GetAttributeNames() or ()) if node.GetAttribute(a) is not None
+    }
+    return VolumeArray(
+        array=flat.reshape(shape).copy(),
+        ijk_to_ras=np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)]),
+        name=node.GetName() or node.GetID(),
+        attributes=attributes,
+        is_labelmap=node.IsA("vtkMRMLLabelMapVolumeNode"),
+    )
+
+
+def clear_data(scene: Any) -> int:
+    """Remove the user's data nodes with their display and storage nodes; returns how many data nodes went.
+
+    Nodes hidden from editors (slice-plane models, presets) and singletons (views, colour
+    tables) belong to the application and stay.
+    """
+    data = []
+    for i in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(i)
+        if node.GetSingletonTag() or node.GetHideFromEditors() or any(node.IsA(c) for c in _KEEP_CLASSES):
+            continue
+        if node.IsA("vtkMRMLStorableNode"):
+            data.append(node)
+    doomed = {}
+    for node in data:
+        doomed[node.GetID()] = node
+        helpers = [node.GetStorageNode()]
+        if node.IsA("vtkMRMLDisplayableNode"):
+            for d in range(node.GetNumberOfDisplayNodes()):
+                display = node.GetNthDisplayNode(d)
+                helpers.append(display)
+                if display is not None:
+                    helpers.extend(display.GetNodeReference(role) for role in ("volumeProperty", "roi"))
+        for helper in helpers:
+            if helper is not None and not helper.GetSingletonTag():
+                doomed[helper.GetID()] = helper
+    scene.StartState(scene.BatchProcessState)
+    try:
+        for node in doomed.values():
+            scene.RemoveNode(node)
+    finally:
+        scene.EndState(scene.BatchProcessState)
+    return len(data)

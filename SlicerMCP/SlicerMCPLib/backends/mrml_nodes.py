@@ -1,0 +1,232 @@
+"""Describing MRML nodes as plain data: the per-node fields of list_scene_nodes and get_node.
+
+Every function here runs on the main thread (the backend calls them through the gateway).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from ..errors import InvalidNodeId, InvalidParameter
+from ..models import NodeDetails, NodeList, NodeSummary, SegmentInfo, VolumeInfo
+
+_PRINT_LINE = re.compile(r"^  (\w[\w ]*?)\s*[:=]\s*(.+?)\s*$")
+_MAX_GENERIC_PROPERTIES = 60
+
+
+def _finite(values: Any) -> tuple[float, ...]:
+    return tuple(float(v) if math.isfinite(float(v)) else 0.0 for v in values)
+
+
+def volume_info(node: Any) -> VolumeInfo | None:
+    image = node.GetImageData()
+    if image is None:
+        return None
+    scalar_range = None
+    if image.GetPointData() is not None and image.GetPointData().GetScalars() is not None:
+        scalar_range = _finite(image.GetScalarRange())
+    return VolumeInfo(
+        dimensions=tuple(image.GetDimensions()),
+        spacing=_finite(node.GetSpacing()),
+        origin=_finite(node.GetOrigin()),
+        scalar_range=scalar_range,
+        scalar_type=image.GetScalarTypeAsString(),
+        is_labelmap=node.IsA("vtkMRMLLabelMapVolumeNode"),
+    )
+
+
+def segment_infos(node: Any) -> list[SegmentInfo]:
+    segmentation = node.GetSegmentation()
+    out = []
+    for i in range(segmentation.GetNumberOfSegments()):
+        seg = segmentation.GetNthSegment(i)
+        out.append(
+            SegmentInfo(
+                id=segmentation.GetNthSegmentID(i),
+                name=seg.GetName() or "",
+                color=_finite(seg.GetColor()),
+                label_value=int(seg.GetLabelValue()),
+            )
+        )
+    return out
+
+
+def summary(node: Any) -> NodeSummary:
+    visible = None
+    if node.IsA("vtkMRMLDisplayableNode"):
+        display = node.GetDisplayNode()
+        visible = bool(display.GetVisibility()) if display is not None else False
+    return NodeSummary(
+        id=node.GetID(),
+        name=node.GetName() or "",
+        class_name=node.GetClassName(),
+        visible=visible,
+        volume=volume_info(node) if node.IsA("vtkMRMLVolumeNode") else None,
+        segments=segment_infos(node) if node.IsA("vtkMRMLSegmentationNode") else None,
+    )
+
+
+def list_nodes(scene: Any, class_name: str | None, name: str | None, offset: int, limit: int) -> NodeList:
+    """Filter, then describe only the page: a 1,000-node scene lists in a few ms.
+
+    Application nodes (hidden from editors, or singletons such as views and colour tables)
+    are listed only when a class filter asks for their class.
+    """
+    needle = name.lower() if name else None
+    matches = []
+    nodes = scene.GetNodes()
+    for i in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(i)
+        if class_name:
+            if not node.IsA(class_name):
+                continue
+        elif node.GetHideFromEditors() or node.GetSingletonTag():
+            continue
+        if needle is not None and needle not in (node.GetName() or "").lower():
+            continue
+        matches.append(node)
+    page = matches[offset : offset + limit]
+    return NodeList(
+        nodes=[summary(n) for n in page],
+        total=len(matches),
+        offset=offset,
+        limit=limit,
+        has_more=offset + len(page) < len(matches),
+    )
+
+
+def find_node(scene: Any, node_id: str, expected_class: str | None = None, what: str = "") -> Any:
+    """The node `node_id`, or InvalidNodeId / InvalidParameter saying how to find a good one."""
+    node = scene.GetNodeByID(node_id) if node_id else None
+    if node is None:
+        raise InvalidNodeId(
+            f"no node with id {node_id!r} in the scene; call list_scene_nodes to see the node ids",
+            details={"node_id": node_id},
+        )
+    if expected_class and not any(node.IsA(c) for c in expected_class.split("|")):
+        wanted = " or ".join(expected_class.split("|"))
+        raise InvalidParameter(
+            f"node {node_id} is a {node.GetClassName()}, but {what or 'this operation'} needs a {wanted}; "
+            f"call list_scene_nodes with class_name={expected_class.split('|')[0]} to find one",
+            details={
+                "node_id": node_id,
+                "class_name": node.GetClassName(),
+                "expected": expected_class.split("|"),
+            },
+        )
+    return node
+
+
+def _matrix(vtk_matrix: Any) -> list[list[float]]:
+    return [[float(vtk_matrix.GetElement(r, c)) for c in range(4)] for r in range(4)]
+
+
+def _volume_properties(node: Any) -> dict[str, Any]:
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    props: dict[str, Any] = {"ijk_to_ras": _matrix(m)}
+    image = node.GetImageData()
+    if image is not None:
+        props["number_of_components"] = image.GetNumberOfScalarComponents()
+        props["bounds_ras"] = _bounds(node)
+    display = node.GetDisplayNode()
+    if display is not None:
+        color = display.GetColorNode()
+        props["display"] = {
+            "visible": bool(display.GetVisibility()),
+            "color_table": color.GetName() if color is not None else None,
+        }
+        if display.IsA("vtkMRMLScalarVolumeDisplayNode"):
+            props["display"].update(
+                window=float(display.GetWindow()),
+                level=float(display.GetLevel()),
+                auto_window_level=bool(display.GetAutoWindowLevel()),
+                interpolate=bool(display.GetInterpolate()),
+            )
+    return props
+
+
+def _bounds(node: Any) -> list[float]:
+    bounds = [0.0] * 6
+    node.GetRASBounds(bounds)
+    return list(_finite(bounds))
+
+
+def _segmentation_properties(node: Any) -> dict[str, Any]:
+    segmentation = node.GetSegmentation()
+    props: dict[str, Any] = {
+        "source_representation": segmentation.GetSourceRepresentationName(),
+        "number_of_segments": segmentation.GetNumberOfSegments(),
+        "number_of_layers": segmentation.GetNumberOfLayers(),
+    }
+    display = node.GetDisplayNode()
+    if display is not None:
+        props["display"] = {
+            "visible": bool(display.GetVisibility()),
+            "opacity_2d_fill": float(display.GetOpacity2DFill()),
+            "opacity_3d": float(display.GetOpacity3D()),
+        }
+    return props
+
+
+def _generic_properties(node: Any) -> dict[str, Any]:
+    """The simple `Key: value` lines of the node's PrintSelf, for node types not described above."""
+    props: dict[str, Any] = {}
+    for line in str(node).splitlines():
+        m = _PRINT_LINE.match(line)
+        if not m:
+            continue
+        key, value = m.group(1).strip(), m.group(2)
+        if key in ("Debug", "Modified Time", "Reference Count", "Registered Events", "ID", "Name", "Indent"):
+            continue
+        if len(value) > 200 or "0x" in value:
+            continue
+        props[key] = value
+        if len(props) >= _MAX_GENERIC_PROPERTIES:
+            break
+    return props
+
+
+def details(scene: Any, node_id: str) -> NodeDetails:
+    node = find_node(scene, node_id)
+    base = summary(node)
+    if node.IsA("vtkMRMLVolumeNode"):
+        props = _volume_properties(node)
+    elif node.IsA("vtkMRMLSegmentationNode"):
+        props = _segmentation_properties(node)
+    else:
+        props = _generic_properties(node)
+    props["description"] = node.GetDescription() or ""
+    props["hide_from_editors"] = bool(node.GetHideFromEditors())
+    if node.IsA("vtkMRMLDisplayableNode") and node.GetParentTransformNode() is not None:
+        props["parent_transform_id"] = node.GetParentTransformNode().GetID()
+
+    attributes = {}
+    for attr in node.GetAttributeNames() or ():
+        value = node.GetAttribute(attr)
+        if value is not None:
+            attributes[attr] = value
+
+    references: dict[str, list[str]] = {}
+    roles: list[str] = []
+    node.GetNodeReferenceRoles(roles)
+    for role in roles:
+        ids = [node.GetNthNodeReferenceID(role, i) for i in range(node.GetNumberOfNodeReferences(role))]
+        ids = [i for i in ids if i]
+        if ids:
+            references[role] = ids
+
+    storage_file = None
+    if node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is not None:
+        storage_file = node.GetStorageNode().GetFileName() or None
+    return NodeDetails(
+        **base.model_dump(),
+        attributes=attributes,
+        properties=props,
+        references=references,
+        storage_file=storage_file,
+    )

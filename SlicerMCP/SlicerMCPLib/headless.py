@@ -1,0 +1,108 @@
+"""A Slicer scene without Slicer: bootstrap the slicer-core wheel's MRML scene and logics.
+
+The wheel gives MRML, the module logics and the displayable managers, but no `slicer.app`,
+no `slicer.mrmlScene` and no Qt IO manager. `HeadlessApp` wires up what the scene tools
+need, in the order Slicer's application does it: application logic, colour tables,
+module logics registered by name, slice orientation presets, layout (which creates the
+Red/Yellow/Green slice nodes and the 3D view node). Everything here must run on the
+gateway's main thread.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from .config import Config
+from .errors import ErrorCode, SlicerMCPError
+from .gateway import MainThreadGateway
+
+if TYPE_CHECKING:
+    from .backends.mrml import MrmlBackend
+
+log = logging.getLogger(__name__)
+
+CPU_RAY_CAST = "vtkMRMLCPURayCastVolumeRenderingDisplayNode"
+
+
+def slicer_core_version() -> str | None:
+    try:
+        return importlib.metadata.version("slicer-core")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class HeadlessApp:
+    """The scene, its application logic and the module logics a headless scene needs."""
+
+    kind = "headless"
+    gui = False
+
+    def __init__(self) -> None:
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+        try:
+            import slicer
+            import vtk
+        except ImportError as exc:  # the headless extra is missing
+            raise SlicerMCPError(
+                "the headless scene needs the slicer-core wheel: pip install 'slicer-mcp[headless]' "
+                f"(import failed: {exc})",
+                code=ErrorCode.CONFIG_ERROR,
+            ) from exc
+
+        vtk.vtkObject.GlobalWarningDisplayOff()
+        self.slicer = slicer
+        self.scene = slicer.vtkMRMLScene()
+        crosshair = slicer.vtkMRMLCrosshairNode()
+        crosshair.SetCrosshairName("default")
+        self.scene.AddNode(crosshair)
+
+        self.app_logic = slicer.vtkSlicerApplicationLogic()
+        self.app_logic.SetMRMLScene(self.scene)
+        colors = self.app_logic.GetColorLogic()
+        colors.SetMRMLScene(self.scene)
+        colors.AddDefaultColorNodes()
+        self.app_logic.SetSliceLogics(vtk.vtkCollection())
+        self.app_logic.SetViewLogics(vtk.vtkCollection())
+        self.color_logic = colors
+        self.app_logic.SetModuleLogic("Colors", colors)
+
+        self.volumes_logic = self._register(slicer.vtkSlicerVolumesLogic(), "Volumes")
+        self.segmentations_logic = self._register(slicer.vtkSlicerSegmentationsModuleLogic(), "Segmentations")
+        self.volume_rendering_logic = self._register_volume_rendering(slicer)
+
+        slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(self.scene, True)
+        self.layout_logic = slicer.vtkMRMLLayoutLogic()
+        self.layout_logic.SetMRMLApplicationLogic(self.app_logic)
+        self.layout_logic.SetMRMLScene(self.scene)
+        self.layout_node = self.layout_logic.GetLayoutNode()
+        self.layout_node.SetViewArrangement(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+        self.version = slicer_core_version()
+
+    def _register(self, logic: Any, name: str) -> Any:
+        logic.SetMRMLScene(self.scene)
+        logic.SetMRMLApplicationLogic(self.app_logic)
+        self.app_logic.SetModuleLogic(name, logic)
+        return logic
+
+    def _register_volume_rendering(self, slicer: Any) -> Any:
+        """CPU ray casting: the GPU ray caster on a software OpenGL takes seconds per frame.
+
+        The default method must be set before any default node exists, or only existing nodes change.
+        """
+        logic = slicer.vtkSlicerVolumeRenderingLogic()
+        logic.SetDefaultRenderingMethod(CPU_RAY_CAST)
+        return self._register(logic, "VolumeRendering")
+
+
+def create_headless_backend(gateway: MainThreadGateway, config: Config) -> MrmlBackend:
+    """A `MrmlBackend` on a fresh headless scene; call it on the gateway's main thread."""
+    from .backends.mrml import MrmlBackend
+
+    if gateway.main_thread_ident is not None and not gateway.on_main_thread():
+        raise RuntimeError("create_headless_backend must run on the gateway's main thread")
+    app = HeadlessApp()
+    log.info("headless scene ready (slicer-core %s)", app.version)
+    return MrmlBackend(gateway, config, app)
