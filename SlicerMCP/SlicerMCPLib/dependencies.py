@@ -1,0 +1,176 @@
+"""Can the module run in this Slicer? The Slicer version check and the pip dependencies.
+
+This file imports only the standard library (and `packaging`, which Slicer ships), because
+it runs before the pip packages the rest of SlicerMCPLib needs are installed. The install
+itself uses Slicer's own pip helpers: `slicer.packaging.pip_ensure` on 5.12 and newer
+(it asks the user and shows progress), `slicer.util.pip_install` on 5.10.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+import socket
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import ErrorCode, SlicerMCPError
+
+log = logging.getLogger(__name__)
+
+MIN_SLICER = (5, 10)
+REQUESTER = "SlicerMCP"
+PACKAGE_INDEX = ("pypi.org", 443)
+
+
+def requirements_file() -> Path:
+    """`SlicerMCP/Resources/requirements.txt`: one file with the pinned ranges."""
+    return Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
+
+
+def slicer_version_problem(major: int, minor: int) -> str | None:
+    """Why this Slicer cannot run the module, or None when it can."""
+    if (major, minor) >= MIN_SLICER:
+        return None
+    need = ".".join(map(str, MIN_SLICER))
+    return (
+        f"SlicerMCP needs 3D Slicer {need} or newer (Python 3.12); this is Slicer {major}.{minor}. "
+        f"Install Slicer {need} or a newer release from https://download.slicer.org and add SlicerMCP there."
+    )
+
+
+def read_requirements(path: Path | None = None) -> list[str]:
+    """Requirement lines of the file, without comments, blank lines and pip options."""
+    lines = (path or requirements_file()).read_text(encoding="utf-8").splitlines()
+    out = []
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            out.append(line)
+    return out
+
+
+def missing_requirements(requirements: list[str]) -> list[str]:
+    """The requirements not satisfied by what is installed (missing, or a version out of range)."""
+    from packaging.requirements import Requirement
+
+    missing = []
+    for line in requirements:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            installed = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(line)
+            continue
+        if req.specifier and not req.specifier.contains(installed, prereleases=True):
+            missing.append(line)
+    return missing
+
+
+def index_reachable(timeout_s: float = 3.0) -> bool:
+    """Can we open a connection to the package index? (Skipped behind a proxy: pip knows better.)"""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "PIP_INDEX_URL", "PIP_PROXY")):
+        return True
+    try:
+        with socket.create_connection(PACKAGE_INDEX, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def offline_error(missing: list[str], path: Path) -> SlicerMCPError:
+    return SlicerMCPError(
+        "SlicerMCP could not install its Python packages: the package index (pypi.org) cannot be "
+        "reached. Connect to the internet (or set HTTPS_PROXY) and try again, or install them from a "
+        f"local wheel folder: PythonSlicer -m pip install --no-index --find-links <folder> -r {path}",
+        code=ErrorCode.CONFIG_ERROR,
+        details={"missing": missing, "requirements_file": str(path)},
+    )
+
+
+def install_requirements(
+    slicer: Any,
+    *,
+    path: Path | None = None,
+    confirm: Callable[[str], bool] | None = None,
+    reachable: Callable[[], bool] = index_reachable,
+) -> list[str]:
+    """Install what is missing with Slicer's pip helpers; returns what was missing.
+
+    Raises SlicerMCPError when the user declines, when the index cannot be reached, or
+    when pip fails (its log is in Slicer's Python console and the application log).
+    """
+    path = path or requirements_file()
+    missing = missing_requirements(read_requirements(path))
+    if not missing:
+        return []
+    if not reachable():
+        raise offline_error(missing, path)
+    packaging_api = _slicer_packaging(slicer)
+    try:
+        if packaging_api is not None:  # Slicer 5.12+: asks the user and shows progress itself
+            packaging_api.pip_ensure(packaging_api.load_requirements(str(path)), requester=REQUESTER)
+        else:  # Slicer 5.10
+            question = (
+                "SlicerMCP needs these Python packages, which are not installed yet:\n\n  "
+                + "\n  ".join(missing)
+                + "\n\nInstall them now? This downloads them from pypi.org and takes a minute."
+            )
+            if confirm is not None and not confirm(question):
+                raise SlicerMCPError(
+                    "SlicerMCP cannot run without its Python packages; open the module again to install them.",
+                    code=ErrorCode.CONFIG_ERROR,
+                    details={"missing": missing},
+                )
+            _pip_install_with_progress(slicer, missing)
+    except subprocess.CalledProcessError as exc:
+        raise SlicerMCPError(
+            f"pip could not install SlicerMCP's packages (exit code {exc.returncode}); the Python console "
+            f"shows pip's output. Check the network, or install by hand: PythonSlicer -m pip install -r {path}",
+            code=ErrorCode.CONFIG_ERROR,
+            details={"missing": missing},
+        ) from exc
+    except RuntimeError as exc:  # pip_ensure raises RuntimeError when the user declines
+        raise SlicerMCPError(
+            f"SlicerMCP's Python packages were not installed ({exc}); open the module again to install them.",
+            code=ErrorCode.CONFIG_ERROR,
+            details={"missing": missing},
+        ) from exc
+    still = missing_requirements(read_requirements(path))
+    if still:
+        raise SlicerMCPError(
+            "some packages are still missing after installing; restart Slicer and open SlicerMCP again.",
+            code=ErrorCode.CONFIG_ERROR,
+            details={"missing": still},
+        )
+    return missing
+
+
+def _slicer_packaging(slicer: Any) -> Any:
+    """`slicer.packaging` when this Slicer has it (5.12+), else None."""
+    try:
+        return importlib.import_module(f"{slicer.__name__}.packaging")
+    except (ImportError, AttributeError):
+        return getattr(slicer, "packaging", None)
+
+
+def _pip_install_with_progress(slicer: Any, missing: list[str]) -> None:
+    """Slicer 5.10: one package at a time under a progress dialog, so the user sees it move."""
+    dialog = slicer.util.createProgressDialog(
+        labelText="Installing SlicerMCP's Python packages...", maximum=len(missing), windowTitle="SlicerMCP"
+    )
+    try:
+        for i, requirement in enumerate(missing):
+            dialog.labelText = f"Installing {requirement} ({i + 1} of {len(missing)})..."
+            dialog.value = i
+            slicer.app.processEvents()
+            slicer.util.pip_install([requirement])
+        dialog.value = len(missing)
+    finally:
+        dialog.close()

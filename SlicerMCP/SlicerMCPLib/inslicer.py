@@ -1,0 +1,368 @@
+"""The MCP server inside Slicer: one controller the module logic and the Python console share.
+
+`ServerController.start()` (on Slicer's main thread) builds the services on the MRML
+scene, the tool catalog, the Qt gateway driver and the HTTP transport on a worker
+thread, then writes the endpoint file for the stdio bridge. `stop()` undoes all of it,
+so start/stop/restart leave no thread, port or file behind. `call_tool()` runs any tool
+from the console without a client; while it waits, the calling (main) thread keeps
+draining the gateway, so tools that hand scene work back to the main thread still finish.
+
+Nothing here imports Slicer: the scene backend and the driver are injected, which is
+how the tests run it with a slicer-core scene and PySide6.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .auth import load_or_create_token, token_path
+from .backends.base import SceneBackend
+from .config import ALLOW_KEYS, Config, load_config, user_config_dir
+from .endpoint import endpoint_path, remove_endpoint, write_endpoint
+from .errors import ConfigError, ErrorCode, SlicerMCPError
+from .gateway import Driver, MainThreadGateway
+from .http_transport import HttpServer
+from .server import SlicerMCPServer, build_server
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[MainThreadGateway, Config], SceneBackend]
+DriverFactory = Callable[[MainThreadGateway], Driver]
+SESSION_TOKEN_FILE = "session-token"
+STDIO_COMMAND = "claude mcp add slicer -- slicer-mcp"
+
+
+def slicer_backend(gateway: MainThreadGateway, config: Config) -> SceneBackend:
+    """The MRML backend on the running Slicer's scene (`slicer.mrmlScene`)."""
+    from .backends.mrml import MrmlBackend
+    from .backends.mrml_app import SlicerGuiApp
+
+    return MrmlBackend(gateway, config, SlicerGuiApp())
+
+
+def qt_driver(gateway: MainThreadGateway) -> Driver:
+    from .qt_driver import QtDriver
+
+    return QtDriver(gateway)
+
+
+def http_command(url: str, token: str) -> str:
+    """The Claude Code command that connects straight to this server over HTTP."""
+    return f'claude mcp add --transport http slicer {url} --header "Authorization: Bearer {token}"'
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What the panel and `logic.status()` show."""
+
+    running: bool
+    url: str | None = None
+    port: int | None = None
+    clients: int = 0
+    calls_served: int = 0
+    started_at: float | None = None
+    token_file: str | None = None
+    endpoint_file: str | None = None
+    config_path: str | None = None
+    allow: dict[str, bool] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Core:
+    """Everything that lives while the scene side is up (with or without HTTP)."""
+
+    config: Config
+    config_path: str | None
+    gateway: MainThreadGateway
+    driver: Driver
+    services: Services
+    server: SlicerMCPServer
+
+
+class ServerController:
+    """Start, stop and inspect the in-Slicer MCP server; call its tools directly."""
+
+    def __init__(
+        self,
+        backend_factory: BackendFactory = slicer_backend,
+        driver_factory: DriverFactory = qt_driver,
+    ):
+        self._backend_factory = backend_factory
+        self._driver_factory = driver_factory
+        self._core: _Core | None = None
+        self._http: HttpServer | None = None
+        self._token: str | None = None
+        self._token_file: Path | None = None
+        self._session_token_file: Path | None = None
+        self._started_at: float | None = None
+        self._last_start: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    # -- lifecycle (main thread) -----------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._http is not None and self._http.running
+
+    def start(
+        self,
+        port: int | None = None,
+        token: str | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        allow: Mapping[str, bool] | None = None,
+    ) -> ServerStatus:
+        """Serve MCP over HTTP on 127.0.0.1 (`port` 0 = any free port); returns the status.
+
+        `token` replaces the token file's token for this run only; `allow` overrides the
+        config's allow switches (the panel's toggles).
+        """
+        with self._lock:
+            if self.running:
+                return self.status()
+            self._last_start = {"port": port, "token": token, "config_path": config_path, "allow": allow}
+            core = self._ensure_core(config_path, port=port, allow=allow)
+            settings = core.config.server
+            if token is not None:
+                if len(token) < 16:
+                    raise ConfigError("the token must be at least 16 characters long")
+                self._session_token_file = _write_private(user_config_dir() / SESSION_TOKEN_FILE, token)
+                self._token, self._token_file = token, self._session_token_file
+            else:
+                self._token_file = token_path(settings)
+                self._token = load_or_create_token(self._token_file)
+            try:
+                self._http = HttpServer(core.server, settings, self._token).start()
+            except BaseException:
+                self._drop_session_token()
+                raise
+            self._started_at = time.time()
+            write_endpoint(self._http.url, self._http.port or 0, self._token_file)
+            log.info("SlicerMCP serving at %s", self._http.url)
+            return self.status()
+
+    def stop(self) -> None:
+        """Stop serving and release the scene side; safe to call when already stopped."""
+        with self._lock:
+            http, self._http = self._http, None
+            if http is not None:
+                remove_endpoint()
+                self._while_draining(http.stop)
+                log.info("SlicerMCP stopped")
+            self._drop_session_token()
+            self._started_at = None
+            core, self._core = self._core, None
+            if core is not None:
+                try:
+                    self._while_draining(lambda: anyio.run(core.services.close))
+                finally:
+                    core.driver.stop()
+
+    def restart(self, **changes: Any) -> ServerStatus:
+        """Stop, then start again with the last start's arguments updated by `changes`."""
+        with self._lock:
+            args = {**self._last_start, **changes}
+            self.stop()
+            return self.start(**args)
+
+    def shutdown_at_exit(self) -> None:
+        """Last-resort cleanup when the interpreter exits without `stop()`: no Qt, no scene."""
+        http, self._http = self._http, None
+        if http is not None:
+            remove_endpoint()
+            http.stop(timeout=2.0)
+        self._drop_session_token()
+
+    # -- what the panel shows ---------------------------------------------------------------
+    def status(self) -> ServerStatus:
+        core, http = self._core, self._http
+        running = http is not None and http.running
+        return ServerStatus(
+            running=running,
+            url=http.url if running and http else None,
+            port=http.port if running and http else None,
+            clients=self._client_count() if running else 0,
+            calls_served=core.services.call_log.calls_served if core else 0,
+            started_at=self._started_at,
+            token_file=str(self._token_file) if running and self._token_file else None,
+            endpoint_file=str(endpoint_path()) if running else None,
+            config_path=core.config_path if core else None,
+            allow=core.config.allow.model_dump() if core else {},
+        )
+
+    @property
+    def services(self) -> Services | None:
+        return self._core.services if self._core else None
+
+    @property
+    def gateway(self) -> MainThreadGateway | None:
+        return self._core.gateway if self._core else None
+
+    def http_command(self) -> str:
+        """`claude mcp add --transport http ...` for the running server (with its token)."""
+        if not self.running or self._http is None or self._token is None:
+            raise SlicerMCPError(
+                "start the server first; the command needs its URL and token", code=ErrorCode.CONFIG_ERROR
+            )
+        return http_command(self._http.url, self._token)
+
+    @staticmethod
+    def stdio_command() -> str:
+        """The stdio bridge: `slicer-mcp` finds the running Slicer through the endpoint file."""
+        return STDIO_COMMAND
+
+    def set_allowed(self, operation: str, enabled: bool) -> None:
+        """Turn a gated operation on or off for the running server (the panel's toggles)."""
+        if operation not in ALLOW_KEYS:
+            raise SlicerMCPError(
+                f"unknown operation {operation!r}; one of {', '.join(ALLOW_KEYS)}",
+                code=ErrorCode.INVALID_PARAMETER,
+            )
+        if self._core is not None:
+            setattr(self._core.config.allow, operation, bool(enabled))
+        allow = dict(self._last_start.get("allow") or {})
+        allow[operation] = bool(enabled)
+        self._last_start["allow"] = allow
+
+    # -- console API ----------------------------------------------------------------------
+    def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> Any:
+        """Run tool `name` as a client would; returns its structured result (or its content).
+
+        A tool error is raised as SlicerMCPError with the tool's code, message and details.
+        Works whether or not the HTTP server is running.
+        """
+        core = self._ensure_core(self._last_start.get("config_path"), allow=self._last_start.get("allow"))
+        result = self._while_draining(lambda: anyio.run(core.server.call_tool, name, dict(arguments or {})))
+        return tool_output(result)
+
+    # -- internals --------------------------------------------------------------------------
+    def _ensure_core(
+        self,
+        config_path: str | os.PathLike[str] | None,
+        port: int | None = None,
+        allow: Mapping[str, bool] | None = None,
+    ) -> _Core:
+        with self._lock:
+            overrides: dict[str, Any] = {}
+            if port is not None:
+                overrides["server"] = {"port": int(port)}
+            if allow:
+                overrides["allow"] = {k: bool(v) for k, v in allow.items()}
+            path = str(config_path) if config_path else None
+            if self._core is not None and self._core.config_path == path:
+                if port is not None:
+                    self._core.config.server.port = int(port)
+                for key, value in (allow or {}).items():
+                    self.set_allowed(key, value)
+                return self._core
+            if self._core is not None:  # another config file: rebuild the scene side
+                self.stop()
+            config = load_config(path, overrides=overrides)
+            gateway = MainThreadGateway()
+            driver = self._driver_factory(gateway)
+            driver.start()  # binds this (main) thread
+            try:
+                backend = self._backend_factory(gateway, config)
+            except BaseException:
+                driver.stop()
+                raise
+            services = Services(config=config, backend=backend)
+            self._core = _Core(config, path, gateway, driver, services, build_server(services))
+            return self._core
+
+    def _while_draining(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on a helper thread; if this is the gateway's main thread, keep draining
+        the gateway meanwhile, so work `fn` queues for the main thread is not deadlocked."""
+        core = self._core
+        gateway = core.gateway if core else None
+        if gateway is None or not gateway.on_main_thread():
+            return fn()
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = fn()
+            except BaseException as exc:  # re-raised on the calling thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        helper = threading.Thread(target=run, name="slicer-mcp-call", daemon=True)
+        helper.start()
+        while not done.wait(0.002):
+            gateway.drain(0.005)
+        helper.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
+
+    def _client_count(self) -> int:
+        """MCP sessions open on the HTTP transport (the SDK keeps one transport per session)."""
+        if self._core is None:
+            return 0
+        try:
+            return len(self._core.server.session_manager._server_instances)  # noqa: SLF001
+        except (RuntimeError, AttributeError):
+            return 0
+
+    def _drop_session_token(self) -> None:
+        if self._session_token_file is not None:
+            self._session_token_file.unlink(missing_ok=True)
+            self._session_token_file = None
+
+
+def _write_private(path: Path, text: str) -> Path:
+    """Write `text` to `path` readable by the user only (folder 0700, file 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    return path
+
+
+def tool_output(result: Any) -> Any:
+    """A tool result as console-friendly Python: structured content, text, or the content list."""
+    content = getattr(result, "content", None)
+    if getattr(result, "is_error", False):
+        text = content[0].text if content else "{}"
+        try:
+            err = json.loads(text)["error"]
+            raise SlicerMCPError(
+                err["message"], code=ErrorCode(err["code"]), details=err.get("details") or {}
+            )
+        except (ValueError, KeyError, TypeError):
+            raise SlicerMCPError(text, code=ErrorCode.INTERNAL_ERROR) from None
+    structured = getattr(result, "structured_content", None)
+    if structured is not None:
+        return structured
+    if content is not None and len(content) == 1 and getattr(content[0], "type", None) == "text":
+        return content[0].text
+    return content if content is not None else result
+
+
+_controller: ServerController | None = None
+
+
+def controller() -> ServerController:
+    """The process-wide controller (the panel and every `SlicerMCPLogic()` share it)."""
+    global _controller
+    if _controller is None:
+        import atexit
+
+        _controller = ServerController()
+        atexit.register(_controller.shutdown_at_exit)
+    return _controller
