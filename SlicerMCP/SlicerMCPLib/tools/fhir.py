@@ -1,9 +1,315 @@
-"""FHIR tools (filled in by the FHIR work; registered through `register`)."""
+"""FHIR tools: servers from the config, Patient and ImagingStudy search, read/create/update, and
+the links between ImagingStudy resources and DICOM studies (names as in dicom-mcp).
+
+All HTTP work runs in a worker thread (`anyio.to_thread`); writes need `allow.fhir_write`.
+"""
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from ..errors import InvalidParameter
+from ..fhir import linking, resources
+from ..fhir.linking import DicomStudyRecord
+from ..fhir.models import (
+    DicomStudyLink,
+    FhirCapability,
+    FhirServerList,
+    FhirSwitchResult,
+    ImagingStudySearchResult,
+    PatientSearchResult,
+    ResourceResult,
+    imaging_study_summary,
+    patient_summary,
+)
+from ..fhir.search import imaging_study_params, patient_params, search
+from ..fhir.service import FhirService, fhir_service
+from ..server import services_of
+
+T = TypeVar("T")
+
+READS_FHIR = ToolAnnotations(
+    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True
+)
+LOCAL_SETTING = ToolAnnotations(
+    readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
+)
+LISTS_CONFIG = ToolAnnotations(
+    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
+)
+CREATES_FHIR = ToolAnnotations(
+    readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
+)
+UPDATES_FHIR = ToolAnnotations(
+    readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True
+)
+
+Limit = Annotated[
+    int, Field(ge=1, le=500, description="at most this many matches (pages are followed up to it)")
+]
+Uid = Annotated[str, Field(min_length=1, max_length=64, description="DICOM UID, digits and dots")]
+
+
+async def _run(ctx: Context, work: Callable[[FhirService], T]) -> T:
+    """Run blocking FHIR I/O off the event loop with the server's FHIR service."""
+    service = fhir_service(services_of(ctx))
+    return await anyio.to_thread.run_sync(work, service)
+
+
+async def verify_fhir_connection(
+    ctx: Context,
+    server: Annotated[
+        str | None, Field(description="a name from list_fhir_servers (default: the current one)")
+    ] = None,
+) -> FhirCapability:
+    """Check a FHIR server answers: reads its CapabilityStatement (/metadata) and returns the FHIR
+    version, the software and the resource types it serves. Use it first when FHIR calls fail."""
+    return await _run(ctx, lambda s: s.capability(server))
+
+
+async def list_fhir_servers(ctx: Context) -> FhirServerList:
+    """The FHIR servers in the config (name, url, auth kind; never secrets) and which is current."""
+    return fhir_service(services_of(ctx)).listing()
+
+
+async def switch_fhir_server(
+    ctx: Context, name: Annotated[str, Field(min_length=1, description="a name from list_fhir_servers")]
+) -> FhirSwitchResult:
+    """Make another configured FHIR server the current one for the following FHIR tools."""
+    return fhir_service(services_of(ctx)).switch(name)
+
+
+async def fhir_search_patient(
+    ctx: Context,
+    name: Annotated[
+        str | None, Field(description="any part of the name (string search, starts-with)")
+    ] = None,
+    family: Annotated[str | None, Field(description="family name")] = None,
+    given: Annotated[str | None, Field(description="given name")] = None,
+    identifier: Annotated[
+        str | None, Field(description="MRN or other identifier: 'value' or 'system|value'")
+    ] = None,
+    birthdate: Annotated[
+        list[str] | None,
+        Field(
+            description="R4 date values with optional prefix, ANDed: e.g. ['ge1960-01-01', 'lt1970'] "
+            "(prefixes eq ne gt lt ge le sa eb ap; '>=1960' is accepted too)"
+        ),
+    ] = None,
+    gender: Annotated[
+        Literal["male", "female", "other", "unknown"] | None, Field(description="gender")
+    ] = None,
+    limit: Limit = 20,
+) -> PatientSearchResult:
+    """Search FHIR Patients. Returns id, identifiers (MRN), name, birth date and gender per match;
+    has_more says more matches exist than `limit`. Use the id with fhir_search_imaging_study."""
+    params = patient_params(
+        name=name, family=family, given=given, identifier=identifier, birthdate=birthdate, gender=gender
+    )
+    if not params:
+        raise InvalidParameter(
+            "give at least one search criterion (name, family, given, identifier, birthdate...)"
+        )
+    page = await _run(ctx, lambda s: search(s.client(), "Patient", params, limit))
+    return PatientSearchResult(
+        total=page.total,
+        returned=len(page.resources),
+        has_more=page.has_more,
+        pages_read=page.pages_read,
+        patients=[patient_summary(r) for r in page.resources],
+    )
+
+
+async def fhir_search_imaging_study(
+    ctx: Context,
+    patient: Annotated[str | None, Field(description="FHIR Patient id or 'Patient/<id>'")] = None,
+    study_instance_uid: Annotated[str | None, Field(description="DICOM Study Instance UID")] = None,
+    identifier: Annotated[str | None, Field(description="other identifier, e.g. an accession number")] = None,
+    modality: Annotated[str | None, Field(description="DICOM modality code, e.g. CT, MR, CR")] = None,
+    started_from: Annotated[
+        str | None, Field(description="started on or after this date (YYYY-MM-DD)")
+    ] = None,
+    started_to: Annotated[
+        str | None, Field(description="started on or before this date (YYYY-MM-DD)")
+    ] = None,
+    status: Annotated[
+        Literal["registered", "available", "cancelled", "entered-in-error", "unknown"] | None,
+        Field(description="ImagingStudy status"),
+    ] = None,
+    limit: Limit = 20,
+) -> ImagingStudySearchResult:
+    """Search FHIR ImagingStudies (by patient, Study UID, modality, date range, status). Each match
+    has its DICOM Study Instance UID, series UIDs and modalities: pass the study UID to the DICOM
+    tools (load_study) to load the images."""
+    params = imaging_study_params(
+        patient=patient,
+        study_instance_uid=study_instance_uid,
+        identifier=identifier,
+        modality=modality,
+        started_from=started_from,
+        started_to=started_to,
+        status=status,
+    )
+    if not params:
+        raise InvalidParameter(
+            "give at least one search criterion (patient, study_instance_uid, modality...)"
+        )
+    page = await _run(ctx, lambda s: search(s.client(), "ImagingStudy", params, limit))
+    studies = sorted(
+        (imaging_study_summary(r) for r in page.resources), key=lambda x: x.started or "", reverse=True
+    )
+    return ImagingStudySearchResult(
+        total=page.total,
+        returned=len(studies),
+        has_more=page.has_more,
+        pages_read=page.pages_read,
+        imaging_studies=studies,
+    )
+
+
+async def fhir_read_resource(
+    ctx: Context,
+    resource_type: Annotated[
+        str, Field(min_length=1, max_length=64, description="e.g. Patient, DiagnosticReport")
+    ],
+    id: Annotated[str, Field(min_length=1, max_length=64, description="logical id of the resource")],
+    version_id: Annotated[
+        str | None, Field(description="read this version (vread) instead of the latest")
+    ] = None,
+) -> ResourceResult:
+    """Read one FHIR resource of any type (optionally a past version). The result's version_id is
+    what fhir_update_resource needs to detect concurrent changes."""
+    return await _run(ctx, lambda s: resources.read(s.client(), resource_type, id, version_id))
+
+
+async def fhir_create_resource(
+    ctx: Context,
+    resource: Annotated[dict[str, Any], Field(description="the FHIR R4 resource as JSON, with resourceType")],
+) -> ResourceResult:
+    """Create a FHIR resource (the server assigns the id). It is validated against the R4 model
+    first. Off unless allow.fhir_write is true."""
+    services = services_of(ctx)
+    services.require_allowed("fhir_write", "Writing to the FHIR server")
+    return await _run(ctx, lambda s: resources.create(s.client(), resource))
+
+
+async def fhir_update_resource(
+    ctx: Context,
+    resource: Annotated[
+        dict[str, Any], Field(description="the whole changed resource, with resourceType and id")
+    ],
+    version_id: Annotated[
+        str | None, Field(description="the version you read (default: the resource's meta.versionId)")
+    ] = None,
+) -> ResourceResult:
+    """Replace a FHIR resource, only if it is still at the version you read (If-Match): a change
+    made by someone else meanwhile fails with FHIR_CONFLICT instead of being overwritten.
+    Validated against the R4 model first. Off unless allow.fhir_write is true."""
+    services = services_of(ctx)
+    services.require_allowed("fhir_write", "Writing to the FHIR server")
+    return await _run(ctx, lambda s: resources.update(s.client(), resource, version_id))
+
+
+async def fhir_imaging_study_for_series(
+    ctx: Context,
+    series_instance_uid: Annotated[str | None, Field(description="DICOM Series Instance UID")] = None,
+    study_instance_uid: Annotated[str | None, Field(description="DICOM Study Instance UID")] = None,
+) -> ImagingStudySearchResult:
+    """Find the FHIR ImagingStudy that describes a DICOM series or study (e.g. one loaded in the
+    scene), to get to its patient, order and reports."""
+    found = await _run(
+        ctx,
+        lambda s: linking.imaging_studies_for_uid(
+            s.client(), study_instance_uid=study_instance_uid, series_instance_uid=series_instance_uid
+        ),
+    )
+    return ImagingStudySearchResult(
+        total=len(found),
+        returned=len(found),
+        has_more=False,
+        pages_read=1,
+        imaging_studies=[imaging_study_summary(r) for r in found],
+    )
+
+
+async def fhir_dicom_study_for_imaging_study(
+    ctx: Context,
+    imaging_study_id: Annotated[str, Field(min_length=1, max_length=64, description="FHIR ImagingStudy id")],
+) -> DicomStudyLink:
+    """The DICOM Study Instance UID, series UIDs and PACS (Endpoint) addresses of an ImagingStudy:
+    hand the study UID to the DICOM tools to load the images into the scene."""
+    return await _run(ctx, lambda s: linking.dicom_link(s.client(), imaging_study_id))
+
+
+async def fhir_create_imaging_study_from_pacs(
+    ctx: Context,
+    study: Annotated[
+        DicomStudyRecord,
+        Field(
+            description="the study as the DICOM query tools report it (study UID, PatientID, date, series)"
+        ),
+    ],
+    patient: Annotated[
+        str | None,
+        Field(description="FHIR Patient id; default: the Patient whose identifier is the PatientID"),
+    ] = None,
+    node: Annotated[
+        str | None,
+        Field(
+            description="DICOM node (from the config) holding the study; its DICOMweb url becomes the Endpoint"
+        ),
+    ] = None,
+) -> ResourceResult:
+    """Create the FHIR ImagingStudy (series, modalities, Endpoint to the PACS) for a DICOM study
+    found in a PACS; returns the existing one if the server already has that Study UID.
+    Off unless allow.fhir_write is true."""
+    services = services_of(ctx)
+    services.require_allowed("fhir_write", "Writing to the FHIR server")
+    endpoint = _endpoint_of(services.config, node)
+    return await _run(
+        ctx, lambda s: linking.create_imaging_study(s.client(), study, patient=patient, endpoint=endpoint)
+    )
+
+
+def _endpoint_of(config: Any, node: str | None) -> tuple[str, str] | None:
+    name = node or config.current_node
+    if name is None:
+        return None
+    if name not in config.nodes:
+        raise InvalidParameter(f"unknown DICOM node {name!r}; configured: {sorted(config.nodes)}")
+    url = config.nodes[name].dicomweb_url
+    if url is None:
+        if node is not None:
+            raise InvalidParameter(f"DICOM node {name!r} has no dicomweb_url, so no Endpoint can point at it")
+        return None
+    return name, url
 
 
 def register(server: MCPServer) -> None:
-    """No fhir tools yet."""
+    server.add_tool(verify_fhir_connection, title="Verify FHIR connection", annotations=READS_FHIR)
+    server.add_tool(list_fhir_servers, title="List FHIR servers", annotations=LISTS_CONFIG)
+    server.add_tool(switch_fhir_server, title="Switch FHIR server", annotations=LOCAL_SETTING)
+    server.add_tool(fhir_search_patient, title="Search FHIR patients", annotations=READS_FHIR)
+    server.add_tool(fhir_search_imaging_study, title="Search FHIR imaging studies", annotations=READS_FHIR)
+    server.add_tool(fhir_read_resource, title="Read FHIR resource", annotations=READS_FHIR)
+    server.add_tool(fhir_create_resource, title="Create FHIR resource", annotations=CREATES_FHIR)
+    server.add_tool(fhir_update_resource, title="Update FHIR resource", annotations=UPDATES_FHIR)
+    server.add_tool(
+        fhir_imaging_study_for_series, title="ImagingStudy for DICOM series", annotations=READS_FHIR
+    )
+    server.add_tool(
+        fhir_dicom_study_for_imaging_study, title="DICOM study of ImagingStudy", annotations=READS_FHIR
+    )
+    server.add_tool(
+        fhir_create_imaging_study_from_pacs,
+        title="Create ImagingStudy from PACS study",
+        annotations=ToolAnnotations(
+            readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True
+        ),
+    )
