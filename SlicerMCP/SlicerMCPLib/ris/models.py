@@ -55,6 +55,7 @@ class MwlEntry(BaseModel):
     accession_number: str
     study_instance_uid: str
     requested_procedure_id: str
+    priority: Priority = "ROUTINE"
     scheduled_procedure_step_id: str
     scheduled_station_aet: str
     scheduled_station_name: str | None = None

@@ -96,6 +96,7 @@ def _mwl(r: dict[str, Any]) -> MwlEntry:
         accession_number=r["accession_number"],
         study_instance_uid=r["study_instance_uid"],
         requested_procedure_id=r["requested_procedure_id"],
+        priority=r["priority"],
         scheduled_procedure_step_id=r["sps_id"],
         scheduled_station_aet=r["station_aet"],
         scheduled_station_name=r["station_name"],

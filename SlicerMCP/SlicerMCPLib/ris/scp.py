@@ -1,0 +1,211 @@
+"""The RIS DICOM services: Modality Worklist (C-FIND) and MPPS (N-CREATE / N-SET) SCP.
+
+Statuses are PS3.4's: C-FIND answers Pending (FF00) per item, A900 for an identifier with
+malformed values, C001 when the database fails. MPPS follows Annex F: N-CREATE must start
+IN PROGRESS (else 0106) and a repeated SOP Instance is 0111; N-SET on an unknown instance
+is 0112 and on a COMPLETED or DISCONTINUED step 0110 with Error ID A710 ("may no longer be
+updated").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+    Verification,
+)
+
+from ..errors import SlicerMCPError
+from .db import RisConflict, RisNotFound
+from .store import RisStore
+from .worklist import InvalidQuery, entry_to_item, match, prefilter, project, set_character_set, validate
+
+log = logging.getLogger(__name__)
+
+# PS3.4 / PS3.7 status codes, by the standard's names
+PENDING = 0xFF00
+SUCCESS = 0x0000
+CANCEL = 0xFE00
+IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+UNABLE_TO_PROCESS = 0xC001
+INVALID_ATTRIBUTE_VALUE = 0x0106
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+MISSING_ATTRIBUTE = 0x0120
+MAY_NO_LONGER_BE_UPDATED = 0xA710  # Error ID with PROCESSING_FAILURE
+
+MPPS_STATES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
+
+
+def _status(code: int, comment: str | None = None, error_id: int | None = None) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:64]
+    if error_id is not None:
+        ds.ErrorID = error_id
+    return ds
+
+
+def performed_series(ds: Dataset) -> list[dict[str, Any]]:
+    """The Performed Series Sequence as plain records for the store."""
+    out = []
+    for item in ds.get("PerformedSeriesSequence", []) or []:
+        out.append(
+            {
+                "series_instance_uid": str(item.get("SeriesInstanceUID", "")),
+                "series_description": str(item.get("SeriesDescription", "")),
+                "retrieve_aet": str(item.get("RetrieveAETitle", "")),
+                "instances": [
+                    str(ref.ReferencedSOPInstanceUID)
+                    for ref in item.get("ReferencedImageSequence", []) or []
+                    if "ReferencedSOPInstanceUID" in ref
+                ],
+            }
+        )
+    return out
+
+
+class RisScp:
+    """One pynetdicom AE serving worklist, MPPS and verification on a loopback port."""
+
+    def __init__(self, store: RisStore, ae_title: str = "MINIRIS", host: str = "127.0.0.1", port: int = 11112):
+        self.store = store
+        self.ae_title = ae_title
+        self.host = host
+        self.port = port
+        self._server: Any = None
+
+    def start(self) -> RisScp:
+        ae = AE(ae_title=self.ae_title)
+        for sop_class in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, Verification):
+            ae.add_supported_context(sop_class)
+        ae.maximum_pdu_size = 0
+        handlers = [
+            (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_N_CREATE, self._on_n_create),
+            (evt.EVT_N_SET, self._on_n_set),
+        ]
+        self._ae = ae
+        self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        self.port = self._server.server_address[1]
+        log.info("RIS MWL/MPPS SCP %s listening on %s:%d", self.ae_title, self.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # Modality Worklist ------------------------------------------------------------------------
+
+    def find(self, query: Dataset) -> Iterator[Dataset]:
+        """The matching worklist items as responses (also used without a network, e.g. by tests)."""
+        validate(query)
+        pre = prefilter(query)
+        requested = query.get("SpecificCharacterSet")
+        for entry in self.store.worklist_rows(pre.where, pre.params):
+            item = entry_to_item(entry)
+            if match(query, item):
+                response = project(query, item)
+                set_character_set(response, requested)
+                yield response
+
+    def _on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        try:
+            query = event.identifier
+        except Exception:  # undecodable identifier
+            yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "identifier cannot be decoded"), None
+            return
+        try:
+            responses = list(self.find(query))
+        except InvalidQuery as exc:
+            log.info("worklist query refused: %s", exc)
+            yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            return
+        except SlicerMCPError as exc:
+            log.warning("worklist query failed: %s", exc.code)
+            yield _status(UNABLE_TO_PROCESS, "worklist database unavailable"), None
+            return
+        log.info("worklist query from %s: %d items", event.assoc.requestor.ae_title, len(responses))
+        for response in responses:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, response
+
+    # MPPS -------------------------------------------------------------------------------------
+
+    def _on_n_create(self, event: Any) -> tuple[int | Dataset, Dataset | None]:
+        req = event.request
+        try:
+            ds = event.attribute_list
+        except Exception:
+            return _status(INVALID_ATTRIBUTE_VALUE, "attribute list cannot be decoded"), None
+        status = str(ds.get("PerformedProcedureStepStatus", "") or "")
+        if not status:
+            return _status(MISSING_ATTRIBUTE, "Performed Procedure Step Status missing"), None
+        if status != "IN PROGRESS":
+            return _status(INVALID_ATTRIBUTE_VALUE, "N-CREATE must set status IN PROGRESS"), None
+        uid = str(req.AffectedSOPInstanceUID) if req.AffectedSOPInstanceUID else generate_uid()
+        scheduled = (ds.get("ScheduledStepAttributesSequence") or [Dataset()])[0]
+        try:
+            record = self.store.mpps_create(
+                uid,
+                study_instance_uid=str(scheduled.get("StudyInstanceUID", "")) or None,
+                accession_number=str(scheduled.get("AccessionNumber", "")) or None,
+                sps_id=str(scheduled.get("ScheduledProcedureStepID", "")) or None,
+                station_aet=str(ds.get("PerformedStationAETitle", "")) or event.assoc.requestor.ae_title,
+                modality=str(ds.get("Modality", "")) or None,
+                start_date=str(ds.get("PerformedProcedureStepStartDate", "")) or None,
+                start_time=str(ds.get("PerformedProcedureStepStartTime", "")) or None,
+                series=performed_series(ds),
+            )
+        except RisConflict:
+            return _status(DUPLICATE_SOP_INSTANCE, "MPPS SOP Instance already exists"), None
+        except SlicerMCPError as exc:
+            log.warning("MPPS N-CREATE failed: %s", exc.code)
+            return _status(PROCESSING_FAILURE, "RIS database unavailable"), None
+        log.info("MPPS %s IN PROGRESS (worklist entry %s)", uid, record.mwl_id)
+        if not req.AffectedSOPInstanceUID:
+            ds.AffectedSOPInstanceUID = uid
+        return SUCCESS, ds
+
+    def _on_n_set(self, event: Any) -> tuple[int | Dataset, Dataset | None]:
+        uid = str(event.request.RequestedSOPInstanceUID)
+        try:
+            ds = event.modification_list
+        except Exception:
+            return _status(INVALID_ATTRIBUTE_VALUE, "modification list cannot be decoded"), None
+        status = str(ds.get("PerformedProcedureStepStatus", "") or "") or None
+        if status is not None and status not in MPPS_STATES:
+            return _status(INVALID_ATTRIBUTE_VALUE, f"unknown status {status[:30]}"), None
+        series = performed_series(ds) if "PerformedSeriesSequence" in ds else None
+        try:
+            record = self.store.mpps_set(
+                uid,
+                status,
+                end_date=str(ds.get("PerformedProcedureStepEndDate", "")) or None,
+                end_time=str(ds.get("PerformedProcedureStepEndTime", "")) or None,
+                series=series,
+            )
+        except RisNotFound:
+            return _status(NO_SUCH_OBJECT_INSTANCE, "no such MPPS instance"), None
+        except RisConflict:
+            return (
+                _status(PROCESSING_FAILURE, "Performed Procedure Step may no longer be updated", MAY_NO_LONGER_BE_UPDATED),
+                None,
+            )
+        except SlicerMCPError as exc:
+            log.warning("MPPS N-SET failed: %s", exc.code)
+            return _status(PROCESSING_FAILURE, "RIS database unavailable"), None
+        log.info("MPPS %s now %s", uid, record.status)
+        return SUCCESS, ds
