@@ -2,46 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from typing import Any
 
 import pytest
 import requests
-from fixtures.fhir import fhir_services
-from mcp import Client
+from fixtures.fhir import call, call_error, call_one, fhir_services
 from SlicerMCPLib.errors import ErrorCode
-from SlicerMCPLib.server import build_server
-
-
-def call(services, *calls: tuple[str, dict[str, Any]]) -> list[tuple[bool, dict[str, Any]]]:
-    """Run tool calls in one client session; each gives (is_error, structured result or error body)."""
-
-    async def main():
-        out = []
-        async with Client(build_server(services)) as client:
-            for name, args in calls:
-                result = await client.call_tool(name, args)
-                if result.is_error:
-                    out.append((True, json.loads(result.content[0].text)["error"]))
-                else:
-                    out.append((False, result.structured_content))
-        return out
-
-    return asyncio.run(main())
-
-
-def call_one(services, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    is_error, body = call(services, (name, args or {}))[0]
-    assert not is_error, body
-    return body
-
-
-def call_error(services, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    is_error, body = call(services, (name, args or {}))[0]
-    assert is_error, f"{name} should have failed: {body}"
-    return body
 
 
 def unique() -> str:
