@@ -1,0 +1,284 @@
+"""DICOM series -> VolumeArray: geometry from the standard's attributes, voxels with numpy.
+
+Slices are ordered by their position along the slice normal; the slice spacing comes from
+those positions (never SliceThickness); rescale slope/intercept are applied; LPS becomes
+RAS. Non-uniform spacing is resampled to the median spacing, gantry tilt is reported;
+both add a warning. Enhanced multi-frame objects are read from their functional groups.
+Pure computation: callers run it off the main thread and hand the result to the scene.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from ..backends.base import VolumeArray
+from ..errors import ErrorCode, SlicerMCPError
+
+log = logging.getLogger(__name__)
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+_ORIENTATION_TOL = 1e-3
+_SPACING_REL_TOL = 0.01
+_TILT_TOL_DEG = 0.05
+
+
+class NotAVolume(SlicerMCPError):
+    """The series holds no image slices that form a volume (a PDF, a structured report...)."""
+
+    default_code = ErrorCode.DICOM_LOAD_FAILED
+
+
+@dataclass
+class _Slice:
+    position: np.ndarray
+    orientation: np.ndarray  # 6 values: row direction, column direction
+    spacing: tuple[float, float]  # (between rows, between columns)
+    slope: float
+    intercept: float
+    pixels: np.ndarray  # (rows, columns) stored values
+
+
+@dataclass
+class LoadedVolume:
+    volume: VolumeArray
+    slices: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _fail(message: str, **details: object) -> SlicerMCPError:
+    return SlicerMCPError(message, code=ErrorCode.DICOM_LOAD_FAILED, details=dict(details))
+
+
+def _stored_pixels(ds: Dataset) -> np.ndarray:
+    """Stored values as (frames, rows, cols) or (rows, cols); numpy alone for plain uncompressed data."""
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise _fail(
+            "colour (RGB) images cannot be loaded as a scalar volume",
+            photometric=str(ds.get("PhotometricInterpretation")),
+        )
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2.1")) if "file_meta" in ds else ""
+    bits = int(ds.BitsAllocated)
+    plain = syntax in _UNCOMPRESSED and bits in (8, 16, 32) and int(ds.get("BitsStored", bits)) == bits
+    if plain:
+        dtype = np.dtype(f"{'i' if int(ds.PixelRepresentation) else 'u'}{bits // 8}").newbyteorder("<")
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        shape = (frames, int(ds.Rows), int(ds.Columns)) if frames > 1 else (int(ds.Rows), int(ds.Columns))
+        count = int(np.prod(shape))
+        return np.frombuffer(ds.PixelData, dtype=dtype, count=count).reshape(shape)
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # missing decoder plugin, broken data
+        raise _fail(
+            f"cannot decode the pixel data (transfer syntax {syntax}): {exc}; retrieve it uncompressed",
+            syntax=syntax,
+        ) from exc
+
+
+def _rescale(item: Dataset | None, ds: Dataset) -> tuple[float, float]:
+    for source in (item, ds):
+        if source is not None and "RescaleSlope" in source:
+            return float(source.RescaleSlope), float(source.get("RescaleIntercept", 0.0))
+    return 1.0, 0.0
+
+
+def _slices_of(ds: Dataset) -> list[_Slice]:
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        return _enhanced_slices(ds)
+    if frames > 1:
+        raise _fail("classic multi-frame images without per-frame positions are not supported")
+    if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds or "PixelSpacing" not in ds:
+        raise _fail("an image lacks ImagePositionPatient, ImageOrientationPatient or PixelSpacing")
+    slope, intercept = _rescale(None, ds)
+    return [
+        _Slice(
+            np.array(ds.ImagePositionPatient, dtype=float),
+            np.array(ds.ImageOrientationPatient, dtype=float),
+            (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),
+            slope,
+            intercept,
+            _stored_pixels(ds),
+        )
+    ]
+
+
+def _group(ds: Dataset, frame: Dataset, keyword: str) -> Dataset | None:
+    """A functional group macro item from the frame's own groups, else the shared ones."""
+    for source in (frame, ds.get("SharedFunctionalGroupsSequence", [None])[0]):
+        if source is not None and keyword in source and len(source[keyword].value):
+            return source[keyword].value[0]
+    return None
+
+
+def _enhanced_slices(ds: Dataset) -> list[_Slice]:
+    pixels = _stored_pixels(ds)
+    if pixels.ndim == 2:
+        pixels = pixels[np.newaxis]
+    out = []
+    for index, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        position = _group(ds, frame, "PlanePositionSequence")
+        orientation = _group(ds, frame, "PlaneOrientationSequence")
+        measures = _group(ds, frame, "PixelMeasuresSequence")
+        if position is None or orientation is None or measures is None:
+            raise _fail("an enhanced multi-frame image lacks plane position, orientation or pixel measures")
+        slope, intercept = _rescale(_group(ds, frame, "PixelValueTransformationSequence"), ds)
+        out.append(
+            _Slice(
+                np.array(position.ImagePositionPatient, dtype=float),
+                np.array(orientation.ImageOrientationPatient, dtype=float),
+                (float(measures.PixelSpacing[0]), float(measures.PixelSpacing[1])),
+                slope,
+                intercept,
+                pixels[index],
+            )
+        )
+    return out
+
+
+def read_datasets(files: Sequence[Path]) -> list[Dataset]:
+    """Read every file; a file that is not DICOM fails the load with its name."""
+    datasets = []
+    for path in files:
+        try:
+            datasets.append(pydicom.dcmread(path))
+        except Exception as exc:  # pydicom raises several types for corrupt input
+            raise _fail(
+                f"{Path(path).name} is not a readable DICOM file ({type(exc).__name__})", file=Path(path).name
+            ) from exc
+    return datasets
+
+
+def load_series(files: Sequence[Path]) -> LoadedVolume:
+    """Read one series' files and build its volume. Raises NotAVolume for non-image series."""
+    datasets = read_datasets(files)
+    images = [ds for ds in datasets if "PixelData" in ds]
+    if not images:
+        kinds = sorted({str(ds.get("Modality", "?")) for ds in datasets})
+        raise NotAVolume(f"the series has no images (modality {', '.join(kinds)}); it is not a volume")
+    first = images[0]
+    slices = [s for ds in images for s in _slices_of(ds)]
+    warnings: list[str] = []
+    slices = _consistent(slices, warnings)
+    array, ijk_to_ras = _assemble(slices, warnings)
+    name = str(first.get("SeriesDescription") or "") or f"Series {first.get('SeriesNumber', '')}".strip()
+    attributes = {
+        "DICOM.StudyInstanceUID": str(first.get("StudyInstanceUID", "")),
+        "DICOM.SeriesInstanceUID": str(first.get("SeriesInstanceUID", "")),
+        "DICOM.Modality": str(first.get("Modality", "")),
+        "DICOM.instanceUIDs": " ".join(str(ds.SOPInstanceUID) for ds in images),
+    }
+    for w in warnings:
+        log.warning("series %s: %s", attributes["DICOM.SeriesInstanceUID"], w)
+    return LoadedVolume(
+        VolumeArray(array, ijk_to_ras, name or "DICOM volume", attributes), len(slices), warnings
+    )
+
+
+def _consistent(slices: list[_Slice], warnings: list[str]) -> list[_Slice]:
+    """Keep the largest group sharing size and orientation (drops e.g. a localizer), with a warning."""
+    groups: list[list[_Slice]] = []
+    for s in slices:
+        for g in groups:
+            ref = g[0]
+            if (
+                ref.pixels.shape == s.pixels.shape
+                and np.allclose(ref.orientation, s.orientation, atol=_ORIENTATION_TOL)
+                and np.allclose(ref.spacing, s.spacing, rtol=1e-4)
+            ):
+                g.append(s)
+                break
+        else:
+            groups.append([s])
+    groups.sort(key=len, reverse=True)
+    if len(groups) > 1:
+        dropped = sum(len(g) for g in groups[1:])
+        warnings.append(
+            f"{dropped} image(s) with another size or orientation (e.g. a localizer) were left out"
+        )
+    return groups[0]
+
+
+def _assemble(slices: list[_Slice], warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    ref = slices[0]
+    row_dir, col_dir = ref.orientation[:3], ref.orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    slices.sort(key=lambda s: float(np.dot(s.position, normal)))
+    distances = np.array([float(np.dot(s.position, normal)) for s in slices])
+    if len(slices) > 1 and np.min(np.diff(distances)) < 1e-4:
+        raise _fail(
+            "several images share one slice position (several phases, echoes or time points in one series); "
+            "this series cannot be loaded as a single volume",
+            slices=len(slices),
+        )
+    stored = np.stack([s.pixels for s in slices])
+    data = _apply_rescale(stored, slices)
+    spacing_k = 1.0
+    if len(slices) > 1:
+        steps = np.diff(distances)
+        spacing_k = float(np.median(steps))
+        if np.max(np.abs(steps - spacing_k)) > _SPACING_REL_TOL * spacing_k:
+            data, distances = _resample_uniform(data, distances, spacing_k)
+            warnings.append(
+                f"slice spacing is not uniform ({steps.min():.3g}-{steps.max():.3g} mm); resampled to "
+                f"{spacing_k:.3g} mm along the slice normal"
+            )
+        span = slices[-1].position - slices[0].position
+        cos = abs(float(np.dot(span, normal))) / float(np.linalg.norm(span))
+        tilt = float(np.degrees(np.arccos(min(1.0, cos))))
+        if tilt > _TILT_TOL_DEG:
+            warnings.append(
+                f"gantry tilt of {tilt:.2f} degrees: slices are stacked along the normal without shear, so "
+                f"in-plane positions drift by up to {float(np.linalg.norm(span)) * np.sin(np.radians(tilt)):.1f} mm"
+            )
+    row_spacing, col_spacing = ref.spacing
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, 0] = row_dir * col_spacing
+    ijk_to_lps[:3, 1] = col_dir * row_spacing
+    ijk_to_lps[:3, 2] = normal * spacing_k
+    ijk_to_lps[:3, 3] = slices[0].position
+    return np.ascontiguousarray(data), LPS_TO_RAS @ ijk_to_lps
+
+
+def _apply_rescale(stored: np.ndarray, slices: list[_Slice]) -> np.ndarray:
+    """Modality values; stays integer (int16 when it fits) when slope is 1 and intercepts are whole."""
+    slopes = np.array([s.slope for s in slices])
+    intercepts = np.array([s.intercept for s in slices])
+    if np.all(slopes == 1.0) and np.all(intercepts == intercepts[0]) and float(intercepts[0]).is_integer():
+        shift = int(intercepts[0])
+        if shift == 0:
+            return stored
+        lo, hi = int(stored.min()) + shift, int(stored.max()) + shift
+        for dtype in (np.int16, np.int32):
+            info = np.iinfo(dtype)
+            if info.min <= lo and hi <= info.max:
+                if info.min <= int(stored.min()) and int(stored.max()) <= info.max:
+                    out = stored.astype(dtype)
+                    out += dtype(shift)
+                    return out
+                return (stored.astype(np.int64) + shift).astype(dtype)
+    out = stored.astype(np.float32)
+    out *= slopes.astype(np.float32)[:, None, None]
+    out += intercepts.astype(np.float32)[:, None, None]
+    return out
+
+
+def _resample_uniform(
+    data: np.ndarray, distances: np.ndarray, spacing: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation along k onto positions distances[0] + n * spacing."""
+    count = int(round((distances[-1] - distances[0]) / spacing)) + 1
+    targets = distances[0] + spacing * np.arange(count)
+    upper = np.clip(np.searchsorted(distances, targets, side="right"), 1, len(distances) - 1)
+    lower = upper - 1
+    w = ((targets - distances[lower]) / (distances[upper] - distances[lower])).astype(np.float32)
+    w = np.clip(w, 0.0, 1.0)[:, None, None]
+    src = data.astype(np.float32, copy=False)
+    return (1.0 - w) * src[lower] + w * src[upper], targets

@@ -1,0 +1,310 @@
+"""Bring a study or series to a local folder: DICOMweb WADO-RS, C-GET or C-MOVE to our SCP.
+
+Whatever the method, the instances the node listed in a C-FIND are the contract: each
+arrives as `<SOPInstanceUID>.dcm`, progress is reported per instance, and anything missing
+at the end is RETRIEVE_INCOMPLETE with the missing UIDs (never a silent partial series).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from pydicom.filereader import read_file_meta_info
+from pynetdicom import build_role, evt
+from pynetdicom.events import Event
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # type: ignore[attr-defined]
+from pynetdicom.status import STATUS_PENDING
+
+from ..errors import ErrorCode, SlicerMCPError
+from .associations import UNCOMPRESSED, lost_association, node_label, open_association, status_of
+from .config import DicomNode, RetrieveMethod
+from .move import Target, move
+from .query import find
+from .storage_scp import StorageScp
+from .validation import check_uid
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+MAX_INSTANCES = 100_000
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Expected:
+    """What the node says the study or series holds: SOP instance -> (series, SOP class)."""
+
+    instances: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def series(self) -> list[str]:
+        return sorted({s for s, _ in self.instances.values()})
+
+    @property
+    def sop_classes(self) -> list[str]:
+        return sorted({c for _, c in self.instances.values()})
+
+
+def expected_instances(
+    node: DicomNode, calling_aet: str, target: Target, node_name: str | None = None
+) -> Expected:
+    """C-FIND at instance level: the SOP instances a retrieve must deliver."""
+    study_uid, series_uid = target.study_uid, target.series_uid
+    filters = {"StudyInstanceUID": study_uid}
+    if series_uid:
+        filters["SeriesInstanceUID"] = series_uid
+    if target.sop_uid:
+        filters["SOPInstanceUID"] = target.sop_uid
+    result = find(
+        node,
+        calling_aet,
+        "instance",
+        ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"],
+        filters,
+        limit=MAX_INSTANCES,
+        node_name=node_name,
+    )
+    expected = Expected()
+    for rec in result.records:
+        sop = check_uid(str(rec.get("SOPInstanceUID") or ""), "SOPInstanceUID from the node")
+        expected.instances[sop] = (
+            str(rec.get("SeriesInstanceUID") or series_uid or ""),
+            str(rec.get("SOPClassUID")),
+        )
+    if not expected.instances:
+        what = f"{target.level} {target.sop_uid or series_uid or study_uid}"
+        raise SlicerMCPError(
+            f"{node_label(node, node_name)} has no instances for {what}; check the UIDs with query_studies / query_series",
+            code=ErrorCode.DICOM_QUERY_FAILED,
+            details={"study_instance_uid": study_uid, "series_instance_uid": series_uid},
+        )
+    return expected
+
+
+def choose_method(node: DicomNode) -> RetrieveMethod:
+    """The configured method, else DICOMweb when the node has a URL, else C-GET."""
+    if node.retrieve_method:
+        return node.retrieve_method
+    return "dicomweb" if node.dicomweb_url else "c-get"
+
+
+class _Arrivals:
+    """Counts arrivals against the expected set and reports progress."""
+
+    def __init__(self, expected: Expected, progress: Progress | None):
+        self.expected = expected
+        self.progress = progress
+        self.files: dict[str, Path] = {}
+        self.bytes = 0
+
+    def add(self, sop_uid: str, path: Path) -> None:
+        self.files[sop_uid] = path
+        self.bytes += path.stat().st_size
+        if self.progress is not None:
+            self.progress(len(self.files), len(self.expected.instances))
+
+    def missing(self) -> list[str]:
+        return sorted(set(self.expected.instances) - set(self.files))
+
+
+def retrieve(
+    node: DicomNode,
+    calling_aet: str,
+    target: Target,
+    directory: Path,
+    *,
+    method: RetrieveMethod,
+    expected: Expected,
+    scp: StorageScp | None = None,
+    node_name: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Fetch the instances into `directory`; returns SOP Instance UID -> file. Raises RETRIEVE_INCOMPLETE."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arrivals = _Arrivals(expected, progress)
+    started = time.perf_counter()
+    if method == "dicomweb":
+        _dicomweb(node, node_name, target, directory, arrivals)
+    elif method == "c-get":
+        _c_get(node, calling_aet, node_name, target, directory, arrivals)
+    else:
+        if scp is None:
+            raise SlicerMCPError("C-MOVE retrieve needs our Storage SCP", code=ErrorCode.INTERNAL_ERROR)
+        _c_move(node, calling_aet, node_name, target, directory, arrivals, scp)
+    missing = arrivals.missing()
+    log.info(
+        "retrieved %d/%d instances by %s in %.2f s (study %s)",
+        len(arrivals.files),
+        len(expected.instances),
+        method,
+        time.perf_counter() - started,
+        target.study_uid,
+    )
+    if missing:
+        raise SlicerMCPError(
+            f"{len(missing)} of {len(expected.instances)} instances did not arrive from "
+            f"{node_label(node, node_name)} by {method}; nothing was loaded. Try again, or another "
+            f"retrieve method, and check the node's log for the missing instances.",
+            code=ErrorCode.RETRIEVE_INCOMPLETE,
+            details={"method": method, "expected": len(expected.instances), "missing": missing[:100]},
+        )
+    return arrivals.files
+
+
+# --- DICOMweb WADO-RS -------------------------------------------------------------------------
+
+
+def _dicomweb(
+    node: DicomNode,
+    node_name: str | None,
+    target: Target,
+    directory: Path,
+    arrivals: _Arrivals,
+) -> None:
+    if not node.dicomweb_url:
+        raise SlicerMCPError(
+            f"{node_label(node, node_name)} has no dicomweb_url in the config; set it or use retrieve_method c-get",
+            code=ErrorCode.CONFIG_ERROR,
+        )
+    url = f"{node.dicomweb_url}/studies/{target.study_uid}"
+    if target.series_uid:
+        url += f"/series/{target.series_uid}"
+        if target.sop_uid:
+            url += f"/instances/{target.sop_uid}"
+    accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    try:
+        with requests.get(url, headers={"Accept": accept}, stream=True, timeout=node.timeout_s) as resp:
+            if resp.status_code == 404:
+                return  # nothing there: the verification reports every instance missing
+            if resp.status_code >= 400:
+                raise SlicerMCPError(
+                    f"DICOMweb retrieve from {node_label(node, node_name)} failed: HTTP {resp.status_code}",
+                    code=ErrorCode.DOWNLOAD_FAILED,
+                    details={"status": resp.status_code},
+                )
+            boundary = _boundary(resp.headers.get("Content-Type", ""))
+            for part in _multipart_parts(resp.iter_content(_CHUNK), boundary):
+                _store_part(part, directory, arrivals)
+    except requests.RequestException as exc:
+        raise SlicerMCPError(
+            f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
+            code=ErrorCode.DICOM_NODE_UNREACHABLE,
+            details={"url": node.dicomweb_url},
+        ) from exc
+
+
+def _boundary(content_type: str) -> bytes:
+    for piece in content_type.split(";"):
+        key, _, value = piece.strip().partition("=")
+        if key.lower() == "boundary":
+            return value.strip('"').encode("ascii")
+    raise SlicerMCPError(
+        f"DICOMweb answer is not multipart (Content-Type {content_type!r})", code=ErrorCode.DOWNLOAD_FAILED
+    )
+
+
+def _multipart_parts(chunks: Iterator[bytes], boundary: bytes) -> Iterator[bytes]:
+    """Bodies of a multipart/related stream, yielded as each part completes."""
+    delimiter = b"\r\n--" + boundary
+    buf = bytearray(b"\r\n")  # so the first delimiter matches like the others
+    started = False
+    for chunk in chunks:
+        buf += chunk
+        while True:
+            at = buf.find(delimiter)
+            if at < 0:
+                break
+            if started:
+                head_end = buf.find(b"\r\n\r\n", 0, at)
+                if head_end >= 0:
+                    yield bytes(buf[head_end + 4 : at])
+            started = True
+            del buf[: at + len(delimiter)]
+            if buf[:2] == b"--":
+                return
+
+
+def _store_part(part: bytes, directory: Path, arrivals: _Arrivals) -> None:
+    try:
+        meta = read_file_meta_info(io.BytesIO(part))
+        sop_uid = check_uid(str(meta.MediaStorageSOPInstanceUID), "SOPInstanceUID")
+    except Exception:  # a part that is not a DICOM file: it will show up as missing
+        log.warning("DICOMweb part without a readable file meta header skipped")
+        return
+    if sop_uid not in arrivals.expected.instances:
+        log.warning("DICOMweb returned unexpected instance %s; ignored", sop_uid)
+        return
+    path = directory / f"{sop_uid}.dcm"
+    path.write_bytes(part)
+    arrivals.add(sop_uid, path)
+
+
+# --- C-GET -------------------------------------------------------------------------------------
+
+
+def _c_get(
+    node: DicomNode,
+    calling_aet: str,
+    node_name: str | None,
+    target: Target,
+    directory: Path,
+    arrivals: _Arrivals,
+) -> None:
+    model = StudyRootQueryRetrieveInformationModelGet
+    sop_classes = arrivals.expected.sop_classes
+    contexts = [build_context(model)] + [build_context(c, UNCOMPRESSED) for c in sop_classes]
+    roles = [build_role(c, scp_role=True) for c in sop_classes]
+
+    def on_store(event: Event) -> int:
+        sop_uid = str(event.request.AffectedSOPInstanceUID)
+        if sop_uid not in arrivals.expected.instances:
+            return 0xC000
+        path = directory / f"{sop_uid}.dcm"
+        path.write_bytes(event.encoded_dataset())
+        arrivals.add(sop_uid, path)
+        return 0x0000
+
+    label = node_label(node, node_name)
+    with open_association(
+        node,
+        calling_aet,
+        contexts,
+        node_name=node_name,
+        ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    ) as assoc:
+        final = None
+        for status, _ in assoc.send_c_get(target.identifier(), model):
+            code, category = status_of(status)
+            if code is None:
+                raise lost_association(label, "C-GET")
+            if category != STATUS_PENDING:
+                final = code
+        if final not in (0x0000, None):
+            log.warning("C-GET from %s ended with status 0x%04X", label, final)
+
+
+# --- C-MOVE to our Storage SCP -----------------------------------------------------------------
+
+
+def _c_move(
+    node: DicomNode,
+    calling_aet: str,
+    node_name: str | None,
+    target: Target,
+    directory: Path,
+    arrivals: _Arrivals,
+    scp: StorageScp,
+) -> None:
+    def on_file(path: Path) -> None:
+        arrivals.add(path.stem, path)
+
+    with scp.receiving(set(arrivals.expected.instances), directory, on_file):
+        move(node, calling_aet, scp.ae_title, target, node_name=node_name)

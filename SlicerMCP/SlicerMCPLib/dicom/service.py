@@ -1,0 +1,326 @@
+"""DicomService: the configured nodes, the current one, and the blocking DICOM operations.
+
+Created lazily through `services.get_or_create("dicom", ...)`. Every method blocks (network,
+disk, decoding) and is meant to run in a worker thread; nothing here touches the scene.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from ..backends.base import VolumeArray
+from ..config import Config
+from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from .associations import echo
+from .config import DicomNode, RetrieveMethod
+from .export import volume_to_datasets
+from .loader import LoadedVolume, NotAVolume, load_series
+from .models import (
+    DicomNodeInfo,
+    DicomNodeList,
+    EchoResult,
+    MoveResult,
+    PdfText,
+    QueryLevel,
+    QueryResult,
+    RetrieveResult,
+    SendResult,
+    SkippedSeries,
+)
+from .move import Target, move
+from .pdf import pdf_text
+from .query import find
+from .retrieve import Expected, choose_method, expected_instances, retrieve
+from .send import send
+from .storage_scp import StorageScp
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class DecodedSeries:
+    series_uid: str
+    loaded: LoadedVolume
+
+
+class DicomService:
+    """One per server: knows the nodes, the calling AE, our Storage SCP and where files go."""
+
+    def __init__(self, config: Config):
+        self.nodes: dict[str, DicomNode] = dict(config.nodes)
+        self.calling_aet = config.calling_aet
+        self._current = config.current_node or (next(iter(self.nodes)) if len(self.nodes) == 1 else None)
+        self.scp = StorageScp(config.storage_scp)
+        self._own_storage: Path | None = None
+        self._storage = Path(config.dicom_storage_dir) if config.dicom_storage_dir else None
+        self._lock = threading.Lock()
+
+    # --- nodes -------------------------------------------------------------------------------
+
+    @property
+    def current_node(self) -> str | None:
+        return self._current
+
+    def node(self, name: str | None = None) -> tuple[str, DicomNode]:
+        """The named node, or the current one; INVALID_PARAMETER says which names exist."""
+        name = name or self._current
+        if not self.nodes:
+            raise SlicerMCPError(
+                "no DICOM nodes are configured; add them under 'nodes:' in the config YAML",
+                code=ErrorCode.CONFIG_ERROR,
+            )
+        if name is None:
+            raise InvalidParameter(
+                f"no current DICOM node; choose one with switch_dicom_node ({', '.join(sorted(self.nodes))})",
+                details={"nodes": sorted(self.nodes)},
+            )
+        if name not in self.nodes:
+            raise InvalidParameter(
+                f"unknown DICOM node {name!r}; configured nodes: {', '.join(sorted(self.nodes))}",
+                details={"nodes": sorted(self.nodes)},
+            )
+        return name, self.nodes[name]
+
+    def list_nodes(self) -> DicomNodeList:
+        return DicomNodeList(
+            current_node=self._current,
+            calling_aet=self.calling_aet,
+            nodes=[
+                DicomNodeInfo(
+                    name=name,
+                    description=n.description,
+                    ae_title=n.ae_title,
+                    host=n.host,
+                    port=n.port,
+                    dicomweb_url=n.dicomweb_url,
+                    retrieve_method=choose_method(n),
+                    current=name == self._current,
+                )
+                for name, n in self.nodes.items()
+            ],
+        )
+
+    def switch(self, name: str) -> str:
+        self.node(name)
+        with self._lock:
+            self._current = name
+        log.info("current DICOM node is now %s", name)
+        return name
+
+    def verify(self) -> EchoResult:
+        name, node = self.node()
+        return echo(node, self.calling_aet, name)
+
+    # --- query -------------------------------------------------------------------------------
+
+    def query(
+        self,
+        level: QueryLevel,
+        attributes: list[str],
+        filters: dict[str, str],
+        limit: int,
+        on_match: Callable[[int], None] | None = None,
+    ) -> QueryResult:
+        name, node = self.node()
+        return find(
+            node, self.calling_aet, level, attributes, filters, limit=limit, node_name=name, on_match=on_match
+        )
+
+    # --- retrieve and load -------------------------------------------------------------------
+
+    def storage_dir(self) -> Path:
+        """Where retrieve_* keeps files: the configured folder, else a temp folder removed at close."""
+        if self._storage is not None:
+            return self._storage
+        with self._lock:
+            if self._own_storage is None:
+                self._own_storage = Path(tempfile.mkdtemp(prefix="slicer-mcp-dicom-"))
+            return self._own_storage
+
+    def _fetch(
+        self,
+        target: Target,
+        directory: Path,
+        method: RetrieveMethod | None,
+        progress: Progress | None,
+        expected: Expected | None = None,
+    ) -> tuple[RetrieveMethod, Expected, dict[str, Path]]:
+        name, node = self.node()
+        chosen = method or choose_method(node)
+        expected = expected or expected_instances(node, self.calling_aet, target, name)
+        total = len(expected.instances)
+        if progress is not None:
+            progress(0, total, f"retrieving {total} instances by {chosen}")
+
+        def per_instance(done: int, count: int) -> None:
+            if progress is not None:
+                progress(done, count, f"retrieved {done}/{count} instances")
+
+        files = retrieve(
+            node,
+            self.calling_aet,
+            target,
+            directory,
+            method=chosen,
+            expected=expected,
+            scp=self.scp,
+            node_name=name,
+            progress=per_instance,
+        )
+        return chosen, expected, files
+
+    def retrieve_to_storage(
+        self,
+        target: Target,
+        method: RetrieveMethod | None = None,
+        progress: Progress | None = None,
+        expected: Expected | None = None,
+    ) -> RetrieveResult:
+        """Retrieve into `<storage>/<study>/<series>/`; a failed retrieve leaves no files behind."""
+        started = time.perf_counter()
+        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self._ensure(self.storage_dir())))
+        try:
+            chosen, expected, files = self._fetch(target, staging, method, progress, expected)
+            study_dir = self.storage_dir() / target.study_uid
+            for sop_uid, path in files.items():
+                series_dir = study_dir / expected.instances[sop_uid][0]
+                series_dir.mkdir(parents=True, exist_ok=True)
+                path.replace(series_dir / path.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return RetrieveResult(
+            method=chosen,
+            level="series" if target.series_uid else "study",
+            study_instance_uid=target.study_uid,
+            series_instance_uids=expected.series,
+            directory=str(study_dir if not target.series_uid else study_dir / target.series_uid),
+            instances=len(files),
+            bytes=sum((study_dir / expected.instances[s][0] / f"{s}.dcm").stat().st_size for s in files),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    @staticmethod
+    def _ensure(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def retrieve_and_decode(
+        self,
+        target: Target,
+        method: RetrieveMethod | None = None,
+        progress: Progress | None = None,
+        expected: Expected | None = None,
+    ) -> tuple[RetrieveMethod, list[DecodedSeries], list[SkippedSeries], float, float]:
+        """Retrieve into a temp folder, build one volume per image series, delete the folder."""
+        work = Path(tempfile.mkdtemp(prefix="slicer-mcp-load-"))
+        try:
+            t0 = time.perf_counter()
+            chosen, expected, files = self._fetch(target, work, method, progress, expected)
+            t1 = time.perf_counter()
+            by_series: dict[str, list[Path]] = {}
+            for sop_uid, path in files.items():
+                by_series.setdefault(expected.instances[sop_uid][0], []).append(path)
+            decoded, skipped = [], []
+            for series_uid in sorted(by_series):
+                if progress is not None:
+                    progress(len(files), len(files), f"decoding series {series_uid}")
+                try:
+                    decoded.append(DecodedSeries(series_uid, load_series(by_series[series_uid])))
+                except NotAVolume as exc:
+                    skipped.append(SkippedSeries(series_instance_uid=series_uid, reason=exc.message))
+            return chosen, decoded, skipped, t1 - t0, time.perf_counter() - t1
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def pdf_text(self, target: Target) -> PdfText:
+        """Fetch one Encapsulated PDF instance to a temp folder and extract its text."""
+        work = Path(tempfile.mkdtemp(prefix="slicer-mcp-pdf-"))
+        try:
+            _, _, files = self._fetch(target, work, None, None)
+            return pdf_text(next(iter(files.values())))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    # --- move and send -----------------------------------------------------------------------
+
+    def move(self, target: Target, destination_node: str, progress: Progress | None = None) -> MoveResult:
+        name, node = self.node()
+        _, destination = self.node(destination_node)
+
+        def on_pending(done: int, total: int) -> None:
+            if progress is not None:
+                progress(done, total, f"moved {done}/{total} instances")
+
+        return move(
+            node, self.calling_aet, destination.ae_title, target, node_name=name, on_pending=on_pending
+        )
+
+    def send_files_or_datasets(
+        self, items: Sequence[Path | pydicom.Dataset], destination_node: str | None, progress: Progress | None
+    ) -> SendResult:
+        name, node = self.node(destination_node)
+        return send(node, self.calling_aet, list(items), node_name=name, progress=_two(progress, "sent"))
+
+    def send_volume(
+        self,
+        volume: VolumeArray,
+        destination_node: str | None,
+        reference: Target | None,
+        series_description: str | None,
+        progress: Progress | None,
+    ) -> SendResult:
+        """Write the volume as a new series (joining the reference's study when given) and C-STORE it."""
+        ref_ds = self._reference_header(reference) if reference is not None else None
+        datasets = volume_to_datasets(volume, reference=ref_ds, series_description=series_description)
+        result = self.send_files_or_datasets(datasets, destination_node, progress)
+        result.series_instance_uid = str(datasets[0].SeriesInstanceUID)
+        result.study_instance_uid = str(datasets[0].StudyInstanceUID)
+        return result
+
+    def _reference_header(self, reference: Target) -> pydicom.Dataset:
+        """Patient and study attributes of one instance of the reference series (from the current node)."""
+        name, node = self.node()
+        found = find(
+            node,
+            self.calling_aet,
+            "instance",
+            ["SOPInstanceUID"],
+            {"StudyInstanceUID": reference.study_uid, "SeriesInstanceUID": reference.series_uid or ""},
+            limit=1,
+            node_name=name,
+        )
+        if not found.records:
+            raise InvalidParameter(
+                f"the reference series {reference.series_uid} has no instances on {name}",
+                details={"series_instance_uid": reference.series_uid},
+            )
+        one = Target(reference.study_uid, reference.series_uid, str(found.records[0]["SOPInstanceUID"]))
+        work = Path(tempfile.mkdtemp(prefix="slicer-mcp-ref-"))
+        try:
+            _, _, files = self._fetch(one, work, None, None)
+            return pydicom.dcmread(next(iter(files.values())), stop_before_pixels=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def close(self) -> None:
+        self.scp.close()
+        if self._own_storage is not None:
+            shutil.rmtree(self._own_storage, ignore_errors=True)
+            self._own_storage = None
+
+
+def _two(progress: Progress | None, verb: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(done, total, f"{verb} {done}/{total} instances")

@@ -1,0 +1,124 @@
+"""Our Storage SCP: the C-MOVE destination, started on demand and shared by concurrent retrieves.
+
+An incoming instance is accepted only when an active retrieve expects its SOP Instance UID,
+so nobody can push arbitrary objects to our disk; each retrieve gets its own folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pynetdicom import AE, evt
+from pynetdicom.events import Event
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from ..errors import ErrorCode, SlicerMCPError
+from .config import StorageScpSettings
+
+log = logging.getLogger(__name__)
+
+_REFUSED = 0xC000  # "cannot understand": the SOP instance is not expected by any retrieve
+_OUT_OF_RESOURCES = 0xA700
+
+
+@dataclass
+class _Sink:
+    expected: set[str]
+    directory: Path
+    on_file: Callable[[Path], None]
+
+
+class StorageScp:
+    """A pynetdicom Storage SCP bound to the configured address and port."""
+
+    def __init__(self, settings: StorageScpSettings):
+        self.settings = settings
+        self._ae: AE | None = None
+        self._sinks: dict[str, _Sink] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def ae_title(self) -> str:
+        return self.settings.ae_title
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._ae is not None:
+                return
+            ae = AE(ae_title=self.settings.ae_title)
+            for cx in AllStoragePresentationContexts:
+                ae.add_supported_context(cx.abstract_syntax)
+            ae.add_supported_context(Verification)
+            ae.maximum_associations = 4
+            try:
+                ae.start_server(
+                    (self.settings.bind_address, self.settings.port),
+                    block=False,
+                    evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
+                )
+            except OSError as exc:
+                raise SlicerMCPError(
+                    f"cannot start our Storage SCP on {self.settings.bind_address}:{self.settings.port} "
+                    f"({exc.strerror}); set storage_scp.port in the config to a free port, or use C-GET or DICOMweb",
+                    code=ErrorCode.DICOM_MOVE_FAILED,
+                    details={"port": self.settings.port},
+                ) from exc
+            self._ae = ae
+            log.info(
+                "Storage SCP %s listening on %s:%d",
+                ae.ae_title,
+                self.settings.bind_address,
+                self.settings.port,
+            )
+
+    @contextmanager
+    def receiving(
+        self, expected: set[str], directory: Path, on_file: Callable[[Path], None]
+    ) -> Iterator[None]:
+        """Accept the `expected` SOP instances into `directory` while the block runs."""
+        self._ensure_started()
+        sink = _Sink(expected, directory, on_file)
+        with self._lock:
+            clash = expected & self._sinks.keys()
+            if clash:
+                raise SlicerMCPError(
+                    "another retrieve of the same instances is in progress; wait for it to finish",
+                    code=ErrorCode.DICOM_MOVE_FAILED,
+                    details={"instances": len(clash)},
+                )
+            for uid in expected:
+                self._sinks[uid] = sink
+        try:
+            yield
+        finally:
+            with self._lock:
+                for uid in expected:
+                    self._sinks.pop(uid, None)
+
+    def _on_store(self, event: Event) -> int:
+        sop_uid = str(event.request.AffectedSOPInstanceUID)
+        with self._lock:
+            sink = self._sinks.get(sop_uid)
+        if sink is None:
+            log.warning("Storage SCP refused unexpected instance %s", sop_uid)
+            return _REFUSED
+        path = sink.directory / f"{sop_uid}.dcm"
+        try:
+            path.write_bytes(event.encoded_dataset())
+        except OSError:
+            log.exception("Storage SCP could not write %s", path)
+            return _OUT_OF_RESOURCES
+        sink.on_file(path)
+        return 0x0000
+
+    def close(self) -> None:
+        with self._lock:
+            ae, self._ae = self._ae, None
+        if ae is not None:
+            ae.shutdown()
