@@ -6,7 +6,6 @@ import json
 import uuid
 
 import pytest
-import requests
 from fixtures.fhir import call, call_error, call_one, fhir_services
 from SlicerMCPLib.errors import ErrorCode
 
@@ -38,18 +37,6 @@ def make_patient(
         "identifier": [{"system": "urn:test:mrn", "value": mrn or family}],
     }
     return call_one(rw, "fhir_create_resource", {"resource": resource})
-
-
-def raw_count(peer, rtype: str, params: dict[str, str]) -> int:
-    """Ask the server directly (not through our code) how many resources match."""
-    r = requests.get(
-        f"{peer.base_url}/{rtype}",
-        params={**params, "_summary": "count"},
-        headers={"Authorization": f"Bearer {peer.token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()["total"]
 
 
 def test_verify_reads_the_capability_statement(ro) -> None:
@@ -165,7 +152,7 @@ def test_writes_are_off_by_default(ro, fhir_peer) -> None:
     assert err["code"] == ErrorCode.OPERATION_DISABLED and "SLICER_MCP_ALLOW_FHIR_WRITE" in err["message"]
     err = call_error(ro, "fhir_update_resource", {"resource": dict(resource, id="x1")})
     assert err["code"] == ErrorCode.OPERATION_DISABLED
-    assert raw_count(fhir_peer, "Patient", {"family": family}) == 0
+    assert fhir_peer.count("Patient", {"family": family}) == 0
 
 
 def test_invalid_resources_are_refused_before_sending(rw, fhir_peer) -> None:
@@ -186,7 +173,7 @@ def test_invalid_resources_are_refused_before_sending(rw, fhir_peer) -> None:
     assert err["code"] == ErrorCode.FHIR_VALIDATION_ERROR and "subject" in err["message"]
     err = call_error(rw, "fhir_create_resource", {"resource": {"resourceType": "Patientt"}})
     assert err["code"] == ErrorCode.INVALID_PARAMETER
-    assert raw_count(fhir_peer, "Patient", {"family": family}) == 0
+    assert fhir_peer.count("Patient", {"family": family}) == 0
 
 
 def test_server_side_validation_error_carries_the_operation_outcome(rw, fhir_peer) -> None:
@@ -196,7 +183,7 @@ def test_server_side_validation_error_carries_the_operation_outcome(rw, fhir_pee
     err = call_error(rw, "fhir_create_resource", {"resource": resource})
     assert err["code"] == ErrorCode.FHIR_VALIDATION_ERROR and err["details"]["status"] == 400
     assert "Patient.name.0.family" in err["details"]["operation_outcome"]
-    assert raw_count(fhir_peer, "Patient", {"identifier": family}) == 0
+    assert fhir_peer.count("Patient", {"identifier": family}) == 0
 
 
 def test_read_missing_and_bad_ids(ro) -> None:
