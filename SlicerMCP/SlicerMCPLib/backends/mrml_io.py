@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
 from .base import VolumeArray
+from .mrml_nodes import is_application_node
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +24,6 @@ log = logging.getLogger(__name__)
 _LABELMAP = 1
 _CENTERED = 2
 _SINGLE_FILE = 4
-
-# Not data: views, cameras, colour tables and the like survive clear_scene.
-_KEEP_CLASSES = (
-    "vtkMRMLColorNode",
-    "vtkMRMLAbstractViewNode",
-    "vtkMRMLCameraNode",
-    "vtkMRMLSliceCompositeNode",
-    "vtkMRMLLayoutNode",
-    "vtkMRMLInteractionNode",
-    "vtkMRMLSelectionNode",
-    "vtkMRMLCrosshairNode",
-    "vtkMRMLSubjectHierarchyNode",
-)
 
 
 def is_segmentation_file(path: Path) -> bool:
@@ -185,7 +173,7 @@ def clear_data(scene: Any) -> int:
     data = []
     for i in range(scene.GetNumberOfNodes()):
         node = scene.GetNthNode(i)
-        if node.GetSingletonTag() or node.GetHideFromEditors() or any(node.IsA(c) for c in _KEEP_CLASSES):
+        if is_application_node(node):
             continue
         if node.IsA("vtkMRMLStorableNode"):
             data.append(node)

@@ -15,6 +15,26 @@ from ..models import NodeDetails, NodeList, NodeSummary, SegmentInfo, VolumeInfo
 _PRINT_LINE = re.compile(r"^  (\w[\w ]*?)\s*[:=]\s*(.+?)\s*$")
 _MAX_GENERIC_PROPERTIES = 60
 
+# Not data: views, cameras, colour tables and the like belong to the application.
+APPLICATION_CLASSES = (
+    "vtkMRMLColorNode",
+    "vtkMRMLAbstractViewNode",
+    "vtkMRMLCameraNode",
+    "vtkMRMLSliceCompositeNode",
+    "vtkMRMLLayoutNode",
+    "vtkMRMLInteractionNode",
+    "vtkMRMLSelectionNode",
+    "vtkMRMLCrosshairNode",
+    "vtkMRMLSubjectHierarchyNode",
+)
+
+
+def is_application_node(node: Any) -> bool:
+    """Singletons, nodes hidden from editors (slice-plane models, presets) and view/colour nodes."""
+    return bool(node.GetSingletonTag() or node.GetHideFromEditors()) or any(
+        node.IsA(c) for c in APPLICATION_CLASSES
+    )
+
 
 def _finite(values: Any) -> tuple[float, ...]:
     return tuple(float(v) if math.isfinite(float(v)) else 0.0 for v in values)
@@ -71,8 +91,8 @@ def summary(node: Any) -> NodeSummary:
 def list_nodes(scene: Any, class_name: str | None, name: str | None, offset: int, limit: int) -> NodeList:
     """Filter, then describe only the page: a 1,000-node scene lists in a few ms.
 
-    Application nodes (hidden from editors, or singletons such as views and colour tables)
-    are listed only when a class filter asks for their class.
+    Application nodes (views, colour tables, hidden helpers: `is_application_node`) are
+    listed only when a class filter asks for their class.
     """
     needle = name.lower() if name else None
     matches = []
@@ -82,7 +102,7 @@ def list_nodes(scene: Any, class_name: str | None, name: str | None, offset: int
         if class_name:
             if not node.IsA(class_name):
                 continue
-        elif node.GetHideFromEditors() or node.GetSingletonTag():
+        elif is_application_node(node):
             continue
         if needle is not None and needle not in (node.GetName() or "").lower():
             continue
