@@ -77,7 +77,9 @@ def performed_series(ds: Dataset) -> list[dict[str, Any]]:
 class RisScp:
     """One pynetdicom AE serving worklist, MPPS and verification on a loopback port."""
 
-    def __init__(self, store: RisStore, ae_title: str = "MINIRIS", host: str = "127.0.0.1", port: int = 11112):
+    def __init__(
+        self, store: RisStore, ae_title: str = "MINIRIS", host: str = "127.0.0.1", port: int = 11112
+    ):
         self.store = store
         self.ae_title = ae_title
         self.host = host
@@ -201,7 +203,11 @@ class RisScp:
             return _status(NO_SUCH_OBJECT_INSTANCE, "no such MPPS instance"), None
         except RisConflict:
             return (
-                _status(PROCESSING_FAILURE, "Performed Procedure Step may no longer be updated", MAY_NO_LONGER_BE_UPDATED),
+                _status(
+                    PROCESSING_FAILURE,
+                    "Performed Procedure Step may no longer be updated",
+                    MAY_NO_LONGER_BE_UPDATED,
+                ),
                 None,
             )
         except SlicerMCPError as exc:

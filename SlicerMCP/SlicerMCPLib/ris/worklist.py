@@ -178,7 +178,10 @@ def match(query: Dataset, item: Item) -> bool:
         kw = elem.keyword
         if not kw or kw == "SpecificCharacterSet" or elem.tag.element == 0:
             continue
-        if combined is not None and kw in ("ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"):
+        if combined is not None and kw in (
+            "ScheduledProcedureStepStartDate",
+            "ScheduledProcedureStepStartTime",
+        ):
             if not combined:
                 return False
             continue

@@ -1,0 +1,129 @@
+"""RisService: the RIS domain of a server process (store, DICOM services, virtual modality).
+
+Tools get it with `ris_service(services)`; `slicer-mcp ris serve` builds one directly. The
+store opens (and migrates, and seeds a new database) on first use, so a server that never
+touches the RIS never opens its database.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from ..config import Config, user_data_dir
+from ..dicom.config import DicomNode
+from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from .modality import Acquisition, VirtualCR
+from .scp import RisScp
+from .seed import seed
+from .store import RisStore
+
+log = logging.getLogger(__name__)
+
+
+class RisService:
+    def __init__(self, config: Config):
+        self.config = config
+        self.settings = config.mini_ris
+        self._store: RisStore | None = None
+        self.scp: RisScp | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> RisStore:
+        with self._lock:
+            if self._store is None:
+                store = RisStore.open(self.settings)
+                if self.settings.seed_on_create and store.is_empty():
+                    seed(store, self.settings.modality.ae_title, self.settings.modality.station_name)
+                self._store = store
+            return self._store
+
+    def start_scp(self, port: int | None = None) -> RisScp:
+        """Serve MWL and MPPS on `port` (default mini_ris.mwl_port) from this process."""
+        if self.scp is None:
+            scp = RisScp(
+                self.store,
+                self.settings.mwl_ae_title,
+                self.settings.mwl_host,
+                self.settings.mwl_port if port is None else port,
+            )
+            try:
+                scp.start()
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise SlicerMCPError(
+                        f"port {scp.port} is already in use; another `slicer-mcp ris serve` may be running "
+                        "(then use it), or set mini_ris.mwl_port to a free port",
+                        code=ErrorCode.CONFIG_ERROR,
+                        details={"port": scp.port},
+                    ) from exc
+                raise
+            self.scp = scp
+        return self.scp
+
+    def ensure_scp(self) -> DicomNode:
+        """The MWL/MPPS node the virtual modality talks to: our own SCP, started if nothing serves
+        the configured port, or the `ris serve` process already there."""
+        if self.scp is None:
+            try:
+                self.start_scp()
+            except SlicerMCPError:
+                log.info("MWL port %d is served by another process; using it", self.settings.mwl_port)
+        port = self.scp.port if self.scp is not None else self.settings.mwl_port
+        return DicomNode(host=self.settings.modality.mwl_host, port=port, ae_title=self.settings.mwl_ae_title)
+
+    def pacs_node(self) -> tuple[str, DicomNode]:
+        name = self.settings.modality.pacs_node or self.config.current_node
+        if not name or name not in self.config.nodes:
+            raise InvalidParameter(
+                "no PACS to send to: set mini_ris.modality.pacs_node (or current_node) to a name in `nodes`, "
+                "or call with send_to_pacs=false",
+                details={"nodes": sorted(self.config.nodes)},
+            )
+        return name, self.config.nodes[name]
+
+    def acquire(self, accession_number: str, image_mode: str, send_to_pacs: bool) -> Acquisition:
+        """Run the virtual CR for a scheduled accession: as the entry's station AE, on its date."""
+        entries = self.store.list_worklist(accession_number=accession_number)
+        active = [e for e in entries if e.status == "SCHEDULED"]
+        if not active:
+            states = sorted({e.status for e in entries})
+            raise SlicerMCPError(
+                f"accession {accession_number} has no SCHEDULED worklist entry"
+                + (f" (entries are {', '.join(states)})" if states else "")
+                + "; create one with create_mwl_from_order",
+                code=ErrorCode.RIS_NOT_FOUND,
+                details={"accession_number": accession_number, "states": states},
+            )
+        entry = active[0]
+        m = self.settings.modality
+        station = VirtualCR(
+            entry.scheduled_station_aet, m.station_name, self.ensure_scp(), m.ai_endpoint, m.ai_api_key
+        )
+        pacs = self.pacs_node()[1] if send_to_pacs else None
+        output = None if send_to_pacs else self._output_dir(accession_number)
+        return station.acquire(accession_number, entry.scheduled_date, image_mode, pacs, output)
+
+    def _output_dir(self, accession_number: str) -> Path:
+        base = (
+            Path(self.config.dicom_storage_dir)
+            if self.config.dicom_storage_dir
+            else user_data_dir() / "virtual-cr"
+        )
+        return base / f"{accession_number}-{datetime.now():%Y%m%d%H%M%S}"
+
+    def close(self) -> None:
+        if self.scp is not None:
+            self.scp.stop()
+            self.scp = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def ris_service(services) -> RisService:  # noqa: ANN001 - Services, imported lazily to avoid a cycle
+    return services.get_or_create("ris", lambda s: RisService(s.config))
