@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ..dicom.config import DicomNode
 from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
 from . import resources
 from .client import FhirClient
@@ -49,6 +50,81 @@ class DicomStudyRecord(BaseModel):
     study_description: str | None = None
     modalities: list[str] = Field(default_factory=list)
     series: list[DicomSeriesRecord] = Field(default_factory=list)
+
+
+def _text(value: Any) -> str | None:
+    """A C-FIND value as text (multi-valued attributes joined the DICOM way)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, list):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def study_record_from_pacs(
+    node: DicomNode, calling_aet: str, node_name: str, study_uid: str
+) -> DicomStudyRecord:
+    """Ask the PACS (C-FIND, study then series level) what it holds for one Study Instance UID."""
+    from ..dicom.query import find  # the DICOM stack loads only when a PACS is asked
+
+    uid = dicom_uid(study_uid, "study_instance_uid")
+    study_keys = [
+        "StudyInstanceUID",
+        "PatientID",
+        "AccessionNumber",
+        "StudyDate",
+        "StudyTime",
+        "StudyDescription",
+    ]
+    studies = find(
+        node,
+        calling_aet,
+        "study",
+        [*study_keys, "ModalitiesInStudy"],
+        {"StudyInstanceUID": uid},
+        limit=1,
+        node_name=node_name,
+    ).records
+    if not studies:
+        raise SlicerMCPError(
+            f"DICOM node {node_name!r} has no study {uid}; check the UID with the DICOM query tools",
+            code=ErrorCode.DICOM_QUERY_FAILED,
+            details={"node": node_name, "study_instance_uid": uid},
+        )
+    series_keys = [
+        "SeriesInstanceUID",
+        "Modality",
+        "SeriesNumber",
+        "SeriesDescription",
+        "NumberOfSeriesRelatedInstances",
+        "BodyPartExamined",
+    ]
+    series = find(
+        node, calling_aet, "series", series_keys, {"StudyInstanceUID": uid}, limit=1000, node_name=node_name
+    ).records
+    found = studies[0]
+    modalities = found.get("ModalitiesInStudy") or []
+    return DicomStudyRecord(
+        study_instance_uid=uid,
+        patient_id=_text(found.get("PatientID")),
+        accession_number=_text(found.get("AccessionNumber")),
+        study_date=_text(found.get("StudyDate")),
+        study_time=_text(found.get("StudyTime")),
+        study_description=_text(found.get("StudyDescription")),
+        modalities=[modalities] if isinstance(modalities, str) else list(modalities),
+        series=[
+            DicomSeriesRecord(
+                series_instance_uid=str(s["SeriesInstanceUID"]),
+                modality=_text(s.get("Modality")),
+                series_number=s.get("SeriesNumber"),
+                series_description=_text(s.get("SeriesDescription")),
+                number_of_instances=s.get("NumberOfSeriesRelatedInstances"),
+                body_part_examined=_text(s.get("BodyPartExamined")),
+            )
+            for s in sorted(series, key=lambda s: (s.get("SeriesNumber") is None, s.get("SeriesNumber") or 0))
+            if s.get("SeriesInstanceUID")
+        ],
+    )
 
 
 def _started(record: DicomStudyRecord) -> str | None:

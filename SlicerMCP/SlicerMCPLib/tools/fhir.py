@@ -249,46 +249,55 @@ async def fhir_dicom_study_for_imaging_study(
 
 async def fhir_create_imaging_study_from_pacs(
     ctx: Context,
-    study: Annotated[
-        DicomStudyRecord,
-        Field(
-            description="the study as the DICOM query tools report it (study UID, PatientID, date, series)"
-        ),
-    ],
-    patient: Annotated[
-        str | None,
-        Field(description="FHIR Patient id; default: the Patient whose identifier is the PatientID"),
+    study_instance_uid: Annotated[
+        str | None, Field(description="DICOM Study Instance UID to look up in the PACS (C-FIND)")
     ] = None,
     node: Annotated[
         str | None,
         Field(
-            description="DICOM node (from the config) holding the study; its DICOMweb url becomes the Endpoint"
+            description="DICOM node holding the study (default: the current one); its dicomweb_url becomes the Endpoint"
+        ),
+    ] = None,
+    patient: Annotated[
+        str | None,
+        Field(description="FHIR Patient id; default: the Patient whose identifier is the study's PatientID"),
+    ] = None,
+    study: Annotated[
+        DicomStudyRecord | None,
+        Field(
+            description="the study as already queried (UID, PatientID, date, series); skips the PACS query"
         ),
     ] = None,
 ) -> ResourceResult:
-    """Create the FHIR ImagingStudy (series, modalities, Endpoint to the PACS) for a DICOM study
-    found in a PACS; returns the existing one if the server already has that Study UID.
-    Off unless allow.fhir_write is true."""
+    """Create the FHIR ImagingStudy (series, modalities, Endpoint to the PACS) for a DICOM study in
+    a PACS, found by its Study Instance UID; returns the existing one if the FHIR server already
+    has that Study UID. Off unless allow.fhir_write is true."""
     services = services_of(ctx)
     services.require_allowed("fhir_write", "Writing to the FHIR server")
-    endpoint = _endpoint_of(services.config, node)
-    return await _run(
-        ctx, lambda s: linking.create_imaging_study(s.client(), study, patient=patient, endpoint=endpoint)
+    config = services.config
+    if study is None and not study_instance_uid:
+        raise InvalidParameter("pass study_instance_uid (looked up in the PACS) or a study record")
+    node_name = node or config.current_node
+    if node_name is not None and node_name not in config.nodes:
+        raise InvalidParameter(f"unknown DICOM node {node_name!r}; configured: {sorted(config.nodes)}")
+    dicom_node = config.nodes[node_name] if node_name else None
+    if study is None and dicom_node is None:
+        raise InvalidParameter(
+            "no DICOM node to query: pass node, set current_node, or pass the study record"
+        )
+    endpoint = (
+        (node_name, dicom_node.dicomweb_url) if node_name and dicom_node and dicom_node.dicomweb_url else None
     )
 
+    def work(s: FhirService) -> ResourceResult:
+        record = study
+        if record is None:
+            record = linking.study_record_from_pacs(
+                dicom_node, config.calling_aet, node_name, study_instance_uid
+            )
+        return linking.create_imaging_study(s.client(), record, patient=patient, endpoint=endpoint)
 
-def _endpoint_of(config: Any, node: str | None) -> tuple[str, str] | None:
-    name = node or config.current_node
-    if name is None:
-        return None
-    if name not in config.nodes:
-        raise InvalidParameter(f"unknown DICOM node {name!r}; configured: {sorted(config.nodes)}")
-    url = config.nodes[name].dicomweb_url
-    if url is None:
-        if node is not None:
-            raise InvalidParameter(f"DICOM node {name!r} has no dicomweb_url, so no Endpoint can point at it")
-        return None
-    return name, url
+    return await _run(ctx, work)
 
 
 def register(server: MCPServer) -> None:
