@@ -366,3 +366,8 @@ def controller() -> ServerController:
         _controller = ServerController()
         atexit.register(_controller.shutdown_at_exit)
     return _controller
+
+
+def existing_controller() -> ServerController | None:
+    """The controller if one was created (application exit stops it; it never creates one)."""
+    return _controller
