@@ -1,0 +1,464 @@
+"""`WebServerBackend`: the scene tools over Slicer's own WebServer module (port 2016 by default).
+
+Used by the `slicer-mcp` bridge when the SlicerMCP module isn't running in Slicer. Node
+listing and properties come from `/slicer/mrml/properties` (parsed from each node's VTK
+PrintSelf text by Slicer), pictures from `/slicer/slice`, `/slicer/threeD` and
+`/slicer/screenshot`, volumes from `/slicer/volume` (16-bit NRRD in LPS), loading from
+`POST /slicer/mrml`, sample data from `/slicer/sampledata`, layout from `/slicer/gui`.
+Measuring and Python run through `/slicer/exec`, which works only when "Slicer API exec"
+is enabled in Slicer's Web Server module. HTTP details live in `webserver_http`.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+
+from ..config import Config
+from ..errors import (
+    ErrorCode,
+    InvalidNodeId,
+    NotSupported,
+    PythonExecutionError,
+    ScreenshotFailed,
+    SlicerMCPError,
+    VolumeCalculationError,
+)
+from ..models import (
+    ClearResult,
+    GuiMode,
+    LayoutResult,
+    LoadedNodes,
+    LookFromAxis,
+    NodeDetails,
+    NodeList,
+    NodeSummary,
+    PythonResult,
+    SceneStatus,
+    ScreenshotInfo,
+    SegmentInfo,
+    SegmentVolume,
+    ViewType,
+    VolumeInfo,
+    VolumeMeasurement,
+)
+from . import webserver_exec, webserver_http, webserver_nrrd
+from .base import SceneBackend, Screenshot, VolumeArray
+from .webserver_http import Response, WebServerHttp
+
+SLICE_VIEWS = {"axial": ("red", "Axial"), "sagittal": ("yellow", "Sagittal"), "coronal": ("green", "Coronal")}
+NO_MATCH = "No nodes matched"
+_CLASS_IN_ID = re.compile(r"^(vtkMRML\w*?Node)")
+_UNLISTED_PROPERTIES = ("ImageData", "Segmentation", "Node references", "Attributes", "IJKToRASDirections")
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    if len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ScreenshotFailed(
+            "Slicer's WebServer sent an image that is not a PNG", details={"bytes": len(png)}
+        )
+    return struct.unpack(">II", png[16:24])
+
+
+def _vec3(value: Any) -> tuple[float, float, float] | None:
+    if isinstance(value, list) and len(value) == 3:
+        return (float(value[0]), float(value[1]), float(value[2]))
+    return None
+
+
+def _class_of(node_id: str, props: dict[str, Any]) -> str:
+    """The node's class; from its id when its PrintSelf skips the MRML base fields (the layout node)."""
+    if "ClassName" in props:
+        return str(props["ClassName"])
+    m = _CLASS_IN_ID.match(node_id)
+    return m.group(1) if m else ""
+
+
+def _summary(node_id: str, props: dict[str, Any]) -> NodeSummary:
+    class_name = _class_of(node_id, props)
+    volume = None
+    image = props.get("ImageData")
+    if (
+        class_name.endswith("VolumeNode")
+        and isinstance(image, dict)
+        and isinstance(image.get("Dimensions"), list)
+    ):
+        volume = VolumeInfo(
+            dimensions=tuple(int(v) for v in image["Dimensions"]),
+            spacing=_vec3(props.get("Spacing")) or (1.0, 1.0, 1.0),
+            origin=_vec3(props.get("Origin")) or (0.0, 0.0, 0.0),
+            is_labelmap=class_name == "vtkMRMLLabelMapVolumeNode",
+        )
+    segments = None
+    segmentation = props.get("Segmentation")
+    if isinstance(segmentation, dict):
+        found = segmentation.get("Segments")
+        segments = [
+            SegmentInfo(
+                id=str(sid), name=str(seg.get("Name", sid)), color=_vec3(seg.get("Color")) or (1.0, 1.0, 1.0)
+            )
+            for sid, seg in (found.items() if isinstance(found, dict) else [])
+            if isinstance(seg, dict)
+        ]
+    return NodeSummary(
+        id=node_id, name=str(props.get("Name", "")), class_name=class_name, volume=volume, segments=segments
+    )
+
+
+def _listed(props: dict[str, Any]) -> bool:
+    """Application nodes (hidden from editors, singletons, or printing no MRML base fields like the
+    layout node) are listed only when asked for by class."""
+    return "ID" in props and props.get("HideFromEditors") is not True and props.get("SingletonTag") is None
+
+
+class WebServerBackend(SceneBackend):
+    kind = "webserver"
+
+    def __init__(self, config: Config, url: str | None = None, http: WebServerHttp | None = None):
+        self.config = config
+        self.http = http or WebServerHttp(url or config.webserver_url)
+        self._timeouts = config.timeouts
+
+    # -- plumbing ----------------------------------------------------------------------------
+    async def _get(
+        self, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> Response:
+        t = timeout or self._timeouts.scene_s
+        return await anyio.to_thread.run_sync(lambda: self.http.get(path, params, timeout=t))
+
+    async def _change(
+        self, method: str, path: str, params: dict[str, Any] | None, body: bytes | None, timeout: float
+    ) -> Response:
+        return await anyio.to_thread.run_sync(
+            lambda: self.http.request(method, path, params, body, timeout=timeout, changes_state=True)
+        )
+
+    async def _properties(self, **query: str) -> dict[str, dict[str, Any]]:
+        """Properties of the nodes matching `query` (id, class, name); empty when none match."""
+        try:
+            response = await self._get(webserver_http.MRML_PROPERTIES, query)
+        except SlicerMCPError as exc:
+            if NO_MATCH in str(exc.details.get("slicer_message", "")):
+                return {}
+            raise
+        data = response.json(webserver_http.MRML_PROPERTIES) if response.status == 200 else {}
+        if not isinstance(data, dict):
+            raise SlicerMCPError(
+                "Slicer's WebServer answered /slicer/mrml/properties with something other than an object",
+                code=ErrorCode.SLICER_WEBSERVER_ERROR,
+            )
+        return data
+
+    async def _node_properties(self, node_id: str) -> dict[str, Any]:
+        found = await self._properties(id=node_id)
+        if node_id not in found:
+            raise InvalidNodeId(
+                f"no node with id {node_id!r} in the scene; call list_scene_nodes to see the node ids",
+                details={"node_id": node_id},
+            )
+        return found[node_id]
+
+    async def _ids(self, **query: str) -> list[str]:
+        response = await self._get(webserver_http.MRML_IDS, query)
+        data = response.json(webserver_http.MRML_IDS) if response.status == 200 else []
+        return [str(i) for i in data] if isinstance(data, list) else []
+
+    async def _exec(self, source: str, timeout: float) -> Any:
+        response = await self._change("POST", webserver_http.EXEC, None, source.encode("utf-8"), timeout)
+        if response.status == 404:
+            raise PythonExecutionError("Slicer's WebServer returned no result for the code it ran")
+        return response.json(webserver_http.EXEC)
+
+    async def _summaries(self, ids: list[str]) -> list[NodeSummary]:
+        out = []
+        for node_id in ids:
+            props = await self._properties(id=node_id)
+            if node_id in props:
+                out.append(_summary(node_id, props[node_id]))
+        return out
+
+    # -- SceneBackend ------------------------------------------------------------------------
+    async def status(self) -> SceneStatus:
+        version = (await self._get(webserver_http.VERSION)).json(webserver_http.VERSION)
+        return SceneStatus(
+            backend=self.kind,
+            slicer_version=str(version.get("applicationVersion")) if isinstance(version, dict) else None,
+            node_count=len(await self._ids()),
+            volume_count=len(await self._ids(**{"class": "vtkMRMLVolumeNode"})),
+            segmentation_count=len(await self._ids(**{"class": "vtkMRMLSegmentationNode"})),
+            gui=True,
+            notes=[f"through Slicer's WebServer at {self.http.base_url}"],
+        )
+
+    async def list_nodes(self, class_name: str | None, name: str | None, offset: int, limit: int) -> NodeList:
+        props = await self._properties(**{"class": class_name or "vtkMRMLNode"})
+        needle = name.lower() if name else None
+        matches = [
+            (node_id, p)
+            for node_id, p in props.items()
+            if (class_name or _listed(p)) and (needle is None or needle in str(p.get("Name", "")).lower())
+        ]
+        page = matches[offset : offset + limit]
+        return NodeList(
+            nodes=[_summary(node_id, p) for node_id, p in page],
+            total=len(matches),
+            offset=offset,
+            limit=limit,
+            has_more=offset + len(page) < len(matches),
+        )
+
+    async def get_node(self, node_id: str) -> NodeDetails:
+        props = await self._node_properties(node_id)
+        summary = _summary(node_id, props)
+        references: dict[str, list[str]] = {}
+        refs = props.get("Node references")
+        for role, value in refs.items() if isinstance(refs, dict) else []:
+            if value is not None and value != "":
+                references[str(role).split(" [")[0]] = [str(v) for v in str(value).split()]
+        attributes = props.get("Attributes")
+        storage_file = None
+        storage_ids = references.get("storage")
+        if storage_ids:
+            storage = (await self._properties(id=storage_ids[0])).get(storage_ids[0], {})
+            storage_file = str(storage["FileName"]) if storage.get("FileName") else None
+        return NodeDetails(
+            **summary.model_dump(),
+            attributes={str(k): str(v) for k, v in attributes.items()}
+            if isinstance(attributes, dict)
+            else {},
+            properties={k: v for k, v in props.items() if k not in _UNLISTED_PROPERTIES},
+            references=references,
+            storage_file=storage_file,
+        )
+
+    async def capture_screenshot(
+        self,
+        view_type: ViewType,
+        scroll_position: float | None,
+        look_from_axis: LookFromAxis | None,
+        size: int | None,
+    ) -> Screenshot:
+        notes = []
+        if size is not None:
+            notes.append("Slicer's WebServer ignores size: the image has the view's size on screen")
+        timeout = self._timeouts.screenshot_s
+        if view_type in SLICE_VIEWS:
+            view, orientation = SLICE_VIEWS[view_type]
+            params: dict[str, Any] = {"view": view, "orientation": orientation}
+            if scroll_position is not None:
+                # the WebServer skips scrollTo=0 (it tests truthiness): nudge 0 to the first slice
+                params["scrollTo"] = max(scroll_position, 1e-6)
+            response = await self._get(webserver_http.SLICE, params, timeout)
+        elif view_type == "3d":
+            params = {"lookFromAxis": look_from_axis} if look_from_axis else None
+            response = await self._get(webserver_http.THREE_D, params, timeout)
+        else:
+            response = await self._get(webserver_http.SCREENSHOT, None, timeout)
+        if response.status == 404 or not response.body:
+            raise ScreenshotFailed(
+                f"Slicer's WebServer returned no image for the {view_type} view; the view may be hidden by "
+                "the layout (try set_layout FourUp) or show nothing yet (load a volume first)",
+                details={"view_type": view_type},
+            )
+        width, height = png_size(response.body)
+        info = ScreenshotInfo(
+            view_type=view_type,
+            width=width,
+            height=height,
+            scroll_position=scroll_position if view_type in SLICE_VIEWS else None,
+            look_from_axis=look_from_axis if view_type == "3d" else None,
+            renderer="webserver",
+            notes=notes,
+        )
+        return Screenshot(png=response.body, info=info)
+
+    async def measure_volume(self, node_id: str, segment: str | None) -> VolumeMeasurement:
+        result = await self._exec(webserver_exec.measure_source(node_id, segment), self._timeouts.python_s)
+        if not isinstance(result, dict):
+            raise VolumeCalculationError(
+                "Slicer returned an unexpected measurement", details={"result": result}
+            )
+        if result.get("error") == "INVALID_NODE_ID":
+            raise InvalidNodeId(
+                f"no node with id {node_id!r} in the scene; call list_scene_nodes to see the node ids",
+                details={"node_id": node_id},
+            )
+        if result.get("error"):
+            raise SlicerMCPError(
+                f"node {node_id} is a {result.get('node_class')}; measure_volume needs a segmentation or a "
+                "labelmap volume (list_scene_nodes with class_name=vtkMRMLSegmentationNode finds one)",
+                code=ErrorCode.INVALID_PARAMETER,
+                details={"node_id": node_id, "class_name": result.get("node_class")},
+            )
+        if segment is not None and not result["segments"]:
+            raise SlicerMCPError(
+                f"node {node_id} has no segment or label {segment!r}; get_node lists its segments",
+                code=ErrorCode.INVALID_PARAMETER,
+                details={"node_id": node_id, "segment": segment},
+            )
+        segments = [
+            SegmentVolume(
+                segment_id=s["segment_id"],
+                name=s["name"],
+                label_value=s.get("label_value"),
+                voxel_count=s["voxel_count"],
+                volume_mm3=s["voxel_count"] * s["voxel_mm3"],
+                volume_ml=s["voxel_count"] * s["voxel_mm3"] / 1000.0,
+            )
+            for s in result["segments"]
+        ]
+        return VolumeMeasurement(
+            node_id=result["node_id"],
+            node_name=result["node_name"],
+            node_class=result["node_class"],
+            voxel_volume_mm3=float(result.get("voxel_volume_mm3") or 0.0),
+            segments=segments,
+        )
+
+    async def load_volume(self, path: Path, labelmap: bool, name: str | None) -> LoadedNodes:
+        segmentation = path.name.lower().endswith(".seg.nrrd")
+        params: dict[str, Any] = {
+            "localfile": str(path),
+            "filetype": "SegmentationFile" if segmentation else "VolumeFile",
+            "name": name,
+            "labelmap": "true" if labelmap and not segmentation else None,
+        }
+        try:
+            response = await self._change("POST", webserver_http.MRML, params, b"", self._timeouts.load_s)
+        except SlicerMCPError as exc:
+            if exc.code != ErrorCode.SLICER_WEBSERVER_ERROR:
+                raise
+            raise SlicerMCPError(
+                f"Slicer could not load {path.name}: {exc.details.get('slicer_message')}. The file must be "
+                "readable by Slicer on Slicer's machine.",
+                code=ErrorCode.LOAD_FAILED,
+                details={"path": str(path)},
+            ) from exc
+        data = response.json(webserver_http.MRML)
+        ids = [str(i) for i in data.get("loadedNodeIDs", [])] if isinstance(data, dict) else []
+        return LoadedNodes(nodes=await self._summaries(ids), source=str(path))
+
+    async def load_sample_data(self, name: str, fetch_local: Callable[[], Awaitable[Path]]) -> LoadedNodes:
+        before = set(await self._ids())
+        await self._change("GET", webserver_http.SAMPLEDATA, {"name": name}, None, self._timeouts.load_s)
+        new = [i for i in await self._ids() if i not in before]
+        props = {}
+        for node_id in new:
+            props.update(await self._properties(id=node_id))
+        nodes = [_summary(i, p) for i, p in props.items() if _listed(p)]
+        return LoadedNodes(nodes=nodes, source=f"Slicer SampleData {name}")
+
+    async def set_layout(self, layout: str, gui_mode: GuiMode | None) -> LayoutResult:
+        # /slicer/gui matches vtkMRMLLayoutNode.SlicerLayout<Name>View names, case-insensitively
+        name = layout[: -len("View")] if layout.endswith("View") else layout
+        await self._change(
+            "GET",
+            webserver_http.GUI,
+            {"viewersLayout": name, "contents": gui_mode},
+            None,
+            self._timeouts.scene_s,
+        )
+        return LayoutResult(layout=layout, gui_mode=gui_mode, applied=True)
+
+    async def execute_python(self, code: str, session_key: str, timeout_s: float) -> PythonResult:
+        try:
+            result = await self._exec(webserver_exec.run_source(code, session_key), timeout_s)
+        except SlicerMCPError as exc:
+            if exc.code != ErrorCode.SLICER_WEBSERVER_ERROR:
+                raise
+            raise PythonExecutionError(
+                f"Slicer failed to run the code: {exc.details.get('slicer_message')}", details=exc.details
+            ) from exc
+        if not isinstance(result, dict):
+            raise PythonExecutionError("Slicer returned an unexpected result", details={"result": result})
+        return PythonResult(**{k: v for k, v in result.items() if k in PythonResult.model_fields})
+
+    async def clear_scene(self) -> ClearResult:
+        before = await self._properties(**{"class": "vtkMRMLNode"})
+        await self._change("DELETE", webserver_http.MRML, None, None, self._timeouts.scene_s)
+        after = set(await self._ids())
+        removed = [i for i, p in before.items() if _listed(p) and i not in after]
+        return ClearResult(removed_nodes=len(removed))
+
+    async def add_volume(self, volume: VolumeArray) -> NodeSummary:
+        body = webserver_nrrd.encode(volume.array, volume.ijk_to_ras)
+        names = await self._get(webserver_http.MRML_NAMES)
+        taken = set(map(str, names.json(webserver_http.MRML_NAMES))) if names.status == 200 else set()
+        # the WebServer overwrites a node whose name or id matches (shell-style): make ours unique and literal
+        base = "".join("_" if c in "*?[]" else c for c in volume.name) or "Volume"
+        unique, n = base, 1
+        while unique in taken:
+            n += 1
+            unique = f"{base}_{n}"
+        await self._change("POST", webserver_http.VOLUME, {"id": unique}, body, self._timeouts.load_s)
+        ids = await self._ids(name=unique)
+        if not ids:
+            raise SlicerMCPError(
+                f"Slicer's WebServer accepted the volume {unique!r} but it is not in the scene",
+                code=ErrorCode.SLICER_WEBSERVER_ERROR,
+            )
+        node_id = ids[-1]
+        if volume.attributes:
+            try:
+                await self._exec(
+                    webserver_exec.attributes_source(node_id, volume.attributes), self._timeouts.scene_s
+                )
+            except SlicerMCPError as exc:
+                if exc.code != ErrorCode.OPERATION_DISABLED:
+                    raise
+        return (await self._summaries([node_id]))[0]
+
+    async def export_volume(self, node_id: str) -> VolumeArray:
+        props = await self._node_properties(node_id)
+        if props.get("ClassName") not in ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode"):
+            raise NotSupported(
+                f"node {node_id} is a {props.get('ClassName')}; Slicer's WebServer exports only scalar and "
+                "labelmap volumes",
+                details={"node_id": node_id},
+            )
+        try:
+            response = await self._get(webserver_http.VOLUME, {"id": node_id}, self._timeouts.load_s)
+        except SlicerMCPError as exc:
+            if exc.code != ErrorCode.SLICER_WEBSERVER_ERROR:
+                raise
+            raise NotSupported(
+                f"Slicer's WebServer could not export {node_id}: {exc.details.get('slicer_message')}",
+                details={"node_id": node_id},
+            ) from exc
+        array, ijk_to_ras = webserver_nrrd.decode(response.body)
+        attributes = props.get("Attributes")
+        return VolumeArray(
+            array=np.asarray(array),
+            ijk_to_ras=ijk_to_ras,
+            name=str(props.get("Name", node_id)),
+            attributes={str(k): str(v) for k, v in attributes.items()}
+            if isinstance(attributes, dict)
+            else {},
+            is_labelmap=props.get("ClassName") == "vtkMRMLLabelMapVolumeNode",
+        )
+
+    async def close(self) -> None:
+        self.http.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.kind, "webserver_url": self.http.base_url}
+
+
+def probe_version(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """Slicer's version record when a WebServer answers at `url`, else None (no retries)."""
+    http = WebServerHttp(url, backoff_s=(), connect_timeout_s=timeout)
+    try:
+        response = http.get(webserver_http.VERSION, timeout=timeout)
+        data = response.json(webserver_http.VERSION) if response.status == 200 else None
+        return data if isinstance(data, dict) else None
+    except SlicerMCPError:
+        return None
+    finally:
+        http.close()

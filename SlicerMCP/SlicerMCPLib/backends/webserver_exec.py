@@ -1,0 +1,118 @@
+"""Python sent to Slicer's `/slicer/exec` for the work no WebServer endpoint does.
+
+Each snippet is self-contained (Slicer has no SlicerMCPLib), uses only `slicer.mrmlScene`,
+VTK and numpy, and leaves its answer in `__execResult`, which the WebServer returns as
+JSON. Arguments go in as Python literals (`repr` of str, dict, None), never pasted as code.
+"""
+
+from __future__ import annotations
+
+_MEASURE = r"""
+def __slicer_mcp_measure(node_id, wanted):
+    import numpy
+    from vtk.util import numpy_support
+    node = slicer.mrmlScene.GetNodeByID(node_id)
+    if node is None:
+        return {"error": "INVALID_NODE_ID"}
+    out = {"node_id": node.GetID(), "node_name": node.GetName(), "node_class": node.GetClassName(),
+           "segments": []}
+
+    def voxels(image):
+        scalars = image.GetPointData().GetScalars() if image is not None else None
+        return numpy.zeros(0) if scalars is None else numpy_support.vtk_to_numpy(scalars)
+
+    if node.IsA("vtkMRMLSegmentationNode"):
+        seg = node.GetSegmentation()
+        if not seg.ContainsRepresentation("Binary labelmap"):
+            seg.CreateRepresentation("Binary labelmap")
+        voxel_mm3 = None
+        for sid in seg.GetSegmentIDs():
+            segment = seg.GetSegment(sid)
+            if wanted is not None and wanted not in (sid, segment.GetName()):
+                continue
+            image = segment.GetRepresentation("Binary labelmap")
+            value = segment.GetLabelValue()
+            spacing = image.GetSpacing() if image is not None else (1.0, 1.0, 1.0)
+            voxel_mm3 = float(spacing[0] * spacing[1] * spacing[2])
+            count = int((voxels(image) == value).sum())
+            out["segments"].append({"segment_id": sid, "name": segment.GetName(), "label_value": int(value),
+                                    "voxel_count": count, "voxel_mm3": voxel_mm3})
+        out["voxel_volume_mm3"] = voxel_mm3 or 0.0
+        return out
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        spacing = node.GetSpacing()
+        voxel_mm3 = float(spacing[0] * spacing[1] * spacing[2])
+        data = voxels(node.GetImageData())
+        labels, counts = numpy.unique(data[data != 0], return_counts=True)
+        display = node.GetDisplayNode()
+        colors = display.GetColorNode() if display is not None else None
+        for label, count in zip(labels.tolist(), counts.tolist()):
+            if wanted is not None and wanted != str(int(label)):
+                continue
+            name = colors.GetColorName(int(label)) if colors is not None else ""
+            out["segments"].append({"segment_id": str(int(label)), "name": name or "label %d" % label,
+                                    "label_value": int(label), "voxel_count": int(count),
+                                    "voxel_mm3": voxel_mm3})
+        out["voxel_volume_mm3"] = voxel_mm3
+        return out
+    return {"error": "NOT_MEASURABLE", "node_class": node.GetClassName()}
+
+__execResult = __slicer_mcp_measure(@ARGS@)
+"""
+
+_RUN = r"""
+def __slicer_mcp_run(code, key):
+    import ast, contextlib, io, traceback
+    spaces = globals().setdefault("__slicer_mcp_namespaces", {})
+    space = spaces.setdefault(key, {"__name__": "__slicer_mcp__", "slicer": slicer})
+    out, err = io.StringIO(), io.StringIO()
+    clip = lambda text: text if len(text) <= 100000 else text[:100000] + "\n... [output cut]"
+    try:
+        tree = ast.parse(code, mode="exec")
+    except SyntaxError as exc:
+        return {"success": False, "error": "SyntaxError: %s (line %s)" % (exc.msg, exc.lineno),
+                "traceback": "".join(traceback.format_exception_only(type(exc), exc))}
+    last = ast.Expression(tree.body.pop().value) if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    value = None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            exec(compile(tree, "<execute_python>", "exec"), space)
+            if last is not None:
+                value = eval(compile(last, "<execute_python>", "eval"), space)
+        except BaseException as exc:
+            return {"success": False, "stdout": clip(out.getvalue()), "stderr": clip(err.getvalue()),
+                    "error": "%s: %s" % (type(exc).__name__, exc),
+                    "traceback": clip("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))}
+    return {"success": True, "stdout": clip(out.getvalue()), "stderr": clip(err.getvalue()),
+            "result": None if value is None else clip(repr(value))}
+
+__execResult = __slicer_mcp_run(@ARGS@)
+"""
+
+_ATTRIBUTES = r"""
+def __slicer_mcp_attributes(node_id, attributes):
+    node = slicer.mrmlScene.GetNodeByID(node_id)
+    if node is None:
+        return {"error": "INVALID_NODE_ID"}
+    for key, value in attributes.items():
+        node.SetAttribute(key, value)
+    return {"id": node.GetID()}
+
+__execResult = __slicer_mcp_attributes(@ARGS@)
+"""
+
+
+def _call(template: str, *args: str | dict[str, str] | None) -> str:
+    return template.replace("@ARGS@", ", ".join(repr(a) for a in args))
+
+
+def measure_source(node_id: str, segment: str | None) -> str:
+    return _call(_MEASURE, str(node_id), None if segment is None else str(segment))
+
+
+def run_source(code: str, session_key: str) -> str:
+    return _call(_RUN, str(code), str(session_key))
+
+
+def attributes_source(node_id: str, attributes: dict[str, str]) -> str:
+    return _call(_ATTRIBUTES, str(node_id), {str(k): str(v) for k, v in attributes.items()})
