@@ -1,9 +1,325 @@
-"""RIS tools (filled in by the RIS work; registered through `register`)."""
+"""Mini-RIS tools: patients, orders, the modality worklist, MPPS status and the virtual CR.
+
+Database and DICOM work runs in a worker thread; writes need `allow.ris_write` (and sending
+the synthetic study to the PACS also `allow.dicom_send`).
+"""
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from ..errors import InvalidParameter
+from ..ris.db import RisNotFound
+from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
+from ..ris.schema import PROCEDURES
+from ..ris.service import RisService, ris_service
+from ..server import services_of
+
+T = TypeVar("T")
+
+READS_RIS = ToolAnnotations(
+    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
+)
+CREATES_RIS = ToolAnnotations(
+    readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
+)
+CANCELS_RIS = ToolAnnotations(
+    readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False
+)
+ACQUIRES = ToolAnnotations(
+    readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
+)
+
+ProcedureCode = Literal[tuple(p[0] for p in PROCEDURES)]  # type: ignore[valid-type]
+Limit = Annotated[int, Field(ge=1, le=1000, description="at most this many records")]
+Accession = Annotated[str, Field(min_length=1, max_length=16, description="accession number of the order")]
+
+
+class PatientList(BaseModel):
+    count: int
+    patients: list[Patient]
+
+
+class OrderList(BaseModel):
+    count: int
+    orders: list[Order]
+
+
+class Worklist(BaseModel):
+    count: int
+    entries: list[MwlEntry]
+
+
+class MwlCreated(BaseModel):
+    """The new worklist entry: what the modality will see."""
+
+    mwl_id: int
+    accession_number: str
+    study_instance_uid: str
+    patient_mrn: str
+    patient_name: str = Field(description="DICOM PN, Family^Given")
+    procedure_code: str
+    procedure: str
+    modality: str
+    scheduled_station_aet: str
+    scheduled_time: str = Field(description="ISO 8601 local time")
+    scheduled_procedure_step_id: str
+
+
+class SyntheticStudy(BaseModel):
+    accession_number: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uids: list[str]
+    image_count: int
+    body_part: str
+    views: list[str]
+    image_mode: str = Field(description="the generator that made the pixels (ai falls back to simple)")
+    mpps_sop_instance_uid: str
+    mpps_status: str
+    sent_to_pacs: str | None = Field(None, description="PACS node name when sent")
+    sent: int
+    files: list[str] = Field(default_factory=list, description="files written when not sent to a PACS")
+    notes: list[str] = Field(default_factory=list)
+
+
+class ProcedureStepStatus(BaseModel):
+    accession_number: str
+    order_status: str
+    worklist: list[MwlEntry]
+    performed_steps: list[MppsRecord] = Field(description="MPPS instances with their status history")
+
+
+async def _run(ctx: Context, work: Callable[[RisService], T]) -> T:
+    service = ris_service(services_of(ctx))
+    return await anyio.to_thread.run_sync(work, service)
+
+
+def _date(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = value.replace("-", "")
+    try:
+        datetime.strptime(text, "%Y%m%d")
+    except ValueError as exc:
+        raise InvalidParameter(
+            f"date {value!r} is not YYYY-MM-DD or YYYYMMDD", details={"date": value}
+        ) from exc
+    return text
+
+
+async def list_mini_ris_patients(
+    ctx: Context,
+    mrn: Annotated[str | None, Field(description="exact medical record number, e.g. MRN1001")] = None,
+    name: Annotated[
+        str | None, Field(description="part of the family or given name, case-insensitive")
+    ] = None,
+    limit: Limit = 100,
+) -> PatientList:
+    """Patients in the mini-RIS (MRN, name, birth date, sex). Use it to find the MRN for create_order."""
+    patients = await _run(ctx, lambda s: s.store.list_patients(mrn, name, limit))
+    return PatientList(count=len(patients), patients=patients)
+
+
+async def list_orders(
+    ctx: Context,
+    status: Annotated[
+        Literal["ORDERED", "SCHEDULED", "IN_PROGRESS", "COMPLETED", "DISCONTINUED", "CANCELLED"] | None,
+        Field(description="only orders in this state"),
+    ] = None,
+    patient_mrn: Annotated[str | None, Field(description="only this patient's orders")] = None,
+    accession_number: Annotated[
+        str | None, Field(description="only the order with this accession number")
+    ] = None,
+    limit: Limit = 100,
+) -> OrderList:
+    """Imaging orders, newest first, with patient, procedure (views, expected image count), priority
+    and state. ORDERED orders are waiting for create_mwl_from_order."""
+    orders = await _run(ctx, lambda s: s.store.list_orders(status, patient_mrn, accession_number, limit))
+    return OrderList(count=len(orders), orders=orders)
+
+
+async def create_order(
+    ctx: Context,
+    patient_mrn: Annotated[str, Field(min_length=1, description="MRN from list_mini_ris_patients")],
+    procedure_code: Annotated[ProcedureCode, Field(description="one of the 14 CR/XR procedures")],
+    priority: Annotated[Priority, Field(description="request priority")] = "ROUTINE",
+    reason: Annotated[str | None, Field(max_length=200, description="reason for the study")] = None,
+    accession_number: Annotated[
+        str | None, Field(min_length=1, max_length=16, description="leave out to get a new unique one")
+    ] = None,
+) -> Order:
+    """Create an imaging order (state ORDERED) with a unique accession number. Next step:
+    create_mwl_from_order to put it on a modality's worklist. Needs allow.ris_write."""
+    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS")
+    return await _run(
+        ctx,
+        lambda s: s.store.create_order(
+            patient_mrn, procedure_code, priority=priority, reason=reason, accession_number=accession_number
+        ),
+    )
+
+
+async def create_mwl_from_order(
+    ctx: Context,
+    order_id: Annotated[int, Field(ge=1, description="order id from list_orders or create_order")],
+    scheduled_station_aet: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=16,
+            description="AE title of the modality that will do it, e.g. VIRTUALCR",
+        ),
+    ],
+    scheduled_time: Annotated[str, Field(description="local start time, ISO 8601, e.g. 2025-06-01T10:30")],
+) -> MwlCreated:
+    """Schedule an order on the modality worklist: creates one Scheduled Procedure Step with a new
+    Study Instance UID, in one transaction. Returns accession, Study Instance UID, patient,
+    procedure, modality, time and the mwl id. Needs allow.ris_write."""
+    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS")
+    try:
+        when = datetime.fromisoformat(scheduled_time)
+    except ValueError as exc:
+        raise InvalidParameter(
+            f"scheduled_time {scheduled_time!r} is not ISO 8601 (e.g. 2025-06-01T10:30)",
+            details={"scheduled_time": scheduled_time},
+        ) from exc
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    station = services_of(ctx).config.mini_ris.modality
+    name = station.station_name if scheduled_station_aet == station.ae_title else None
+    e = await _run(
+        ctx,
+        lambda s: s.store.create_mwl(
+            order_id, scheduled_station_aet, when, station_name=name, performing_physician=None
+        ),
+    )
+    return MwlCreated(
+        mwl_id=e.mwl_id,
+        accession_number=e.accession_number,
+        study_instance_uid=e.study_instance_uid,
+        patient_mrn=e.patient.mrn,
+        patient_name=e.patient.dicom_name,
+        procedure_code=e.procedure.code,
+        procedure=e.procedure.description,
+        modality=e.modality,
+        scheduled_station_aet=e.scheduled_station_aet,
+        scheduled_time=when.isoformat(timespec="minutes"),
+        scheduled_procedure_step_id=e.scheduled_procedure_step_id,
+    )
+
+
+async def list_worklist(
+    ctx: Context,
+    status: Annotated[
+        Literal["SCHEDULED", "IN_PROGRESS", "COMPLETED", "DISCONTINUED", "CANCELLED"] | None,
+        Field(description="only entries in this state (the DICOM worklist serves SCHEDULED and IN_PROGRESS)"),
+    ] = None,
+    date: Annotated[str | None, Field(description="scheduled date, YYYY-MM-DD or YYYYMMDD")] = None,
+    station_aet: Annotated[str | None, Field(description="scheduled station AE title")] = None,
+    accession_number: Annotated[str | None, Field(description="only this accession number")] = None,
+    limit: Limit = 200,
+) -> Worklist:
+    """Worklist entries (scheduled procedure steps) in time order with patient, procedure, station
+    and state; the same entries the MWL SCP serves to modalities."""
+    day = _date(date)
+    entries = await _run(
+        ctx, lambda s: s.store.list_worklist(status, day, station_aet, accession_number, limit)
+    )
+    return Worklist(count=len(entries), entries=entries)
+
+
+async def cancel_mwl(
+    ctx: Context, mwl_id: Annotated[int, Field(ge=1, description="worklist entry id from list_worklist")]
+) -> MwlEntry:
+    """Take a SCHEDULED entry off the worklist (state CANCELLED); its order can be scheduled again.
+    A started step cannot be cancelled (the modality ends it with MPPS DISCONTINUED). Needs allow.ris_write."""
+    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS")
+    return await _run(ctx, lambda s: s.store.cancel_mwl(mwl_id))
+
+
+async def create_synthetic_cr_study(
+    ctx: Context,
+    accession_number: Accession,
+    image_mode: Annotated[
+        Literal["simple", "sample", "auto", "ai"],
+        Field(
+            description="simple: procedural anatomy outlines; sample: images shipped with the project; "
+            "auto: sample when there is one, else simple; ai: external generator, falls back to simple"
+        ),
+    ] = "auto",
+    send_to_pacs: Annotated[
+        bool,
+        Field(
+            description="C-STORE to the PACS (mini_ris.modality.pacs_node or current_node); else write files"
+        ),
+    ] = True,
+) -> SyntheticStudy:
+    """Act as the virtual CR modality for a scheduled accession: query the worklist over DICOM by
+    station AE and date, send MPPS IN PROGRESS, make one synthetic image per view with the
+    worklist's patient, Study Instance UID and accession, C-STORE them to the PACS, then MPPS
+    COMPLETED referencing the series. Needs allow.ris_write (and allow.dicom_send to send)."""
+    services = services_of(ctx)
+    services.require_allowed("ris_write", "Acquiring with the virtual modality")
+    if send_to_pacs:
+        services.require_allowed("dicom_send", "Sending the synthetic study to the PACS")
+    await ctx.report_progress(0, 3, "querying the worklist")
+    done = await _run(ctx, lambda s: s.acquire(accession_number, image_mode, send_to_pacs))
+    await ctx.report_progress(3, 3, f"MPPS {done.mpps_status}")
+    pacs = ris_service(services).pacs_node()[0] if send_to_pacs else None
+    return SyntheticStudy(
+        accession_number=done.accession_number,
+        study_instance_uid=done.study_instance_uid,
+        series_instance_uid=done.series_instance_uid,
+        sop_instance_uids=done.sop_instance_uids,
+        image_count=len(done.sop_instance_uids),
+        body_part=done.body_part,
+        views=done.views,
+        image_mode=done.image_mode,
+        mpps_sop_instance_uid=done.mpps_sop_instance_uid,
+        mpps_status=done.mpps_status,
+        sent_to_pacs=pacs,
+        sent=done.sent,
+        files=done.files,
+        notes=done.notes,
+    )
+
+
+async def get_procedure_step_status(ctx: Context, accession_number: Accession) -> ProcedureStepStatus:
+    """Where an order stands: its state, its worklist entries and every MPPS (IN PROGRESS, COMPLETED,
+    DISCONTINUED) with the performed series and the status history."""
+
+    def work(s: RisService) -> ProcedureStepStatus:
+        orders = s.store.list_orders(accession_number=accession_number, limit=1)
+        if not orders:
+            raise RisNotFound(
+                f"no order with accession {accession_number}", details={"accession": accession_number}
+            )
+        entries = s.store.list_worklist(accession_number=accession_number)
+        steps = [m for e in entries for m in s.store.mpps_for_mwl(e.mwl_id)]
+        return ProcedureStepStatus(
+            accession_number=accession_number,
+            order_status=orders[0].status,
+            worklist=entries,
+            performed_steps=steps,
+        )
+
+    return await _run(ctx, work)
 
 
 def register(server: MCPServer) -> None:
-    """No ris tools yet."""
+    server.add_tool(list_mini_ris_patients, title="List mini-RIS patients", annotations=READS_RIS)
+    server.add_tool(list_orders, title="List imaging orders", annotations=READS_RIS)
+    server.add_tool(create_order, title="Create imaging order", annotations=CREATES_RIS)
+    server.add_tool(create_mwl_from_order, title="Schedule order on the worklist", annotations=CREATES_RIS)
+    server.add_tool(list_worklist, title="List modality worklist", annotations=READS_RIS)
+    server.add_tool(cancel_mwl, title="Cancel worklist entry", annotations=CANCELS_RIS)
+    server.add_tool(create_synthetic_cr_study, title="Acquire synthetic CR study", annotations=ACQUIRES)
+    server.add_tool(get_procedure_step_status, title="Procedure step status", annotations=READS_RIS)
