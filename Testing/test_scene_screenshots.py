@@ -1,0 +1,156 @@
+"""Screenshots of a headless scene, checked by pixel content (orientation, overlays, scroll, 3D).
+
+The demo phantom is asymmetric: a bright (white at its window/level) marker on the patient's
+LEFT, a red "Lesion" segment on the left, blue "Ventricles" in the middle. Slicer shows slices
+in radiological convention, so the patient's left must appear on the right of the image.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.scene import call_tool, call_tools, error_of
+from SlicerMCPLib.demo import load_demo_scene
+from SlicerMCPLib.errors import ErrorCode
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """HxWx3 uint8, top row first (decoded by VTK's PNG reader: no extra dependency)."""
+    import vtk
+    from vtk.util import numpy_support
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "shot.png"
+        path.write_bytes(data)
+        reader = vtk.vtkPNGReader()
+        reader.SetFileName(str(path))
+        reader.Update()
+    image = reader.GetOutput()
+    w, h, _ = image.GetDimensions()
+    pixels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(h, w, -1)
+    return pixels[::-1, :, :3].copy()
+
+
+def shot(server, **args) -> tuple[np.ndarray, dict]:
+    result = call_tool(server, "capture_screenshot", args)
+    assert not result.is_error, result.content[0].text
+    image = next(c for c in result.content if c.type == "image")
+    assert image.mime_type == "image/png"
+    return decode_png(base64.b64decode(image.data)), result.structured_content
+
+
+@pytest.fixture
+def demo_server(mcp_server, run_on_scene, clean_backend):
+    run_on_scene(lambda: load_demo_scene(clean_backend))
+    return mcp_server
+
+
+def white(rgb: np.ndarray) -> np.ndarray:
+    return (rgb >= 250).all(axis=2)
+
+
+def reddish(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., c].astype(int) for c in range(3))
+    return (r > 150) & (r - g > 80) & (r - b > 80)
+
+
+def bluish(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., c].astype(int) for c in range(3))
+    return (b > 120) & (b - r > 60)
+
+
+@pytest.mark.parametrize("view", ["axial", "coronal"])
+def test_patient_left_is_screen_right(demo_server, view) -> None:
+    rgb, info = shot(demo_server, view_type=view)
+    assert rgb.shape == (512, 512, 3) and info["width"] == 512
+    marker = white(rgb)
+    assert marker.sum() > 50, "the bright marker should be visible"
+    columns = np.nonzero(marker)[1]
+    assert columns.min() > 256, (
+        f"marker (patient left) must be on the right half, found x {columns.min()}..{columns.max()}"
+    )
+    assert info["background_volume_id"] and info["renderer"] == "headless-vtk"
+
+
+def test_axial_anterior_is_up(demo_server) -> None:
+    rgb, _ = shot(demo_server, view_type="axial", scroll_position=0.5)
+    rows = np.nonzero(reddish(rgb))[0]
+    assert rows.size and rows.mean() < 250, "the lesion lies anterior of centre, so above the image centre"
+
+
+def test_segments_drawn_in_their_colours_where_they_are(demo_server) -> None:
+    rgb, _ = shot(demo_server, view_type="axial")
+    lesion, ventricles = reddish(rgb), bluish(rgb)
+    assert lesion.sum() > 100 and ventricles.sum() > 300
+    assert np.nonzero(lesion)[1].mean() > 300  # lesion is on the patient's left -> screen right
+    assert abs(np.nonzero(ventricles)[1].mean() - 256) < 30  # ventricles in the middle
+
+
+def test_hidden_segmentation_is_not_drawn(demo_server, run_on_scene, clean_backend) -> None:
+    def hide() -> None:
+        node = clean_backend.scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+        node.GetDisplayNode().SetVisibility(False)
+
+    run_on_scene(hide)
+    rgb, _ = shot(demo_server, view_type="axial")
+    assert reddish(rgb).sum() == 0 and bluish(rgb).sum() == 0
+
+
+def test_scroll_moves_the_slice(demo_server) -> None:
+    (a, ia), (b, ib), (c, ic) = (
+        shot(demo_server, view_type="sagittal", scroll_position=p) for p in (0.0, 0.5, 1.0)
+    )
+    assert ia["slice_offset_mm"] < ib["slice_offset_mm"] < ic["slice_offset_mm"]
+    # Slicer's sagittal normal points to the patient's left (-x): offsets run from the right edge
+    # (x = +95, offset -95) to the left edge, 96 slice centres 2 mm apart
+    assert ia["slice_offset_mm"] == pytest.approx(-95.0) and ic["slice_offset_mm"] == pytest.approx(95.0)
+    assert ib["scroll_position"] == 0.5
+    assert not np.array_equal(a, b) and not np.array_equal(b, c)
+    # the marker sits at x = -88 mm (patient's left): only a slice near there cuts it
+    marker, info = shot(demo_server, view_type="sagittal", scroll_position=(95 + 88) / 190)
+    assert info["slice_offset_mm"] == pytest.approx(88.0)
+    assert white(marker).sum() > 100 and white(b).sum() == 0 and white(c).sum() == 0
+
+
+def test_size_and_full_layout(demo_server) -> None:
+    rgb, info = shot(demo_server, view_type="coronal", size=256)
+    assert rgb.shape == (256, 256, 3) and info["height"] == 256
+    full, info = shot(demo_server, view_type="full", size=512)
+    assert full.shape == (512, 512, 3)
+    assert "layout FourUp" in info["notes"]
+    quadrants = [full[:256, :256], full[:256, 256:], full[256:, :256], full[256:, 256:]]
+    assert all(q.std() > 10 for q in quadrants), "every view of the four-up layout shows something"
+
+
+def test_3d_view_shows_segment_surfaces(demo_server) -> None:
+    rgb, info = shot(demo_server, view_type="3d", look_from_axis="left")
+    assert info["look_from_axis"] == "left" and not info["notes"]
+    r, g, b = (rgb[..., c].astype(int) for c in range(3))
+    brain = (r > 120) & (r > b + 40) & (g > b + 20)  # the brain segment's yellow, lit
+    assert brain.sum() > 2000
+    other, _ = shot(demo_server, view_type="3d", look_from_axis="superior")
+    assert not np.array_equal(rgb, other)
+
+
+def test_empty_scene_and_bad_arguments(mcp_server) -> None:
+    rgb, info = shot(mcp_server, view_type="axial", size=128)
+    assert rgb.shape == (128, 128, 3) and rgb.max() == 0
+    assert info["notes"] and "load_volume" in info["notes"][0]
+    results = call_tools(
+        mcp_server,
+        [
+            ("capture_screenshot", {"view_type": "axial", "scroll_position": 1.5}),
+            ("capture_screenshot", {"view_type": "axial", "scroll_position": -0.1}),
+            ("capture_screenshot", {"view_type": "sideways"}),
+            ("capture_screenshot", {"view_type": "3d", "look_from_axis": "up"}),
+            ("capture_screenshot", {"size": 10}),
+        ],
+    )
+    for result in results:
+        assert error_of(result)["code"] == ErrorCode.INVALID_PARAMETER
+    assert "scroll_position" in json.loads(results[0].content[0].text)["error"]["message"]
