@@ -124,9 +124,10 @@ def build_app(server: MCPServer, settings: ServerSettings, token: str) -> ASGIAp
 class HttpServer:
     """uvicorn serving one MCP server on a daemon thread."""
 
-    def __init__(self, server: MCPServer, settings: ServerSettings, token: str):
+    def __init__(self, server: MCPServer | None, settings: ServerSettings, token: str, *, app: ASGIApp | None = None):
+        """Serves `server` (MCP); or, with `app`, another ASGI app already wrapped in AuthMiddleware."""
         self.settings = settings
-        self._app = build_app(server, settings, token)
+        self._app = app if app is not None else build_app(server, settings, token)  # type: ignore[arg-type]
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None

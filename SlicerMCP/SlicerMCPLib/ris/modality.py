@@ -370,7 +370,7 @@ def _views_of(description: str, body_part: str) -> list[str]:
     """The views of the procedure (from the RIS's procedure table, by description)."""
     from .schema import PROCEDURES
 
-    for _code, desc, _mod, part, views, _count in PROCEDURES:
+    for _code, desc, _mod, _part, views, _count in PROCEDURES:
         if desc == description:
             return views.split(",")
     for _code, _desc, _mod, part, views, _count in PROCEDURES:

@@ -1,0 +1,172 @@
+"""A small REST API for worklist entries and a readable HTML worklist page.
+
+Same rules as the MCP server: 127.0.0.1, bearer token from the token file, foreign browser
+Origins refused (`http_transport.AuthMiddleware`); writes need `allow.ris_write`.
+
+    GET    /ris/api/orders?status=&patient_mrn=      orders
+    GET    /ris/api/worklist?status=&date=&station_aet=
+    POST   /ris/api/worklist   {"order_id", "scheduled_station_aet", "scheduled_time"}  -> 201
+    DELETE /ris/api/worklist/{mwl_id}                 cancel (-> the CANCELLED entry)
+    GET    /ris/worklist                              HTML page
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from ..config import Config
+from ..errors import ErrorCode, InvalidParameter, OperationDisabled, SlicerMCPError
+from ..http_transport import AuthMiddleware, HttpServer
+from .service import RisService
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS = {
+    ErrorCode.RIS_NOT_FOUND: 404,
+    ErrorCode.RIS_CONFLICT: 409,
+    ErrorCode.INVALID_PARAMETER: 400,
+    ErrorCode.OPERATION_DISABLED: 403,
+    ErrorCode.RIS_DATABASE_ERROR: 503,
+}
+
+
+def _error(exc: SlicerMCPError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=HTTP_STATUS.get(exc.code, 500))
+
+
+def build_api(service: RisService, config: Config) -> Starlette:
+    """The Starlette app (without the token check; `serve_api` adds it)."""
+    store = lambda: service.store  # noqa: E731 - opened on first request
+
+    def guarded(handler: Any) -> Any:
+        async def wrapper(request: Request) -> Any:
+            try:
+                return await handler(request)
+            except SlicerMCPError as exc:
+                return _error(exc)
+
+        return wrapper
+
+    def require_write() -> None:
+        if not config.allow.ris_write:
+            raise OperationDisabled("ris_write", "Writing to the mini-RIS")
+
+    def day(value: str | None) -> str | None:
+        if not value:
+            return None
+        text = value.replace("-", "")
+        try:
+            datetime.strptime(text, "%Y%m%d")
+        except ValueError as exc:
+            raise InvalidParameter(f"date {value!r} is not YYYY-MM-DD or YYYYMMDD") from exc
+        return text
+
+    async def orders(request: Request) -> JSONResponse:
+        q = request.query_params
+        rows = await run_in_threadpool(lambda: store().list_orders(q.get("status"), q.get("patient_mrn")))
+        return JSONResponse({"count": len(rows), "orders": [o.model_dump(mode="json") for o in rows]})
+
+    async def worklist(request: Request) -> JSONResponse:
+        q = request.query_params
+        date = day(q.get("date"))
+        rows = await run_in_threadpool(
+            lambda: store().list_worklist(q.get("status"), date, q.get("station_aet"))
+        )
+        return JSONResponse({"count": len(rows), "entries": [e.model_dump(mode="json") for e in rows]})
+
+    async def create(request: Request) -> JSONResponse:
+        require_write()
+        try:
+            body = await request.json()
+            order_id = int(body["order_id"])
+            station = str(body["scheduled_station_aet"])
+            when = datetime.fromisoformat(str(body["scheduled_time"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidParameter(
+                "send JSON {order_id: int, scheduled_station_aet: str, scheduled_time: ISO 8601}",
+                details={"problem": str(exc)},
+            ) from exc
+        if not 0 < len(station) <= 16:
+            raise InvalidParameter("scheduled_station_aet must be 1 to 16 characters")
+        entry = await run_in_threadpool(lambda: store().create_mwl(order_id, station, when))
+        return JSONResponse(entry.model_dump(mode="json"), status_code=201)
+
+    async def cancel(request: Request) -> JSONResponse:
+        require_write()
+        try:
+            mwl_id = int(request.path_params["mwl_id"])
+        except ValueError as exc:
+            raise InvalidParameter("the worklist entry id is a number") from exc
+        entry = await run_in_threadpool(lambda: store().cancel_mwl(mwl_id))
+        return JSONResponse(entry.model_dump(mode="json"))
+
+    async def page(request: Request) -> HTMLResponse:
+        date = day(request.query_params.get("date"))
+        rows = await run_in_threadpool(lambda: store().list_worklist(None, date, None))
+        return HTMLResponse(render_page(rows, date))
+
+    return Starlette(
+        routes=[
+            Route("/ris/api/orders", guarded(orders), methods=["GET"]),
+            Route("/ris/api/worklist", guarded(worklist), methods=["GET"]),
+            Route("/ris/api/worklist", guarded(create), methods=["POST"]),
+            Route("/ris/api/worklist/{mwl_id}", guarded(cancel), methods=["DELETE"]),
+            Route("/ris/worklist", guarded(page), methods=["GET"]),
+        ]
+    )
+
+
+def render_page(entries: list[Any], date: str | None) -> str:
+    """The worklist as a plain HTML table (every value escaped)."""
+    e = html.escape
+    rows = "\n".join(
+        "<tr>"
+        + "".join(
+            f"<td>{e(str(v))}</td>"
+            for v in (
+                x.mwl_id,
+                f"{x.scheduled_date[:4]}-{x.scheduled_date[4:6]}-{x.scheduled_date[6:]} "
+                f"{x.scheduled_time[:2]}:{x.scheduled_time[2:4]}",
+                x.scheduled_station_aet,
+                x.modality,
+                x.procedure.description,
+                f"{x.patient.family_name}, {x.patient.given_name}",
+                x.patient.mrn,
+                x.accession_number,
+                x.priority,
+                x.status,
+            )
+        )
+        + "</tr>"
+        for x in entries
+    )
+    title = f"Mini-RIS worklist{' for ' + e(date) if date else ''}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #bbb;padding:4px 8px;text-align:left}}th{{background:#eee}}</style></head>
+<body><h1>{title}</h1><p>{len(entries)} entries</p>
+<table><thead><tr><th>Id</th><th>Scheduled</th><th>Station AE</th><th>Modality</th><th>Procedure</th>
+<th>Patient</th><th>MRN</th><th>Accession</th><th>Priority</th><th>Status</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table></body></html>
+"""
+
+
+def serve_api(service: RisService, config: Config, token: str, port: int | None = None) -> HttpServer:
+    """Start the API on 127.0.0.1 (`port` or mini_ris.api_port) behind the token check."""
+    settings = config.server.model_copy(update={"port": config.mini_ris.api_port if port is None else port})
+    app = AuthMiddleware(build_api(service, config), token, list(settings.allowed_origins))
+    server = HttpServer(None, settings, token, app=app).start()
+    log.info("RIS REST API on http://%s:%d/ris/api/worklist", settings.host, server.port)
+    return server
