@@ -64,7 +64,8 @@ def _stored_pixels(ds: Dataset) -> np.ndarray:
             "colour (RGB) images cannot be loaded as a scalar volume",
             photometric=str(ds.get("PhotometricInterpretation")),
         )
-    syntax = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2.1")) if "file_meta" in ds else ""
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     bits = int(ds.BitsAllocated)
     plain = syntax in _UNCOMPRESSED and bits in (8, 16, 32) and int(ds.get("BitsStored", bits)) == bits
     if plain:
@@ -72,7 +73,13 @@ def _stored_pixels(ds: Dataset) -> np.ndarray:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         shape = (frames, int(ds.Rows), int(ds.Columns)) if frames > 1 else (int(ds.Rows), int(ds.Columns))
         count = int(np.prod(shape))
-        return np.frombuffer(ds.PixelData, dtype=dtype, count=count).reshape(shape)
+        try:
+            return np.frombuffer(ds.PixelData, dtype=dtype, count=count).reshape(shape)
+        except ValueError as exc:
+            raise _fail(
+                f"instance {ds.get('SOPInstanceUID', '?')} has truncated pixel data",
+                sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+            ) from exc
     try:
         return ds.pixel_array
     except Exception as exc:  # missing decoder plugin, broken data
@@ -148,7 +155,9 @@ def read_datasets(files: Sequence[Path]) -> list[Dataset]:
     datasets = []
     for path in files:
         try:
-            datasets.append(pydicom.dcmread(path))
+            ds = pydicom.dcmread(path)
+            str(ds.SOPInstanceUID), str(ds.SOPClassUID)  # noqa: B018 - a DICOM object must identify itself
+            datasets.append(ds)
         except Exception as exc:  # pydicom raises several types for corrupt input
             raise _fail(
                 f"{Path(path).name} is not a readable DICOM file ({type(exc).__name__})", file=Path(path).name

@@ -1,9 +1,511 @@
-"""DICOM tools (filled in by the DICOM work; registered through `register`)."""
+"""DICOM tools with the dicom-mcp names: nodes, C-ECHO, C-FIND, retrieve, load, move, send, PDF text.
+
+Network, disk and decoding run in worker threads (`anyio.to_thread`); only the final
+`backend.add_volume` of load_* reaches the scene. Progress from those threads is relayed
+to the client as MCP progress notifications, one per instance.
+"""
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from ..dicom.config import RetrieveMethod
+from ..dicom.models import (
+    AttributePreset,
+    AttributePresets,
+    DicomNodeList,
+    EchoResult,
+    LoadedSeries,
+    LoadResult,
+    MoveResult,
+    PdfText,
+    QueryLevel,
+    QueryResult,
+    RetrieveResult,
+    SendResult,
+    SwitchResult,
+)
+from ..dicom.move import Target
+from ..dicom.query import PRESETS, attribute_list
+from ..dicom.service import DicomService
+from ..dicom.validation import check_code, check_date, check_text, check_uid
+from ..errors import InvalidParameter
+from ..server import services_of
+from ..services import Services
+
+LOCAL_READ = ToolAnnotations(
+    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
+)
+REMOTE_READ = ToolAnnotations(
+    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True
+)
+
+Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID (digits and dots)")]
+Preset = Annotated[
+    AttributePreset, Field(description="which attributes come back: minimal, standard or extended")
+]
+Extra = Annotated[
+    list[str] | None,
+    Field(description="DICOM keywords to return besides the preset, e.g. ['InstitutionName']"),
+]
+Excluded = Annotated[list[str] | None, Field(description="DICOM keywords to leave out of the preset")]
+Limit = Annotated[
+    int, Field(ge=1, le=10_000, description="at most this many records; has_more tells if more matched")
+]
+Method = Annotated[
+    RetrieveMethod | None,
+    Field(description="dicomweb, c-get or c-move; default: the node's configured or best method"),
+]
+DestinationNode = Annotated[
+    str, Field(min_length=1, description="name of a configured node (list_dicom_nodes)")
+]
+
+
+def dicom_service(services: Services) -> DicomService:
+    return services.get_or_create("dicom", lambda s: DicomService(s.config))
+
+
+class ProgressRelay:
+    """Thread-safe progress callback whose reports are sent, in order, by a task on the event loop."""
+
+    def __init__(self, ctx: Context):
+        self._ctx = ctx
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[int, int, str] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, (done, total, message))
+
+    async def _pump(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            try:
+                await self._ctx.report_progress(float(item[0]), float(item[1]) or None, item[2])
+            except (ValueError, RuntimeError):  # no request to report to (console call)
+                pass
+
+    async def __aenter__(self) -> ProgressRelay:
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._queue.put_nowait(None)
+        if self._task is not None:
+            await self._task
+
+
+async def _run(ctx: Context, fn: Any, *args: Any) -> Any:
+    """Run a blocking service call in a worker thread with a progress relay as its last argument."""
+    async with ProgressRelay(ctx) as relay:
+        return await anyio.to_thread.run_sync(fn, *args, relay)
+
+
+def _filters(**values: tuple[str | None, str]) -> dict[str, str]:
+    """Matching keys from tool arguments: (value, kind) with kind uid, text, date or code."""
+    checks = {"uid": check_uid, "text": check_text, "date": check_date, "code": check_code}
+    out = {}
+    for keyword, (value, kind) in values.items():
+        if value:
+            out[keyword] = checks[kind](value, keyword)
+    return out
+
+
+async def _query(
+    ctx: Context,
+    level: QueryLevel,
+    filters: dict[str, str],
+    preset: AttributePreset,
+    extra: list[str] | None,
+    excluded: list[str] | None,
+    limit: int,
+) -> QueryResult:
+    service = dicom_service(services_of(ctx))
+    attributes = attribute_list(level, preset, extra, excluded)
+
+    def run(relay: ProgressRelay) -> QueryResult:
+        return service.query(level, attributes, filters, limit, lambda n: relay(n, 0, f"{n} matches"))
+
+    return await _run(ctx, run)
+
+
+async def _series_target(ctx: Context, series_uid: str, study_uid: str | None) -> Target:
+    """A series target; the study UID is looked up with a C-FIND when not given."""
+    check_uid(series_uid, "series_instance_uid")
+    if study_uid:
+        return Target(check_uid(study_uid, "study_instance_uid"), series_uid)
+    service = dicom_service(services_of(ctx))
+    found = await anyio.to_thread.run_sync(
+        lambda: service.query("series", ["StudyInstanceUID"], {"SeriesInstanceUID": series_uid}, 1)
+    )
+    if not found.records or not found.records[0].get("StudyInstanceUID"):
+        raise InvalidParameter(
+            f"series {series_uid} was not found on the current node; check it with query_series",
+            details={"series_instance_uid": series_uid},
+        )
+    return Target(check_uid(str(found.records[0]["StudyInstanceUID"]), "StudyInstanceUID"), series_uid)
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+
+async def list_dicom_nodes(ctx: Context) -> DicomNodeList:
+    """List the configured DICOM nodes (PACS) with AE title, address, DICOMweb URL and retrieve method,
+    which one is current, and our calling AE title."""
+    return dicom_service(services_of(ctx)).list_nodes()
+
+
+async def switch_dicom_node(
+    ctx: Context,
+    node_name: Annotated[str, Field(min_length=1, description="a node name from list_dicom_nodes")],
+) -> SwitchResult:
+    """Make another configured node the current one; queries, retrieves and loads then use it."""
+    name = dicom_service(services_of(ctx)).switch(node_name)
+    return SwitchResult(success=True, current_node=name, message=f"Switched to DICOM node: {name}")
+
+
+async def verify_connection(ctx: Context) -> EchoResult:
+    """C-ECHO the current node: round-trip time and the presentation contexts it accepted.
+    Use it first when a node seems unreachable."""
+    return await anyio.to_thread.run_sync(dicom_service(services_of(ctx)).verify)
+
+
+# --- query ---------------------------------------------------------------------------------------
+
+
+async def query_patients(
+    ctx: Context,
+    name_pattern: Annotated[str, Field(description="patient name, wildcards * and ?, e.g. DOE^J*")] = "",
+    patient_id: Annotated[str, Field(description="patient ID (wildcards allowed)")] = "",
+    birth_date: Annotated[str, Field(description="YYYYMMDD or a range YYYYMMDD-YYYYMMDD")] = "",
+    attribute_preset: Preset = "standard",
+    additional_attributes: Extra = None,
+    exclude_attributes: Excluded = None,
+    limit: Limit = 100,
+) -> QueryResult:
+    """Find patients on the current node (C-FIND, PATIENT level). Returns records, their count and has_more."""
+    filters = _filters(
+        PatientName=(name_pattern, "text"),
+        PatientID=(patient_id, "text"),
+        PatientBirthDate=(birth_date, "date"),
+    )
+    return await _query(
+        ctx, "patient", filters, attribute_preset, additional_attributes, exclude_attributes, limit
+    )
+
+
+async def query_studies(
+    ctx: Context,
+    patient_id: Annotated[str, Field(description="patient ID (wildcards allowed)")] = "",
+    study_date: Annotated[str, Field(description="YYYYMMDD or a range like 20240101-20240131")] = "",
+    modality_in_study: Annotated[str, Field(description="a modality in the study, e.g. CT or MR")] = "",
+    study_description: Annotated[str, Field(description="description, wildcards allowed, e.g. CHEST*")] = "",
+    accession_number: Annotated[str, Field(description="accession number")] = "",
+    study_instance_uid: Annotated[str, Field(description="one study's UID (no wildcards)")] = "",
+    patient_name: Annotated[str, Field(description="patient name, wildcards allowed")] = "",
+    attribute_preset: Preset = "standard",
+    additional_attributes: Extra = None,
+    exclude_attributes: Excluded = None,
+    limit: Limit = 100,
+) -> QueryResult:
+    """Find studies on the current node (Study Root C-FIND). Returns records with StudyInstanceUID,
+    date, description, modalities..., their count and has_more."""
+    filters = _filters(
+        PatientID=(patient_id, "text"),
+        PatientName=(patient_name, "text"),
+        StudyDate=(study_date, "date"),
+        ModalitiesInStudy=(modality_in_study, "code"),
+        StudyDescription=(study_description, "text"),
+        AccessionNumber=(accession_number, "text"),
+        StudyInstanceUID=(study_instance_uid, "uid"),
+    )
+    return await _query(
+        ctx, "study", filters, attribute_preset, additional_attributes, exclude_attributes, limit
+    )
+
+
+async def query_series(
+    ctx: Context,
+    study_instance_uid: Annotated[str, Field(description="the study's UID (required by Study Root)")],
+    modality: Annotated[str, Field(description="e.g. CT, MR, DOC")] = "",
+    series_number: Annotated[str, Field(description="series number")] = "",
+    series_description: Annotated[str, Field(description="description, wildcards allowed")] = "",
+    series_instance_uid: Annotated[str, Field(description="one series' UID")] = "",
+    attribute_preset: Preset = "standard",
+    additional_attributes: Extra = None,
+    exclude_attributes: Excluded = None,
+    limit: Limit = 100,
+) -> QueryResult:
+    """List the series of a study (C-FIND, SERIES level) with modality, number, description and
+    instance count."""
+    if series_number and not series_number.isdigit():
+        raise InvalidParameter("series_number must be a whole number", details={"parameter": "series_number"})
+    filters = _filters(
+        StudyInstanceUID=(study_instance_uid, "uid"),
+        Modality=(modality, "code"),
+        SeriesDescription=(series_description, "text"),
+        SeriesInstanceUID=(series_instance_uid, "uid"),
+    )
+    if not study_instance_uid:
+        raise InvalidParameter("study_instance_uid is required", details={"parameter": "study_instance_uid"})
+    if series_number:
+        filters["SeriesNumber"] = series_number
+    return await _query(
+        ctx, "series", filters, attribute_preset, additional_attributes, exclude_attributes, limit
+    )
+
+
+async def query_instances(
+    ctx: Context,
+    series_instance_uid: Annotated[str, Field(description="the series' UID")],
+    instance_number: Annotated[str, Field(description="instance number")] = "",
+    sop_instance_uid: Annotated[str, Field(description="one instance's UID")] = "",
+    study_instance_uid: Annotated[
+        str, Field(description="the study's UID (optional, speeds up strict PACS)")
+    ] = "",
+    attribute_preset: Preset = "standard",
+    additional_attributes: Extra = None,
+    exclude_attributes: Excluded = None,
+    limit: Limit = 100,
+) -> QueryResult:
+    """List the instances (images, documents) of a series (C-FIND, IMAGE level)."""
+    if instance_number and not instance_number.isdigit():
+        raise InvalidParameter(
+            "instance_number must be a whole number", details={"parameter": "instance_number"}
+        )
+    filters = _filters(
+        StudyInstanceUID=(study_instance_uid, "uid"),
+        SeriesInstanceUID=(series_instance_uid, "uid"),
+        SOPInstanceUID=(sop_instance_uid, "uid"),
+    )
+    if not series_instance_uid:
+        raise InvalidParameter(
+            "series_instance_uid is required", details={"parameter": "series_instance_uid"}
+        )
+    if instance_number:
+        filters["InstanceNumber"] = instance_number
+    return await _query(
+        ctx, "instance", filters, attribute_preset, additional_attributes, exclude_attributes, limit
+    )
+
+
+async def get_attribute_presets(ctx: Context) -> AttributePresets:
+    """The DICOM attributes each attribute_preset (minimal, standard, extended) returns, per query level."""
+    return AttributePresets(presets=PRESETS)
+
+
+# --- documents -----------------------------------------------------------------------------------
+
+
+async def extract_pdf_text_from_dicom(
+    ctx: Context, study_instance_uid: Uid, series_instance_uid: Uid, sop_instance_uid: Uid
+) -> PdfText:
+    """Retrieve one Encapsulated PDF instance (e.g. a scanned report) and return its text per page."""
+    target = Target(
+        check_uid(study_instance_uid, "study_instance_uid"),
+        check_uid(series_instance_uid, "series_instance_uid"),
+        check_uid(sop_instance_uid, "sop_instance_uid"),
+    )
+    return await anyio.to_thread.run_sync(dicom_service(services_of(ctx)).pdf_text, target)
+
+
+# --- move ----------------------------------------------------------------------------------------
+
+
+async def _move(ctx: Context, target: Target, destination_node: str) -> MoveResult:
+    services = services_of(ctx)
+    services.require_allowed("dicom_move", "Moving studies and series to another DICOM node")
+    service = dicom_service(services)
+    return await _run(ctx, service.move, target, destination_node)
+
+
+async def move_series(
+    ctx: Context,
+    destination_node: DestinationNode,
+    series_instance_uid: Uid,
+    study_instance_uid: Annotated[
+        str | None, Field(description="the series' study (looked up if omitted)")
+    ] = None,
+) -> MoveResult:
+    """Ask the current node to send a series to another configured node (C-MOVE). Returns completed,
+    failed and warning sub-operation counts. Off unless allow.dicom_move is true."""
+    services_of(ctx).require_allowed("dicom_move", "Moving studies and series to another DICOM node")
+    return await _move(
+        ctx, await _series_target(ctx, series_instance_uid, study_instance_uid), destination_node
+    )
+
+
+async def move_study(ctx: Context, destination_node: DestinationNode, study_instance_uid: Uid) -> MoveResult:
+    """Ask the current node to send a whole study to another configured node (C-MOVE). Returns
+    sub-operation counts. Off unless allow.dicom_move is true."""
+    return await _move(ctx, Target(check_uid(study_instance_uid, "study_instance_uid")), destination_node)
+
+
+# --- retrieve and load ---------------------------------------------------------------------------
+
+
+async def retrieve_series(
+    ctx: Context,
+    series_instance_uid: Uid,
+    study_instance_uid: Annotated[
+        str | None, Field(description="the series' study (looked up if omitted)")
+    ] = None,
+    method: Method = None,
+) -> RetrieveResult:
+    """Download a series to local storage (DICOMweb, C-GET or C-MOVE), checking every expected
+    instance arrived. Returns the folder and counts; RETRIEVE_INCOMPLETE lists missing instances."""
+    target = await _series_target(ctx, series_instance_uid, study_instance_uid)
+    return await _run(ctx, dicom_service(services_of(ctx)).retrieve_to_storage, target, method)
+
+
+async def retrieve_study(ctx: Context, study_instance_uid: Uid, method: Method = None) -> RetrieveResult:
+    """Download a whole study to local storage, checking every expected instance arrived."""
+    target = Target(check_uid(study_instance_uid, "study_instance_uid"))
+    return await _run(ctx, dicom_service(services_of(ctx)).retrieve_to_storage, target, method)
+
+
+async def _load(ctx: Context, target: Target, method: RetrieveMethod | None) -> LoadResult:
+    services = services_of(ctx)
+    service = dicom_service(services)
+    chosen, decoded, skipped, t_retrieve, t_decode = await _run(
+        ctx, service.retrieve_and_decode, target, method
+    )
+    loaded = []
+    for item in decoded:
+        node = await services.backend.add_volume(item.loaded.volume)
+        loaded.append(
+            LoadedSeries(
+                series_instance_uid=item.series_uid,
+                node=node,
+                slices=item.loaded.slices,
+                warnings=item.loaded.warnings,
+            )
+        )
+    return LoadResult(
+        method=chosen,
+        study_instance_uid=target.study_uid,
+        loaded=loaded,
+        skipped=skipped,
+        retrieve_seconds=round(t_retrieve, 3),
+        load_seconds=round(t_decode, 3),
+    )
+
+
+async def load_series(
+    ctx: Context,
+    series_instance_uid: Uid,
+    study_instance_uid: Annotated[
+        str | None, Field(description="the series' study (looked up if omitted)")
+    ] = None,
+    method: Method = None,
+) -> LoadResult:
+    """Retrieve a series and load it into the scene as a volume (name = series description,
+    DICOM UIDs as node attributes). Refuses a partial series (RETRIEVE_INCOMPLETE)."""
+    return await _load(ctx, await _series_target(ctx, series_instance_uid, study_instance_uid), method)
+
+
+async def load_study(ctx: Context, study_instance_uid: Uid, method: Method = None) -> LoadResult:
+    """Retrieve a study and load each image series as a volume; non-image series (PDF, SR) are
+    listed as skipped."""
+    return await _load(ctx, Target(check_uid(study_instance_uid, "study_instance_uid")), method)
+
+
+# --- send ----------------------------------------------------------------------------------------
+
+
+async def send_to_pacs(
+    ctx: Context,
+    destination_node: Annotated[
+        str | None, Field(description="configured node to send to (default: the current node)")
+    ] = None,
+    file_paths: Annotated[
+        list[str] | None, Field(description="absolute paths of DICOM files or folders of them to send")
+    ] = None,
+    volume_node_id: Annotated[
+        str | None, Field(description="a scalar volume node to send as a new DICOM series")
+    ] = None,
+    reference_series_instance_uid: Annotated[
+        str | None, Field(description="with volume_node_id: take patient and study from this series")
+    ] = None,
+    series_description: Annotated[
+        str | None, Field(max_length=64, description="new series' description")
+    ] = None,
+) -> SendResult:
+    """Send DICOM files, or a scene volume as a new series (new UIDs), to a node by C-STORE.
+    Returns sent, warning and failed counts. Off unless allow.dicom_send is true."""
+    services = services_of(ctx)
+    services.require_allowed("dicom_send", "Sending DICOM data to a node")
+    service = dicom_service(services)
+    if bool(file_paths) == bool(volume_node_id):
+        raise InvalidParameter("give either file_paths or volume_node_id (exactly one)")
+    if file_paths:
+        files = _dicom_files(file_paths)
+        return await _run(ctx, service.send_files_or_datasets, files, destination_node)
+    volume = await services.backend.export_volume(str(volume_node_id))
+    reference = None
+    if reference_series_instance_uid:
+        reference = await _series_target(ctx, reference_series_instance_uid, None)
+    return await _run(ctx, service.send_volume, volume, destination_node, reference, series_description)
+
+
+def _dicom_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            raise InvalidParameter(f"paths must be absolute, got {raw!r}", details={"path": raw})
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InvalidParameter(f"no such file or folder: {path}", details={"path": str(path)})
+    if not files:
+        raise InvalidParameter("the given folders hold no files")
+    return files
 
 
 def register(server: MCPServer) -> None:
-    """No dicom tools yet."""
+    server.add_tool(list_dicom_nodes, title="List DICOM nodes", annotations=LOCAL_READ)
+    server.add_tool(
+        switch_dicom_node,
+        title="Switch DICOM node",
+        annotations=ToolAnnotations(
+            readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
+        ),
+    )
+    server.add_tool(verify_connection, title="Verify DICOM connection (C-ECHO)", annotations=REMOTE_READ)
+    server.add_tool(query_patients, title="Query patients", annotations=REMOTE_READ)
+    server.add_tool(query_studies, title="Query studies", annotations=REMOTE_READ)
+    server.add_tool(query_series, title="Query series", annotations=REMOTE_READ)
+    server.add_tool(query_instances, title="Query instances", annotations=REMOTE_READ)
+    server.add_tool(get_attribute_presets, title="Get attribute presets", annotations=LOCAL_READ)
+    server.add_tool(extract_pdf_text_from_dicom, title="Extract PDF text from DICOM", annotations=REMOTE_READ)
+    moves = ToolAnnotations(
+        readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True
+    )
+    server.add_tool(move_series, title="Move series to another node", annotations=moves)
+    server.add_tool(move_study, title="Move study to another node", annotations=moves)
+    retrieves = ToolAnnotations(
+        readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True
+    )
+    server.add_tool(retrieve_series, title="Retrieve series to local storage", annotations=retrieves)
+    server.add_tool(retrieve_study, title="Retrieve study to local storage", annotations=retrieves)
+    loads = ToolAnnotations(
+        readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
+    )
+    server.add_tool(load_series, title="Load DICOM series into the scene", annotations=loads)
+    server.add_tool(load_study, title="Load DICOM study into the scene", annotations=loads)
+    server.add_tool(
+        send_to_pacs,
+        title="Send to PACS (C-STORE)",
+        annotations=ToolAnnotations(
+            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
+        ),
+    )
