@@ -40,13 +40,27 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
+def with_default_command(argv: list[str]) -> list[str]:
+    """`slicer-mcp --headless` means `slicer-mcp serve --headless`: serve options without a command."""
+    if any(a in COMMANDS for a in argv) or any(a in ("-h", "--help", "--version") for a in argv):
+        return argv
+    head: list[str] = []
+    rest = list(argv)
+    while rest and rest[0] in ("--config", "-v", "--verbose") or (rest and rest[0].startswith("--config=")):
+        head.append(rest.pop(0))
+        if head[-1] == "--config" and rest:
+            head.append(rest.pop(0))
+    return [*head, "serve", *rest] if rest else argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     if args.command is None:
         # no subcommand: the stdio MCP server, as MCP clients launch it
-        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "serve"])
+        args = parser.parse_args([*argv, "serve"])
     try:
         return int(args.func(args) or 0)
     except SlicerMCPError as exc:

@@ -1,0 +1,159 @@
+"""The proxy backend: a stdio MCP server that forwards everything to the SlicerMCP server in Slicer.
+
+The in-Slicer server announces itself in the endpoint file (`SlicerMCPLib.endpoint`): URL,
+pid and token file. The proxy connects to it over streamable HTTP with the bearer token and
+serves stdio with a low-level MCP server whose handlers pass every request through
+unchanged: tools/list, tools/call (progress notifications relayed to the stdio client with
+its own progress token), resources, resource templates, prompts; the upstream server's
+errors and log messages come back as they are. Nothing is re-encoded, so images, structured
+content and tool errors reach the client exactly as Slicer sent them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import mcp_types as types
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.session import ServerSession
+from mcp.server.stdio import stdio_server
+from SlicerMCPLib.endpoint import Endpoint
+from SlicerMCPLib.errors import SlicerConnectionError
+
+log = logging.getLogger(__name__)
+
+
+class _Downstream:
+    """The stdio client's session, learned from its first request, for relaying notifications."""
+
+    def __init__(self) -> None:
+        self.session: ServerSession | None = None
+
+    async def on_upstream_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self.session is not None:
+            await self.session.send_log_message(params.level, params.data, params.logger)
+
+    async def on_upstream_message(self, message: Any) -> None:
+        if self.session is None or isinstance(message, Exception):
+            if isinstance(message, Exception):
+                log.warning("upstream transport error: %s", message)
+            return
+        if isinstance(message, types.ToolListChangedNotification):
+            await self.session.send_tool_list_changed()
+        elif isinstance(message, types.ResourceListChangedNotification):
+            await self.session.send_resource_list_changed()
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            await self.session.send_resource_updated(message.params.uri)
+
+
+def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Server[Any]:
+    """A low-level server whose handlers forward to `upstream` (an initialised ClientSession)."""
+    info = upstream.server_info
+    caps = upstream.server_capabilities or types.ServerCapabilities()
+
+    def seen(ctx: ServerRequestContext[Any]) -> None:
+        downstream.session = ctx.session
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> Any:
+        seen(ctx)
+        return await upstream.list_tools(params=params)
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
+        seen(ctx)
+        token = ctx.meta.progress_token if ctx.meta is not None else None
+
+        async def relay(progress: float, total: float | None, message: str | None) -> None:
+            if token is not None:
+                await ctx.session.send_progress_notification(token, progress, total, message, ctx.request_id)
+
+        return await upstream.call_tool(params.name, params.arguments, progress_callback=relay)
+
+    async def list_resources(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> Any:
+        seen(ctx)
+        return await upstream.list_resources(params=params)
+
+    async def list_templates(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> Any:
+        seen(ctx)
+        return await upstream.list_resource_templates(params=params)
+
+    async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
+        seen(ctx)
+        return await upstream.read_resource(params.uri)
+
+    async def list_prompts(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> Any:
+        seen(ctx)
+        return await upstream.list_prompts(params=params)
+
+    async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
+        seen(ctx)
+        return await upstream.get_prompt(params.name, params.arguments)
+
+    handlers: dict[str, Any] = {}
+    if caps.tools is not None:
+        handlers.update(on_list_tools=list_tools, on_call_tool=call_tool)
+    if caps.resources is not None:
+        handlers.update(
+            on_list_resources=list_resources,
+            on_list_resource_templates=list_templates,
+            on_read_resource=read_resource,
+        )
+    if caps.prompts is not None:
+        handlers.update(on_list_prompts=list_prompts, on_get_prompt=get_prompt)
+    return Server(
+        info.name if info else "slicer-mcp",
+        version=info.version if info else "",
+        title=getattr(info, "title", None) if info else None,
+        instructions=upstream.instructions,
+        **handlers,
+    )
+
+
+@asynccontextmanager
+async def upstream_session(
+    endpoint: Endpoint, downstream: _Downstream | None = None
+) -> AsyncIterator[ClientSession]:
+    """An initialised client session with the in-Slicer server named by `endpoint`."""
+    try:
+        token = endpoint.read_token()
+    except OSError as exc:
+        raise SlicerConnectionError(
+            f"cannot read the SlicerMCP token file {endpoint.token_file}: {exc.strerror}",
+            details={"token_file": endpoint.token_file},
+        ) from exc
+    downstream = downstream or _Downstream()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None)) as http,
+        streamable_http_client(endpoint.url, http_client=http) as (read, write),
+        ClientSession(
+            read,
+            write,
+            logging_callback=downstream.on_upstream_log,
+            message_handler=downstream.on_upstream_message,
+        ) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+async def serve_proxy_stdio(endpoint: Endpoint) -> None:
+    """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes."""
+    downstream = _Downstream()
+    async with upstream_session(endpoint, downstream) as upstream:
+        server = build_proxy_server(upstream, downstream)
+        log.info("proxying stdio to the SlicerMCP server at %s (Slicer pid %d)", endpoint.url, endpoint.pid)
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())

@@ -1,0 +1,131 @@
+"""Which backend `slicer-mcp serve` uses, and hosting the two that need no scene of their own.
+
+Without `--backend`: (a) the SlicerMCP server inside Slicer when its endpoint file names a
+live process, (b) else Slicer's WebServer when `/slicer/system/version` answers at
+`--webserver-url`, (c) else a headless scene of our own when `--headless` is given,
+(d) else nothing: a message saying how to start one, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+from SlicerMCPLib.config import Config
+from SlicerMCPLib.endpoint import Endpoint, read_endpoint
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["proxy", "webserver", "headless"]
+EXIT_NO_BACKEND = 2
+
+NO_BACKEND_MESSAGE = """\
+slicer-mcp: found no Slicer to connect to.
+  - In 3D Slicer, open the SlicerMCP module and click Start (best: every tool, images, progress); or
+  - In 3D Slicer, open the Web Server module (Modules > Servers > Web Server) and click
+    'Start server' (listens on {url}; for measure_volume and execute_python also check
+    Advanced > 'Slicer API exec' before starting); or
+  - run 'slicer-mcp --headless' for a scene of its own, without Slicer.
+Use --backend proxy|webserver|headless to force one, --webserver-url URL for another WebServer port."""
+
+
+@dataclass
+class Choice:
+    backend: BackendName | None
+    reason: str
+    endpoint: Endpoint | None = None
+
+
+def choose_backend(forced: BackendName | None, headless_flag: bool, webserver_url: str) -> Choice:
+    """Apply the selection order; a forced backend is returned even when it looks unavailable."""
+    from SlicerMCPLib.backends.webserver import probe_version
+
+    if forced == "headless":
+        return Choice("headless", "forced with --backend headless")
+    if forced in (None, "proxy"):
+        endpoint = read_endpoint()
+        if endpoint is not None:
+            return Choice(
+                "proxy", f"SlicerMCP server in Slicer (pid {endpoint.pid}) at {endpoint.url}", endpoint
+            )
+        if forced == "proxy":
+            return Choice(None, "--backend proxy: no running SlicerMCP server (no live endpoint file)")
+    if forced in (None, "webserver"):
+        version = probe_version(webserver_url)
+        if version is not None:
+            return Choice(
+                "webserver", f"Slicer {version.get('applicationVersion', '?')} WebServer at {webserver_url}"
+            )
+        if forced == "webserver":
+            return Choice("webserver", f"--backend webserver (not answering yet at {webserver_url})")
+    if headless_flag:
+        return Choice("headless", "--headless")
+    return Choice(None, "no SlicerMCP server, no WebServer, no --headless")
+
+
+def _until_signal(run: Callable[[], object]) -> int:
+    """Run `run()` (an anyio entry point) on a worker thread; SIGTERM/SIGINT end the process cleanly."""
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run()
+        except BaseException as exc:  # reported on the main thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker = threading.Thread(target=target, name="slicer-mcp-bridge", daemon=True)
+    worker.start()
+    while not done.wait(0.5):
+        pass
+    if failure:
+        exc = failure[0]
+        log.error("bridge stopped: %s", exc)
+        print(f"slicer-mcp: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_proxy(endpoint: Endpoint) -> int:
+    from .proxy import serve_proxy_stdio
+
+    return _until_signal(lambda: anyio.run(serve_proxy_stdio, endpoint))
+
+
+def run_webserver(config: Config, transport: Literal["stdio", "http"], url: str) -> int:
+    """Serve the tool catalog with the WebServer backend; no scene here, so no main-thread gateway."""
+    from SlicerMCPLib.auth import load_or_create_token, token_path
+    from SlicerMCPLib.backends.webserver import WebServerBackend
+    from SlicerMCPLib.http_transport import HttpServer
+    from SlicerMCPLib.server import build_server
+    from SlicerMCPLib.services import Services
+
+    services = Services(config=config, backend=WebServerBackend(config, url))
+    server = build_server(services)
+    if transport == "stdio":
+        try:
+            return _until_signal(lambda: anyio.run(server.run_stdio_async))
+        finally:
+            anyio.run(services.close)
+    path = token_path(config.server)
+    http = HttpServer(server, config.server, load_or_create_token(path)).start()
+    print(f"slicer-mcp: serving MCP at {http.url} (Slicer WebServer {url}); token in {path}", file=sys.stderr)
+    try:
+        return _until_signal(lambda: threading.Event().wait())
+    finally:
+        http.stop()
+        anyio.run(services.close)
