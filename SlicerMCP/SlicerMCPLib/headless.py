@@ -80,6 +80,10 @@ class HeadlessApp:
         self.layout_node = self.layout_logic.GetLayoutNode()
         self.layout_node.SetViewArrangement(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
         self.version = slicer_core_version()
+        # slicer.util's pure-MRML helpers (getNode, addVolumeFromArray...) look for slicer.mrmlScene;
+        # a process holds one headless scene, so the first one becomes it.
+        if getattr(slicer, "mrmlScene", None) is None:
+            slicer.mrmlScene = self.scene
 
     def _register(self, logic: Any, name: str) -> Any:
         logic.SetMRMLScene(self.scene)

@@ -1,0 +1,78 @@
+"""execute_python on the headless scene: gated, captured, one namespace per client session."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fixtures.scene import call_tool, call_tools, error_of
+from SlicerMCPLib.errors import ErrorCode
+
+
+def test_disabled_by_default(mcp_server) -> None:
+    body = error_of(call_tool(mcp_server, "execute_python", {"code": "1 + 1"}))
+    assert body["code"] == ErrorCode.OPERATION_DISABLED
+    assert body["details"]["config_key"] == "allow.execute_python"
+
+
+def test_output_value_and_traceback(mcp_server, scene_config, scene_thread) -> None:
+    scene_config.allow.execute_python = True
+    ok, err, syntax, volume = call_tools(
+        mcp_server,
+        [
+            (
+                "execute_python",
+                {
+                    "code": "import sys, threading\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\n"
+                    "threading.get_ident()"
+                },
+            ),
+            ("execute_python", {"code": "def f():\n    return 1 / 0\nf()"}),
+            ("execute_python", {"code": "def broken(:"}),
+            (
+                "execute_python",
+                {
+                    "code": "import numpy as np\nn = slicer.util.addVolumeFromArray(np.zeros((2, 3, 4)), name='py')\n"
+                    "(n.GetName(), mrmlScene is scene, np.__name__, vtk.vtkVersion.GetVTKMajorVersion() > 8)"
+                },
+            ),
+        ],
+    )
+    r = ok.structured_content
+    assert r["success"] and r["stdout"] == "to stdout\n" and r["stderr"] == "to stderr\n"
+    assert int(r["result"]) == scene_thread.ident, "user code runs on the scene (main) thread"
+    e = err.structured_content
+    assert not e["success"] and e["error"].startswith("ZeroDivisionError")
+    assert "line 2, in f" in e["traceback"] and "<execute_python>" in e["traceback"]
+    s = syntax.structured_content
+    assert not s["success"] and s["error"].startswith("SyntaxError")
+    assert volume.structured_content["result"] == "('py', True, 'numpy', True)"
+    listed = call_tool(mcp_server, "list_scene_nodes", {"name": "py"}).structured_content
+    assert listed["total"] == 1
+
+
+def test_namespace_persists_per_session_key(clean_backend) -> None:
+    """The backend keeps one namespace per session key (tools/scene.py derives the key from the client)."""
+
+    async def main():
+        await clean_backend.execute_python("x = 41", "client-a", 10)
+        again = await clean_backend.execute_python("x + 1", "client-a", 10)
+        other = await clean_backend.execute_python("x", "client-b", 10)
+        return again, other
+
+    again, other = asyncio.run(main())
+    assert again.result == "42"
+    assert not other.success and other.error.startswith("NameError")
+
+
+def test_python_timeout_leaves_the_scene_running(clean_backend) -> None:
+    async def main():
+        slow = asyncio.create_task(
+            clean_backend.execute_python("import time\ntime.sleep(0.5)\n'done'", "t", 0.1)
+        )
+        return await asyncio.gather(slow, return_exceptions=True)
+
+    (outcome,) = asyncio.run(main())
+    assert getattr(outcome, "code", None) == ErrorCode.SLICER_TIMEOUT
+    assert outcome.details["started"] is True
+    ok = asyncio.run(clean_backend.execute_python("1 + 1", "t", 10))
+    assert ok.result == "2"
