@@ -14,7 +14,6 @@ import pytest
 from fixtures.core import free_port
 from fixtures.qt import run_client_while_pumping
 from fixtures.transport import http_client
-
 from SlicerMCPLib.config import user_config_dir
 from SlicerMCPLib.endpoint import endpoint_path, read_endpoint, remove_endpoint, write_endpoint
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
@@ -24,7 +23,11 @@ INIT = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    },
 }
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
@@ -107,7 +110,9 @@ def test_default_token_file_is_private_and_enforced(qt_app, qt_controller) -> No
     assert _mode(status.token_file) == 0o600
     assert _mode(user_config_dir()) == 0o700
     token = open(status.token_file).read().strip()
-    good = httpx.post(status.url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {token}"}, timeout=10)
+    good = httpx.post(
+        status.url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {token}"}, timeout=10
+    )
     assert good.status_code == 200
     bad = httpx.post(status.url, json=INIT, headers={**ACCEPT, "Authorization": "Bearer nope"}, timeout=10)
     assert bad.status_code == 401

@@ -14,7 +14,6 @@ import anyio
 import numpy as np
 from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import http_client
-
 from SlicerMCPLib.backends.base import VolumeArray
 from SlicerMCPLib.endpoint import read_endpoint
 from SlicerMCPLib.gateway import MainThreadGateway
@@ -24,7 +23,9 @@ CONCURRENT_CALLS = 50
 
 
 def _add_volume(controller, name: str) -> str:
-    volume = VolumeArray(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6), np.diag([0.5, 0.5, 2.0, 1.0]), name)
+    volume = VolumeArray(
+        np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6), np.diag([0.5, 0.5, 2.0, 1.0]), name
+    )
     summary = anyio.run(controller.services.backend.add_volume, volume)  # on the main thread: runs directly
     return summary.id
 
@@ -74,7 +75,11 @@ def test_fifty_concurrent_http_calls_complete_and_ticks_stay_within_budget(qt_ap
     assert all(not r.is_error for r in results), [r.content for r in results if r.is_error][:3]
     listed = [r for r in results if "nodes" in r.structured_content]
     assert listed and all(r.structured_content["nodes"][0]["id"] == node_id for r in listed)
-    assert all(r.structured_content["name"] == "QtDriverVolume" for r in results if "nodes" not in r.structured_content)
+    assert all(
+        r.structured_content["name"] == "QtDriverVolume"
+        for r in results
+        if "nodes" not in r.structured_content
+    )
     assert seen_threads == {main_ident}, "scene work ran off the Qt main thread"
     stats = driver.stats
     assert stats.jobs >= CONCURRENT_CALLS
@@ -117,7 +122,9 @@ def test_wake_event_serves_calls_without_waiting_for_the_timer(qt_app) -> None:
     driver.start()
     try:
         result: list[int] = []
-        caller = threading.Thread(target=lambda: result.extend(gateway.call(lambda: 42, timeout=30) for _ in range(20)))
+        caller = threading.Thread(
+            target=lambda: result.extend(gateway.call(lambda: 42, timeout=30) for _ in range(20))
+        )
         caller.start()
         pump_while(qt_app, caller.is_alive, 30)
     finally:
