@@ -66,11 +66,12 @@ class Acquisition:
 
     accession_number: str
     study_instance_uid: str
-    series_instance_uid: str
+    series_instance_uids: list[str]  # one series per view
     sop_instance_uids: list[str]
     mpps_sop_instance_uid: str
     mpps_status: str
     image_mode: str
+    frame_of_reference_uid: str
     body_part: str
     views: list[str]
     worklist_items_seen: int
@@ -182,13 +183,13 @@ class VirtualCR:
         ds.PerformedSeriesSequence = Sequence([])
         self._mpps(lambda a: a.send_n_create(ds, ModalityPerformedProcedureStep, uid), "MPPS N-CREATE")
 
-    def _mpps_finish(self, uid: str, status: str, series: Dataset | None) -> None:
+    def _mpps_finish(self, uid: str, status: str, series: list[Dataset]) -> None:
         ds = Dataset()
         ds.PerformedProcedureStepStatus = status
         now = datetime.now()
         ds.PerformedProcedureStepEndDate = now.strftime("%Y%m%d")
         ds.PerformedProcedureStepEndTime = now.strftime("%H%M%S")
-        ds.PerformedSeriesSequence = Sequence([series] if series is not None else [])
+        ds.PerformedSeriesSequence = Sequence(series)
         self._mpps(lambda a: a.send_n_set(ds, ModalityPerformedProcedureStep, uid), f"MPPS N-SET {status}")
 
     # acquisition ----------------------------------------------------------------------------
@@ -227,11 +228,12 @@ class VirtualCR:
         result = Acquisition(
             accession_number=accession_number,
             study_instance_uid=str(item.StudyInstanceUID),
-            series_instance_uid=generate_uid(),
+            series_instance_uids=[generate_uid() for _ in views],
             sop_instance_uids=[],
             mpps_sop_instance_uid=mpps_uid,
             mpps_status="IN PROGRESS",
             image_mode=image_mode,
+            frame_of_reference_uid=generate_uid(),
             body_part=body_part,
             views=views,
             worklist_items_seen=len(items),
@@ -264,31 +266,30 @@ class VirtualCR:
                     result.files.append(str(path))
         except BaseException:
             try:
-                self._mpps_finish(mpps_uid, "DISCONTINUED", None)
+                self._mpps_finish(mpps_uid, "DISCONTINUED", [])
                 result.mpps_status = "DISCONTINUED"
             except SlicerMCPError:
                 log.warning("could not discontinue MPPS %s", mpps_uid)
             raise
-        self._mpps_finish(mpps_uid, "COMPLETED", self._performed_series(result, images))
+        self._mpps_finish(mpps_uid, "COMPLETED", [self._performed_series(ds) for ds in images])
         result.mpps_status = "COMPLETED"
         log.info("virtual CR %s: %d images, MPPS %s COMPLETED", self.ae_title, len(images), mpps_uid)
         return result
 
-    def _performed_series(self, result: Acquisition, images: list[Dataset]) -> Dataset:
+    @staticmethod
+    def _performed_series(image: Dataset) -> Dataset:
+        """A Performed Series Sequence item for the (one-image) series of `image`."""
         series = Dataset()
         series.PerformingPhysicianName = ""
-        series.ProtocolName = images[0].ProtocolName
+        series.ProtocolName = image.ProtocolName
         series.OperatorsName = ""
-        series.SeriesInstanceUID = result.series_instance_uid
-        series.SeriesDescription = images[0].SeriesDescription
+        series.SeriesInstanceUID = image.SeriesInstanceUID
+        series.SeriesDescription = image.SeriesDescription
         series.RetrieveAETitle = ""
-        refs = []
-        for ds in images:
-            ref = Dataset()
-            ref.ReferencedSOPClassUID = ds.SOPClassUID
-            ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
-            refs.append(ref)
-        series.ReferencedImageSequence = Sequence(refs)
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = image.SOPClassUID
+        ref.ReferencedSOPInstanceUID = image.SOPInstanceUID
+        series.ReferencedImageSequence = Sequence([ref])
         series.ReferencedNonImageCompositeSOPInstanceSequence = Sequence([])
         return series
 
@@ -321,9 +322,9 @@ class VirtualCR:
         ds.StudyDate = started.strftime("%Y%m%d")
         ds.StudyTime = started.strftime("%H%M%S")
         ds.StudyDescription = item.get("RequestedProcedureDescription", "")
-        ds.SeriesInstanceUID = result.series_instance_uid
-        ds.SeriesNumber = 1
-        ds.SeriesDescription = f"{result.body_part} {' '.join(result.views)}"
+        ds.SeriesInstanceUID = result.series_instance_uids[number - 1]
+        ds.SeriesNumber = number
+        ds.SeriesDescription = f"{result.body_part} {view}"
         ds.SeriesDate, ds.SeriesTime = ds.StudyDate, ds.StudyTime
         ds.Modality = "CR"
         ds.BodyPartExamined = result.body_part
@@ -359,7 +360,15 @@ class VirtualCR:
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
         ds.PixelRepresentation = 0
         ds.ImagerPixelSpacing = [PIXEL_SPACING_MM, PIXEL_SPACING_MM]
+        # Standard extended: a display plane so volume loaders (Slicer's too) place the projection
+        # (frontal views in the coronal plane, laterals in the sagittal plane).
         ds.PixelSpacing = [PIXEL_SPACING_MM, PIXEL_SPACING_MM]
+        ds.ImageOrientationPatient = (
+            [0, 1, 0, 0, 0, -1] if view.startswith(("LL", "RL")) else [1, 0, 0, 0, 0, -1]
+        )
+        half = IMAGE_SIZE * PIXEL_SPACING_MM / 2
+        ds.ImagePositionPatient = [0, -half, half] if view.startswith(("LL", "RL")) else [-half, 0, half]
+        ds.FrameOfReferenceUID = result.frame_of_reference_uid
         ds.WindowCenter, ds.WindowWidth = MAX_VALUE // 2, MAX_VALUE
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
         ds.PixelData = pixels.tobytes()

@@ -76,7 +76,7 @@ class MwlCreated(BaseModel):
 class SyntheticStudy(BaseModel):
     accession_number: str
     study_instance_uid: str
-    series_instance_uid: str
+    series_instance_uids: list[str] = Field(description="one series per view")
     sop_instance_uids: list[str]
     image_count: int
     body_part: str
@@ -277,7 +277,7 @@ async def create_synthetic_cr_study(
     return SyntheticStudy(
         accession_number=done.accession_number,
         study_instance_uid=done.study_instance_uid,
-        series_instance_uid=done.series_instance_uid,
+        series_instance_uids=done.series_instance_uids,
         sop_instance_uids=done.sop_instance_uids,
         image_count=len(done.sop_instance_uids),
         body_part=done.body_part,
