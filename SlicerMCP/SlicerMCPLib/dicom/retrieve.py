@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydicom
 import requests
-from pydicom.filereader import read_file_meta_info
 from pynetdicom import build_role, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
@@ -233,8 +233,8 @@ def _multipart_parts(chunks: Iterator[bytes], boundary: bytes) -> Iterator[bytes
 
 def _store_part(part: bytes, directory: Path, arrivals: _Arrivals) -> None:
     try:
-        meta = read_file_meta_info(io.BytesIO(part))
-        sop_uid = check_uid(str(meta.MediaStorageSOPInstanceUID), "SOPInstanceUID")
+        header = pydicom.dcmread(io.BytesIO(part), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        sop_uid = check_uid(str(header.file_meta.MediaStorageSOPInstanceUID), "SOPInstanceUID")
     except Exception:  # a part that is not a DICOM file: it will show up as missing
         log.warning("DICOMweb part without a readable file meta header skipped")
         return
