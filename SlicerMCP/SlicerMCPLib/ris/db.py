@@ -173,10 +173,12 @@ class MySqlDatabase(Database):
         try:
             try:
                 conn = self._pool.get_nowait()
-                conn.ping(reconnect=True)
+                conn.ping(reconnect=False)
             except queue.Empty:
                 conn = self._connect()
-            except err.MySQLError:
+            except err.MySQLError:  # the server closed it (restart, timeout, KILL): start afresh
+                with contextlib.suppress(Exception):
+                    conn.close()
                 conn = self._connect()
             healthy = True
             try:
