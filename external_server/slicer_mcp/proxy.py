@@ -28,6 +28,7 @@ from SlicerMCPLib.endpoint import Endpoint
 from SlicerMCPLib.errors import SlicerConnectionError
 
 log = logging.getLogger(__name__)
+logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
 
 
 class _Downstream:
@@ -67,7 +68,7 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         seen(ctx)
-        token = ctx.meta.progress_token if ctx.meta is not None else None
+        token = (ctx.meta or {}).get("progressToken")
 
         async def relay(progress: float, total: float | None, message: str | None) -> None:
             if token is not None:

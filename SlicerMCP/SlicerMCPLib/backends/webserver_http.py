@@ -104,6 +104,7 @@ class WebServerHttp:
         self._lock = threading.Lock()  # one request at a time, like the server
         self._conn: http.client.HTTPConnection | None = None
         self._reuse_confirmed = False
+        self.closes_connections = False  # learned: the server closes after each response (Slicer does)
         self.retries = 0  # connection-error retries made (tests and logs)
         self.connections_opened = 0
 
@@ -159,7 +160,11 @@ class WebServerHttp:
             self._conn = None
 
     def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        if self._conn is not None and not _peer_closed(self._conn):
+        if self._conn is not None and (self.closes_connections or _peer_closed(self._conn)):
+            # a server that closed before any reuse worked closes every time: stop trying to reuse
+            self.closes_connections = self.closes_connections or not self._reuse_confirmed
+            self._drop()
+        if self._conn is not None:
             self._conn.timeout = timeout
             if self._conn.sock is not None:
                 self._conn.sock.settimeout(timeout)
@@ -208,7 +213,8 @@ class WebServerHttp:
             if reused and not self._reuse_confirmed:
                 # the server closes connections after each response: learn that, go again fresh
                 log.debug("WebServer closed a kept connection; using a new connection per request")
-                conn, _ = self._connection(timeout)
+                self.closes_connections = True
+                conn, reused = self._connection(timeout)
                 try:
                     conn.request(method, target, body=body, headers=headers)
                     raw = conn.getresponse()
