@@ -1,0 +1,239 @@
+"""Modality Worklist matching by the standard, checked over DICOM with dcmtk `findscu -W` and pynetdicom."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fixtures.ris import STATION_AET, findscu_worklist, mwl_query, worklist_query
+from pydicom.dataset import Dataset
+from SlicerMCPLib.ris.worklist import InvalidQuery, match, validate
+
+PENDING, SUCCESS, A900 = 0xFF00, 0x0000, 0xA900
+SPS = "ScheduledProcedureStepSequence"
+# (patient MRN, procedure, scheduled) on station CR2, in June/July 2025
+CR2_ITEMS = [
+    ("MRN1007", "XR-HAND-3V", datetime(2025, 6, 1, 9, 0)),
+    ("MRN1008", "XR-LSPINE-2V", datetime(2025, 6, 10, 8, 0)),
+    ("MRN1009", "XR-FOOT-3V", datetime(2025, 6, 15, 11, 0)),
+    ("MRN1010", "XR-ABD-2V", datetime(2025, 6, 30, 14, 0)),
+    ("MRN1011", "XR-ELBOW-2V", datetime(2025, 7, 1, 8, 0)),
+]
+
+
+@pytest.fixture
+def cr2(sqlite_store: Any) -> dict[str, Any]:
+    """Five entries on station CR2 with known dates; returns MRN -> entry."""
+    out = {}
+    for mrn, code, when in CR2_ITEMS:
+        order = sqlite_store.create_order(mrn, code)
+        out[mrn] = sqlite_store.create_mwl(order.id, "CR2", when, station_name="CR2ROOM")
+    return out
+
+
+def mrns(found: list[Dataset]) -> list[str]:
+    return sorted(str(ds.PatientID) for ds in found)
+
+
+def cr2_query(date: str = "", time: str = "", **top: Any) -> Dataset:
+    sps = {"ScheduledStationAETitle": "CR2", "ScheduledProcedureStepStartDate": date}
+    sps["ScheduledProcedureStepStartTime"] = time
+    return mwl_query(PatientID="", sps=sps, **top)
+
+
+# --- pynetdicom queries against our SCP -------------------------------------------------------------
+
+
+def test_universal_matching_returns_every_scheduled_step(ris_scp: Any, cr2: Any) -> None:
+    statuses, found = worklist_query(ris_scp.port, mwl_query(PatientID="", AccessionNumber=""))
+    assert statuses[-1] == SUCCESS and set(statuses[:-1]) == {PENDING}
+    assert len(found) == 6 + 5
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("20250615", ["MRN1009"]),
+        ("20250601-20250630", ["MRN1007", "MRN1008", "MRN1009", "MRN1010"]),
+        ("20250615-", ["MRN1009", "MRN1010", "MRN1011"]),
+        ("-20250610", ["MRN1007", "MRN1008"]),
+        ("20250602-20250609", []),
+    ],
+)
+def test_date_ranges_in_the_scheduled_step(ris_scp: Any, cr2: Any, date: str, expected: list[str]) -> None:
+    statuses, found = worklist_query(ris_scp.port, cr2_query(date))
+    assert statuses[-1] == SUCCESS
+    assert mrns(found) == expected
+
+
+def test_time_range_alone_and_combined_with_a_date_range(ris_scp: Any, cr2: Any) -> None:
+    _, found = worklist_query(ris_scp.port, cr2_query("", "1000-1500"))
+    assert mrns(found) == ["MRN1009", "MRN1010"]
+    # PS3.4 C.2.2.2.5: date range + time range = one range from 0601 10:00 to 0630 15:00,
+    # so 0610 08:00 matches although 08:00 alone is outside 10-15.
+    _, found = worklist_query(ris_scp.port, cr2_query("20250601-20250630", "1000-1500"))
+    assert mrns(found) == ["MRN1008", "MRN1009", "MRN1010"]
+    _, found = worklist_query(ris_scp.port, cr2_query("20250610-", "1000-"))
+    assert mrns(found) == ["MRN1009", "MRN1010", "MRN1011"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Kowalski^Anna", ["MRN1007"]),
+        ("kowalski^anna", ["MRN1007"]),  # person names match case-insensitively
+        ("J*", ["MRN1008"]),
+        ("*a", ["MRN1007", "MRN1009"]),  # Kowalski^Anna, Patel^Priya
+        ("?atel*", ["MRN1009"]),
+        ("B?own^James", ["MRN1010"]),
+        ("Nobody*", []),
+    ],
+)
+def test_person_name_wildcards(ris_scp: Any, cr2: Any, name: str, expected: list[str]) -> None:
+    _, found = worklist_query(ris_scp.port, cr2_query(PatientName=name))
+    assert mrns(found) == expected
+
+
+def test_matching_on_modality_station_and_uid_list(ris_scp: Any, cr2: Any) -> None:
+    _, found = worklist_query(ris_scp.port, mwl_query(PatientID="", sps={"Modality": "MR"}))
+    assert found == []
+    _, found = worklist_query(ris_scp.port, mwl_query(PatientID="", sps={"ScheduledStationAETitle": "CR?"}))
+    assert len(found) == 5
+    uids = f"{cr2['MRN1007'].study_instance_uid}\\{cr2['MRN1011'].study_instance_uid}"
+    _, found = worklist_query(ris_scp.port, mwl_query(PatientID="", StudyInstanceUID=uids))
+    assert mrns(found) == ["MRN1007", "MRN1011"]
+    _, found = worklist_query(
+        ris_scp.port, mwl_query(PatientID="", AccessionNumber=cr2["MRN1009"].accession_number)
+    )
+    assert mrns(found) == ["MRN1009"]
+
+
+def test_return_keys_are_exactly_the_requested_ones(ris_scp: Any, cr2: Any) -> None:
+    query = mwl_query(
+        PatientName="",
+        AccessionNumber=cr2["MRN1009"].accession_number,
+        RequestedProcedurePriority="",
+        sps={"Modality": "", "ScheduledProcedureStepStartDate": "", "ScheduledProcedureStepID": ""},
+    )
+    _, found = worklist_query(ris_scp.port, query)
+    assert len(found) == 1
+    ds = found[0]
+    assert {e.keyword for e in ds} - {"SpecificCharacterSet"} == {
+        "PatientName",
+        "AccessionNumber",
+        "RequestedProcedurePriority",
+        SPS,
+    }
+    item = ds.ScheduledProcedureStepSequence[0]
+    assert {e.keyword for e in item} == {
+        "Modality",
+        "ScheduledProcedureStepStartDate",
+        "ScheduledProcedureStepID",
+    }
+    assert item.Modality == "CR" and item.ScheduledProcedureStepStartDate == "20250615"
+    assert item.ScheduledProcedureStepID == cr2["MRN1009"].scheduled_procedure_step_id
+    assert str(ds.PatientName) == "Patel^Priya" and ds.RequestedProcedurePriority == "ROUTINE"
+
+
+def test_character_sets(ris_scp: Any) -> None:
+    """Non-ASCII names: UTF-8 by default, the requester's Latin-1 when it asks for ISO_IR 100."""
+    _, found = worklist_query(ris_scp.port, mwl_query(PatientName="Müller*", PatientID=""))
+    assert len(found) == 1 and found[0].SpecificCharacterSet == "ISO_IR 192"
+    assert str(found[0].PatientName) == "Müller^Jürgen"
+    _, found = worklist_query(
+        ris_scp.port, mwl_query(SpecificCharacterSet="ISO_IR 100", PatientName="M*ller*", PatientID="")
+    )
+    assert len(found) == 1 and found[0].SpecificCharacterSet == "ISO_IR 100"
+    assert str(found[0].PatientName) == "Müller^Jürgen"
+    _, found = worklist_query(ris_scp.port, mwl_query(PatientName="Anderson*", PatientID=""))
+    assert len(found) == 1 and "SpecificCharacterSet" not in found[0]  # plain ASCII needs none
+
+
+@pytest.mark.parametrize("bad", ["20251301", "2025-06-01", "June 1", "20250630-20250601", "2025060", "*"])
+def test_malformed_dates_are_refused_with_a900(ris_scp: Any, bad: str) -> None:
+    statuses, found = worklist_query(ris_scp.port, cr2_query(bad))
+    assert found == [] and statuses == [A900]
+
+
+def test_malformed_time_is_refused(ris_scp: Any) -> None:
+    statuses, _ = worklist_query(ris_scp.port, cr2_query("", "2561"))
+    assert statuses == [A900]
+
+
+# --- dcmtk findscu -W ---------------------------------------------------------------------------
+
+
+def test_findscu_worklist_by_station_and_date(ris_scp: Any, cr2: Any) -> None:
+    code, found, log = findscu_worklist(
+        ris_scp.port,
+        [
+            "PatientName",
+            "PatientID",
+            "AccessionNumber",
+            "StudyInstanceUID",
+            f"{SPS}[0].ScheduledStationAETitle=CR2",
+            f"{SPS}[0].ScheduledProcedureStepStartDate=20250601-20250615",
+            f"{SPS}[0].Modality=CR",
+        ],
+    )
+    assert code == 0, log
+    assert mrns(found) == ["MRN1007", "MRN1008", "MRN1009"]
+    by_mrn = {str(ds.PatientID): ds for ds in found}
+    assert by_mrn["MRN1008"].StudyInstanceUID == cr2["MRN1008"].study_instance_uid
+    assert by_mrn["MRN1008"].AccessionNumber == cr2["MRN1008"].accession_number
+
+
+def test_findscu_today_for_the_virtual_cr(ris_scp: Any) -> None:
+    today = datetime.now().strftime("%Y%m%d")
+    code, found, log = findscu_worklist(
+        ris_scp.port,
+        [
+            "PatientName",
+            f"{SPS}[0].ScheduledStationAETitle={STATION_AET}",
+            f"{SPS}[0].ScheduledProcedureStepStartDate={today}",
+            f"{SPS}[0].ScheduledProcedureStepStartTime=0900-1000",
+        ],
+    )
+    assert code == 0, log
+    names = sorted(str(ds.PatientName) for ds in found)
+    assert names == ["Müller^Jürgen", "Nguyen^Linh", "Okafor^Chinedu"]
+
+
+def test_findscu_latin1_query(ris_scp: Any) -> None:
+    code, found, log = findscu_worklist(
+        ris_scp.port, [b"SpecificCharacterSet=ISO_IR 100", "PatientName=M\xfcller*".encode("latin-1")]
+    )
+    assert code == 0, log
+    assert [str(ds.PatientName) for ds in found] == ["Müller^Jürgen"]
+    assert found[0].SpecificCharacterSet == "ISO_IR 100"
+
+
+def test_findscu_malformed_date(ris_scp: Any) -> None:
+    code, found, log = findscu_worklist(
+        ris_scp.port, ["PatientID", f"{SPS}[0].ScheduledProcedureStepStartDate=20251340"]
+    )
+    assert found == []
+    assert "DataSetDoesNotMatchSOPClass" in log or "0xa900" in log.lower()
+
+
+# --- the matcher without a network -----------------------------------------------------------------
+
+
+def test_validate_catches_bad_values_even_without_candidates() -> None:
+    with pytest.raises(InvalidQuery):
+        validate(mwl_query(sps={"ScheduledProcedureStepStartDate": "20250631"}))
+    with pytest.raises(InvalidQuery):
+        validate(mwl_query(sps={"ScheduledProcedureStepStartTime": "2460"}))
+    validate(
+        mwl_query(
+            sps={"ScheduledProcedureStepStartDate": "20250601-", "ScheduledProcedureStepStartTime": "0800-"}
+        )
+    )
+
+
+def test_empty_sequence_item_is_universal() -> None:
+    item = {"PatientID": "X", SPS: [{"Modality": "CR"}]}
+    query = mwl_query(PatientID="X")
+    query.ScheduledProcedureStepSequence = []
+    assert match(query, item)
