@@ -84,7 +84,8 @@ class FhirClient:
             self.session.headers["Authorization"] = f"Bearer {server.bearer_token}"
         if server.api_key:
             self.session.headers[server.api_key_header] = server.api_key
-        self.session.verify = server.ca_bundle or True
+        # passed on every request: requests lets REQUESTS_CA_BUNDLE override a Session's verify
+        self.verify: str | bool = server.ca_bundle or True
 
     def close(self) -> None:
         self.session.close()
@@ -130,6 +131,7 @@ class FhirClient:
                     json=json_body,
                     headers=send_headers,
                     timeout=self.server.timeout_s,
+                    verify=self.verify,
                 )
             except requests.exceptions.SSLError as exc:
                 raise self._connection_error(
