@@ -313,7 +313,7 @@ class SlicerMCPLogic(ScriptedLoadableModuleLogic):
             port=saved.port if port is None else port,
             token=token,
             config_path=config_path if config_path is not None else (saved.config_path or None),
-            allow=saved.allow,
+            allow=saved.granted(),
         )
         return status.as_dict()
 

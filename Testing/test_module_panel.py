@@ -233,3 +233,20 @@ def test_texts() -> None:
 
     assert status_lines(Stopped()) == {"state": "Stopped", "url": "-", "clients": "-", "calls": "7"}
     assert Path(UI_FILE).is_file()
+
+
+def test_panel_ticks_add_to_the_config_allow_block(settings_store, qt_controller, tmp_path) -> None:
+    config = tmp_path / "slicer-mcp.yaml"
+    config.write_text("allow:\n  dicom_send: true\n")
+    view = RecordingView()
+    panel = _presenter(qt_controller, settings_store, view)
+    panel.set_port(0)
+    panel.set_config_path(str(config))
+    panel.set_allowed("ris_write", True)
+    panel.start()
+    allow = qt_controller.status().allow
+    assert allow["dicom_send"] is True  # from the config file, not switched off by an unticked box
+    assert allow["ris_write"] is True  # from the panel
+    assert allow["execute_python"] is False
+    assert qt_controller.status().config_path == str(config)
+    panel.close()

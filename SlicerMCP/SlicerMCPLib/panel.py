@@ -81,6 +81,10 @@ class PanelSettings:
             allow={k: _to_bool(store.value(f"{g}/Allow/{k}", False)) for k in ALLOW_KEYS},
         )
 
+    def granted(self) -> dict[str, bool]:
+        """The ticked permissions only: they add to the config's `allow:` block, never remove from it."""
+        return {k: True for k in ALLOW_KEYS if self.allow.get(k)}
+
     def save(self, store: SettingsStore) -> None:
         g = SETTINGS_GROUP
         store.setValue(f"{g}/Port", int(self.port))
@@ -171,7 +175,7 @@ class PanelPresenter:
     # -- user actions ---------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
-        self.controller.start(port=s.port, config_path=s.config_path or None, allow=dict(s.allow))
+        self.controller.start(port=s.port, config_path=s.config_path or None, allow=s.granted())
         self._listen()
         self.refresh()
 
@@ -245,5 +249,5 @@ def auto_start(controller: Any, store: SettingsStore) -> bool:
     settings = PanelSettings.load(store)
     if not settings.auto_start:
         return False
-    controller.start(port=settings.port, config_path=settings.config_path or None, allow=dict(settings.allow))
+    controller.start(port=settings.port, config_path=settings.config_path or None, allow=settings.granted())
     return True
