@@ -1,0 +1,162 @@
+"""MPPS SCP (N-CREATE / N-SET) over DICOM with pynetdicom: the state rules and statuses of PS3.4 F."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fixtures.ris import RIS_AET, STATION_AET
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+from pynetdicom import AE, Association
+from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
+
+SUCCESS = 0x0000
+INVALID_ATTRIBUTE_VALUE = 0x0106
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+MISSING_ATTRIBUTE = 0x0120
+
+
+@pytest.fixture
+def mpps(ris_scp: Any) -> Iterator[Association]:
+    ae = AE(ae_title=STATION_AET)
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate("127.0.0.1", ris_scp.port, ae_title=RIS_AET)
+    assert assoc.is_established
+    yield assoc
+    assoc.release()
+
+
+def create_request(entry: Any, status: str = "IN PROGRESS") -> Dataset:
+    ds = Dataset()
+    step = Dataset()
+    step.StudyInstanceUID = entry.study_instance_uid
+    step.AccessionNumber = entry.accession_number
+    step.ScheduledProcedureStepID = entry.scheduled_procedure_step_id
+    step.RequestedProcedureID = entry.requested_procedure_id
+    ds.ScheduledStepAttributesSequence = Sequence([step])
+    ds.PatientID = entry.patient.mrn
+    ds.PerformedStationAETitle = STATION_AET
+    ds.PerformedProcedureStepStartDate = "20250612"
+    ds.PerformedProcedureStepStartTime = "101500"
+    ds.PerformedProcedureStepStatus = status
+    ds.Modality = "CR"
+    ds.PerformedSeriesSequence = Sequence([])
+    return ds
+
+
+def set_request(status: str | None, series_uid: str | None = None) -> Dataset:
+    ds = Dataset()
+    if status is not None:
+        ds.PerformedProcedureStepStatus = status
+    ds.PerformedProcedureStepEndDate = "20250612"
+    ds.PerformedProcedureStepEndTime = "102000"
+    if series_uid:
+        item = Dataset()
+        item.SeriesInstanceUID = series_uid
+        item.SeriesDescription = "CHEST PA"
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+        ref.ReferencedSOPInstanceUID = series_uid + ".1"
+        item.ReferencedImageSequence = Sequence([ref])
+        ds.PerformedSeriesSequence = Sequence([item])
+    return ds
+
+
+def code(status: Dataset) -> int:
+    return int(status.Status)
+
+
+def test_in_progress_then_completed_updates_the_worklist(mpps: Association, sqlite_store: Any) -> None:
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[0]
+    uid = generate_uid()
+    status, _ = mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)
+    assert code(status) == SUCCESS
+    assert sqlite_store.get_mwl(entry.mwl_id).status == "IN_PROGRESS"
+    series = generate_uid()
+    status, _ = mpps.send_n_set(set_request("COMPLETED", series), ModalityPerformedProcedureStep, uid)
+    assert code(status) == SUCCESS
+    record = sqlite_store.get_mpps(uid)
+    assert record.status == "COMPLETED" and record.mwl_id == entry.mwl_id
+    assert record.series[0]["series_instance_uid"] == series
+    assert record.series[0]["instances"] == [series + ".1"]
+    assert sqlite_store.get_mwl(entry.mwl_id).status == "COMPLETED"
+    # final state: no further N-SET, with the standard's "may no longer be updated" error
+    status, _ = mpps.send_n_set(set_request("DISCONTINUED"), ModalityPerformedProcedureStep, uid)
+    assert code(status) == PROCESSING_FAILURE
+    assert int(status.ErrorID) == 0xA710
+    assert sqlite_store.get_mpps(uid).status == "COMPLETED"
+
+
+def test_in_progress_then_discontinued(mpps: Association, sqlite_store: Any) -> None:
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[1]
+    uid = generate_uid()
+    assert code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
+    # an N-SET that keeps IN PROGRESS is allowed (e.g. adding series as they are made)
+    assert code(mpps.send_n_set(set_request(None), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
+    assert (
+        code(mpps.send_n_set(set_request("DISCONTINUED"), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
+    )
+    assert sqlite_store.get_mwl(entry.mwl_id).status == "DISCONTINUED"
+    history = [h["status"] for h in sqlite_store.get_mpps(uid).history]
+    assert history == ["IN PROGRESS", "DISCONTINUED"]
+
+
+def test_n_set_for_an_unknown_step_is_no_such_instance(mpps: Association) -> None:
+    status, _ = mpps.send_n_set(set_request("COMPLETED"), ModalityPerformedProcedureStep, generate_uid())
+    assert code(status) == NO_SUCH_OBJECT_INSTANCE
+
+
+def test_duplicate_n_create_is_refused(mpps: Association, sqlite_store: Any) -> None:
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[2]
+    uid = generate_uid()
+    assert code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
+    status, _ = mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)
+    assert code(status) == DUPLICATE_SOP_INSTANCE
+
+
+def test_n_create_must_start_in_progress(mpps: Association, sqlite_store: Any) -> None:
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[3]
+    status, _ = mpps.send_n_create(
+        create_request(entry, "COMPLETED"), ModalityPerformedProcedureStep, generate_uid()
+    )
+    assert code(status) == INVALID_ATTRIBUTE_VALUE
+    request = create_request(entry)
+    del request.PerformedProcedureStepStatus
+    status, _ = mpps.send_n_create(request, ModalityPerformedProcedureStep, generate_uid())
+    assert code(status) == MISSING_ATTRIBUTE
+    assert sqlite_store.get_mwl(entry.mwl_id).status == "SCHEDULED"
+
+
+def test_unknown_status_value_in_n_set(mpps: Association, sqlite_store: Any) -> None:
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[4]
+    uid = generate_uid()
+    assert code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
+    status, _ = mpps.send_n_set(set_request("FINISHED"), ModalityPerformedProcedureStep, uid)
+    assert code(status) == INVALID_ATTRIBUTE_VALUE
+    assert sqlite_store.get_mpps(uid).status == "IN PROGRESS"
+
+
+def test_scp_assigns_the_uid_when_the_scu_leaves_it_out(mpps: Association, sqlite_store: Any) -> None:
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[5]
+    status, _ = mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, None)
+    assert code(status) == SUCCESS
+    records = sqlite_store.mpps_for_mwl(entry.mwl_id)
+    assert len(records) == 1 and records[0].sop_instance_uid.startswith("1.2.")
+
+
+def test_in_progress_step_cannot_be_cancelled(mpps: Association, sqlite_store: Any) -> None:
+    from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
+
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[0]
+    assert (
+        code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, generate_uid())[0])
+        == 0
+    )
+    with pytest.raises(SlicerMCPError) as err:
+        sqlite_store.cancel_mwl(entry.mwl_id)
+    assert err.value.code == ErrorCode.RIS_CONFLICT and "DISCONTINUED" in err.value.message
