@@ -138,3 +138,11 @@ def test_create_from_pacs_needs_a_known_patient_and_write_permission(fhir_peer, 
     err = call_error(services(fhir_peer), "fhir_create_imaging_study_from_pacs", {"study": record})
     assert err["code"] == ErrorCode.OPERATION_DISABLED
     assert fhir_peer.count("ImagingStudy", {"identifier": f"urn:dicom:uid|urn:oid:{uid}"}) == 0
+
+
+def test_create_from_pacs_without_a_dicom_node_says_so(fhir_peer) -> None:
+    no_nodes = fhir_services({"local": fhir_peer.server_config()}, current="local", allow_write=True)
+    err = call_error(no_nodes, "fhir_create_imaging_study_from_pacs", {"study_instance_uid": "1.2.3.4"})
+    assert err["code"] == ErrorCode.CONFIG_ERROR and "nodes" in err["message"]
+    err = call_error(no_nodes, "fhir_create_imaging_study_from_pacs", {})
+    assert err["code"] == ErrorCode.INVALID_PARAMETER and "study_instance_uid" in err["message"]

@@ -31,6 +31,7 @@ from ..fhir.models import (
 from ..fhir.search import imaging_study_params, patient_params, search
 from ..fhir.service import FhirService, fhir_service
 from ..server import services_of
+from .dicom import dicom_service
 
 T = TypeVar("T")
 
@@ -274,26 +275,21 @@ async def fhir_create_imaging_study_from_pacs(
     has that Study UID. Off unless allow.fhir_write is true."""
     services = services_of(ctx)
     services.require_allowed("fhir_write", "Writing to the FHIR server")
-    config = services.config
     if study is None and not study_instance_uid:
         raise InvalidParameter("pass study_instance_uid (looked up in the PACS) or a study record")
-    node_name = node or config.current_node
-    if node_name is not None and node_name not in config.nodes:
-        raise InvalidParameter(f"unknown DICOM node {node_name!r}; configured: {sorted(config.nodes)}")
-    dicom_node = config.nodes[node_name] if node_name else None
-    if study is None and dicom_node is None:
-        raise InvalidParameter(
-            "no DICOM node to query: pass node, set current_node, or pass the study record"
-        )
+    dicom = dicom_service(services)
+    node_name, dicom_node = None, None
+    if study is None or node is not None or dicom.current_node is not None:
+        node_name, dicom_node = dicom.node(node)  # the DICOM tools' choice of node and their errors
     endpoint = (
-        (node_name, dicom_node.dicomweb_url) if node_name and dicom_node and dicom_node.dicomweb_url else None
+        (node_name, dicom_node.dicomweb_url) if dicom_node is not None and dicom_node.dicomweb_url else None
     )
 
     def work(s: FhirService) -> ResourceResult:
         record = study
         if record is None:
             record = linking.study_record_from_pacs(
-                dicom_node, config.calling_aet, node_name, study_instance_uid
+                dicom_node, dicom.calling_aet, node_name, study_instance_uid
             )
         return linking.create_imaging_study(s.client(), record, patient=patient, endpoint=endpoint)
 
