@@ -11,6 +11,7 @@ import threading
 
 import httpx
 import pytest
+from fixtures.bridge import bridge_client, bridge_env
 from fixtures.core import free_port
 from fixtures.qt import run_client_while_pumping
 from fixtures.transport import http_client
@@ -207,3 +208,20 @@ def test_claude_commands(qt_app, qt_controller) -> None:
     command = qt_controller.http_command()
     assert command.startswith(f"claude mcp add --transport http slicer {status.url} --header ")
     assert command.endswith(f'"Authorization: Bearer {open(status.token_file).read().strip()}"')
+
+
+def test_stdio_bridge_finds_the_module_server_through_the_endpoint_file(qt_app, qt_controller) -> None:
+    """`claude mcp add slicer -- slicer-mcp`: the bridge reads endpoint.json and proxies to this server."""
+    qt_controller.start(port=0)
+    total = qt_controller.call_tool("list_scene_nodes", {})["total"]
+
+    async def over_stdio():
+        async with bridge_client(
+            ["--backend", "proxy"], env=bridge_env(SLICER_MCP_HOME=str(user_config_dir()))
+        ) as c:
+            return await c.call_tool("list_scene_nodes", {})
+
+    result = run_client_while_pumping(qt_app, over_stdio)
+    assert not result.is_error, result.content
+    assert result.structured_content["total"] == total
+    assert qt_controller.status().calls_served >= 2  # the bridge's call was served here
