@@ -9,7 +9,6 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from fixtures.orthanc import corrupt_file, make_ct_series, make_mr_series, stored_values
-
 from SlicerMCPLib.dicom.export import volume_to_datasets
 from SlicerMCPLib.dicom.loader import LPS_TO_RAS, NotAVolume, load_series
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
@@ -125,7 +124,14 @@ def test_enhanced_multiframe_matches_single_frames(tmp_path: Path) -> None:
         setattr(mf, key, first[key].value)
     mf.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
     mf.SOPInstanceUID = mf.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    for key in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored"):
+    for key in (
+        "Rows",
+        "Columns",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "BitsAllocated",
+        "BitsStored",
+    ):
         setattr(mf, key, first[key].value)
     mf.HighBit, mf.PixelRepresentation, mf.NumberOfFrames = 15, 1, len(datasets)
     shared = Dataset()

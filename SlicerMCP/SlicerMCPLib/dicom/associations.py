@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, Association
+from pynetdicom import AE, Association, evt
+from pynetdicom.pdu_primitives import A_ABORT
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.status import STATUS_FAILURE, STATUS_WARNING, code_to_category
@@ -24,6 +25,8 @@ from .config import DicomNode
 from .models import EchoResult
 
 log = logging.getLogger(__name__)
+# pynetdicom logs whole identifiers (patient names, IDs) at INFO: keep PHI out of our logs.
+logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 # Uncompressed transfer syntaxes we can always decode with numpy alone.
 UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]
@@ -61,9 +64,8 @@ def open_association(
     ae.connection_timeout = min(node.timeout_s, 10.0)
     ae.requested_contexts = list(contexts)
     label = node_label(node, node_name)
-    assoc = ae.associate(
-        node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=evt_handlers or []
-    )
+    handlers = [*(evt_handlers or []), (evt.EVT_ACSE_RECV, _note_peer_abort)]
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=handlers)
     if not assoc.is_established:
         _raise_for_failed(assoc, node, label)
     ok = False
@@ -77,6 +79,12 @@ def open_association(
             else:
                 assoc.abort()
         ae.shutdown()
+
+
+def _note_peer_abort(event: evt.Event) -> None:
+    """Remember that the peer itself aborted (A-ABORT), as opposed to the link dying (A-P-ABORT)."""
+    if isinstance(event.primitive, A_ABORT):
+        event.assoc.peer_aborted = True  # type: ignore[attr-defined]
 
 
 def _raise_for_failed(assoc: Association, node: DicomNode, label: str) -> None:
@@ -106,8 +114,22 @@ def _raise_for_failed(assoc: Association, node: DicomNode, label: str) -> None:
     )
 
 
-def lost_association(label: str, operation: str) -> SlicerMCPError:
-    """The error for a link that died in the middle of an operation."""
+def lost_association(label: str, operation: str, assoc: Association | None = None) -> SlicerMCPError:
+    """The error for an association that ended in the middle of an operation.
+
+    A peer that aborts right after a request usually refuses that service to our calling AE
+    (Orthanc does this for AEs missing from its DicomModalities); a dropped link is unreachable.
+    """
+    if assoc is not None and assoc.is_alive():
+        assoc.join(timeout=1.0)  # let the reactor finish reading the peer's last PDU
+    if assoc is not None and getattr(assoc, "peer_aborted", False):
+        return SlicerMCPError(
+            f"{label} aborted the association when asked for {operation}: it refuses this service to our "
+            f"calling AE title {assoc.ae.ae_title!r}. Register that AE title on the node (for Orthanc: "
+            f"DicomModalities) or change calling_aet in the config.",
+            code=ErrorCode.DICOM_ASSOCIATION_REJECTED,
+            details={"operation": operation, "calling_aet": assoc.ae.ae_title},
+        )
     return SlicerMCPError(
         f"the association with {label} ended during {operation}; the node may have stopped or timed out. "
         f"Run verify_connection and try again.",
@@ -141,7 +163,7 @@ def echo(node: DicomNode, calling_aet: str, node_name: str | None = None) -> Ech
             for cx in assoc.accepted_contexts
         ]
     if code is None:
-        raise lost_association(node_label(node, node_name), "C-ECHO")
+        raise lost_association(node_label(node, node_name), "C-ECHO", assoc)
     return EchoResult(
         node=node_name or "",
         ae_title=node.ae_title,

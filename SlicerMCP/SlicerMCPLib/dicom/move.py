@@ -76,7 +76,7 @@ def move(
         for status, _ in assoc.send_c_move(target.identifier(), destination_aet, model):
             code, category = status_of(status)
             if code is None:
-                raise lost_association(label, "C-MOVE")
+                raise lost_association(label, "C-MOVE", assoc)
             completed = _count(status, "NumberOfCompletedSuboperations") or completed
             failed = _count(status, "NumberOfFailedSuboperations") or failed
             warning = _count(status, "NumberOfWarningSuboperations") or warning
@@ -94,7 +94,7 @@ def move(
             details={"status": f"0x{final:04X}", "destination": destination_aet},
         )
     if final is None:
-        raise lost_association(label, "C-MOVE")
+        raise lost_association(label, "C-MOVE", assoc)
     if final not in (0x0000, 0xB000) and completed == 0:
         raise SlicerMCPError(
             f"{label} refused the C-MOVE to {destination_aet!r} with status 0x{final:04X}",

@@ -212,7 +212,7 @@ def find(
         for status, match in responses:
             code, category = status_of(status)
             if code is None:
-                raise lost_association(label, "C-FIND")
+                raise lost_association(label, "C-FIND", assoc)
             if category == STATUS_PENDING:
                 pending += 1
                 if on_match is not None:

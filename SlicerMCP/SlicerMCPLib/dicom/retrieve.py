@@ -284,7 +284,7 @@ def _c_get(
         for status, _ in assoc.send_c_get(target.identifier(), model):
             code, category = status_of(status)
             if code is None:
-                raise lost_association(label, "C-GET")
+                raise lost_association(label, "C-GET", assoc)
             if category != STATUS_PENDING:
                 final = code
         if final not in (0x0000, None):

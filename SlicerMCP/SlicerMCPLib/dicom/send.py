@@ -92,11 +92,11 @@ def send(
     with open_association(node, calling_aet, contexts, node_name=node_name) as assoc:
         for index, (item, (_, sop_instance, _)) in enumerate(zip(items, identities, strict=True), start=1):
             if not assoc.is_established:
-                raise lost_association(label, "C-STORE")
+                raise lost_association(label, "C-STORE", assoc)
             status = assoc.send_c_store(item)
             code, category = status_of(status)
             if code is None:
-                raise lost_association(label, "C-STORE")
+                raise lost_association(label, "C-STORE", assoc)
             if category == STATUS_FAILURE:
                 failures.append(SendFailure(sop_instance_uid=sop_instance, status=f"0x{code:04X}"))
             elif category == STATUS_WARNING:

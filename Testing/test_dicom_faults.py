@@ -1,0 +1,266 @@
+"""DICOM faults against real peers: PACS down, wrong called AE, unknown move destination,
+instances lost mid-retrieve, a corrupt instance, a result set larger than the limit.
+Also C-MOVE to dcmtk's storescp, the dicom_hl7 environment switch, and a findscu cross-check."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures.core import free_port
+from fixtures.orthanc import (
+    DCMTK_AET,
+    Orthanc,
+    make_ct_series,
+    orthanc_config,
+    require_binary,
+    unique_patient,
+)
+from fixtures.scene import error_of
+from mcp import Client
+from SlicerMCPLib.config import load_config
+from SlicerMCPLib.dicom.move import Target
+from SlicerMCPLib.dicom.retrieve import expected_instances, retrieve
+from SlicerMCPLib.dicom.service import DicomService
+from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.server import build_server
+from SlicerMCPLib.services import Services
+
+
+def call(server: Any, name: str, args: dict[str, Any] | None = None) -> Any:
+    async def main() -> Any:
+        async with Client(server) as client:
+            return await client.call_tool(name, args or {})
+
+    return asyncio.run(main())
+
+
+def server_with(orthanc: Orthanc, backend: Any, **config: Any) -> Any:
+    return build_server(Services(config=orthanc_config(orthanc, **config), backend=backend))
+
+
+def test_pacs_down_is_unreachable(orthanc: Orthanc, clean_backend: Any) -> None:
+    dead = {"host": "127.0.0.1", "port": free_port(), "ae_title": "DEAD", "timeout_s": 3}
+    server = server_with(orthanc, clean_backend, nodes={"dead": dead}, current_node="dead")
+    for tool, args in [("verify_connection", {}), ("query_patients", {"patient_id": "X"})]:
+        err = error_of(call(server, tool, args))
+        assert err["code"] == "DICOM_NODE_UNREACHABLE"
+        assert "verify_connection" in err["message"] and err["details"]["port"] == dead["port"]
+
+
+def test_dicomweb_down_is_unreachable(orthanc: Orthanc, clean_backend: Any) -> None:
+    node = orthanc.node_config(dicomweb_url=f"http://127.0.0.1:{free_port()}/dicom-web")
+    server = server_with(orthanc, clean_backend, nodes={"web": node}, current_node="web")
+    spec, ds = make_ct_series(slices=2)
+    orthanc.upload(ds)
+    assert error_of(call(server, "load_series", {"series_instance_uid": spec.series_uid}))["code"] == (
+        "DICOM_NODE_UNREACHABLE"
+    )
+
+
+def test_wrong_called_ae_is_rejected(orthanc: Orthanc, clean_backend: Any) -> None:
+    wrong = orthanc.node_config(ae_title="NOTORTHANC")
+    server = server_with(orthanc, clean_backend, nodes={"wrong": wrong}, current_node="wrong")
+    err = error_of(call(server, "verify_connection"))
+    assert err["code"] == "DICOM_ASSOCIATION_REJECTED"
+    assert err["details"]["reason"] == "Called AE title not recognised"
+
+
+def test_unknown_calling_ae_cannot_query(orthanc: Orthanc, clean_backend: Any) -> None:
+    """Orthanc aborts a C-FIND from an AE missing in its DicomModalities: reported as a refusal."""
+    server = server_with(orthanc, clean_backend, calling_aet="STRANGER")
+    err = error_of(call(server, "query_patients", {"patient_id": "X"}))
+    assert err["code"] == "DICOM_ASSOCIATION_REJECTED"
+    assert "STRANGER" in err["message"] and err["details"]["operation"] == "C-FIND"
+
+
+@pytest.fixture
+def storescp(orthanc: Orthanc, tmp_path: Path) -> Iterator[Path]:
+    """dcmtk's storescp as the move destination registered in Orthanc as DCMTKSCP."""
+    binary = require_binary("storescp")
+    out = tmp_path / "storescp"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [binary, "--aetitle", DCMTK_AET, "--output-directory", str(out), str(orthanc.dcmtk_port)],
+        env={**os.environ, "TCP_NODELAY": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    import socket
+
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", orthanc.dcmtk_port)) == 0:
+                break
+        time.sleep(0.05)
+    yield out
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_move_series_and_study_to_storescp(orthanc: Orthanc, clean_backend: Any, storescp: Path) -> None:
+    config = orthanc_config(orthanc)
+    config.allow.dicom_move = True
+    server = build_server(Services(config=config, backend=clean_backend))
+    spec, ds = make_ct_series(slices=4)
+    orthanc.upload(ds)
+    result = call(
+        server, "move_series", {"destination_node": "dcmtk", "series_instance_uid": spec.series_uid}
+    )
+    assert not result.is_error, result.content[0].text
+    assert result.structured_content["completed"] == 4 and result.structured_content["failed"] == 0
+    assert len(list(storescp.iterdir())) == 4
+    result = call(server, "move_study", {"destination_node": "dcmtk", "study_instance_uid": spec.study_uid})
+    assert result.structured_content["completed"] == 4
+
+
+def test_move_destination_unknown_to_the_pacs(orthanc: Orthanc, clean_backend: Any) -> None:
+    nodes = {
+        "orthanc": orthanc.node_config(),
+        "ghost": {"host": "127.0.0.1", "port": free_port(), "ae_title": "GHOST"},
+    }
+    env = {"DICOM_HL7_PACS_ALLOW_RETRIEVE": "true"}  # the dicom_hl7 switch enables moves
+    config = load_config(
+        env=env,
+        overrides={"nodes": nodes, "current_node": "orthanc", "calling_aet": "SLICERMCP"},
+    )
+    assert config.allow.dicom_move is True
+    server = build_server(Services(config=config, backend=clean_backend))
+    spec, ds = make_ct_series(slices=1)
+    orthanc.upload(ds)
+    err = error_of(
+        call(server, "move_study", {"destination_node": "ghost", "study_instance_uid": spec.study_uid})
+    )
+    assert err["code"] == "DICOM_MOVE_FAILED" and "GHOST" in err["message"]
+    err = error_of(
+        call(server, "move_study", {"destination_node": "nowhere", "study_instance_uid": spec.study_uid})
+    )
+    assert err["code"] == "INVALID_PARAMETER"
+
+
+@pytest.mark.parametrize("method", ["dicomweb", "c-get", "c-move"])
+def test_damaged_pacs_loads_nothing_and_leaves_no_temp_files(
+    orthanc: Orthanc, dicom_server: Any, method: str, tmp_path: Path
+) -> None:
+    """A file vanished from the PACS's storage while its index keeps it. Orthanc then fails the
+    instance-level C-FIND (it reads the file for SOPClassUID): a clear error, no volume, no temp files."""
+    spec, ds = make_ct_series(slices=5)
+    orthanc.upload(ds)
+    lost = str(ds[2].SOPInstanceUID)
+    orthanc.lose_file(lost)
+    result = call(dicom_server, "load_series", {"series_instance_uid": spec.series_uid, "method": method})
+    err = error_of(result)
+    assert err["code"] in ("DICOM_QUERY_FAILED", "RETRIEVE_INCOMPLETE")
+    if err["code"] == "RETRIEVE_INCOMPLETE":
+        assert lost in err["details"]["missing"]
+    nodes = call(dicom_server, "list_scene_nodes", {"class_name": "vtkMRMLScalarVolumeNode"})
+    assert nodes.structured_content["total"] == 0
+    import tempfile
+
+    assert not list(Path(tempfile.gettempdir()).glob("slicer-mcp-load-*"))
+
+
+@pytest.mark.parametrize("method", ["c-get", "c-move"])
+def test_instance_deleted_mid_retrieve(orthanc: Orthanc, method: str, tmp_path: Path) -> None:
+    """Delete an instance from Orthanc after the first one has arrived and before it is sent."""
+    config = orthanc_config(orthanc)
+    service = DicomService(config)
+    try:
+        name, node = service.node("orthanc-dimse")
+        spec, ds = make_ct_series(slices=8)
+        orthanc.upload(ds)
+        target = Target(spec.study_uid, spec.series_uid)
+        expected = expected_instances(node, config.calling_aet, target, name)
+        folder = tmp_path / "in"
+        deleted: list[str] = []
+
+        def progress(done: int, total: int) -> None:
+            if done == 1:
+                pending = [s for s in expected.instances if not (folder / f"{s}.dcm").exists()]
+                orthanc.delete_instance(pending[-1])
+                deleted.append(pending[-1])
+
+        with pytest.raises(SlicerMCPError) as err:
+            retrieve(
+                node,
+                config.calling_aet,
+                target,
+                folder,
+                method=method,
+                expected=expected,
+                scp=service.scp,
+                node_name=name,
+                progress=progress,
+            )
+        assert err.value.code == ErrorCode.RETRIEVE_INCOMPLETE
+        # Orthanc stops the whole transfer at the failed sub-operation: the deleted one and those after it
+        missing = err.value.details["missing"]
+        assert deleted[0] in missing and len(missing) < len(expected.instances)
+    finally:
+        service.close()
+
+
+def test_corrupt_instance_fails_the_load(orthanc: Orthanc, dicom_server: Any) -> None:
+    """An instance whose pixel data is truncated is stored by Orthanc but cannot be loaded."""
+    spec, ds = make_ct_series(slices=3)
+    ds[1].PixelData = ds[1].PixelData[:100]
+    orthanc.upload(ds)
+    err = error_of(call(dicom_server, "load_series", {"series_instance_uid": spec.series_uid}))
+    assert err["code"] == "DICOM_LOAD_FAILED" and "truncated" in err["message"]
+
+
+def test_huge_result_set_hits_the_limit(orthanc: Orthanc, dicom_server: Any) -> None:
+    spec, ds = make_ct_series(slices=400, rows=2, columns=2, shuffle=False)
+    orthanc.upload(ds)
+    result = call(dicom_server, "query_instances", {"series_instance_uid": spec.series_uid, "limit": 50})
+    data = result.structured_content
+    assert data["count"] == 50 and data["has_more"] is True and data["pending_responses"] > 50
+    everything = call(
+        dicom_server, "query_instances", {"series_instance_uid": spec.series_uid, "limit": 1000}
+    )
+    assert (
+        everything.structured_content["count"] == 400 and everything.structured_content["has_more"] is False
+    )
+
+
+def test_findscu_agrees_with_query_studies(orthanc: Orthanc, dicom_server: Any, tmp_path: Path) -> None:
+    patient = unique_patient("F")
+    for _ in range(3):
+        _, ds = make_ct_series(patient_id=patient, slices=1)
+        orthanc.upload(ds)
+    ours = call(dicom_server, "query_studies", {"patient_id": patient}).structured_content
+    out = subprocess.run(
+        [
+            require_binary("findscu"),
+            "-S",
+            "-aet",
+            "SLICERMCP",
+            "-aec",
+            orthanc.aet,
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"PatientID={patient}",
+            "-k",
+            "StudyInstanceUID",
+            "127.0.0.1",
+            str(orthanc.dicom_port),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TCP_NODELAY": "1"},
+        timeout=30,
+    )
+    theirs = {
+        line.split("[")[1].split("]")[0].rstrip("\0 ")
+        for line in out.stderr.splitlines()
+        if "(0020,000d)" in line
+    }
+    assert theirs == {r["StudyInstanceUID"] for r in ours["records"]} and len(theirs) == 3
