@@ -218,3 +218,19 @@ def test_install_reports_offline_clearly(tmp_path) -> None:
     # nothing missing: nothing to do, Slicer's pip helpers are never touched
     reqs.write_text("pydantic>=2,<3\n")
     assert dependencies.install_requirements(object(), path=reqs, reachable=lambda: False) == []
+
+
+def test_module_file_parses_on_old_slicer_python() -> None:
+    """Slicer 5.0-5.8 (Python 3.9) must still load SlicerMCP.py to show why it cannot run."""
+    source = (MODULE_DIR / "SlicerMCP.py").read_text(encoding="utf-8")
+    ast.parse(source, feature_version=(3, 9))
+    tree = ast.parse(source)
+    top_imports = {
+        alias.name.split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
+    }
+    # SlicerMCPLib (Python 3.11+, pip packages) is imported only inside functions, after the checks
+    assert "SlicerMCPLib" not in top_imports
+    assert "from __future__ import annotations" in source

@@ -149,7 +149,12 @@ class ServerController:
                 self._drop_session_token()
                 raise
             self._started_at = time.time()
-            write_endpoint(self._http.url, self._http.port or 0, self._token_file)
+            try:
+                write_endpoint(self._http.url, self._http.port or 0, self._token_file)
+            except OSError as exc:  # a server nobody can discover is still a server: say so, keep it
+                log.warning(
+                    "could not write the endpoint file (the stdio bridge will not find Slicer): %s", exc
+                )
             log.info("SlicerMCP serving at %s", self._http.url)
             return self.status()
 
