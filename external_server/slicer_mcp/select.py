@@ -56,14 +56,13 @@ def choose_backend(forced: BackendName | None, headless_flag: bool, webserver_ur
             )
         if forced == "proxy":
             return Choice(None, "--backend proxy: no running SlicerMCP server (no live endpoint file)")
-    if forced in (None, "webserver"):
+    if forced == "webserver":
+        return Choice("webserver", f"forced with --backend webserver ({webserver_url})")
+    if forced is None:
         version = probe_version(webserver_url)
         if version is not None:
-            return Choice(
-                "webserver", f"Slicer {version.get('applicationVersion', '?')} WebServer at {webserver_url}"
-            )
-        if forced == "webserver":
-            return Choice("webserver", f"--backend webserver (not answering yet at {webserver_url})")
+            found = f"Slicer {version.get('applicationVersion', '?')} WebServer at {webserver_url}"
+            return Choice("webserver", found)
     if headless_flag:
         return Choice("headless", "--headless")
     return Choice(None, "no SlicerMCP server, no WebServer, no --headless")

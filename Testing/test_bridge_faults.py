@@ -1,0 +1,183 @@
+"""The bridge's connection policy, seen by a real MCP client over stdio.
+
+The WebServer being down, exec being off and handler errors (500) come from the real test
+WebServer or a closed port. Dropped connections, answers slower than the timeout and
+bodies that aren't JSON can't be produced on demand by a real WebServer, so those tests
+use `FaultyWebServer` (a fake) - and say so. Retries are counted as connections it accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fixtures.bridge import PROJECT_ROOT, FaultyWebServer, PeerProcess, bridge_client, bridge_env
+from fixtures.core import free_port
+from fixtures.scene import make_labelmap
+
+# what Slicer's /slicer/mrml/properties sends for one volume (shape as parsed from PrintSelf)
+CANNED_PROPERTIES = json.dumps(
+    {
+        "vtkMRMLScalarVolumeNode1": {
+            "ID": "vtkMRMLScalarVolumeNode1",
+            "ClassName": "vtkMRMLScalarVolumeNode",
+            "Name": "MRHead",
+            "HideFromEditors": False,
+            "Spacing": [1.0, 1.0, 1.3],
+            "Origin": [86.6, -133.9, 116.8],
+            "ImageData": {"Dimensions": [256, 256, 130]},
+        }
+    }
+).encode()
+
+
+def error_of(result: Any) -> dict[str, Any]:
+    assert result.is_error, result.structured_content
+    return json.loads(result.content[0].text)["error"]
+
+
+def call_once(args: list[str], tool: str, arguments: dict[str, Any], **env: str) -> Any:
+    async def main() -> Any:
+        async with bridge_client(args, bridge_env(**env)) as client:
+            return await client.call_tool(tool, arguments)
+
+    return asyncio.run(main())
+
+
+def test_no_slicer_found_exits_2_with_instructions() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "slicer_mcp", "--webserver-url", url],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
+        env=bridge_env(),
+    )
+    assert done.returncode == 2
+    assert done.stdout == "", "stdout belongs to MCP"
+    for hint in (
+        "SlicerMCP module",
+        "Web Server module",
+        "Start server",
+        "Slicer API exec",
+        "--headless",
+        url,
+    ):
+        assert hint in done.stderr, done.stderr
+
+
+def test_webserver_down_read_only_call_retried_then_reported() -> None:
+    """A closed port: the read-only call is tried 4 times (after 1, 2, 4 s), then explained."""
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = call_once(["--backend", "webserver", "--webserver-url", url], "list_scene_nodes", {})
+    elapsed = time.monotonic() - started
+    error = error_of(result)
+    assert error["code"] == "SLICER_CONNECTION_ERROR"
+    assert "Start server" in error["message"] and url in error["message"]
+    assert elapsed >= 7.0, "three retries after 1, 2 and 4 s"
+
+
+def test_dropped_mid_call_read_only_is_retried_and_counted() -> None:
+    """Fake (drops every connection after reading the request): 1 try + 3 retries."""
+    with FaultyWebServer("drop") as fake:
+        result = call_once(
+            ["--backend", "webserver", "--webserver-url", fake.url], "get_node", {"node_id": "x"}
+        )
+    assert error_of(result)["code"] == "SLICER_CONNECTION_ERROR"
+    assert fake.connections == 4
+    assert all(p.startswith("/slicer/mrml/properties") for p in fake.paths)
+
+
+def test_dropped_mid_call_state_change_is_not_retried() -> None:
+    """Fake (drops): set_layout changes the scene, so it is sent once and the error says to check."""
+    with FaultyWebServer("drop") as fake:
+        result = call_once(
+            ["--backend", "webserver", "--webserver-url", fake.url], "set_layout", {"layout": "FourUp"}
+        )
+    error = error_of(result)
+    assert error["code"] == "SLICER_CONNECTION_ERROR"
+    assert "may or may not" in error["message"]
+    assert fake.connections == 1 and fake.paths[0].startswith("/slicer/gui?viewersLayout=FourUp")
+
+
+def test_dropped_twice_then_answered_succeeds_after_two_retries() -> None:
+    """Fake (drops the first two connections, then answers like Slicer)."""
+    with FaultyWebServer("drop_then_ok", drops=2, ok_body=CANNED_PROPERTIES) as fake:
+        result = call_once(["--backend", "webserver", "--webserver-url", fake.url], "list_scene_nodes", {})
+    assert not result.is_error, result.content[0].text
+    assert result.structured_content["nodes"][0]["volume"]["dimensions"] == [256, 256, 130]
+    assert fake.connections == 3
+
+
+def test_slow_beyond_timeout_is_a_timeout_without_retry(tmp_path: Path) -> None:
+    """Fake (answers after 10 s) against a 1 s scene timeout from the config file."""
+    config = tmp_path / "config.yaml"
+    config.write_text("timeouts:\n  scene_s: 1\n")
+    with FaultyWebServer("slow", delay_s=10.0, ok_body=CANNED_PROPERTIES) as fake:
+        started = time.monotonic()
+        result = call_once(
+            ["--config", str(config), "--backend", "webserver", "--webserver-url", fake.url],
+            "list_scene_nodes",
+            {},
+        )
+        elapsed = time.monotonic() - started
+    error = error_of(result)
+    assert error["code"] == "SLICER_TIMEOUT"
+    assert error["details"]["timeout_s"] == 1
+    assert fake.connections == 1, "timeouts are not retried"
+    assert elapsed < 8.0
+
+
+def test_bad_json_is_reported_as_a_webserver_error() -> None:
+    """Fake (200 with an HTML body): another program on the port."""
+    with FaultyWebServer("badjson") as fake:
+        result = call_once(["--backend", "webserver", "--webserver-url", fake.url], "list_scene_nodes", {})
+    error = error_of(result)
+    assert error["code"] == "SLICER_WEBSERVER_ERROR"
+    assert "not JSON" in error["message"] and "--webserver-url" in error["message"]
+    assert fake.connections == 1
+
+
+def test_exec_disabled_says_which_setting_to_turn_on(
+    webserver_peer_no_exec: PeerProcess, tmp_path: Path
+) -> None:
+    labels = make_labelmap(tmp_path)
+    args = ["--backend", "webserver", "--webserver-url", webserver_peer_no_exec.url]
+
+    async def main() -> None:
+        async with bridge_client(args, bridge_env(SLICER_MCP_ALLOW_EXECUTE_PYTHON="true")) as client:
+            loaded = await client.call_tool("load_volume", {"path": str(labels), "labelmap": True})
+            assert not loaded.is_error, loaded.content[0].text
+            node_id = loaded.structured_content["nodes"][0]["id"]
+            for tool, arguments in (
+                ("measure_volume", {"node_id": node_id}),
+                ("execute_python", {"code": "1"}),
+            ):
+                error = error_of(await client.call_tool(tool, arguments))
+                assert error["code"] == "OPERATION_DISABLED"
+                assert "'Slicer API exec'" in error["message"] and "Web Server module" in error["message"]
+                assert error["details"]["setting"] == "Slicer API exec"
+            await client.call_tool("clear_scene", {})
+
+    asyncio.run(main())
+
+
+def test_handler_error_500_becomes_a_coded_error(webserver_peer: PeerProcess, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.nrrd"
+    broken.write_bytes(b"NRRD0004\ntype: short\nsizes: 9 9\n\n")
+    result = call_once(
+        ["--backend", "webserver", "--webserver-url", webserver_peer.url],
+        "load_volume",
+        {"path": str(broken)},
+    )
+    error = error_of(result)
+    assert error["code"] == "LOAD_FAILED"
+    assert "Failed to load node from file" in error["message"]
