@@ -68,11 +68,10 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         seen(ctx)
-        token = (ctx.meta or {}).get("progressToken")
 
         async def relay(progress: float, total: float | None, message: str | None) -> None:
-            if token is not None:
-                await ctx.session.send_progress_notification(token, progress, total, message, ctx.request_id)
+            # on the request-scoped session: sent with the stdio client's own token, a no-op without one
+            await ctx.session.report_progress(progress, total, message)
 
         return await upstream.call_tool(params.name, params.arguments, progress_callback=relay)
 

@@ -1,0 +1,135 @@
+"""Backend selection and the proxy's transparency: what the in-Slicer server sends arrives unchanged.
+
+The "in-Slicer server" is the real catalog on the headless scene served over HTTP in this
+process and announced through the endpoint file, as the SlicerMCP module does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fixtures.bridge import PeerProcess, ProxyTarget, bridge_client, bridge_env
+from fixtures.core import free_port
+from fixtures.transport import http_client
+from mcp.server.mcpserver import Context
+from SlicerMCPLib.errors import SlicerMCPError
+
+
+def add_probe_tools(server) -> None:
+    async def progress_probe(ctx: Context, steps: int = 3) -> str:
+        """Reports `steps` progress notifications, then answers."""
+        for i in range(steps):
+            await ctx.report_progress(i + 1, steps, f"step {i + 1}")
+        return "done"
+
+    async def failing_probe(ctx: Context) -> str:
+        """Always fails with a coded error."""
+        raise SlicerMCPError("probe failure: do nothing", details={"probe": True})
+
+    server.add_tool(progress_probe)
+    server.add_tool(failing_probe)
+
+
+def test_progress_errors_and_images_pass_through_unchanged(
+    proxy_endpoint: ProxyTarget, tmp_path: Path
+) -> None:
+    add_probe_tools(proxy_endpoint.server)
+    from SlicerMCPLib.auth import load_or_create_token, token_path
+    from SlicerMCPLib.config import ServerSettings
+
+    token = load_or_create_token(token_path(ServerSettings()))
+
+    async def main() -> None:
+        seen: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, total, message))
+
+        async with (
+            bridge_client(["--backend", "proxy"]) as proxied,
+            http_client(proxy_endpoint.url, token) as direct,
+        ):
+            result = await proxied.call_tool("progress_probe", {"steps": 4}, progress_callback=on_progress)
+            assert not result.is_error and result.content[0].text == "done"
+            assert seen == [(i, 4, f"step {i}") for i in range(1, 5)]
+
+            via_proxy = await proxied.call_tool("failing_probe", {})
+            straight = await direct.call_tool("failing_probe", {})
+            assert via_proxy.is_error and straight.is_error
+            assert via_proxy.content[0].text == straight.content[0].text
+            assert json.loads(via_proxy.content[0].text)["error"]["details"] == {"probe": True}
+
+            shot_p = await proxied.call_tool("capture_screenshot", {"view_type": "3d", "size": 96})
+            shot_d = await direct.call_tool("capture_screenshot", {"view_type": "3d", "size": 96})
+            assert [c.type for c in shot_p.content] == [c.type for c in shot_d.content] == ["image", "text"]
+            assert shot_p.structured_content == shot_d.structured_content
+            assert shot_p.content[0].mime_type == "image/png" and len(shot_p.content[0].data) > 100
+
+            tools_p = {t.name: t.model_dump() for t in (await proxied.list_tools()).tools}
+            tools_d = {t.name: t.model_dump() for t in (await direct.list_tools()).tools}
+            assert tools_p == tools_d
+            templates = await proxied.list_resource_templates()
+            assert [t.uri_template for t in templates.resource_templates] == ["slicer://node/{node_id}"]
+            status = json.loads((await proxied.read_resource("slicer://status")).contents[0].text)
+            assert status["backend"] == "headless"
+
+    asyncio.run(main())
+
+
+def tool_names(args: list[str]) -> set[str]:
+    async def main() -> set[str]:
+        async with bridge_client(args) as client:
+            return {t.name for t in (await client.list_tools()).tools}
+
+    return asyncio.run(main())
+
+
+def backend_of(args: list[str]) -> str:
+    async def main() -> str:
+        async with bridge_client(args) as client:
+            return json.loads((await client.read_resource("slicer://status")).contents[0].text)["backend"]
+
+    return asyncio.run(main())
+
+
+def test_selection_prefers_the_in_slicer_server(
+    proxy_endpoint: ProxyTarget, webserver_peer: PeerProcess
+) -> None:
+    add_probe_tools(proxy_endpoint.server)
+    names = tool_names(["--headless", "--webserver-url", webserver_peer.url])
+    assert "progress_probe" in names, "a live endpoint file wins over the WebServer and --headless"
+
+
+def test_selection_then_the_webserver(webserver_peer: PeerProcess) -> None:
+    assert backend_of(["--headless", "--webserver-url", webserver_peer.url]) == "webserver"
+
+
+def test_stale_endpoint_file_is_ignored(proxy_endpoint: ProxyTarget) -> None:
+    from SlicerMCPLib.auth import token_path
+    from SlicerMCPLib.config import ServerSettings
+    from SlicerMCPLib.endpoint import write_endpoint
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)
+    write_endpoint(proxy_endpoint.url, 1, token_path(ServerSettings()), pid=dead_pid)
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert backend_of(["--headless", "--webserver-url", closed]) == "headless"
+
+
+def test_forced_proxy_without_slicer_explains(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "slicer_mcp", "--backend", "proxy"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=bridge_env(),
+    )
+    assert done.returncode == 2
+    assert "SlicerMCP module" in done.stderr
