@@ -146,3 +146,11 @@ def test_create_from_pacs_without_a_dicom_node_says_so(fhir_peer) -> None:
     assert err["code"] == ErrorCode.CONFIG_ERROR and "nodes" in err["message"]
     err = call_error(no_nodes, "fhir_create_imaging_study_from_pacs", {})
     assert err["code"] == ErrorCode.INVALID_PARAMETER and "study_instance_uid" in err["message"]
+
+
+def test_newest_imaging_study_comes_first_even_one_per_page(fhir_peer, seeded) -> None:
+    one_per_page = fhir_services({"local": fhir_peer.server_config(page_size=1)}, current="local")
+    patient = seeded.patients["SMCP-0001"]
+    newest = call_one(one_per_page, "fhir_search_imaging_study", {"patient": patient, "limit": 1})
+    assert newest["has_more"] is True and newest["total"] == 2
+    assert newest["imaging_studies"][0]["accession_number"] == "ACC-0002"  # created after ACC-0001, started later

@@ -161,7 +161,10 @@ async def fhir_search_imaging_study(
         raise InvalidParameter(
             "give at least one search criterion (patient, study_instance_uid, modality...)"
         )
-    page = await _run(ctx, lambda s: search(s.client(), "ImagingStudy", params, limit))
+    # newest first across pages; the local sort keeps that order on servers that ignore _sort
+    page = await _run(
+        ctx, lambda s: search(s.client(), "ImagingStudy", [*params, ("_sort", "-started")], limit)
+    )
     studies = sorted(
         (imaging_study_summary(r) for r in page.resources), key=lambda x: x.started or "", reverse=True
     )
