@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fixtures.bridge import bridge_client, bridge_env
 from fixtures.core import free_port
-from fixtures.qt import run_client_while_pumping
+from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import http_client
 from SlicerMCPLib.config import user_config_dir
 from SlicerMCPLib.endpoint import endpoint_path, read_endpoint, remove_endpoint, write_endpoint
@@ -225,3 +225,19 @@ def test_stdio_bridge_finds_the_module_server_through_the_endpoint_file(qt_app, 
     assert not result.is_error, result.content
     assert result.structured_content["total"] == total
     assert qt_controller.status().calls_served >= 2  # the bridge's call was served here
+
+
+def test_status_counts_connected_clients(qt_app, qt_controller) -> None:
+    status = qt_controller.start(port=0)
+    token = open(status.token_file).read().strip()
+    assert qt_controller.status().clients == 0
+
+    async def two_clients():
+        async with http_client(status.url, token) as a, http_client(status.url, token) as b:
+            await a.call_tool("list_scene_nodes", {"limit": 1})
+            await b.call_tool("list_scene_nodes", {"limit": 1})
+            return qt_controller.status().clients
+
+    assert run_client_while_pumping(qt_app, two_clients) >= 2
+    # both clients closed their connections: the count drops back (uvicorn notices within a moment)
+    pump_while(qt_app, lambda: qt_controller.status().clients > 0, 15)

@@ -142,6 +142,11 @@ class HttpServer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def open_connections(self) -> int:
+        """HTTP connections open right now (sessionless MCP clients are only visible this way)."""
+        return len(self._uvicorn.server_state.connections) if self._uvicorn is not None else 0
+
     def start(self, timeout: float = 10.0) -> HttpServer:
         if self.running:
             return self

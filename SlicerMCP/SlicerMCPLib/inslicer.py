@@ -315,13 +315,18 @@ class ServerController:
         return outcome.get("value")
 
     def _client_count(self) -> int:
-        """MCP sessions open on the HTTP transport (the SDK keeps one transport per session)."""
-        if self._core is None:
+        """Connected MCP clients: sessions of the 2025 protocol, else open HTTP connections.
+
+        Clients of the 2026 protocol hold no session (each request stands alone), so the
+        connections they keep open are the only sign of them.
+        """
+        if self._core is None or self._http is None:
             return 0
         try:
-            return len(self._core.server.session_manager._server_instances)  # noqa: SLF001
+            sessions = len(self._core.server.session_manager._server_instances)  # noqa: SLF001
         except (RuntimeError, AttributeError):
-            return 0
+            sessions = 0
+        return sessions or self._http.open_connections
 
     def _drop_session_token(self) -> None:
         if self._session_token_file is not None:
