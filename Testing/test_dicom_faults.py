@@ -26,7 +26,7 @@ from fixtures.scene import error_of
 from mcp import Client
 from SlicerMCPLib.config import load_config
 from SlicerMCPLib.dicom.move import Target
-from SlicerMCPLib.dicom.retrieve import expected_instances, retrieve
+from SlicerMCPLib.dicom.retrieve import Arrivals, expected_instances, retrieve
 from SlicerMCPLib.dicom.service import DicomService
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
 from SlicerMCPLib.server import build_server
@@ -188,17 +188,8 @@ def test_instance_deleted_mid_retrieve(orthanc: Orthanc, method: str, tmp_path: 
                 deleted.append(pending[-1])
 
         with pytest.raises(SlicerMCPError) as err:
-            retrieve(
-                node,
-                config.calling_aet,
-                target,
-                folder,
-                method=method,
-                expected=expected,
-                scp=service.scp,
-                node_name=name,
-                progress=progress,
-            )
+            arrivals = Arrivals(expected, folder, progress)
+            retrieve(node, config.calling_aet, target, arrivals, method=method, scp=service.scp, node_name=name)
         assert err.value.code == ErrorCode.RETRIEVE_INCOMPLETE
         # Orthanc stops the whole transfer at the failed sub-operation: the deleted one and those after it
         missing = err.value.details["missing"]

@@ -31,6 +31,8 @@ logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 # Uncompressed transfer syntaxes we can always decode with numpy alone.
 UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]
 MAX_CONTEXTS = 128
+# Largest PDU we accept: big PDUs cut per-PDU Python overhead when a PACS sends us images.
+MAX_PDU = 4 * 1024 * 1024
 
 
 def node_label(node: DicomNode, name: str | None = None) -> str:
@@ -63,6 +65,7 @@ def open_association(
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = node.timeout_s
     ae.connection_timeout = min(node.timeout_s, 10.0)
     ae.requested_contexts = list(contexts)
+    ae.maximum_pdu_size = MAX_PDU
     label = node_label(node, node_name)
     handlers = [*(evt_handlers or []), (evt.EVT_ACSE_RECV, _note_peer_abort)]
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=handlers)

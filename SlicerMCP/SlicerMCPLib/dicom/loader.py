@@ -9,6 +9,7 @@ Pure computation: callers run it off the main thread and hand the result to the 
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -150,24 +151,23 @@ def _enhanced_slices(ds: Dataset) -> list[_Slice]:
     return out
 
 
-def read_datasets(files: Sequence[Path]) -> list[Dataset]:
-    """Read every file; a file that is not DICOM fails the load with its name."""
+def read_datasets(sources: Sequence[Path | bytes]) -> list[Dataset]:
+    """Read every file (or encoded instance in memory); an unreadable one fails the load."""
     datasets = []
-    for path in files:
+    for index, source in enumerate(sources):
+        label = Path(source).name if isinstance(source, (str, Path)) else f"instance #{index + 1}"
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(source if isinstance(source, (str, Path)) else io.BytesIO(source))
             str(ds.SOPInstanceUID), str(ds.SOPClassUID)  # noqa: B018 - a DICOM object must identify itself
             datasets.append(ds)
         except Exception as exc:  # pydicom raises several types for corrupt input
-            raise _fail(
-                f"{Path(path).name} is not a readable DICOM file ({type(exc).__name__})", file=Path(path).name
-            ) from exc
+            raise _fail(f"{label} is not a readable DICOM object ({type(exc).__name__})", item=label) from exc
     return datasets
 
 
-def load_series(files: Sequence[Path]) -> LoadedVolume:
-    """Read one series' files and build its volume. Raises NotAVolume for non-image series."""
-    datasets = read_datasets(files)
+def load_series(sources: Sequence[Path | bytes]) -> LoadedVolume:
+    """Build one series' volume from its files or encoded instances. Raises NotAVolume for non-images."""
+    datasets = read_datasets(sources)
     images = [ds for ds in datasets if "PixelData" in ds]
     if not images:
         kinds = sorted({str(ds.get("Modality", "?")) for ds in datasets})

@@ -13,9 +13,9 @@ from .models import PdfPage, PdfText
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 
 
-def pdf_text(path: Path) -> PdfText:
-    """Extract the text of each page of the PDF inside a DICOM file."""
-    ds = pydicom.dcmread(path)
+def pdf_text(source: Path | bytes) -> PdfText:
+    """Extract the text of each page of the PDF inside a DICOM file (or encoded instance)."""
+    ds = pydicom.dcmread(source if isinstance(source, Path) else io.BytesIO(source))
     if str(ds.get("SOPClassUID", "")) != ENCAPSULATED_PDF_STORAGE or "EncapsulatedDocument" not in ds:
         raise SlicerMCPError(
             "this instance is not an Encapsulated PDF document (SOP class "

@@ -7,14 +7,13 @@ at the end is RETRIEVE_INCOMPLETE with the missing UIDs (never a silent partial 
 
 from __future__ import annotations
 
-import io
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
 import requests
 from pynetdicom import build_role, evt
 from pynetdicom.events import Event
@@ -95,53 +94,69 @@ def choose_method(node: DicomNode) -> RetrieveMethod:
     return "dicomweb" if node.dicomweb_url else "c-get"
 
 
-class _Arrivals:
-    """Counts arrivals against the expected set and reports progress."""
+class Arrivals:
+    """Where arriving instances go (a folder, or memory when `directory` is None), counted
+    against the expected set with a progress report per instance. Thread-safe enough for one
+    writer (the association or HTTP thread)."""
 
-    def __init__(self, expected: Expected, progress: Progress | None):
+    def __init__(self, expected: Expected, directory: Path | None, progress: Progress | None = None):
         self.expected = expected
+        self.directory = directory
         self.progress = progress
-        self.files: dict[str, Path] = {}
+        self.items: dict[str, Path | bytes] = {}
         self.bytes = 0
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
 
-    def add(self, sop_uid: str, path: Path) -> None:
-        self.files[sop_uid] = path
-        self.bytes += path.stat().st_size
+    def put(self, sop_uid: str, data: bytes) -> bool:
+        """Keep one encoded instance (DICOM file format); False when it was not expected."""
+        if sop_uid not in self.expected.instances:
+            log.warning("ignored unexpected instance %s", sop_uid)
+            return False
+        if self.directory is None:
+            self.items[sop_uid] = data
+        else:
+            path = self.directory / f"{sop_uid}.dcm"
+            path.write_bytes(data)
+            self.items[sop_uid] = path
+        self.bytes += len(data)
         if self.progress is not None:
-            self.progress(len(self.files), len(self.expected.instances))
+            self.progress(len(self.items), len(self.expected.instances))
+        return True
 
     def missing(self) -> list[str]:
-        return sorted(set(self.expected.instances) - set(self.files))
+        return sorted(set(self.expected.instances) - set(self.items))
 
 
 def retrieve(
     node: DicomNode,
     calling_aet: str,
     target: Target,
-    directory: Path,
+    arrivals: Arrivals,
     *,
     method: RetrieveMethod,
-    expected: Expected,
     scp: StorageScp | None = None,
     node_name: str | None = None,
-    progress: Progress | None = None,
-) -> dict[str, Path]:
-    """Fetch the instances into `directory`; returns SOP Instance UID -> file. Raises RETRIEVE_INCOMPLETE."""
-    directory.mkdir(parents=True, exist_ok=True)
-    arrivals = _Arrivals(expected, progress)
+) -> dict[str, Path | bytes]:
+    """Fetch the expected instances into `arrivals`; returns SOP Instance UID -> file or bytes.
+
+    Raises RETRIEVE_INCOMPLETE with the missing UIDs when any expected instance did not arrive.
+    """
+    expected = arrivals.expected
     started = time.perf_counter()
     if method == "dicomweb":
-        _dicomweb(node, node_name, target, directory, arrivals)
+        _dicomweb(node, node_name, target, arrivals)
     elif method == "c-get":
-        _c_get(node, calling_aet, node_name, target, directory, arrivals)
+        _c_get(node, calling_aet, node_name, target, arrivals)
     else:
         if scp is None:
             raise SlicerMCPError("C-MOVE retrieve needs our Storage SCP", code=ErrorCode.INTERNAL_ERROR)
-        _c_move(node, calling_aet, node_name, target, directory, arrivals, scp)
+        with scp.receiving(set(expected.instances), arrivals.put):
+            move(node, calling_aet, scp.ae_title, target, node_name=node_name)
     missing = arrivals.missing()
     log.info(
         "retrieved %d/%d instances by %s in %.2f s (study %s)",
-        len(arrivals.files),
+        len(arrivals.items),
         len(expected.instances),
         method,
         time.perf_counter() - started,
@@ -155,7 +170,7 @@ def retrieve(
             code=ErrorCode.RETRIEVE_INCOMPLETE,
             details={"method": method, "expected": len(expected.instances), "missing": missing[:100]},
         )
-    return arrivals.files
+    return arrivals.items
 
 
 # --- DICOMweb WADO-RS -------------------------------------------------------------------------
@@ -165,8 +180,7 @@ def _dicomweb(
     node: DicomNode,
     node_name: str | None,
     target: Target,
-    directory: Path,
-    arrivals: _Arrivals,
+    arrivals: Arrivals,
 ) -> None:
     if not node.dicomweb_url:
         raise SlicerMCPError(
@@ -191,7 +205,7 @@ def _dicomweb(
                 )
             boundary = _boundary(resp.headers.get("Content-Type", ""))
             for part in _multipart_parts(resp.iter_content(_CHUNK), boundary):
-                _store_part(part, directory, arrivals)
+                arrivals.put(_sop_instance_uid(part), part)
     except requests.RequestException as exc:
         raise SlicerMCPError(
             f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
@@ -231,19 +245,29 @@ def _multipart_parts(chunks: Iterator[bytes], boundary: bytes) -> Iterator[bytes
                 return
 
 
-def _store_part(part: bytes, directory: Path, arrivals: _Arrivals) -> None:
-    try:
-        header = pydicom.dcmread(io.BytesIO(part), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-        sop_uid = check_uid(str(header.file_meta.MediaStorageSOPInstanceUID), "SOPInstanceUID")
-    except Exception:  # a part that is not a DICOM file: it will show up as missing
-        log.warning("DICOMweb part without a readable file meta header skipped")
-        return
-    if sop_uid not in arrivals.expected.instances:
-        log.warning("DICOMweb returned unexpected instance %s; ignored", sop_uid)
-        return
-    path = directory / f"{sop_uid}.dcm"
-    path.write_bytes(part)
-    arrivals.add(sop_uid, path)
+def _sop_instance_uid(part: bytes) -> str:
+    """MediaStorageSOPInstanceUID from a part's file meta header (group 0002, explicit VR little endian)."""
+    if part[128:132] != b"DICM":
+        raise SlicerMCPError("a DICOMweb part is not a DICOM file", code=ErrorCode.DOWNLOAD_FAILED)
+    pos = 132
+    while pos + 8 <= len(part):
+        group, element = struct.unpack_from("<HH", part, pos)
+        if group != 0x0002:
+            break
+        vr = part[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            (length,) = struct.unpack_from("<I", part, pos + 8)
+            value_at = pos + 12
+        else:
+            (length,) = struct.unpack_from("<H", part, pos + 6)
+            value_at = pos + 8
+        if element == 0x0003:
+            uid = part[value_at : value_at + length].rstrip(b"\0 ").decode("ascii", "replace")
+            return check_uid(uid, "SOPInstanceUID")
+        pos = value_at + length
+    raise SlicerMCPError(
+        "a DICOMweb part has no SOP Instance UID in its header", code=ErrorCode.DOWNLOAD_FAILED
+    )
 
 
 # --- C-GET -------------------------------------------------------------------------------------
@@ -254,8 +278,7 @@ def _c_get(
     calling_aet: str,
     node_name: str | None,
     target: Target,
-    directory: Path,
-    arrivals: _Arrivals,
+    arrivals: Arrivals,
 ) -> None:
     model = StudyRootQueryRetrieveInformationModelGet
     sop_classes = arrivals.expected.sop_classes
@@ -263,13 +286,8 @@ def _c_get(
     roles = [build_role(c, scp_role=True) for c in sop_classes]
 
     def on_store(event: Event) -> int:
-        sop_uid = str(event.request.AffectedSOPInstanceUID)
-        if sop_uid not in arrivals.expected.instances:
-            return 0xC000
-        path = directory / f"{sop_uid}.dcm"
-        path.write_bytes(event.encoded_dataset())
-        arrivals.add(sop_uid, path)
-        return 0x0000
+        accepted = arrivals.put(str(event.request.AffectedSOPInstanceUID), event.encoded_dataset())
+        return 0x0000 if accepted else 0xC000
 
     label = node_label(node, node_name)
     with open_association(
@@ -289,22 +307,3 @@ def _c_get(
                 final = code
         if final not in (0x0000, None):
             log.warning("C-GET from %s ended with status 0x%04X", label, final)
-
-
-# --- C-MOVE to our Storage SCP -----------------------------------------------------------------
-
-
-def _c_move(
-    node: DicomNode,
-    calling_aet: str,
-    node_name: str | None,
-    target: Target,
-    directory: Path,
-    arrivals: _Arrivals,
-    scp: StorageScp,
-) -> None:
-    def on_file(path: Path) -> None:
-        arrivals.add(path.stem, path)
-
-    with scp.receiving(set(arrivals.expected.instances), directory, on_file):
-        move(node, calling_aet, scp.ae_title, target, node_name=node_name)

@@ -6,6 +6,7 @@ disk, decoding) and is meant to run in a worker thread; nothing here touches the
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import tempfile
@@ -39,7 +40,7 @@ from .models import (
 from .move import Target, move
 from .pdf import pdf_text
 from .query import find
-from .retrieve import Expected, choose_method, expected_instances, retrieve
+from .retrieve import Arrivals, Expected, choose_method, expected_instances, retrieve
 from .send import send
 from .storage_scp import StorageScp
 
@@ -151,11 +152,12 @@ class DicomService:
     def _fetch(
         self,
         target: Target,
-        directory: Path,
+        directory: Path | None,
         method: RetrieveMethod | None,
         progress: Progress | None,
         expected: Expected | None = None,
-    ) -> tuple[RetrieveMethod, Expected, dict[str, Path]]:
+    ) -> tuple[RetrieveMethod, Expected, dict[str, Path | bytes]]:
+        """Retrieve into `directory`, or into memory when it is None (nothing touches the disk)."""
         name, node = self.node()
         chosen = method or choose_method(node)
         expected = expected or expected_instances(node, self.calling_aet, target, name)
@@ -167,18 +169,11 @@ class DicomService:
             if progress is not None:
                 progress(done, count, f"retrieved {done}/{count} instances")
 
-        files = retrieve(
-            node,
-            self.calling_aet,
-            target,
-            directory,
-            method=chosen,
-            expected=expected,
-            scp=self.scp,
-            node_name=name,
-            progress=per_instance,
+        arrivals = Arrivals(expected, directory, per_instance)
+        items = retrieve(
+            node, self.calling_aet, target, arrivals, method=chosen, scp=self.scp, node_name=name
         )
-        return chosen, expected, files
+        return chosen, expected, items
 
     def retrieve_to_storage(
         self,
@@ -196,7 +191,7 @@ class DicomService:
             for sop_uid, path in files.items():
                 series_dir = study_dir / expected.instances[sop_uid][0]
                 series_dir.mkdir(parents=True, exist_ok=True)
-                path.replace(series_dir / path.name)
+                Path(path).replace(series_dir / f"{sop_uid}.dcm")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return RetrieveResult(
@@ -222,35 +217,28 @@ class DicomService:
         progress: Progress | None = None,
         expected: Expected | None = None,
     ) -> tuple[RetrieveMethod, list[DecodedSeries], list[SkippedSeries], float, float]:
-        """Retrieve into a temp folder, build one volume per image series, delete the folder."""
-        work = Path(tempfile.mkdtemp(prefix="slicer-mcp-load-"))
-        try:
-            t0 = time.perf_counter()
-            chosen, expected, files = self._fetch(target, work, method, progress, expected)
-            t1 = time.perf_counter()
-            by_series: dict[str, list[Path]] = {}
-            for sop_uid, path in files.items():
-                by_series.setdefault(expected.instances[sop_uid][0], []).append(path)
-            decoded, skipped = [], []
-            for series_uid in sorted(by_series):
-                if progress is not None:
-                    progress(len(files), len(files), f"decoding series {series_uid}")
-                try:
-                    decoded.append(DecodedSeries(series_uid, load_series(by_series[series_uid])))
-                except NotAVolume as exc:
-                    skipped.append(SkippedSeries(series_instance_uid=series_uid, reason=exc.message))
-            return chosen, decoded, skipped, t1 - t0, time.perf_counter() - t1
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        """Retrieve into memory and build one volume per image series (no temporary files)."""
+        t0 = time.perf_counter()
+        chosen, expected, items = self._fetch(target, None, method, progress, expected)
+        t1 = time.perf_counter()
+        by_series: dict[str, list[Path | bytes]] = {}
+        for sop_uid, data in items.items():
+            by_series.setdefault(expected.instances[sop_uid][0], []).append(data)
+        items.clear()
+        decoded, skipped = [], []
+        for series_uid in sorted(by_series):
+            if progress is not None:
+                progress(len(expected.instances), len(expected.instances), f"decoding series {series_uid}")
+            try:
+                decoded.append(DecodedSeries(series_uid, load_series(by_series.pop(series_uid))))
+            except NotAVolume as exc:
+                skipped.append(SkippedSeries(series_instance_uid=series_uid, reason=exc.message))
+        return chosen, decoded, skipped, t1 - t0, time.perf_counter() - t1
 
     def pdf_text(self, target: Target) -> PdfText:
-        """Fetch one Encapsulated PDF instance to a temp folder and extract its text."""
-        work = Path(tempfile.mkdtemp(prefix="slicer-mcp-pdf-"))
-        try:
-            _, _, files = self._fetch(target, work, None, None)
-            return pdf_text(next(iter(files.values())))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        """Fetch one Encapsulated PDF instance into memory and extract its text."""
+        _, _, items = self._fetch(target, None, None, None)
+        return pdf_text(next(iter(items.values())))
 
     # --- move and send -----------------------------------------------------------------------
 
@@ -306,12 +294,8 @@ class DicomService:
                 details={"series_instance_uid": reference.series_uid},
             )
         one = Target(reference.study_uid, reference.series_uid, str(found.records[0]["SOPInstanceUID"]))
-        work = Path(tempfile.mkdtemp(prefix="slicer-mcp-ref-"))
-        try:
-            _, _, files = self._fetch(one, work, None, None)
-            return pydicom.dcmread(next(iter(files.values())), stop_before_pixels=True)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        _, _, items = self._fetch(one, None, None, None)
+        return pydicom.dcmread(io.BytesIO(items[one.sop_uid]), stop_before_pixels=True)  # type: ignore[index,arg-type]
 
     def close(self) -> None:
         self.scp.close()

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from pynetdicom import AE, evt
 from pynetdicom.events import Event
@@ -19,6 +18,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..errors import ErrorCode, SlicerMCPError
+from .associations import MAX_PDU
 from .config import StorageScpSettings
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,7 @@ _OUT_OF_RESOURCES = 0xA700
 @dataclass
 class _Sink:
     expected: set[str]
-    directory: Path
-    on_file: Callable[[Path], None]
+    put: Callable[[str, bytes], bool]
 
 
 class StorageScp:
@@ -56,6 +55,7 @@ class StorageScp:
                 ae.add_supported_context(cx.abstract_syntax)
             ae.add_supported_context(Verification)
             ae.maximum_associations = 4
+            ae.maximum_pdu_size = MAX_PDU
             try:
                 ae.start_server(
                     (self.settings.bind_address, self.settings.port),
@@ -78,12 +78,10 @@ class StorageScp:
             )
 
     @contextmanager
-    def receiving(
-        self, expected: set[str], directory: Path, on_file: Callable[[Path], None]
-    ) -> Iterator[None]:
-        """Accept the `expected` SOP instances into `directory` while the block runs."""
+    def receiving(self, expected: set[str], put: Callable[[str, bytes], bool]) -> Iterator[None]:
+        """Hand the `expected` SOP instances to `put(uid, encoded)` while the block runs."""
         self._ensure_started()
-        sink = _Sink(expected, directory, on_file)
+        sink = _Sink(expected, put)
         with self._lock:
             clash = expected & self._sinks.keys()
             if clash:
@@ -108,13 +106,11 @@ class StorageScp:
         if sink is None:
             log.warning("Storage SCP refused unexpected instance %s", sop_uid)
             return _REFUSED
-        path = sink.directory / f"{sop_uid}.dcm"
         try:
-            path.write_bytes(event.encoded_dataset())
+            sink.put(sop_uid, event.encoded_dataset())
         except OSError:
-            log.exception("Storage SCP could not write %s", path)
+            log.exception("Storage SCP could not keep instance %s", sop_uid)
             return _OUT_OF_RESOURCES
-        sink.on_file(path)
         return 0x0000
 
     def close(self) -> None:
