@@ -145,6 +145,9 @@ class ServerController:
                 self._token = load_or_create_token(self._token_file)
             try:
                 self._http = HttpServer(core.server, settings, self._token).start()
+            except SlicerMCPError as exc:
+                self._drop_session_token()
+                raise _in_slicer_words(exc) from exc
             except BaseException:
                 self._drop_session_token()
                 raise
@@ -332,6 +335,20 @@ class ServerController:
         if self._session_token_file is not None:
             self._session_token_file.unlink(missing_ok=True)
             self._session_token_file = None
+
+
+def _in_slicer_words(exc: SlicerMCPError) -> SlicerMCPError:
+    """The transport's 'port in use' advice speaks of --port; inside Slicer the port is set elsewhere."""
+    port = exc.details.get("port")
+    if exc.code != ErrorCode.CONFIG_ERROR or "already in use" not in exc.message or port is None:
+        return exc
+    return SlicerMCPError(
+        f"port {port} on 127.0.0.1 is already in use (another Slicer, or another program). Stop it, or "
+        f"choose another port in the SlicerMCP panel or with logic.start(port=...): e.g. {int(port) + 1}, "
+        "or 0 for any free port.",
+        code=exc.code,
+        details=exc.details,
+    )
 
 
 def _write_private(path: Path, text: str) -> Path:
