@@ -49,6 +49,7 @@ class MrmlBackend(SceneBackend):
         self.kind = app.kind
         self._renderer: Any = None
         self._namespaces = Namespaces()
+        self._volumes = mrml_nodes.VolumeInfoCache()
 
     @property
     def scene(self) -> Any:
@@ -91,7 +92,7 @@ class MrmlBackend(SceneBackend):
                 "offset must be >= 0 and limit >= 1", details={"offset": offset, "limit": limit}
             )
         return await self._scene_call(
-            lambda: mrml_nodes.list_nodes(self.scene, class_name, name, offset, limit)
+            lambda: mrml_nodes.list_nodes(self.scene, class_name, name, offset, limit, self._volumes)
         )
 
     async def get_node(self, node_id: str) -> NodeDetails:

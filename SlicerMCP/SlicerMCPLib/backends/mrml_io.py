@@ -33,15 +33,11 @@ def is_segmentation_file(path: Path) -> bool:
 @contextlib.contextmanager
 def rollback_on_failure(scene: Any) -> Iterator[None]:
     """Remove every node added inside the block if the block raises."""
-    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    before = {node.GetID() for node in scene.GetNodes()}
     try:
         yield
     except BaseException:
-        added = [
-            scene.GetNthNode(i)
-            for i in range(scene.GetNumberOfNodes())
-            if scene.GetNthNode(i).GetID() not in before
-        ]
+        added = [node for node in scene.GetNodes() if node.GetID() not in before]
         for node in added:
             scene.RemoveNode(node)
         if added:
@@ -171,8 +167,7 @@ def clear_data(scene: Any) -> int:
     tables) belong to the application and stay.
     """
     data = []
-    for i in range(scene.GetNumberOfNodes()):
-        node = scene.GetNthNode(i)
+    for node in scene.GetNodes():
         if is_application_node(node):
             continue
         if node.IsA("vtkMRMLStorableNode"):

@@ -15,12 +15,19 @@ from ..errors import InvalidParameter, VolumeCalculationError
 from ..models import SegmentVolume, VolumeMeasurement
 from .mrml_nodes import find_node
 
-CHUNK_VOXELS = 1 << 16
+CHUNK_BYTES = 256 * 1024  # stays in L2: the passes after the first read hit cache, not memory
+_FEW_LABELS = 32  # a chunk spanning more label values than this is counted with bincount
 _ML_PER_MM3 = 1e-3
 
 
 def count_labels(values: np.ndarray) -> dict[int, int]:
-    """Voxel count of every non-zero label in an integer array."""
+    """Voxel count of every non-zero label in an integer array.
+
+    Chunk by chunk: an all-zero chunk costs one `max`; a uniform chunk `max` + `min`; a
+    mixed chunk one `count_nonzero(chunk == v)` per label value present, until every
+    non-zero voxel is accounted for. Labelmaps hold few labels, so this beats a `bincount`
+    (which widens every voxel to int64) by ~4x.
+    """
     flat = values.reshape(-1)
     if flat.size == 0:
         return {}
@@ -28,21 +35,60 @@ def count_labels(values: np.ndarray) -> dict[int, int]:
         flat = flat.astype(np.int64)
     if flat.dtype.kind not in "iu":
         raise VolumeCalculationError(f"labels must be integers, the volume holds {flat.dtype}")
-    if flat.dtype.kind == "i" and int(flat.min()) < 0:
-        labels, counts = np.unique(flat, return_counts=True)
-        return {int(v): int(c) for v, c in zip(labels, counts, strict=True) if v != 0}
-    if flat.dtype.itemsize <= 1:
-        total = np.zeros(256, dtype=np.int64)
-        for start in range(0, flat.size, CHUNK_VOXELS):
-            total += np.bincount(flat[start : start + CHUNK_VOXELS], minlength=256)
-    else:
-        top = int(flat.max())
-        total = np.zeros(top + 1, dtype=np.int64)
-        for start in range(0, flat.size, CHUNK_VOXELS):
-            chunk = flat[start : start + CHUNK_VOXELS]
-            counts = np.bincount(chunk, minlength=top + 1)
-            total += counts
-    return {int(v): int(total[v]) for v in np.flatnonzero(total) if v != 0}
+    step = max(1024, CHUNK_BYTES // flat.dtype.itemsize)
+    counts: dict[int, int] = {}
+    mask = np.empty(step, dtype=bool)
+    signed = flat.dtype.kind == "i"
+    for start in range(0, flat.size, step):
+        chunk = flat[start : start + step]
+        hi = int(chunk.max())
+        lo = int(chunk.min()) if signed else 0
+        if hi <= 0 and lo == 0:
+            continue
+        if lo < 0 or hi > _FEW_LABELS:
+            _add_unique(counts, chunk)
+            continue
+        remaining = int(np.count_nonzero(chunk))
+        if remaining == chunk.size:  # no zeros: maybe one label throughout
+            lo = int(chunk.min())
+            if lo == hi:
+                counts[hi] = counts.get(hi, 0) + remaining
+                continue
+        lowest = max(lo, 1)
+        buf = mask[: chunk.size]
+        for value in range(hi, lowest - 1, -1):
+            n = remaining if value == lowest else int(np.count_nonzero(np.equal(chunk, value, out=buf)))
+            if n:
+                counts[value] = counts.get(value, 0) + n
+                remaining -= n
+            if not remaining:
+                break
+    counts.pop(0, None)
+    return dict(sorted(counts.items()))
+
+
+def _add_unique(counts: dict[int, int], chunk: np.ndarray) -> None:
+    labels, found = np.unique(chunk, return_counts=True)
+    for value, n in zip(labels.tolist(), found.tolist(), strict=True):
+        counts[value] = counts.get(value, 0) + n
+
+
+def count_label(values: np.ndarray, label: int) -> int:
+    """Voxels equal to `label`: one read of the array; chunks that can't hold it are skipped after a `max`."""
+    flat = values.reshape(-1)
+    if flat.dtype.kind in "iu":
+        info = np.iinfo(flat.dtype)
+        if not info.min <= label <= info.max:
+            return 0
+    step = max(1024, CHUNK_BYTES // flat.dtype.itemsize)
+    mask = np.empty(step, dtype=bool)
+    total = 0
+    for start in range(0, flat.size, step):
+        chunk = flat[start : start + step]
+        if label > 0 and chunk.max() < label:  # most chunks of a labelmap: background only
+            continue
+        total += int(np.count_nonzero(np.equal(chunk, label, out=mask[: chunk.size])))
+    return total
 
 
 def _voxels(image: Any) -> np.ndarray:
@@ -142,7 +188,7 @@ def _measure_labelmap(node: Any, segment: str | None) -> VolumeMeasurement:
                 f"for a labelmap volume, segment is a label value (an integer), got {segment!r}",
                 details={"segment": segment},
             ) from None
-        counts = {label: _count_one(voxels, label)}
+        counts = {label: count_label(voxels, label)}
     else:
         counts = count_labels(voxels)
     rows = [_row(str(v), _label_name(color, v), v, c, voxel_mm3) for v, c in sorted(counts.items())]
@@ -153,17 +199,6 @@ def _measure_labelmap(node: Any, segment: str | None) -> VolumeMeasurement:
         voxel_volume_mm3=voxel_mm3,
         segments=rows,
     )
-
-
-def _count_one(voxels: np.ndarray, label: int) -> int:
-    flat = voxels.reshape(-1)
-    info = np.iinfo(flat.dtype) if flat.dtype.kind in "iu" else None
-    if info is not None and not (info.min <= label <= info.max):
-        return 0
-    total = 0
-    for start in range(0, flat.size, CHUNK_VOXELS * 4):
-        total += int(np.count_nonzero(flat[start : start + CHUNK_VOXELS * 4] == label))
-    return total
 
 
 def _label_name(color: Any, value: int) -> str:
