@@ -1,0 +1,48 @@
+"""Label counting against numpy's own answer, and listings that follow voxel edits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from fixtures.scene import call_tool
+from SlicerMCPLib.backends.base import VolumeArray
+from SlicerMCPLib.backends.mrml_measure import CHUNK_BYTES, count_label, count_labels
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32, np.float32])
+def test_count_labels_matches_numpy(dtype) -> None:
+    rng = np.random.default_rng(7)
+    size = CHUNK_BYTES * 3 // np.dtype(dtype).itemsize + 123  # several chunks and a ragged tail
+    a = rng.integers(0, 5, size=size).astype(dtype)
+    a[: size // 3] = 0  # background-only chunk
+    a[size // 3 : size // 2] = 4  # uniform chunk
+    if np.dtype(dtype).kind == "i":
+        a[-50:] = -3
+    a[7] = 100 if np.dtype(dtype).itemsize > 1 or dtype == np.uint8 else 99  # a wide label range in one chunk
+    values, counts = np.unique(a, return_counts=True)
+    expected = {int(v): int(c) for v, c in zip(values, counts, strict=True) if v != 0}
+    assert count_labels(a) == expected
+    for label in (4, 2, 0, 100, 250):
+        assert count_label(a, label) == int(np.count_nonzero(a == label))
+
+
+def test_listing_follows_in_place_voxel_edits(mcp_server, clean_backend, run_on_scene) -> None:
+    summary = asyncio.run(
+        clean_backend.add_volume(VolumeArray(np.zeros((4, 5, 6), np.int16), np.eye(4), "edit"))
+    )
+    first = call_tool(mcp_server, "list_scene_nodes", {}).structured_content["nodes"][0]
+    assert first["volume"]["scalar_range"] == [0, 0]
+
+    def edit() -> None:
+        import slicer
+
+        node = clean_backend.scene.GetNodeByID(summary.id)
+        voxels = slicer.util.arrayFromVolume(node)
+        voxels[1, 2, 3] = 77
+        slicer.util.arrayFromVolumeModified(node)
+
+    run_on_scene(edit)
+    after = call_tool(mcp_server, "list_scene_nodes", {}).structured_content["nodes"][0]
+    assert after["volume"]["scalar_range"] == [0, 77]
