@@ -6,7 +6,6 @@ import asyncio
 import json
 
 from mcp import Client
-
 from SlicerMCPLib.errors import ErrorCode
 
 

@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from SlicerMCPLib.auth import load_or_create_token
 from SlicerMCPLib.config import load_config
 from SlicerMCPLib.errors import ConfigError, ErrorCode

@@ -9,7 +9,6 @@ import socket
 import httpx
 import pytest
 from fixtures.transport import RunningHttp, http_client
-
 from SlicerMCPLib.config import ServerSettings
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
 from SlicerMCPLib.http_transport import HttpServer
@@ -49,14 +48,16 @@ def test_missing_or_wrong_token_is_refused(http_server: RunningHttp, token: str 
     assert "token" in r.json()["hint"]
 
 
-def test_sdk_client_without_token_fails(http_server: RunningHttp) -> None:
+def test_sdk_client_without_token_fails(http_server: RunningHttp, mcp_server) -> None:
     async def main() -> None:
         async with http_client(http_server.url, None) as client:
-            await client.list_tools()
+            await client.call_tool("list_scene_nodes", {})
 
-    with pytest.raises(BaseException) as info:  # the SDK surfaces the 401 as an error (group)
+    before = mcp_server.services.call_log.calls_served
+    with pytest.raises(BaseException) as info:  # the SDK surfaces the 401 as an MCPError (in a group)
         asyncio.run(main())
-    assert "401" in repr(info.value) or "Unauthorized" in repr(info.value)
+    assert "error response" in repr(info.value)
+    assert mcp_server.services.call_log.calls_served == before  # nothing reached the catalog
 
 
 def test_foreign_origin_is_refused_even_with_token(http_server: RunningHttp) -> None:

@@ -55,7 +55,7 @@ def test_execute_python_enabled_from_the_environment() -> None:
     asyncio.run(main())
 
 
-def test_stdout_carries_only_protocol() -> None:
+def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
     """Logs go to stderr: every line the server writes on stdout is a JSON-RPC message."""
     import subprocess
 
@@ -66,16 +66,33 @@ def test_stdout_carries_only_protocol() -> None:
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_scene_nodes", "arguments": {}}},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "get_node", "arguments": {"node_id": "nope"}}},
     ]
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "slicer_mcp", "-v", "serve", "--headless"],
-        input="".join(json.dumps(m) + "\n" for m in messages),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "stderr.txt", "w"),  # a file: a full stderr pipe would block the server
         text=True,
-        timeout=120,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert proc.stdin and proc.stdout
+    for m in messages:
+        proc.stdin.write(json.dumps(m) + "\n")
+    proc.stdin.flush()
+    out_lines = []
+    answered: set = set()
+    while not {1, 2, 3} <= answered:  # read until every request is answered, then close stdin
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out_lines.append(line)
+        if line.strip():
+            answered.add(json.loads(line).get("id"))
+    proc.stdin.close()  # EOF ends the server
+    proc.wait(timeout=60)
+    rest, stderr = proc.stdout.read(), (tmp_path / "stderr.txt").read_text()
+    stdout = "".join(out_lines) + rest
+    lines = [line for line in stdout.splitlines() if line.strip()]
     replies = [json.loads(line) for line in lines]  # fails on any stray print
     assert all(r.get("jsonrpc") == "2.0" for r in replies)
     assert {r.get("id") for r in replies} >= {1, 2, 3}
-    assert "DEBUG" in proc.stderr or "INFO" in proc.stderr  # the logs went to stderr
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "DEBUG" in stderr or "INFO" in stderr  # the logs went to stderr
+    assert proc.returncode == 0, stderr[-2000:]

@@ -44,15 +44,21 @@ def sample_cache(services: Services) -> SampleDataCache:
 
 
 def session_key(ctx: Context) -> str:
-    """Identifies the client session so execute_python keeps one namespace per client."""
+    """Which execute_python namespace a call uses: one per client.
+
+    The MCP session id over HTTP when the transport has one; otherwise the client's declared
+    name (2026 protocol requests carry no session, and a stdio server has one client anyway).
+    """
     try:
-        headers = ctx.headers or {}
-        sid = headers.get("mcp-session-id")
+        sid = (ctx.headers or {}).get("mcp-session-id")
         if sid:
             return f"http-{sid}"
-        return f"conn-{id(ctx.request_context.session)}"
-    except ValueError:
+        params = ctx.request_context.session.client_params
+    except ValueError:  # no request: a call from the Slicer Python console
         return "console"
+    if params is not None and params.client_info is not None:
+        return f"client-{params.client_info.name}"
+    return "default"
 
 
 def _throttled_progress(ctx: Context, label: str):
