@@ -176,9 +176,9 @@ class SliceView:
         self.logic.SetSliceOffset(offset)
         producer = self.logic.GetImageDataConnection().GetProducer()
         producer.Update()
-        rgb = _vtk_rgb(producer.GetOutputDataObject(0)).astype(np.float32)
+        rgb = _vtk_rgb(producer.GetOutputDataObject(0))
         self._overlay_segmentations(rgb, size)
-        return SliceRender(rgb.astype(np.uint8), position, float(offset), volume.GetID(), notes)
+        return SliceRender(rgb, position, float(offset), volume.GetID(), notes)
 
     def _background_volume(self) -> Any:
         scene = self.app.scene
@@ -296,16 +296,21 @@ def _composite(rgb: np.ndarray, labels: np.ndarray, node: Any, display: Any, seg
             fill[value] = base * display.GetOpacity2DFill() * display.GetSegmentOpacity2DFill(seg_id)
         if display.GetVisibility2DOutline() and display.GetSegmentVisibility2DOutline(seg_id):
             outline[value] = base * display.GetOpacity2DOutline() * display.GetSegmentOpacity2DOutline(seg_id)
-    lab = np.clip(labels, 0, top).astype(np.intp)
+    lab = labels if labels.dtype.kind == "u" else np.clip(labels, 0, top)
     edge = np.zeros(lab.shape, bool)
     edge[1:, :] |= lab[1:, :] != lab[:-1, :]
     edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
     edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
     edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
-    alpha = np.where(edge, np.maximum(outline[lab], fill[lab]), fill[lab])[..., None]
-    alpha[lab == 0] = 0.0
-    rgb *= 1.0 - alpha
-    rgb += colors[lab] * alpha
+    flat = lab.reshape(-1)
+    inside = np.flatnonzero(flat)  # blend only the pixels a segment covers
+    values = flat[inside]
+    alpha = np.where(edge.reshape(-1)[inside], np.maximum(outline[values], fill[values]), fill[values])
+    drawn = alpha > 0
+    inside, values, alpha = inside[drawn], values[drawn], alpha[drawn, None]
+    pixels = rgb.reshape(-1, 3)
+    blended = pixels[inside].astype(np.float32) * (1.0 - alpha) + colors[values] * alpha
+    pixels[inside] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
 class ThreeDView:
