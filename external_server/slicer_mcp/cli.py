@@ -46,10 +46,11 @@ def with_default_command(argv: list[str]) -> list[str]:
         return argv
     head: list[str] = []
     rest = list(argv)
-    while rest and rest[0] in ("--config", "-v", "--verbose") or (rest and rest[0].startswith("--config=")):
-        head.append(rest.pop(0))
-        if head[-1] == "--config" and rest:
-            head.append(rest.pop(0))
+    while rest and (rest[0] in ("--config", "-v", "--verbose") or rest[0].startswith("--config=")):
+        option = rest.pop(0)
+        head.append(option)
+        if option == "--config" and rest:
+            head.append(rest.pop(0))  # its value
     return [*head, "serve", *rest] if rest else argv
 
 
