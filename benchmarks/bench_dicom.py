@@ -113,6 +113,9 @@ def main() -> None:
         services = Services(config=config, backend=backend)
         server = build_server(services)
 
+        phases: list[tuple[float, float]] = []
+        notes: list[str] = []
+
         async def load(method: str) -> None:
             async with Client(server) as client:
                 result = await client.call_tool(
@@ -124,14 +127,19 @@ def main() -> None:
                     },  # fmt: skip
                 )
             assert not result.is_error, result.content[0].text
+            phases.append(
+                (result.structured_content["retrieve_seconds"], result.structured_content["load_seconds"])
+            )
             scene.gateway.call(lambda: mrml_io.clear_data(backend.scene), 60)
 
         for method in ("c-get", "c-move", "dicomweb"):
-            rows.append(
-                (
-                    f"load_series (retrieve + load into scene), {method}",
-                    best(lambda m=method: asyncio.run(load(m)), runs),
-                )
+            phases.clear()
+            total = best(lambda m=method: asyncio.run(load(m)), runs)
+            rows.append((f"load_series (retrieve + load into scene), {method}", total))
+            fetch_s, decode_s = min(phases)
+            notes.append(
+                f"load_series by {method}: retrieve+verify {fetch_s:.2f} s, decode {decode_s:.2f} s, "
+                f"volume node + MCP {total - fetch_s - decode_s:.2f} s"
             )
         asyncio.run(services.close())
 
@@ -139,6 +147,9 @@ def main() -> None:
         print("| what | time | ratio to getscu |\n| --- | --- | --- |")
         for name, seconds in rows:
             print(f"| {name} | {seconds:.2f} s | {seconds / reference:.2f}x |")
+        print()
+        for note in notes:
+            print(note)
     finally:
         scene.stop()
         stop_orthanc(orthanc)

@@ -227,7 +227,9 @@ def _assemble(slices: list[_Slice], warnings: list[str]) -> tuple[np.ndarray, np
             "this series cannot be loaded as a single volume",
             slices=len(slices),
         )
-    stored = np.stack([s.pixels for s in slices])
+    stored = np.empty((len(slices), *ref.pixels.shape), dtype=ref.pixels.dtype)
+    for k, s in enumerate(slices):
+        stored[k] = s.pixels
     data = _apply_rescale(stored, slices)
     spacing_k = 1.0
     if len(slices) > 1:
@@ -264,13 +266,14 @@ def _apply_rescale(stored: np.ndarray, slices: list[_Slice]) -> np.ndarray:
         shift = int(intercepts[0])
         if shift == 0:
             return stored
-        lo, hi = int(stored.min()) + shift, int(stored.max()) + shift
+        smin, smax = int(stored.min()), int(stored.max())
+        lo, hi = smin + shift, smax + shift
         for dtype in (np.int16, np.int32):
             info = np.iinfo(dtype)
             if info.min <= lo and hi <= info.max:
-                if info.min <= int(stored.min()) and int(stored.max()) <= info.max:
-                    out = stored.astype(dtype)
-                    out += dtype(shift)
+                if info.min <= smin and smax <= info.max:
+                    out = stored if stored.dtype == dtype else stored.astype(dtype)
+                    out += dtype(shift)  # `stored` is our own fresh array: changing it in place is safe
                     return out
                 return (stored.astype(np.int64) + shift).astype(dtype)
     out = stored.astype(np.float32)

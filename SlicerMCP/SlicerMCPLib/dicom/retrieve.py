@@ -11,6 +11,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,11 +97,16 @@ def choose_method(node: DicomNode) -> RetrieveMethod:
 
 class Arrivals:
     """Where arriving instances go (a folder, or memory when `directory` is None), counted
-    against the expected set with a progress report per instance. Thread-safe enough for one
-    writer (the association or HTTP thread)."""
+    against the expected set with a progress report per instance.
 
-    def __init__(self, expected: Expected, directory: Path | None, progress: Progress | None = None):
-        self.expected = expected
+    `expected` may still be a Future (its C-FIND running alongside a DICOMweb transfer): until
+    it resolves, any instance with a valid UID is kept; `settle()` then drops the unexpected.
+    """
+
+    def __init__(
+        self, expected: Expected | Future[Expected], directory: Path | None, progress: Progress | None = None
+    ):
+        self._expected = expected
         self.directory = directory
         self.progress = progress
         self.items: dict[str, Path | bytes] = {}
@@ -108,24 +114,44 @@ class Arrivals:
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def expected(self) -> Expected:
+        """The expected instances (waits for the C-FIND when it is still running)."""
+        if isinstance(self._expected, Future):
+            self._expected = self._expected.result()
+        return self._expected
+
+    def _known(self) -> Expected | None:
+        if isinstance(self._expected, Future):
+            return self.expected if self._expected.done() else None
+        return self._expected
+
     def put(self, sop_uid: str, data: bytes) -> bool:
-        """Keep one encoded instance (DICOM file format); False when it was not expected."""
-        if sop_uid not in self.expected.instances:
+        """Keep one encoded instance (DICOM file format); False when it is not expected."""
+        known = self._known()
+        if known is not None and sop_uid not in known.instances:
             log.warning("ignored unexpected instance %s", sop_uid)
             return False
         if self.directory is None:
             self.items[sop_uid] = data
         else:
-            path = self.directory / f"{sop_uid}.dcm"
+            path = self.directory / f"{check_uid(sop_uid, 'SOPInstanceUID')}.dcm"
             path.write_bytes(data)
             self.items[sop_uid] = path
         self.bytes += len(data)
         if self.progress is not None:
-            self.progress(len(self.items), len(self.expected.instances))
+            self.progress(len(self.items), len(known.instances) if known is not None else 0)
         return True
 
-    def missing(self) -> list[str]:
-        return sorted(set(self.expected.instances) - set(self.items))
+    def settle(self) -> list[str]:
+        """Drop what was not expected; returns the expected SOP Instance UIDs that did not arrive."""
+        expected = self.expected.instances
+        for uid in [u for u in self.items if u not in expected]:
+            item = self.items.pop(uid)
+            if isinstance(item, Path):
+                item.unlink(missing_ok=True)
+            log.warning("dropped unexpected instance %s", uid)
+        return sorted(set(expected) - set(self.items))
 
 
 def retrieve(
@@ -142,7 +168,6 @@ def retrieve(
 
     Raises RETRIEVE_INCOMPLETE with the missing UIDs when any expected instance did not arrive.
     """
-    expected = arrivals.expected
     started = time.perf_counter()
     if method == "dicomweb":
         _dicomweb(node, node_name, target, arrivals)
@@ -151,9 +176,10 @@ def retrieve(
     else:
         if scp is None:
             raise SlicerMCPError("C-MOVE retrieve needs our Storage SCP", code=ErrorCode.INTERNAL_ERROR)
-        with scp.receiving(set(expected.instances), arrivals.put):
+        with scp.receiving(set(arrivals.expected.instances), arrivals.put):
             move(node, calling_aet, scp.ae_title, target, node_name=node_name)
-    missing = arrivals.missing()
+    missing = arrivals.settle()
+    expected = arrivals.expected
     log.info(
         "retrieved %d/%d instances by %s in %.2f s (study %s)",
         len(arrivals.items),

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,20 +161,25 @@ class DicomService:
         """Retrieve into `directory`, or into memory when it is None (nothing touches the disk)."""
         name, node = self.node()
         chosen = method or choose_method(node)
-        expected = expected or expected_instances(node, self.calling_aet, target, name)
-        total = len(expected.instances)
         if progress is not None:
-            progress(0, total, f"retrieving {total} instances by {chosen}")
+            progress(0, 0, f"retrieving by {chosen}")
 
         def per_instance(done: int, count: int) -> None:
             if progress is not None:
-                progress(done, count, f"retrieved {done}/{count} instances")
+                progress(done, count, f"retrieved {done}/{count or '?'} instances")
 
-        arrivals = Arrivals(expected, directory, per_instance)
-        items = retrieve(
-            node, self.calling_aet, target, arrivals, method=chosen, scp=self.scp, node_name=name
-        )
-        return chosen, expected, items
+        with ThreadPoolExecutor(1, thread_name_prefix="dicom-expected") as pool:
+            # DICOMweb streams while the C-FIND lists what must arrive; DIMSE methods wait for the list
+            pending: Expected | Future[Expected] = expected or pool.submit(
+                expected_instances, node, self.calling_aet, target, name
+            )
+            arrivals = Arrivals(pending, directory, per_instance)
+            items = retrieve(
+                node, self.calling_aet, target, arrivals, method=chosen, scp=self.scp, node_name=name
+            )
+        if progress is not None:
+            progress(len(items), len(items), f"all {len(items)} expected instances arrived")
+        return chosen, arrivals.expected, items
 
     def retrieve_to_storage(
         self,
