@@ -150,3 +150,33 @@ def test_http_client_reuses_keep_alive_connections(webserver_peer: PeerProcess) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_measure_segmentation_through_exec(
+    webserver_peer: PeerProcess, tmp_path, scene_thread, headless_backend
+) -> None:
+    """A .seg.nrrd written by Slicer's storage node, loaded and measured through the WebServer."""
+    from fixtures.scene import LABEL_COUNTS, SEGMENT_NAMES, make_segmentation_file
+
+    seg_file = make_segmentation_file(tmp_path, scene_thread, headless_backend)
+    backend = WebServerBackend(Config(), webserver_peer.url)
+
+    async def main() -> None:
+        await backend.clear_scene()
+        loaded = await backend.load_volume(seg_file, False, None)
+        node = loaded.nodes[0]
+        assert node.class_name == "vtkMRMLSegmentationNode"
+        assert {s.name for s in node.segments or []} == set(SEGMENT_NAMES.values())
+        measured = await backend.measure_volume(node.id, None)
+        assert {s.name: s.voxel_count for s in measured.segments} == {
+            SEGMENT_NAMES[label]: count for label, count in LABEL_COUNTS.items()
+        }
+        tumor = await backend.measure_volume(node.id, "Tumor")
+        assert [s.voxel_count for s in tumor.segments] == [LABEL_COUNTS[5]]
+        with pytest.raises(SlicerMCPError) as err:
+            await backend.measure_volume(node.id, "Heart")
+        assert err.value.code == ErrorCode.INVALID_PARAMETER
+        await backend.clear_scene()
+        await backend.close()
+
+    anyio.run(main)
