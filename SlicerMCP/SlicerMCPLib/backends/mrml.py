@@ -50,6 +50,7 @@ class MrmlBackend(SceneBackend):
         self._renderer: Any = None
         self._namespaces = Namespaces()
         self._volumes = mrml_nodes.VolumeInfoCache()
+        self._index: mrml_nodes.SceneIndex | None = None  # made on the main thread, on first use
 
     @property
     def scene(self) -> Any:
@@ -92,8 +93,15 @@ class MrmlBackend(SceneBackend):
                 "offset must be >= 0 and limit >= 1", details={"offset": offset, "limit": limit}
             )
         return await self._scene_call(
-            lambda: mrml_nodes.list_nodes(self.scene, class_name, name, offset, limit, self._volumes)
+            lambda: mrml_nodes.list_nodes(
+                self.scene, class_name, name, offset, limit, self._volumes, self._scene_index()
+            )
         )
+
+    def _scene_index(self) -> mrml_nodes.SceneIndex:
+        if self._index is None:
+            self._index = mrml_nodes.SceneIndex(self.scene)
+        return self._index
 
     async def get_node(self, node_id: str) -> NodeDetails:
         return await self._scene_call(lambda: mrml_nodes.details(self.scene, node_id))
