@@ -25,7 +25,14 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from ..errors import SlicerMCPError
 from .db import RisConflict, RisNotFound
 from .store import RisStore
-from .worklist import InvalidQuery, entry_to_item, match, prefilter, project, set_character_set, validate
+from .worklist import (
+    InvalidQuery,
+    compile_projection,
+    compile_query,
+    entry_to_item,
+    prefilter,
+    set_character_set,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +118,14 @@ class RisScp:
 
     def find(self, query: Dataset) -> Iterator[Dataset]:
         """The matching worklist items as responses (also used without a network, e.g. by tests)."""
-        validate(query)
+        check = compile_query(query)
+        respond = compile_projection(query)
         pre = prefilter(query)
         requested = query.get("SpecificCharacterSet")
         for entry in self.store.worklist_rows(pre.where, pre.params):
             item = entry_to_item(entry)
-            if match(query, item):
-                response = project(query, item)
+            if check(item):
+                response = respond(item)
                 set_character_set(response, requested)
                 yield response
 

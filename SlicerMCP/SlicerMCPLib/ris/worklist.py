@@ -11,11 +11,12 @@ returns exactly the requested keys, with Specific Character Set when text needs 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -107,44 +108,21 @@ def _split_range(value: str) -> tuple[str, str] | None:
     return lo.strip(), hi.strip()
 
 
-def _match_date(query: str, value: str) -> bool:
+def _date_bounds(query: str) -> tuple[str, str]:
+    """(low, high) of a DA single value or range; '' is open."""
     rng = _split_range(query)
     if rng is None:
-        return value == _check_date(query)
-    lo, hi = rng
-    if lo and hi and _check_date(lo) > _check_date(hi):
+        return _check_date(query), query
+    lo, hi = (_check_date(v) if v else "" for v in rng)
+    if lo and hi and lo > hi:
         raise InvalidQuery(f"date range {query!r} ends before it starts")
-    return (not lo or value >= _check_date(lo)) and (not hi or value <= _check_date(hi))
+    return lo, hi
 
 
-def _match_time(query: str, value: str) -> bool:
-    have = _norm_time(value, upper=False)
+def _time_bounds(query: str) -> tuple[str, str]:
     rng = _split_range(query)
-    if rng is None:
-        return _norm_time(query, False) <= have <= _norm_time(query, True)
-    lo, hi = rng
-    return (not lo or have >= _norm_time(lo, False)) and (not hi or have <= _norm_time(hi, True))
-
-
-def _wildcard(pattern: str, value: str, fold: bool) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if fold else 0)) is not None
-
-
-def _match_value(vr: str, query: str, value: str) -> bool:
-    if vr == "DA":
-        return bool(value) and _match_date(query, value)
-    if vr == "TM":
-        return bool(value) and _match_time(query, value)
-    if vr == "UI":
-        return value in {u.strip() for u in query.split("\\")}
-    fold = vr == "PN"  # person names: case-insensitive, as most SCPs do
-    if vr in WILDCARD_VRS and ("*" in query or "?" in query):
-        return _wildcard(query, value, fold)
-    return query.lower() == value.lower() if fold else query == value
-
-
-# identifier walk ----------------------------------------------------------------------------
+    lo, hi = rng if rng is not None else (query, query)
+    return (_norm_time(lo, False) if lo else "", _norm_time(hi, True) if hi else "")
 
 
 def _text(value: Any) -> str:
@@ -155,85 +133,132 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _combined_start(query: Dataset, item: Item) -> bool | None:
-    """PS3.4 C.2.2.2.5: SPS start date and time, both given and the date a range, form one range."""
-    d = _text(query.get("ScheduledProcedureStepStartDate", ""))
-    t = _text(query.get("ScheduledProcedureStepStartTime", ""))
-    if not d or not t or "-" not in d:
+Check = Callable[[Item], bool]
+_START_DATE, _START_TIME = "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"
+
+
+def _in_range(lo: str, hi: str, have: str) -> bool:
+    return bool(have) and (not lo or have >= lo) and (not hi or have <= hi)
+
+
+def _value_check(kw: str, vr: str, wanted: str) -> Check | None:
+    """The test for one non-sequence key, or None for universal matching."""
+    if vr in ("DA", "TM"):
+        if wanted == "*":
+            raise InvalidQuery(f"{kw}: '*' is not a valid {vr}")
+        if vr == "DA":
+            lo, hi = _date_bounds(wanted)
+            return lambda item: _in_range(lo, hi, item.get(kw) or "") if kw in item else True
+        tlo, thi = _time_bounds(wanted)
+        return lambda item: (
+            _in_range(tlo, thi, _norm_time(item[kw], False) if item.get(kw) else "") if kw in item else True
+        )
+    if wanted == "*":
         return None
-    dlo, dhi = _split_range(d) or (d, d)
+    if vr == "UI":
+        uids = {u.strip() for u in wanted.split("\\")}
+        return lambda item: item[kw] in uids if kw in item else True
+    fold = vr == "PN"  # person names: case-insensitive, as most SCPs do
+    if vr in WILDCARD_VRS and ("*" in wanted or "?" in wanted):
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in wanted)
+        pattern = re.compile(regex, re.DOTALL | (re.IGNORECASE if fold else 0))
+        return lambda item: pattern.fullmatch(str(item[kw])) is not None if kw in item else True
+    if fold:
+        low = wanted.lower()
+        return lambda item: str(item[kw]).lower() == low if kw in item else True
+    return lambda item: item[kw] == wanted if kw in item else True
+
+
+def _combined_check(query: Dataset) -> Check | None:
+    """PS3.4 C.2.2.2.5: SPS start date and time, both given and the date a range, form one range."""
+    d, t = _text(query.get(_START_DATE, "")), _text(query.get(_START_TIME, ""))
+    if not d or not t or "-" not in d or d == "*" or t == "*":
+        return None
+    dlo, dhi = _date_bounds(d)
     tlo, thi = _split_range(t) or (t, t)
-    have = item.get("ScheduledProcedureStepStartDate", "") + _norm_time(
-        item.get("ScheduledProcedureStepStartTime") or "000000", False
-    )
-    lo = _check_date(dlo) + _norm_time(tlo or "00", False) if dlo else ""
-    hi = _check_date(dhi) + _norm_time(thi or "23", True) if dhi else ""
-    return (not lo or have >= lo) and (not hi or have <= hi)
+    lo = dlo + _norm_time(tlo or "00", False) if dlo else ""
+    hi = dhi + _norm_time(thi or "23", True) if dhi else ""
+
+    def check(item: Item) -> bool:
+        have = (item.get(_START_DATE) or "") + _norm_time(item.get(_START_TIME) or "000000", False)
+        return _in_range(lo, hi, have)
+
+    return check
 
 
-def match(query: Dataset, item: Item) -> bool:
-    """True when every key of the identifier matches the item (PS3.4 C.2.2.2)."""
-    combined = _combined_start(query, item)
+def compile_query(query: Dataset) -> Check:
+    """Parse the identifier once into a predicate over items (PS3.4 C.2.2.2); raises InvalidQuery
+    for malformed dates, times and ranges. Keys an item does not hold match universally."""
+    checks: list[Check] = []
+    combined = _combined_check(query)
+    if combined is not None:
+        checks.append(combined)
     for elem in query:
         kw = elem.keyword
         if not kw or kw == "SpecificCharacterSet" or elem.tag.element == 0:
             continue
-        if combined is not None and kw in (
-            "ScheduledProcedureStepStartDate",
-            "ScheduledProcedureStepStartTime",
-        ):
-            if not combined:
-                return False
+        if combined is not None and kw in (_START_DATE, _START_TIME):
             continue
-        have = item.get(kw)
         if elem.VR == "SQ":
-            if not elem.value or have is None:
-                continue
-            if not any(match(elem.value[0], sub) for sub in have):
-                return False
+            if elem.value:
+                sub = compile_query(elem.value[0])
+                checks.append(lambda item, kw=kw, sub=sub: kw not in item or any(sub(x) for x in item[kw]))
             continue
         wanted = _text(elem.value)
-        if not wanted or (elem.VR not in ("DA", "TM", "DT") and wanted == "*"):
-            if elem.VR in ("DA", "TM") and wanted:
-                raise InvalidQuery(f"{kw}: '*' is not a valid {elem.VR}")
-            continue  # universal matching
-        if have is None:
-            continue  # a key we do not hold: treated as universal (optional matching key)
-        if not _match_value(elem.VR, wanted, str(have)):
-            return False
-    return True
+        if wanted:
+            check = _value_check(kw, elem.VR, wanted)
+            if check is not None:
+                checks.append(check)
+    return lambda item: all(check(item) for check in checks)
+
+
+def match(query: Dataset, item: Item) -> bool:
+    """True when every key of the identifier matches the item."""
+    return compile_query(query)(item)
 
 
 def validate(query: Dataset) -> None:
     """Raise InvalidQuery for malformed dates, times and ranges, even when no item is tested."""
-    for elem in query:
-        if elem.VR == "SQ":
-            for sub in elem.value or []:
-                validate(sub)
-        elif elem.VR == "DA" and _text(elem.value):
-            _match_date(_text(elem.value), "00000000")
-        elif elem.VR == "TM" and _text(elem.value):
-            _match_time(_text(elem.value), "000000")
+    compile_query(query)
 
 
-def project(query: Dataset, item: Item) -> Dataset:
-    """The response: exactly the keys the identifier asked for, values from the item."""
-    out = Dataset()
+Projection = Callable[[Item], Dataset]
+
+
+def compile_projection(query: Dataset) -> Projection:
+    """Plan the response once: exactly the keys the identifier asked for, in its order, with its
+    VRs; sequence keys with an item return only the items that match it, projected likewise."""
+    plan: list[tuple[Any, str, str, Check | None, Projection | None]] = []
     for elem in query:
         kw = elem.keyword
         if elem.tag.element == 0 or kw == "SpecificCharacterSet":
             continue
-        have = item.get(kw) if kw else None
-        if elem.VR == "SQ":
-            subs = have or []
-            if elem.value:
-                subs = [s for s in subs if match(elem.value[0], s)]
-                out.add_new(elem.tag, "SQ", Sequence([project(elem.value[0], s) for s in subs]))
-            else:
-                out.add_new(elem.tag, "SQ", Sequence([_full(s) for s in subs]))
+        if elem.VR == "SQ" and elem.value:
+            plan.append((elem.tag, "SQ", kw, compile_query(elem.value[0]), compile_projection(elem.value[0])))
         else:
-            out.add_new(elem.tag, elem.VR, have if have not in (None, "") else None)
-    return out
+            plan.append((elem.tag, elem.VR, kw, None, None))
+
+    def build(item: Item) -> Dataset:
+        out = Dataset()
+        for tag, vr, kw, keep, sub in plan:
+            have = item.get(kw) if kw else None
+            if vr == "SQ":
+                items = have or []
+                if sub is not None and keep is not None:
+                    value: Any = Sequence([sub(x) for x in items if keep(x)])
+                else:
+                    value = Sequence([_full(x) for x in items])
+            else:
+                value = have if have not in (None, "") else None
+            out[tag] = DataElement(tag, vr, value)
+        return out
+
+    return build
+
+
+def project(query: Dataset, item: Item) -> Dataset:
+    """The response for one item (see `compile_projection`)."""
+    return compile_projection(query)(item)
 
 
 def _full(item: Item) -> Dataset:
@@ -297,6 +322,10 @@ def prefilter(query: Dataset) -> Prefilter:
         if value:
             clauses.append(f"{column} = ?")
             params.append(value)
+    family = _family_like(_text(query.get("PatientName", "")))
+    if family:
+        clauses.append("LOWER(p.family_name) LIKE ? ESCAPE '!'")
+        params.append(family)
     if SPS in query and query.ScheduledProcedureStepSequence:
         sps = query.ScheduledProcedureStepSequence[0]
         for kw, column in (("Modality", "m.modality"), ("ScheduledStationAETitle", "m.station_aet")):
@@ -304,14 +333,30 @@ def prefilter(query: Dataset) -> Prefilter:
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        date = _text(sps.get("ScheduledProcedureStepStartDate", ""))
-        if date:
-            rng = _split_range(date)
-            lo, hi = rng if rng else (date, date)
+        date = _text(sps.get(_START_DATE, ""))
+        if date and date != "*":
+            lo, hi = _date_bounds(date)
             if lo:
                 clauses.append("m.sps_date >= ?")
-                params.append(_check_date(lo))
+                params.append(lo)
             if hi:
                 clauses.append("m.sps_date <= ?")
-                params.append(_check_date(hi))
+                params.append(hi)
     return Prefilter(" AND ".join(clauses), params)
+
+
+def _family_like(pattern: str) -> str | None:
+    """A LIKE pattern for the family name that keeps every true match (names here are Family^Given),
+    or None when the name pattern cannot be narrowed that way. ASCII only: SQLite folds ASCII case only."""
+    if not pattern or pattern == "*" or not pattern.isascii():
+        return None
+    if "^" in pattern:
+        part = pattern.split("^", 1)[0]
+    elif "?" not in pattern and "*" not in pattern.rstrip("*"):
+        part = pattern  # a plain prefix: Family (or Family^... cut short)
+    else:
+        return None
+    if not part or part.strip("*") == "":
+        return None
+    escaped = part.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return escaped.replace("*", "%").replace("?", "_")
