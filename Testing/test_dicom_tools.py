@@ -312,3 +312,41 @@ def test_error_body_is_json(dicom_server: Any) -> None:
     result = call(dicom_server, "query_series", {"study_instance_uid": "bad uid"})
     body = json.loads(result.content[0].text)
     assert body["error"]["details"]["parameter"] == "StudyInstanceUID"
+
+
+def test_dicom_mcp_config_loads_unchanged(orthanc: Orthanc, clean_backend: Any, tmp_path: Path) -> None:
+    """A config file written for dicom-mcp (nodes, current_node, calling_aet) works as it is."""
+    from SlicerMCPLib.config import load_config
+    from SlicerMCPLib.server import build_server
+    from SlicerMCPLib.services import Services
+
+    path = tmp_path / "dicom-mcp.yaml"
+    path.write_text(
+        "nodes:\n"
+        "  main:\n"
+        "    host: 127.0.0.1\n"
+        f"    port: {orthanc.dicom_port}\n"
+        f"    ae_title: {orthanc.aet}\n"
+        "    description: Local Orthanc\n"
+        "current_node: main\n"
+        "calling_aet: SLICERMCP\n"
+    )
+    server = build_server(Services(config=load_config(path, env={}), backend=clean_backend))
+    nodes = ok(call(server, "list_dicom_nodes"))
+    assert (
+        nodes["nodes"][0]["description"] == "Local Orthanc"
+        and nodes["nodes"][0]["retrieve_method"] == "c-get"
+    )
+    assert ok(call(server, "verify_connection"))["success"]
+
+
+def test_storage_scp_stays_on_loopback() -> None:
+    from SlicerMCPLib.config import load_config
+    from SlicerMCPLib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="storage_scp"):
+        load_config(env={}, overrides={"storage_scp": {"bind_address": "0.0.0.0"}})
+    ok_config = load_config(
+        env={}, overrides={"storage_scp": {"bind_address": "0.0.0.0", "allow_remote": True}}
+    )
+    assert ok_config.storage_scp.allow_remote

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RetrieveMethod = Literal["dicomweb", "c-get", "c-move"]
 
@@ -53,3 +53,13 @@ class StorageScpSettings(BaseModel):
     ae_title: str = Field(default="SLICERMCP", min_length=1, max_length=16)
     port: int = Field(default=11113, ge=0, le=65535)
     bind_address: str = "127.0.0.1"
+    allow_remote: bool = Field(default=False, description="must be true to listen on a non-loopback address")
+
+    @model_validator(mode="after")
+    def _loopback_unless_asked(self) -> StorageScpSettings:
+        if self.bind_address not in ("127.0.0.1", "localhost", "::1") and not self.allow_remote:
+            raise ValueError(
+                f"refusing to run the Storage SCP on {self.bind_address!r}: only loopback is allowed unless "
+                f"storage_scp.allow_remote is true (a PACS on another machine needs it for C-MOVE)"
+            )
+        return self
