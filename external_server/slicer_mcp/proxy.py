@@ -73,7 +73,11 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
             # on the request-scoped session: sent with the stdio client's own token, a no-op without one
             await ctx.session.report_progress(progress, total, message)
 
-        return await upstream.call_tool(params.name, params.arguments, progress_callback=relay)
+        # send_request, not call_tool: the result goes on as it came; the stdio client validates it
+        request = types.CallToolRequest(
+            params=types.CallToolRequestParams(name=params.name, arguments=params.arguments)
+        )
+        return await upstream.send_request(request, types.CallToolResult, progress_callback=relay)
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
