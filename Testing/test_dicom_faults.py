@@ -46,12 +46,36 @@ def server_with(orthanc: Orthanc, backend: Any, **config: Any) -> Any:
 
 
 def test_pacs_down_is_unreachable(orthanc: Orthanc, clean_backend: Any) -> None:
-    dead = {"host": "127.0.0.1", "port": free_port(), "ae_title": "DEAD", "timeout_s": 3}
+    dead = {"host": "127.0.0.1", "port": free_port(), "ae_title": "DEAD", "timeout_s": 3, "retries": 0}
     server = server_with(orthanc, clean_backend, nodes={"dead": dead}, current_node="dead")
     for tool, args in [("verify_connection", {}), ("query_patients", {"patient_id": "X"})]:
         err = error_of(call(server, tool, args))
         assert err["code"] == "DICOM_NODE_UNREACHABLE"
         assert "verify_connection" in err["message"] and err["details"]["port"] == dead["port"]
+
+
+def test_read_operations_retry_until_the_node_is_up(orthanc: Orthanc, clean_backend: Any) -> None:
+    """C-ECHO to a node that starts listening 1.5 s late succeeds on the second retry (after 1 + 2 s)."""
+    import threading
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    port = free_port()
+    late = {"host": "127.0.0.1", "port": port, "ae_title": "LATE", "retries": 2}
+    server = server_with(orthanc, clean_backend, nodes={"late": late}, current_node="late")
+    scp = AE(ae_title="LATE")
+    scp.add_supported_context(Verification)
+    timer = threading.Timer(1.5, lambda: scp.start_server(("127.0.0.1", port), block=False))
+    timer.start()
+    try:
+        t0 = time.monotonic()
+        result = call(server, "verify_connection")
+        assert not result.is_error, result.content[0].text
+        assert time.monotonic() - t0 >= 1.5
+    finally:
+        timer.join()
+        scp.shutdown()
 
 
 def test_dicomweb_down_is_unreachable(orthanc: Orthanc, clean_backend: Any) -> None:
@@ -189,7 +213,9 @@ def test_instance_deleted_mid_retrieve(orthanc: Orthanc, method: str, tmp_path: 
 
         with pytest.raises(SlicerMCPError) as err:
             arrivals = Arrivals(expected, folder, progress)
-            retrieve(node, config.calling_aet, target, arrivals, method=method, scp=service.scp, node_name=name)
+            retrieve(
+                node, config.calling_aet, target, arrivals, method=method, scp=service.scp, node_name=name
+            )
         assert err.value.code == ErrorCode.RETRIEVE_INCOMPLETE
         # Orthanc stops the whole transfer at the failed sub-operation: the deleted one and those after it
         missing = err.value.details["missing"]

@@ -49,12 +49,14 @@ def open_association(
     node_name: str | None = None,
     ext_neg: list[Any] | None = None,
     evt_handlers: list[tuple[Any, Any]] | None = None,
+    retry: bool = False,
 ) -> Iterator[Association]:
     """An established association with `node`, released (or aborted on error) on exit.
 
     Raises DICOM_NODE_UNREACHABLE when nothing answers (connection refused, timeout) and
     DICOM_ASSOCIATION_REJECTED when the peer refuses us (wrong called or calling AE, no
-    acceptable presentation context).
+    acceptable presentation context). With `retry` (read-only operations only), an unreachable
+    node is tried again `node.retries` times after 1, 2, 4... seconds.
     """
     if len(contexts) > MAX_CONTEXTS:
         raise SlicerMCPError(
@@ -68,9 +70,22 @@ def open_association(
     ae.maximum_pdu_size = MAX_PDU
     label = node_label(node, node_name)
     handlers = [*(evt_handlers or []), (evt.EVT_ACSE_RECV, _note_peer_abort)]
-    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=handlers)
-    if not assoc.is_established:
-        _raise_for_failed(assoc, node, label)
+    attempts = 1 + (node.retries if retry else 0)
+    for attempt in range(attempts):
+        assoc = ae.associate(
+            node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=handlers
+        )
+        if assoc.is_established:
+            break
+        try:
+            _raise_for_failed(assoc, node, label)
+        except SlicerMCPError as exc:
+            if exc.code != ErrorCode.DICOM_NODE_UNREACHABLE or attempt == attempts - 1:
+                ae.shutdown()
+                raise
+        delay = 2.0**attempt
+        log.info("DICOM node %s unreachable, trying again in %.0f s", label, delay)
+        time.sleep(delay)
     ok = False
     try:
         yield assoc
@@ -156,7 +171,9 @@ def is_failure_or_warning(category: str) -> bool:
 def echo(node: DicomNode, calling_aet: str, node_name: str | None = None) -> EchoResult:
     """C-ECHO: round-trip time and the presentation contexts the peer accepted."""
     started = time.perf_counter()
-    with open_association(node, calling_aet, [build_context(Verification)], node_name=node_name) as assoc:
+    with open_association(
+        node, calling_aet, [build_context(Verification)], node_name=node_name, retry=True
+    ) as assoc:
         connected = time.perf_counter()
         status = assoc.send_c_echo()
         code, category = status_of(status)

@@ -29,6 +29,12 @@ class DicomNode(BaseModel):
         default=None, description="force dicomweb, c-get or c-move (default: the best the node offers)"
     )
     timeout_s: float = Field(default=30.0, gt=0, description="network, ACSE and DIMSE timeout in seconds")
+    retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="extra tries (after 1, 2, 4 s) of C-ECHO and C-FIND when unreachable",
+    )
 
     @field_validator("ae_title")
     @classmethod

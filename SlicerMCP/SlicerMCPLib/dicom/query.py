@@ -207,7 +207,9 @@ def find(
     records: list[dict[str, Any]] = []
     pending = 0
     cancelled = False
-    with open_association(node, calling_aet, [build_context(model)], node_name=node_name) as assoc:
+    with open_association(
+        node, calling_aet, [build_context(model)], node_name=node_name, retry=True
+    ) as assoc:
         responses = assoc.send_c_find(identifier, model, msg_id=_FIND_MSG_ID)
         for status, match in responses:
             code, category = status_of(status)
