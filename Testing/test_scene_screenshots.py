@@ -154,3 +154,31 @@ def test_empty_scene_and_bad_arguments(mcp_server) -> None:
     for result in results:
         assert error_of(result)["code"] == ErrorCode.INVALID_PARAMETER
     assert "scroll_position" in json.loads(results[0].content[0].text)["error"]["message"]
+
+
+def test_3d_of_a_volume_alone_uses_cpu_volume_rendering(
+    mcp_server, tmp_path, run_on_scene, clean_backend
+) -> None:
+    from fixtures.scene import make_phantom_volume
+
+    call_tool(mcp_server, "load_volume", {"path": str(make_phantom_volume(tmp_path))})
+    rgb, info = shot(mcp_server, view_type="3d", look_from_axis="anterior")
+    assert any("volume rendering" in n and "Window-Level" in n for n in info["notes"])
+    method = run_on_scene(
+        lambda: clean_backend.scene.GetFirstNodeByClass("vtkMRMLVolumeRenderingDisplayNode").GetClassName()
+    )
+    assert method == "vtkMRMLCPURayCastVolumeRenderingDisplayNode"
+    r, b = rgb[..., 0].astype(int), rgb[..., 2].astype(int)
+    head = r > b + 20  # warm tissue colours; the blue background, magenta box and white labels are not
+    assert head.sum() > 5000
+    columns = np.nonzero(head)[1]
+    # seen from the front, the patient's left (with the marker) is on the viewer's right
+    assert columns.max() - 256 > 256 - columns.min() + 10
+    call_tool(mcp_server, "clear_scene")
+    leftovers = run_on_scene(
+        lambda: [
+            clean_backend.scene.GetNumberOfNodesByClass(c)
+            for c in ("vtkMRMLVolumeRenderingDisplayNode", "vtkMRMLVolumePropertyNode", "vtkMRMLVolumeNode")
+        ]
+    )
+    assert leftovers == [0, 0, 0]

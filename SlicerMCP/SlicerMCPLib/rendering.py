@@ -7,7 +7,9 @@ from their binary labelmap representation, resliced with the same XY->RAS matrix
 and outlined in the segment colours. Nothing here needs OpenGL.
 
 3D view: an off-screen VTK render window (EGL) with Slicer's 3D displayable managers
-(segment surfaces, models, CPU ray-cast volume rendering) for the layout's view node.
+(segment surfaces, models, CPU ray-cast volume rendering) for the layout's view node. When
+nothing else would be visible, volume rendering of the background volume is turned on with a
+shipped preset (SlicerMCPLib.volume_rendering).
 Render windows and reslice filters are created once and reused. Main thread only.
 """
 
@@ -313,6 +315,19 @@ def _composite(rgb: np.ndarray, labels: np.ndarray, node: Any, display: Any, seg
     pixels[inside] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
+def _background_volume_for_3d(scene: Any) -> Any:
+    """The Red view's background volume, else the first scalar volume with voxels."""
+    composite = scene.GetSingletonNode("Red", "vtkMRMLSliceCompositeNode")
+    volume = scene.GetNodeByID(composite.GetBackgroundVolumeID() or "") if composite is not None else None
+    if volume is not None and volume.GetImageData() is not None:
+        return volume
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        candidate = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        if candidate.GetImageData() is not None and not candidate.IsA("vtkMRMLLabelMapVolumeNode"):
+            return candidate
+    return None
+
+
 class ThreeDView:
     """The layout's 3D view node drawn by Slicer's 3D displayable managers in an off-screen window."""
 
@@ -382,10 +397,20 @@ class ThreeDView:
                 if scene.GetNthNodeByClass(i, class_name).GetVisibility():
                     shown += 1
         if not shown:
-            notes.append(
-                "nothing is visible in 3D: the view shows segmentations as surfaces, models, and volumes "
-                "whose volume rendering is on"
-            )
+            volume = _background_volume_for_3d(scene)
+            if volume is None:
+                notes.append(
+                    "nothing is visible in 3D: the view shows segmentations as surfaces, models, and "
+                    "volume rendering; load a volume or a segmentation first"
+                )
+            else:
+                from .volume_rendering import enable
+
+                preset = enable(self.app, volume)
+                notes.append(
+                    f"nothing else was visible in 3D, so volume rendering of {volume.GetID()} was turned on "
+                    f"(CPU ray casting, preset {preset})"
+                )
         return notes
 
     def close(self) -> None:
