@@ -182,3 +182,17 @@ def test_3d_of_a_volume_alone_uses_cpu_volume_rendering(
         ]
     )
     assert leftovers == [0, 0, 0]
+
+
+def test_window_level_of_the_display_node_is_used(demo_server, run_on_scene, clean_backend) -> None:
+    before, _ = shot(demo_server, view_type="coronal")
+
+    def narrow_window() -> None:
+        display = clean_backend.scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode").GetDisplayNode()
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevel(100, 400)  # brain (400) mid-grey, skull (900) white, ventricles (80) black
+
+    run_on_scene(narrow_window)
+    after, _ = shot(demo_server, view_type="coronal")
+    assert not np.array_equal(before, after)
+    assert white(after).sum() > 3 * white(before).sum(), "the skull saturates with the narrow window"
