@@ -97,6 +97,16 @@ def main() -> None:
         reference = best(getscu, runs)
         rows = [("reference: dcmtk getscu (C-GET to disk)", reference)]
 
+        def getscu_and_itk() -> None:
+            import SimpleITK as sitk
+
+            getscu()
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(work / "getscu")))
+            reader.Execute()
+
+        rows.append(("context: getscu + SimpleITK (GDCM) reading the files", best(getscu_and_itk, runs)))
+
         config = orthanc_config(orthanc)
         service = DicomService(config)
         for method in ("c-get", "c-move", "dicomweb"):
