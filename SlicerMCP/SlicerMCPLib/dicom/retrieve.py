@@ -74,9 +74,13 @@ def expected_instances(
     expected = Expected()
     for rec in result.records:
         sop = check_uid(str(rec.get("SOPInstanceUID") or ""), "SOPInstanceUID from the node")
+        # both name folders and presentation contexts: a hostile node must not smuggle paths in
+        series = check_uid(
+            str(rec.get("SeriesInstanceUID") or series_uid or ""), "SeriesInstanceUID from the node"
+        )
         expected.instances[sop] = (
-            str(rec.get("SeriesInstanceUID") or series_uid or ""),
-            str(rec.get("SOPClassUID")),
+            series,
+            check_uid(str(rec.get("SOPClassUID") or ""), "SOPClassUID from the node"),
         )
     if not expected.instances:
         what = f"{target.level} {target.sop_uid or series_uid or study_uid}"
