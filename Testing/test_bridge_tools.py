@@ -110,6 +110,8 @@ def test_same_tools_same_answers(bridge_target: BridgeTarget, tmp_path: Path) ->
 
             python = ok(await client.call_tool("execute_python", {"code": "x = 6\nprint('hi')\nx * 7"}))
             assert python["success"] and python["result"] == "42" and python["stdout"] == "hi\n"
+            again = ok(await client.call_tool("execute_python", {"code": "x"}))
+            assert again["result"] == "6", "the namespace is kept for the client session"
             failed = ok(await client.call_tool("execute_python", {"code": "1/0"}))
             assert not failed["success"] and failed["error"].startswith("ZeroDivisionError")
 
