@@ -71,6 +71,8 @@ def load_demo_scene(backend: Any) -> None:
     app.segmentations_logic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
     app.scene.RemoveNode(labelmap.GetDisplayNode())
     app.scene.RemoveNode(labelmap)
+    for orphan in mrml_io.orphan_display_nodes(app.scene):  # the import leaves one behind
+        app.scene.RemoveNode(orphan)
     seg = segmentation.GetSegmentation()
     for n in range(seg.GetNumberOfSegments()):
         segment = seg.GetNthSegment(n)

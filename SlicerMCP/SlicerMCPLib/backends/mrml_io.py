@@ -185,6 +185,8 @@ def clear_data(scene: Any) -> int:
         for helper in helpers:
             if helper is not None and not helper.GetSingletonTag():
                 doomed[helper.GetID()] = helper
+    for node in orphan_display_nodes(scene):
+        doomed[node.GetID()] = node
     scene.StartState(scene.BatchProcessState)
     try:
         for node in doomed.values():
@@ -192,3 +194,12 @@ def clear_data(scene: Any) -> int:
     finally:
         scene.EndState(scene.BatchProcessState)
     return len(data)
+
+
+def orphan_display_nodes(scene: Any) -> list[Any]:
+    """Display nodes whose data node is gone (some logics leave them behind)."""
+    return [
+        node
+        for node in scene.GetNodes()
+        if node.IsA("vtkMRMLDisplayNode") and not node.GetSingletonTag() and node.GetDisplayableNode() is None
+    ]
