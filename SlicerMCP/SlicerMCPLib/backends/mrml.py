@@ -133,12 +133,16 @@ class MrmlBackend(SceneBackend):
 
         def run() -> Screenshot:
             if self.app.gui:
-                png, width, height = self.app.grab_view(view_type, scroll_position, size)  # type: ignore[attr-defined]
+                png, width, height, offset = self.app.grab_view(  # type: ignore[attr-defined]
+                    view_type, scroll_position, size, look_from_axis
+                )
                 info = ScreenshotInfo(
                     view_type=view_type,
                     width=width,
                     height=height,
                     scroll_position=scroll_position,
+                    slice_offset_mm=offset,
+                    look_from_axis=look_from_axis,
                     renderer="slicer",
                 )
                 return Screenshot(png=png, info=info)

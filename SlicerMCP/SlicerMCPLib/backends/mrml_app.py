@@ -75,13 +75,22 @@ class SlicerGuiApp:
         return []
 
     def grab_view(
-        self, view_type: str, scroll_position: float | None, size: int | None
-    ) -> tuple[bytes, int, int]:
-        """PNG of the real view widget (what the user sees)."""
+        self,
+        view_type: str,
+        scroll_position: float | None,
+        size: int | None,
+        look_from_axis: str | None = None,
+    ) -> tuple[bytes, int, int, float | None]:
+        """PNG of the real view widget (what the user sees), its size and the slice offset."""
         qt = __import__("qt")
         lm = self.slicer.app.layoutManager()
+        offset = None
         if view_type == "3d":
             widget = lm.threeDWidget(0).threeDView()
+            if look_from_axis:
+                ctk = __import__("ctk")
+                widget.lookFromViewAxis(getattr(ctk.ctkAxesWidget, look_from_axis.capitalize()))
+                widget.resetFocalPoint()
         elif view_type == "full":
             widget = lm.viewport()
         else:
@@ -90,6 +99,7 @@ class SlicerGuiApp:
                 logic = slice_widget.sliceLogic()
                 lo, hi = _offset_range(logic)
                 logic.SetSliceOffset(lo + scroll_position * (hi - lo))
+            offset = float(slice_widget.sliceLogic().GetSliceOffset())
             widget = slice_widget.sliceView()
         if widget is None:
             raise ScreenshotFailed(f"the current layout has no {view_type} view; call set_layout first")
@@ -100,7 +110,9 @@ class SlicerGuiApp:
         buffer = qt.QBuffer()
         buffer.open(qt.QIODevice.WriteOnly)
         pixmap.save(buffer, "PNG")
-        return bytes(buffer.data()), pixmap.width(), pixmap.height()
+        data = buffer.data()
+        png = bytes(data.data()) if hasattr(data, "data") else bytes(data)
+        return png, pixmap.width(), pixmap.height(), offset
 
 
 def _offset_range(logic: Any) -> tuple[float, float]:
