@@ -33,6 +33,9 @@ UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2
 MAX_CONTEXTS = 128
 # Largest PDU we accept: big PDUs cut per-PDU Python overhead when a PACS sends us images.
 MAX_PDU = 4 * 1024 * 1024
+# pynetdicom's DUL thread sleeps 1 ms whenever no PDU is waiting; with 16 kB PDUs from a PACS
+# that sleep, not decoding, bounds a transfer (300 CT slices: 1.4 s -> 1.0 s at 0.1 ms).
+DUL_LOOP_DELAY_S = 0.0001
 
 
 def node_label(node: DicomNode, name: str | None = None) -> str:
@@ -76,6 +79,7 @@ def open_association(
             node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=handlers
         )
         if assoc.is_established:
+            tune_dul(assoc)
             break
         try:
             _raise_for_failed(assoc, node, label)
@@ -97,6 +101,13 @@ def open_association(
             else:
                 assoc.abort()
         ae.shutdown()
+
+
+def tune_dul(assoc: Association) -> None:
+    """Shorten the DUL reactor's idle sleep of one association (a private pynetdicom knob)."""
+    dul = getattr(assoc, "dul", None)
+    if dul is not None and hasattr(dul, "_run_loop_delay"):
+        dul._run_loop_delay = DUL_LOOP_DELAY_S
 
 
 def _note_peer_abort(event: evt.Event) -> None:

@@ -18,7 +18,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..errors import ErrorCode, SlicerMCPError
-from .associations import MAX_PDU
+from .associations import MAX_PDU, tune_dul
 from .config import StorageScpSettings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ class StorageScp:
                 ae.start_server(
                     (self.settings.bind_address, self.settings.port),
                     block=False,
-                    evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
+                    evt_handlers=[
+                        (evt.EVT_C_STORE, self._on_store),
+                        (evt.EVT_ESTABLISHED, lambda event: tune_dul(event.assoc)),
+                    ],
                 )
             except OSError as exc:
                 raise SlicerMCPError(
