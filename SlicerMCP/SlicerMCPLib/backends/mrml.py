@@ -241,13 +241,14 @@ class MrmlBackend(SceneBackend):
         return await self._scene_call(run, self.config.timeouts.load_s)
 
     async def close(self) -> None:
-        renderer = self._renderer
-        self._renderer = None
-        if renderer is not None:
+        """Release render windows and scene observers (on the main thread)."""
+        helpers = [h for h in (self._renderer, self._index) if h is not None]
+        self._renderer = self._index = None
+        for helper in helpers:
             try:
-                await self.gateway.acall(renderer.close, 10.0)
+                await self.gateway.acall(helper.close, 10.0)
             except Exception as exc:  # closing must not fail the shutdown
-                log.warning("closing the renderer failed: %s", exc)
+                log.warning("closing %s failed: %s", type(helper).__name__, exc)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.kind, "slicer_version": self.app.version}
