@@ -266,3 +266,23 @@ def test_add_and_export_volume_round_trip(clean_backend) -> None:
     np.testing.assert_array_equal(back.array, image)
     np.testing.assert_allclose(back.ijk_to_ras, ijk_to_ras)
     assert back.attributes == {"DICOM.instanceUIDs": "1.2.3"} and back.name == "CT"
+
+
+def test_get_node_on_segmentations_and_application_nodes(mcp_server, run_on_scene, clean_backend) -> None:
+    from SlicerMCPLib.demo import load_demo_scene
+
+    run_on_scene(lambda: load_demo_scene(clean_backend))
+    (seg,) = call_tool(
+        mcp_server, "list_scene_nodes", {"class_name": "vtkMRMLSegmentationNode"}
+    ).structured_content["nodes"]
+    seg_details, red = call_tools(
+        mcp_server, [("get_node", {"node_id": seg["id"]}), ("get_node", {"node_id": "vtkMRMLSliceNodeRed"})]
+    )
+    d = seg_details.structured_content
+    assert [s["name"] for s in d["segments"]] == ["Brain", "Ventricles", "Lesion"]
+    assert d["properties"]["source_representation"] == "Binary labelmap"
+    assert d["properties"]["labelmap_spacing"] == pytest.approx([2.0, 2.0, 2.5])
+    assert d["references"]["referenceImageGeometryRef"]
+    r = red.structured_content
+    assert r["class_name"] == "vtkMRMLSliceNode" and r["properties"]["SingletonTag"] == "Red"
+    assert "MTime" not in r["properties"]

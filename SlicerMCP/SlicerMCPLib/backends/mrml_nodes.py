@@ -14,6 +14,22 @@ from ..models import NodeDetails, NodeList, NodeSummary, SegmentInfo, VolumeInfo
 
 _PRINT_LINE = re.compile(r"^  (\w[\w ]*?)\s*[:=]\s*(.+?)\s*$")
 _MAX_GENERIC_PROPERTIES = 60
+# PrintSelf lines that repeat the summary or say nothing to a user
+_SKIP_PRINTED = frozenset(
+    {
+        "Debug",
+        "Modified Time",
+        "MTime",
+        "Reference Count",
+        "Registered Events",
+        "ID",
+        "Name",
+        "Indent",
+        "ClassName",
+        "Description",
+        "HideFromEditors",
+    }
+)
 
 # Not data: views, cameras, colour tables and the like belong to the application.
 APPLICATION_CLASSES = (
@@ -246,6 +262,11 @@ def _segmentation_properties(node: Any) -> dict[str, Any]:
         "number_of_segments": segmentation.GetNumberOfSegments(),
         "number_of_layers": segmentation.GetNumberOfLayers(),
     }
+    if segmentation.GetNumberOfLayers() and segmentation.ContainsRepresentation("Binary labelmap"):
+        image = segmentation.GetLayerDataObject(0)
+        if image is not None:
+            props["labelmap_spacing"] = list(_finite(image.GetSpacing()))
+            props["labelmap_extent"] = list(image.GetExtent())
     display = node.GetDisplayNode()
     if display is not None:
         props["display"] = {
@@ -264,7 +285,7 @@ def _generic_properties(node: Any) -> dict[str, Any]:
         if not m:
             continue
         key, value = m.group(1).strip(), m.group(2)
-        if key in ("Debug", "Modified Time", "Reference Count", "Registered Events", "ID", "Name", "Indent"):
+        if key in _SKIP_PRINTED:
             continue
         if len(value) > 200 or "0x" in value:
             continue
