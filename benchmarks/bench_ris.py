@@ -162,21 +162,33 @@ SHAPES = {
 }
 
 
-def run_queries(port: int, called: str, ds: Dataset, n: int) -> tuple[list[float], int]:
+def one_query(ae: AE, port: int, called: str, ds: Dataset) -> tuple[float, int]:
+    """One modality-style query: associate, C-FIND, release; (milliseconds, matches)."""
+    t0 = time.perf_counter()
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    found = 0
+    for status, _ident in assoc.send_c_find(ds, ModalityWorklistInformationFind):
+        if status and int(status.Status) in (0xFF00, 0xFF01):
+            found += 1
+    assoc.release()
+    return (time.perf_counter() - t0) * 1000, found
+
+
+def run_interleaved(ours: int, theirs: int, ds: Dataset, n: int) -> tuple[list[float], list[float], int, int]:
+    """Alternate the two servers query by query, so load drift on a shared machine hits both alike."""
     ae = AE(ae_title="BENCHSCU")
     ae.add_requested_context(ModalityWorklistInformationFind)
-    times, count = [], 0
+    for _ in range(3):  # warm up
+        one_query(ae, ours, "MINIRIS", ds)
+        one_query(ae, theirs, "WLMSCPFS", ds)
+    mine, ref = [], []
+    c1 = c2 = 0
     for _ in range(n):
-        t0 = time.perf_counter()
-        assoc = ae.associate("127.0.0.1", port, ae_title=called)
-        found = 0
-        for status, _ident in assoc.send_c_find(ds, ModalityWorklistInformationFind):
-            if status and int(status.Status) in (0xFF00, 0xFF01):
-                found += 1
-        assoc.release()
-        times.append((time.perf_counter() - t0) * 1000)
-        count = found
-    return times, count
+        t, c1 = one_query(ae, ours, "MINIRIS", ds)
+        mine.append(t)
+        t, c2 = one_query(ae, theirs, "WLMSCPFS", ds)
+        ref.append(t)
+    return mine, ref, c1, c2
 
 
 def pct(values: list[float], p: float) -> float:
@@ -233,10 +245,7 @@ def main() -> int:
             wait_port(theirs_port)
             rows = []
             for label, ds in SHAPES.items():
-                run_queries(ours_port, "MINIRIS", ds, 3)  # warm up both
-                run_queries(theirs_port, "WLMSCPFS", ds, 3)
-                mine, c1 = run_queries(ours_port, "MINIRIS", ds, n)
-                ref, c2 = run_queries(theirs_port, "WLMSCPFS", ds, n)
+                mine, ref, c1, c2 = run_interleaved(ours_port, theirs_port, ds, n)
                 if c1 != c2:
                     print(f"MISMATCH for {label}: ours {c1} items, wlmscpfs {c2}", file=sys.stderr)
                 rows.append((label, c1, c2, pct(ref, 50), pct(ref, 99), pct(mine, 50), pct(mine, 99)))

@@ -10,12 +10,14 @@ updated").
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
@@ -81,6 +83,14 @@ def performed_series(ds: Dataset) -> list[dict[str, Any]]:
     return out
 
 
+def _no_delay(event: Any) -> None:
+    """Send each C-FIND response at once: without TCP_NODELAY, Nagle's algorithm and the peer's
+    delayed ACK hold back small PDUs (tens of ms per response on loopback)."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class RisScp:
     """One pynetdicom AE serving worklist, MPPS and verification on a loopback port."""
 
@@ -94,11 +104,16 @@ class RisScp:
         self._server: Any = None
 
     def start(self) -> RisScp:
+        # Worklist identifiers hold names and birth dates: pynetdicom must not log them (no PHI
+        # in logs). This is process-wide and only removes dataset dumps from pynetdicom's log.
+        pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
+        pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
         ae = AE(ae_title=self.ae_title)
         for sop_class in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, Verification):
             ae.add_supported_context(sop_class)
         ae.maximum_pdu_size = 0
         handlers = [
+            (evt.EVT_CONN_OPEN, _no_delay),
             (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_N_CREATE, self._on_n_create),
             (evt.EVT_N_SET, self._on_n_set),
