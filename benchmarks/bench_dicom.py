@@ -123,34 +123,45 @@ def main() -> None:
         services = Services(config=config, backend=backend)
         server = build_server(services)
 
-        phases: list[tuple[float, float]] = []
         notes: list[str] = []
 
-        async def load(method: str) -> None:
+        async def load(method: str) -> tuple[float, float, float]:
+            """(tool call wall time, retrieve+verify, decode) of one load_series; the scene is cleared after."""
             async with Client(server) as client:
+                t0 = time.perf_counter()
                 result = await client.call_tool(
                     "load_series",
                     {
                         "series_instance_uid": spec.series_uid,
                         "study_instance_uid": spec.study_uid,
                         "method": method,
-                    },  # fmt: skip
+                    },
                 )
+                elapsed = time.perf_counter() - t0
             assert not result.is_error, result.content[0].text
-            phases.append(
-                (result.structured_content["retrieve_seconds"], result.structured_content["load_seconds"])
-            )
             scene.gateway.call(lambda: mrml_io.clear_data(backend.scene), 60)
+            data = result.structured_content
+            return elapsed, data["retrieve_seconds"], data["load_seconds"]
 
         for method in ("c-get", "c-move", "dicomweb"):
-            phases.clear()
-            total = best(lambda m=method: asyncio.run(load(m)), runs)
+            total, fetch_s, decode_s = min(asyncio.run(load(method)) for _ in range(runs))
             rows.append((f"load_series (retrieve + load into scene), {method}", total))
-            fetch_s, decode_s = min(phases)
             notes.append(
-                f"load_series by {method}: retrieve+verify {fetch_s:.2f} s, decode {decode_s:.2f} s, "
+                f"load_series by {method} (best run): retrieve+verify {fetch_s:.2f} s, decode {decode_s:.2f} s, "
                 f"volume node + MCP {total - fetch_s - decode_s:.2f} s"
             )
+        decoded = services.get_or_create("dicom", lambda s: DicomService(s.config)).retrieve_and_decode(
+            target
+        )[1]
+        volume = decoded[0].loaded.volume
+
+        def add_only() -> None:
+            asyncio.run(backend.add_volume(volume))
+            scene.gateway.call(lambda: mrml_io.clear_data(backend.scene), 60)
+
+        notes.append(
+            f"backend.add_volume of the decoded volume alone (scene code): {best(add_only, runs):.2f} s"
+        )
         asyncio.run(services.close())
 
         print(f"\nbest of {runs} runs, {slices} slices 512x512 int16\n")
