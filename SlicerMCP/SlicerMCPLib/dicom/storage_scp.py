@@ -18,13 +18,14 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..errors import ErrorCode, SlicerMCPError
-from .associations import MAX_PDU, tune_dul
+from .associations import DUL_LOOP_DELAY_S, MAX_PDU, tune_dul
 from .config import StorageScpSettings
 
 log = logging.getLogger(__name__)
 
 _REFUSED = 0xC000  # "cannot understand": the SOP instance is not expected by any retrieve
 _OUT_OF_RESOURCES = 0xA700
+IDLE_DUL_LOOP_DELAY_S = 0.001  # pynetdicom's own default
 
 
 @dataclass
@@ -62,7 +63,7 @@ class StorageScp:
                     block=False,
                     evt_handlers=[
                         (evt.EVT_C_STORE, self._on_store),
-                        (evt.EVT_ESTABLISHED, lambda event: tune_dul(event.assoc)),
+                        (evt.EVT_ESTABLISHED, self._on_established),
                     ],
                 )
             except OSError as exc:
@@ -101,6 +102,17 @@ class StorageScp:
             with self._lock:
                 for uid in expected:
                     self._sinks.pop(uid, None)
+                idle = not self._sinks
+                ae = self._ae
+            if idle and ae is not None:
+                # PACS keep C-MOVE associations open for reuse (Orthanc: 5 s): stop polling them fast
+                for assoc in ae.active_associations:
+                    tune_dul(assoc, IDLE_DUL_LOOP_DELAY_S)
+
+    def _on_established(self, event: Event) -> None:
+        with self._lock:
+            busy = bool(self._sinks)
+        tune_dul(event.assoc, DUL_LOOP_DELAY_S if busy else IDLE_DUL_LOOP_DELAY_S)
 
     def _on_store(self, event: Event) -> int:
         sop_uid = str(event.request.AffectedSOPInstanceUID)
