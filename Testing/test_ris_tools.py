@@ -187,7 +187,7 @@ def test_synthetic_study_to_files_with_ai_fallback(ris_server: Any) -> None:
     assert error_of(again)["code"] == "RIS_NOT_FOUND"  # no longer SCHEDULED
 
 
-def test_sample_mode_without_samples_discontinues_the_step(ris_server: Any) -> None:
+def test_sample_mode_without_a_sample_is_refused_before_the_step_starts(ris_server: Any) -> None:
     entry = call_tool(ris_server, "list_worklist", {"status": "SCHEDULED"}).structured_content["entries"][0]
     result = call_tool(
         ris_server,
@@ -197,10 +197,13 @@ def test_sample_mode_without_samples_discontinues_the_step(ris_server: Any) -> N
     if not result.is_error:  # a sample image for this body part ships with the project
         assert result.structured_content["image_mode"] == "sample"
         return
+    err = error_of(result)
+    assert err["code"] == "NOT_SUPPORTED" and "image_mode simple or auto" in err["message"]
     status = call_tool(
         ris_server, "get_procedure_step_status", {"accession_number": entry["accession_number"]}
     )
-    assert status.structured_content["performed_steps"][0]["status"] == "DISCONTINUED"
+    assert status.structured_content["performed_steps"] == []
+    assert status.structured_content["worklist"][0]["status"] == "SCHEDULED"
 
 
 # --- REST API ---------------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ from pynetdicom.status import STATUS_FAILURE, STATUS_PENDING, STATUS_SUCCESS
 from ..dicom.associations import lost_association, open_association, status_of
 from ..dicom.config import DicomNode
 from ..dicom.send import send
-from ..errors import ErrorCode, SlicerMCPError
+from ..errors import ErrorCode, NotSupported, SlicerMCPError
 from .db import RisNotFound
-from .images import MAX_VALUE, Picture, generator_for
+from .images import MAX_VALUE, Picture, SampleGenerator, generator_for
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,12 @@ class VirtualCR:
         sps = item.ScheduledProcedureStepSequence[0]
         body_part = str(sps.get("BodyPartExamined", "") or "CHEST")
         views = _views_of(str(sps.get("ScheduledProcedureStepDescription", "")), body_part)
+        generator = generator_for(image_mode, body_part, self.ai_endpoint, self.ai_api_key)
+        if isinstance(generator, SampleGenerator) and not generator.available(body_part):
+            raise NotSupported(  # refused before the step starts: nothing to discontinue
+                f"no sample image ships for body part {body_part}; use image_mode simple or auto",
+                details={"body_part": body_part, "folder": str(generator.folder)},
+            )
         mpps_uid = generate_uid()
         started = datetime.now()
         self._mpps_create(mpps_uid, item, sps, started)
@@ -239,7 +245,6 @@ class VirtualCR:
             worklist_items_seen=len(items),
         )
         try:
-            generator = generator_for(image_mode, body_part, self.ai_endpoint, self.ai_api_key)
             images = []
             for n, view in enumerate(views, start=1):
                 picture = generator.generate(
