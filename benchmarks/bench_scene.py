@@ -36,6 +36,7 @@ from SlicerMCPLib.headless import create_headless_backend  # noqa: E402
 from SlicerMCPLib.http_transport import HttpServer  # noqa: E402
 from SlicerMCPLib.server import build_server  # noqa: E402
 from SlicerMCPLib.services import Services  # noqa: E402
+from vtk.util import numpy_support  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING)
 for noisy in ("httpx", "httpx2", "mcp", "uvicorn"):
@@ -126,12 +127,16 @@ def bench_screenshot(scene: SceneThread, backend, n: int) -> None:
 
         scene.gateway.call(run)
 
-    def tool() -> None:
-        position = 0.5 + (next(offsets) % 2) * 0.01
-        asyncio.run(backend.capture_screenshot("axial", position, None, 512))
+    async def tool_times() -> list[float]:  # one event loop, as in the server
+        times = []
+        for i in range(n + 1):
+            t0 = time.perf_counter()
+            await backend.capture_screenshot("axial", 0.5 + (i % 2) * 0.01, None, 512)
+            times.append((time.perf_counter() - t0) * 1000)
+        return times[1:]
 
     ref = timed(bare, n)
-    full = timed(tool, n)
+    full = asyncio.run(tool_times())
     rp50, _ = percentiles(ref)
     p50, p99 = percentiles(full)
     print("capture_screenshot axial 512² + segmentation overlay + PNG")
@@ -153,12 +158,28 @@ def bench_measure(scene: SceneThread, backend, n: int) -> None:
     )
     node_id = node.GetID()
     del labels  # the scene holds its own copy
-    stored = scene.gateway.call(lambda: mrml_io.export_volume(node)).array  # same bytes, same layout
-    reads, measured, single = [], [], []
-    for _ in range(n):  # interleaved, so a busy machine slows reference and tool alike
-        reads += timed(lambda: stored.view(np.uint64).sum(), 1)
-        measured += timed(lambda: asyncio.run(backend.measure_volume(node_id, None)), 1)
-        single += timed(lambda: asyncio.run(backend.measure_volume(node_id, "2")), 1)
+    # the node's own voxel buffer (a zero-copy view): the reference reads exactly the memory measure_volume reads
+    stored = scene.gateway.call(
+        lambda: numpy_support.vtk_to_numpy(node.GetImageData().GetPointData().GetScalars())
+    )
+
+    async def interleaved() -> tuple[list[float], list[float], list[float]]:
+        """One event loop, as in the server; reference and tool alternate so machine load hits both."""
+        reads, measured, single = [], [], []
+        for _ in range(n + 1):
+            t0 = time.perf_counter()
+            stored.view(np.uint64).sum()
+            t1 = time.perf_counter()
+            await backend.measure_volume(node_id, None)
+            t2 = time.perf_counter()
+            await backend.measure_volume(node_id, "2")
+            t3 = time.perf_counter()
+            reads.append((t1 - t0) * 1000)
+            measured.append((t2 - t1) * 1000)
+            single.append((t3 - t2) * 1000)
+        return reads[1:], measured[1:], single[1:]
+
+    reads, measured, single = asyncio.run(interleaved())
     result = asyncio.run(backend.measure_volume(node_id, None))
     assert {s.label_value: s.voxel_count for s in result.segments}[2] == 60**3
     r50 = statistics.median(reads)

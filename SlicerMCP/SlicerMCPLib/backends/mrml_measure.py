@@ -15,7 +15,7 @@ from ..errors import InvalidParameter, VolumeCalculationError
 from ..models import SegmentVolume, VolumeMeasurement
 from .mrml_nodes import find_node
 
-CHUNK_BYTES = 256 * 1024  # stays in L2: the passes after the first read hit cache, not memory
+CHUNK_BYTES = 1 << 20  # about an L2 cache: passes after the first read hit cache; fewer numpy calls
 _FEW_LABELS = 32  # a chunk spanning more label values than this is counted with bincount
 _ML_PER_MM3 = 1e-3
 
@@ -35,14 +35,14 @@ def count_labels(values: np.ndarray) -> dict[int, int]:
         flat = flat.astype(np.int64)
     if flat.dtype.kind not in "iu":
         raise VolumeCalculationError(f"labels must be integers, the volume holds {flat.dtype}")
+    if flat.dtype == np.uint8 and flat.ctypes.data % 8 == 0 and flat.size >= 8:
+        return _count_byte_labels(flat)
     step = max(1024, CHUNK_BYTES // flat.dtype.itemsize)
     counts: dict[int, int] = {}
     mask = np.empty(step, dtype=bool)
     signed = flat.dtype.kind == "i"
     for start in range(0, flat.size, step):
         chunk = flat[start : start + step]
-        if _all_zero_fast(chunk):
-            continue
         hi = int(chunk.max())
         lo = int(chunk.min()) if signed else 0
         if hi <= 0 and lo == 0:
@@ -69,11 +69,54 @@ def count_labels(values: np.ndarray) -> dict[int, int]:
     return dict(sorted(counts.items()))
 
 
-def _all_zero_fast(chunk: np.ndarray) -> bool:
-    """For byte labelmaps, test 8 voxels per comparison (a uint64 view); other types say False."""
-    if chunk.dtype.itemsize != 1 or chunk.size % 8 or chunk.ctypes.data % 8:
-        return False
-    return not chunk.view(np.uint64).max()
+def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
+    """`count_labels` for uint8, the usual labelmap: the first read ORs 8 voxels per operation.
+
+    The OR of a chunk bounds which labels it can hold (each label's bits are inside it). When
+    that leaves one candidate (a power of two: label 1, 2, 4...), `count_nonzero` answers alone;
+    otherwise one in-cache `count_nonzero(chunk == v)` per candidate, highest first, until all
+    non-zero voxels are accounted for.
+    """
+    counts = np.zeros(256, dtype=np.int64)
+    mask = np.empty(CHUNK_BYTES, dtype=bool)
+    whole = flat.size - flat.size % 8
+    for start in range(0, whole, CHUNK_BYTES):
+        chunk = flat[start : min(start + CHUNK_BYTES, whole)]
+        bits = _byte_or(chunk)
+        if not bits:
+            continue
+        remaining = int(np.count_nonzero(chunk))
+        buf = mask[: chunk.size]
+        candidates = [v for v in range(bits, 0, -1) if v | bits == bits]
+        for i, value in enumerate(candidates):
+            last = i == len(candidates) - 1
+            n = remaining if last else int(np.count_nonzero(np.equal(chunk, value, out=buf)))
+            counts[value] += n
+            remaining -= n
+            if not remaining:
+                break
+    if whole < flat.size:
+        tail = flat[whole:]
+        counts += np.bincount(tail, minlength=256)
+    return {int(v): int(counts[v]) for v in np.flatnonzero(counts) if v}
+
+
+def _byte_or(chunk: np.ndarray) -> int | None:
+    """OR of all bytes of a uint8 chunk, reading 8 voxels per operation; None for other arrays."""
+    if chunk.dtype != np.uint8 or chunk.size % 8 or chunk.ctypes.data % 8:
+        return None
+    word_or = int(np.bitwise_or.reduce(chunk.view(np.uint64)))
+    bits = 0
+    while word_or:
+        bits |= word_or & 0xFF
+        word_or >>= 8
+    return bits
+
+
+def _may_hold(chunk: np.ndarray, label: int) -> bool:
+    """False when a byte chunk certainly lacks `label` (its bits are not all in the chunk's OR)."""
+    bits = _byte_or(chunk)
+    return bits is None or (label & bits) == label
 
 
 def _add_unique(counts: dict[int, int], chunk: np.ndarray) -> None:
@@ -94,7 +137,9 @@ def count_label(values: np.ndarray, label: int) -> int:
     total = 0
     for start in range(0, flat.size, step):
         chunk = flat[start : start + step]
-        if label != 0 and _all_zero_fast(chunk):  # most chunks of a labelmap: background only
+        if label != 0 and not _may_hold(
+            chunk, label
+        ):  # most chunks of a labelmap: background or other labels
             continue
         total += int(np.count_nonzero(np.equal(chunk, label, out=mask[: chunk.size])))
     return total
