@@ -31,21 +31,29 @@ def ris_config(tmp_path: Any, ris_write: bool, **mini_ris: Any) -> Any:
 
 
 @pytest.fixture
-def ris_server(tmp_path: Any, clean_backend: Any) -> Iterator[Any]:
-    services = Services(config=ris_config(tmp_path, True), backend=clean_backend)
-    yield build_server(services)
-    ris = services._domains.get("ris")
-    if ris is not None:
-        ris.close()
+def make_server(tmp_path: Any, clean_backend: Any) -> Iterator[Any]:
+    """Builds an MCP server over a fresh seeded RIS, with RIS writes on or off."""
+    made: list[Services] = []
+
+    def make(ris_write: bool) -> Any:
+        made.append(Services(config=ris_config(tmp_path / str(len(made)), ris_write), backend=clean_backend))
+        return build_server(made[-1])
+
+    yield make
+    for services in made:
+        ris = services._domains.get("ris")
+        if ris is not None:
+            ris.close()
 
 
 @pytest.fixture
-def locked_server(tmp_path: Any, clean_backend: Any) -> Iterator[Any]:
-    services = Services(config=ris_config(tmp_path, False), backend=clean_backend)
-    yield build_server(services)
-    ris = services._domains.get("ris")
-    if ris is not None:
-        ris.close()
+def ris_server(make_server: Any) -> Any:
+    return make_server(True)
+
+
+@pytest.fixture
+def locked_server(make_server: Any) -> Any:
+    return make_server(False)
 
 
 def test_annotations_tell_the_truth(ris_server: Any) -> None:

@@ -27,6 +27,7 @@ from ..config import Config
 from ..errors import ErrorCode, InvalidParameter, OperationDisabled, SlicerMCPError
 from ..http_transport import AuthMiddleware, HttpServer
 from .service import RisService
+from .store import scheduled_day
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,6 @@ def build_api(service: RisService, config: Config) -> Starlette:
         if not config.allow.ris_write:
             raise OperationDisabled("ris_write", "Writing to the mini-RIS")
 
-    def day(value: str | None) -> str | None:
-        if not value:
-            return None
-        text = value.replace("-", "")
-        try:
-            datetime.strptime(text, "%Y%m%d")
-        except ValueError as exc:
-            raise InvalidParameter(f"date {value!r} is not YYYY-MM-DD or YYYYMMDD") from exc
-        return text
-
     async def orders(request: Request) -> JSONResponse:
         q = request.query_params
         rows = await run_in_threadpool(lambda: store().list_orders(q.get("status"), q.get("patient_mrn")))
@@ -77,7 +68,7 @@ def build_api(service: RisService, config: Config) -> Starlette:
 
     async def worklist(request: Request) -> JSONResponse:
         q = request.query_params
-        date = day(q.get("date"))
+        date = scheduled_day(q.get("date"))
         rows = await run_in_threadpool(
             lambda: store().list_worklist(q.get("status"), date, q.get("station_aet"))
         )
@@ -110,7 +101,7 @@ def build_api(service: RisService, config: Config) -> Starlette:
         return JSONResponse(entry.model_dump(mode="json"))
 
     async def page(request: Request) -> HTMLResponse:
-        date = day(request.query_params.get("date"))
+        date = scheduled_day(request.query_params.get("date"))
         rows = await run_in_threadpool(lambda: store().list_worklist(None, date, None))
         return HTMLResponse(render_page(rows, date))
 

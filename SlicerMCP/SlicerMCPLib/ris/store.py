@@ -15,6 +15,7 @@ from typing import Any
 
 from pydicom.uid import generate_uid
 
+from ..errors import InvalidParameter
 from .config import MiniRisSettings
 from .db import Database, RisConflict, RisNotFound, Tx, open_database
 from .models import MppsRecord, MwlEntry, Order, Patient, Procedure
@@ -46,6 +47,26 @@ _MWL_SELECT = _ORDER_SELECT.replace(
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def scheduled_day(value: str | None) -> str | None:
+    """A day given as YYYYMMDD or YYYY-MM-DD, as stored (YYYYMMDD); INVALID_PARAMETER otherwise."""
+    if not value:
+        return None
+    text = value.replace("-", "")
+    try:
+        datetime.strptime(text, "%Y%m%d")
+    except ValueError as exc:
+        raise InvalidParameter(
+            f"date {value!r} is not YYYY-MM-DD or YYYYMMDD", details={"date": value}
+        ) from exc
+    return text
+
+
+def _equal_filters(columns: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`col = ?` for every given value; the column names are fixed strings of this module."""
+    given = {c: v for c, v in columns.items() if v}
+    return " AND ".join(["1=1", *(f"{c} = ?" for c in given)]), list(given.values())
 
 
 def _patient(r: dict[str, Any]) -> Patient:
@@ -301,17 +322,10 @@ class RisStore:
         accession_number: str | None = None,
         limit: int = 100,
     ) -> list[Order]:
-        sql = _ORDER_SELECT + " WHERE 1=1"
-        params: list[Any] = []
-        for column, value in (
-            ("o.status", status),
-            ("p.mrn", patient_mrn),
-            ("o.accession_number", accession_number),
-        ):
-            if value:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        sql += " ORDER BY o.id DESC LIMIT ?"
+        where, params = _equal_filters(
+            {"o.status": status, "p.mrn": patient_mrn, "o.accession_number": accession_number}
+        )
+        sql = _ORDER_SELECT + f" WHERE {where} ORDER BY o.id DESC LIMIT ?"
         params.append(limit)
         with self.db.transaction() as tx:
             return [_order(r) for r in tx.execute(sql, params).all()]
@@ -406,17 +420,16 @@ class RisStore:
         accession_number: str | None = None,
         limit: int = 200,
     ) -> list[MwlEntry]:
-        clauses, params = ["1=1"], []
-        for column, value in (
-            ("m.status", status),
-            ("m.sps_date", date),
-            ("m.station_aet", station_aet),
-            ("o.accession_number", accession_number),
-        ):
-            if value:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        return self.worklist_rows(" AND ".join(clauses), params, limit)
+        """Entries by state, scheduled day (YYYYMMDD or YYYY-MM-DD), station and accession."""
+        where, params = _equal_filters(
+            {
+                "m.status": status,
+                "m.sps_date": scheduled_day(date),
+                "m.station_aet": station_aet,
+                "o.accession_number": accession_number,
+            }
+        )
+        return self.worklist_rows(where, params, limit)
 
     def cancel_mwl(self, mwl_id: int) -> MwlEntry:
         """Take a scheduled entry off the worklist; the order can be scheduled again."""

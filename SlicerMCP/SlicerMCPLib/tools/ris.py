@@ -102,19 +102,6 @@ async def _run(ctx: Context, work: Callable[[RisService], T]) -> T:
     return await anyio.to_thread.run_sync(work, service)
 
 
-def _date(value: str | None) -> str | None:
-    if not value:
-        return None
-    text = value.replace("-", "")
-    try:
-        datetime.strptime(text, "%Y%m%d")
-    except ValueError as exc:
-        raise InvalidParameter(
-            f"date {value!r} is not YYYY-MM-DD or YYYYMMDD", details={"date": value}
-        ) from exc
-    return text
-
-
 async def list_mini_ris_patients(
     ctx: Context,
     mrn: Annotated[str | None, Field(description="exact medical record number, e.g. MRN1001")] = None,
@@ -229,9 +216,8 @@ async def list_worklist(
 ) -> Worklist:
     """Worklist entries (scheduled procedure steps) in time order with patient, procedure, station
     and state; the same entries the MWL SCP serves to modalities."""
-    day = _date(date)
     entries = await _run(
-        ctx, lambda s: s.store.list_worklist(status, day, station_aet, accession_number, limit)
+        ctx, lambda s: s.store.list_worklist(status, date, station_aet, accession_number, limit)
     )
     return Worklist(count=len(entries), entries=entries)
 
