@@ -214,6 +214,36 @@ def test_sample_mode_without_a_sample_is_refused_before_the_step_starts(ris_serv
     assert status.structured_content["worklist"][0]["status"] == "SCHEDULED"
 
 
+def test_database_down_is_reported_by_the_tools(tmp_path: Any, clean_backend: Any) -> None:
+    config = load_config(
+        env={},
+        overrides={"mini_ris": {"backend": "mysql", "port": free_port(), "user": "ris", "password": "x"}},
+    )
+    server = build_server(Services(config=config, backend=clean_backend))
+    err = error_of(call_tool(server, "list_orders", {}))
+    assert err["code"] == "RIS_DATABASE_ERROR" and "Is MariaDB/MySQL running" in err["message"]
+    assert err["details"]["backend"] == "mysql"
+
+
+def test_scp_port_in_use_is_a_clear_error(tmp_path: Any) -> None:
+    import socket
+
+    from SlicerMCPLib.errors import SlicerMCPError
+    from SlicerMCPLib.ris.service import RisService
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = ris_config(tmp_path, True, mwl_port=taken.getsockname()[1])
+        service = RisService(config)
+        try:
+            with pytest.raises(SlicerMCPError) as err:
+                service.start_scp()
+            assert err.value.code == "CONFIG_ERROR" and "already in use" in err.value.message
+        finally:
+            service.close()
+
+
 # --- REST API ---------------------------------------------------------------------------------------
 
 

@@ -235,12 +235,13 @@ async def create_synthetic_cr_study(
     ctx: Context,
     accession_number: Accession,
     image_mode: Annotated[
-        Literal["simple", "sample", "auto", "ai"],
+        Literal["simple", "sample", "auto", "ai"] | None,
         Field(
             description="simple: procedural anatomy outlines; sample: images shipped with the project; "
-            "auto: sample when there is one, else simple; ai: external generator, falls back to simple"
+            "auto: sample when there is one, else simple; ai: external generator, falls back to simple. "
+            "Default: mini_ris.modality.image_mode (auto)"
         ),
-    ] = "auto",
+    ] = None,
     send_to_pacs: Annotated[
         bool,
         Field(
@@ -257,7 +258,8 @@ async def create_synthetic_cr_study(
     if send_to_pacs:
         services.require_allowed("dicom_send", "Sending the synthetic study to the PACS")
     await ctx.report_progress(0, 3, "querying the worklist")
-    done = await _run(ctx, lambda s: s.acquire(accession_number, image_mode, send_to_pacs))
+    mode = image_mode or services.config.mini_ris.modality.image_mode
+    done = await _run(ctx, lambda s: s.acquire(accession_number, mode, send_to_pacs))
     await ctx.report_progress(3, 3, f"MPPS {done.mpps_status}")
     pacs = ris_service(services).pacs_node()[0] if send_to_pacs else None
     return SyntheticStudy(
