@@ -255,15 +255,17 @@ def _boundary(content_type: str) -> bytes:
 
 
 def _multipart_parts(chunks: Iterator[bytes], boundary: bytes) -> Iterator[bytes]:
-    """Bodies of a multipart/related stream, yielded as each part completes."""
+    """Bodies of a multipart/related stream, yielded as each part completes (any chunking)."""
     delimiter = b"\r\n--" + boundary
     buf = bytearray(b"\r\n")  # so the first delimiter matches like the others
     started = False
+    scan_from = 0  # bytes before this were searched already: each chunk is scanned about once
     for chunk in chunks:
         buf += chunk
         while True:
-            at = buf.find(delimiter)
+            at = buf.find(delimiter, scan_from)
             if at < 0:
+                scan_from = max(0, len(buf) - len(delimiter) + 1)
                 break
             if started:
                 head_end = buf.find(b"\r\n\r\n", 0, at)
@@ -271,6 +273,7 @@ def _multipart_parts(chunks: Iterator[bytes], boundary: bytes) -> Iterator[bytes
                     yield bytes(buf[head_end + 4 : at])
             started = True
             del buf[: at + len(delimiter)]
+            scan_from = 0
             if buf[:2] == b"--":
                 return
 

@@ -1,0 +1,72 @@
+"""Small pure pieces of the DICOM package: multipart parsing, header UID reading, validation."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fixtures.orthanc import make_ct_series
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from SlicerMCPLib.dicom.retrieve import _multipart_parts, _sop_instance_uid
+from SlicerMCPLib.dicom.validation import check_date, check_text, check_uid
+from SlicerMCPLib.errors import SlicerMCPError
+
+BOUNDARY = b"1f2e3d-boundary"
+
+
+def multipart(parts: list[bytes]) -> bytes:
+    body = b""
+    for part in parts:
+        body += b"--" + BOUNDARY + b"\r\nContent-Type: application/dicom\r\n\r\n" + part + b"\r\n"
+    return body + b"--" + BOUNDARY + b"--\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    parts=st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(min_value=1, max_value=97), min_size=1, max_size=50),
+)
+def test_multipart_parts_survive_any_chunking(parts: list[bytes], cuts: list[int]) -> None:
+    parts = [p.replace(b"\r\n--", b"\n--") for p in parts]  # a body cannot contain its own delimiter
+    body = multipart(parts)
+    chunks, pos, i = [], 0, 0
+    while pos < len(body):
+        size = cuts[i % len(cuts)]
+        chunks.append(body[pos : pos + size])
+        pos, i = pos + size, i + 1
+    assert list(_multipart_parts(iter(chunks), BOUNDARY)) == parts
+
+
+def test_sop_instance_uid_from_the_file_header() -> None:
+    _, datasets = make_ct_series(slices=1)
+    buf = io.BytesIO()
+    datasets[0].save_as(buf, enforce_file_format=True)
+    assert _sop_instance_uid(buf.getvalue()) == str(datasets[0].SOPInstanceUID)
+    with pytest.raises(SlicerMCPError):
+        _sop_instance_uid(b"not dicom" * 30)
+
+
+@pytest.mark.parametrize("uid", ["1.2.3", "1.2.840.10008.5.1.4.1.1.2", "0.1", "2." + "1" * 62])
+def test_valid_uids(uid: str) -> None:
+    assert check_uid(uid) == uid
+
+
+@pytest.mark.parametrize(
+    "uid", ["", "1.2.*", "1.2?", "1.02.3", "1..2", "1.2.", "1.2\\1.3", "1 .2", "2." + "1" * 63]
+)
+def test_invalid_uids(uid: str) -> None:
+    with pytest.raises(SlicerMCPError):
+        check_uid(uid)
+
+
+def test_text_and_date_filters() -> None:
+    assert check_text("DOE^J*", "PatientName") == "DOE^J*"
+    for bad in ("A\\B", "x\ny", "x" * 65):
+        with pytest.raises(SlicerMCPError):
+            check_text(bad, "PatientName")
+    for good in ("20240101", "20240101-20240131", "-20240131", "20240101-"):
+        assert check_date(good, "StudyDate") == good
+    for bad in ("2024-01-01", "-", "2024010", "20240101-2024"):
+        with pytest.raises(SlicerMCPError):
+            check_date(bad, "StudyDate")
