@@ -207,3 +207,19 @@ def test_sqlite_path_unusable(tmp_path: Any) -> None:
         RisStore.open(MiniRisSettings(sqlite_path=str(blocker / "ris.sqlite")))
     assert err.value.code == ErrorCode.RIS_DATABASE_ERROR
     assert "mini_ris.sqlite_path" in err.value.message
+
+
+def test_dicom_mcp_config_block_selects_mysql(tmp_path: Any) -> None:
+    """A dicom-mcp `mini_ris` block (no backend key) means its MySQL server, with ${ENV} passwords."""
+    from SlicerMCPLib.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "mini_ris:\n  host: localhost\n  port: 3306\n  user: orthanc_ris_app\n"
+        '  password: "${MINI_RIS_DB_PASSWORD}"\n  database: orthanc_ris\n  pool_size: 5\n'
+    )
+    settings = load_config(path, env={"MINI_RIS_DB_PASSWORD": "s3cret"}).mini_ris
+    assert settings.backend == "mysql" and settings.password == "s3cret" and settings.pool_size == 5
+    assert load_config(env={}).mini_ris.backend == "sqlite"
+    explicit = load_config(env={}, overrides={"mini_ris": {"backend": "sqlite", "sqlite_path": "x"}}).mini_ris
+    assert explicit.backend == "sqlite"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_SERVER_KEYS = {"host", "port", "user", "password", "database"}
 
 
 def default_sqlite_path() -> Path:
@@ -38,7 +40,10 @@ class MiniRisSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["sqlite", "mysql"] = "sqlite"
+    backend: Literal["sqlite", "mysql"] = Field(
+        default="sqlite",
+        description="default: mysql when the block names a server (dicom-mcp shape), else sqlite",
+    )
     sqlite_path: str | None = Field(default=None, description="default: <user data dir>/mini_ris.sqlite")
     host: str = "127.0.0.1"
     port: int = Field(default=3306, ge=1, le=65535)
@@ -54,3 +59,11 @@ class MiniRisSettings(BaseModel):
         default=True, description="fill a new database with the demo patients and orders"
     )
     modality: VirtualModalitySettings = Field(default_factory=VirtualModalitySettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dicom_mcp_blocks_mean_mysql(cls, data: Any) -> Any:
+        """A dicom-mcp `mini_ris` block (host, user, password, database; no backend) is MySQL."""
+        if isinstance(data, dict) and "backend" not in data and _SERVER_KEYS & data.keys():
+            return {**data, "backend": "mysql"}
+        return data
