@@ -200,7 +200,7 @@ def main(n: int = 50) -> None:
         scene.gateway.call(lambda: populate(backend, 1000), 300)
         bench_listing(scene, backend, n)
         bench_screenshot(scene, backend, n)
-        bench_measure(scene, backend, max(5, n // 5))
+        bench_measure(scene, backend, max(10, n // 2))
         scene.gateway.call(lambda: backend._renderer.close())
     finally:
         scene.stop()
