@@ -63,6 +63,10 @@ Method = Annotated[
     RetrieveMethod | None,
     Field(description="dicomweb, c-get or c-move; default: the node's configured or best method"),
 ]
+SeriesStudy = Annotated[
+    str | None, Field(description="the series' study UID (looked up with a C-FIND if omitted)")
+]
+MOVE_WHAT = "Moving studies and series to another DICOM node"
 DestinationNode = Annotated[
     str, Field(min_length=1, description="name of a configured node (list_dicom_nodes)")
 ]
@@ -320,7 +324,7 @@ async def extract_pdf_text_from_dicom(
 
 async def _move(ctx: Context, target: Target, destination_node: str) -> MoveResult:
     services = services_of(ctx)
-    services.require_allowed("dicom_move", "Moving studies and series to another DICOM node")
+    services.require_allowed("dicom_move", MOVE_WHAT)
     service = dicom_service(services)
     return await _run(ctx, service.move, target, destination_node)
 
@@ -329,13 +333,11 @@ async def move_series(
     ctx: Context,
     destination_node: DestinationNode,
     series_instance_uid: Uid,
-    study_instance_uid: Annotated[
-        str | None, Field(description="the series' study (looked up if omitted)")
-    ] = None,
+    study_instance_uid: SeriesStudy = None,
 ) -> MoveResult:
     """Ask the current node to send a series to another configured node (C-MOVE). Returns completed,
     failed and warning sub-operation counts. Off unless allow.dicom_move is true."""
-    services_of(ctx).require_allowed("dicom_move", "Moving studies and series to another DICOM node")
+    services_of(ctx).require_allowed("dicom_move", MOVE_WHAT)
     return await _move(
         ctx, await _series_target(ctx, series_instance_uid, study_instance_uid), destination_node
     )
@@ -353,9 +355,7 @@ async def move_study(ctx: Context, destination_node: DestinationNode, study_inst
 async def retrieve_series(
     ctx: Context,
     series_instance_uid: Uid,
-    study_instance_uid: Annotated[
-        str | None, Field(description="the series' study (looked up if omitted)")
-    ] = None,
+    study_instance_uid: SeriesStudy = None,
     method: Method = None,
 ) -> RetrieveResult:
     """Download a series to local storage (DICOMweb, C-GET or C-MOVE), checking every expected
@@ -400,9 +400,7 @@ async def _load(ctx: Context, target: Target, method: RetrieveMethod | None) -> 
 async def load_series(
     ctx: Context,
     series_instance_uid: Uid,
-    study_instance_uid: Annotated[
-        str | None, Field(description="the series' study (looked up if omitted)")
-    ] = None,
+    study_instance_uid: SeriesStudy = None,
     method: Method = None,
 ) -> LoadResult:
     """Retrieve a series and load it into the scene as a volume (name = series description,
