@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import fnmatch
+from datetime import date, datetime
 from typing import Any
 
 import pytest
 from fixtures.ris import STATION_AET, findscu_worklist, mwl_query, worklist_query
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from SlicerMCPLib.ris.worklist import InvalidQuery, match, validate
 
@@ -237,3 +240,32 @@ def test_empty_sequence_item_is_universal() -> None:
     query = mwl_query(PatientID="X")
     query.ScheduledProcedureStepSequence = []
     assert match(query, item)
+
+
+# --- properties of the matcher against simple references ----------------------------------------
+
+_days = st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31))
+
+
+@settings(max_examples=300, deadline=None)
+@given(have=_days, lo=st.one_of(st.none(), _days), hi=st.one_of(st.none(), _days))
+def test_date_range_matching_is_interval_membership(have: date, lo: date | None, hi: date | None) -> None:
+    if lo is None and hi is None:
+        return
+    text = f"{lo:%Y%m%d}" if lo else ""
+    text += "-" + (f"{hi:%Y%m%d}" if hi else "")
+    query = mwl_query(sps={"ScheduledProcedureStepStartDate": text})
+    item = {SPS: [{"ScheduledProcedureStepStartDate": f"{have:%Y%m%d}"}]}
+    if lo and hi and lo > hi:
+        with pytest.raises(InvalidQuery):
+            match(query, item)
+        return
+    assert match(query, item) == ((lo is None or lo <= have) and (hi is None or have <= hi))
+
+
+@settings(max_examples=400, deadline=None)
+@given(pattern=st.text(alphabet="ab*?", min_size=1, max_size=6), value=st.text(alphabet="ab", max_size=6))
+def test_wildcards_match_like_shell_patterns(pattern: str, value: str) -> None:
+    query = mwl_query(AccessionNumber=pattern)
+    expected = fnmatch.fnmatchcase(value, pattern) or pattern == "*"
+    assert match(query, {"AccessionNumber": value}) == expected
