@@ -76,3 +76,25 @@ def test_python_timeout_leaves_the_scene_running(clean_backend) -> None:
     assert outcome.details["started"] is True
     ok = asyncio.run(clean_backend.execute_python("1 + 1", "t", 10))
     assert ok.result == "2"
+
+
+def test_namespace_persists_over_stdio(tmp_path) -> None:
+    """A real client over stdio keeps its namespace between calls (one process, one session)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from mcp import Client, StdioServerParameters
+
+    command = Path(sys.executable).with_name("slicer-mcp")
+    env = {**os.environ, "SLICER_MCP_HOME": str(tmp_path), "SLICER_MCP_ALLOW_EXECUTE_PYTHON": "true"}
+    params = StdioServerParameters(
+        command=str(command), args=["serve", "--headless", "--transport", "stdio"], env=env
+    )
+
+    async def main():
+        async with Client(params) as client:
+            await client.call_tool("execute_python", {"code": "x = 41"})
+            return (await client.call_tool("execute_python", {"code": "x + 1"})).structured_content
+
+    assert asyncio.run(main())["result"] == "42"
