@@ -223,3 +223,12 @@ def test_dicom_mcp_config_block_selects_mysql(tmp_path: Any) -> None:
     assert load_config(env={}).mini_ris.backend == "sqlite"
     explicit = load_config(env={}, overrides={"mini_ris": {"backend": "sqlite", "sqlite_path": "x"}}).mini_ris
     assert explicit.backend == "sqlite"
+
+
+def test_worklist_listens_on_loopback_unless_allowed() -> None:
+    from SlicerMCPLib.config import load_config
+    from SlicerMCPLib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mini_ris.allow_remote"):
+        load_config(env={}, overrides={"mini_ris": {"mwl_host": "0.0.0.0"}})
+    assert load_config(env={}, overrides={"mini_ris": {"mwl_host": "0.0.0.0", "allow_remote": True}})

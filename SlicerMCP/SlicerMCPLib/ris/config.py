@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _SERVER_KEYS = {"host", "port", "user", "password", "database"}
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def default_sqlite_path() -> Path:
@@ -53,12 +54,24 @@ class MiniRisSettings(BaseModel):
     pool_size: int = Field(default=4, ge=1, le=64)
     mwl_ae_title: str = Field(default="MINIRIS", min_length=1, max_length=16)
     mwl_host: str = Field(default="127.0.0.1", description="the MWL/MPPS SCP listen address (loopback)")
+    allow_remote: bool = Field(
+        default=False, description="must be true to serve DICOM on a non-loopback mwl_host"
+    )
     mwl_port: int = Field(default=11112, ge=0, le=65535)
     api_port: int = Field(default=8088, ge=0, le=65535)
     seed_on_create: bool = Field(
         default=True, description="fill a new database with the demo patients and orders"
     )
     modality: VirtualModalitySettings = Field(default_factory=VirtualModalitySettings)
+
+    @model_validator(mode="after")
+    def _loopback_unless_asked(self) -> MiniRisSettings:
+        if self.mwl_host not in _LOOPBACK and not self.allow_remote:
+            raise ValueError(
+                f"refusing to serve the worklist on {self.mwl_host!r}: only loopback is allowed unless "
+                "mini_ris.allow_remote is true"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
