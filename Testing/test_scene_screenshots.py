@@ -196,3 +196,26 @@ def test_window_level_of_the_display_node_is_used(demo_server, run_on_scene, cle
     after, _ = shot(demo_server, view_type="coronal")
     assert not np.array_equal(before, after)
     assert white(after).sum() > 3 * white(before).sum(), "the skull saturates with the narrow window"
+
+
+def test_missing_offscreen_opengl_says_how_to_install(
+    demo_server, clean_backend, run_on_scene, monkeypatch
+) -> None:
+    """A fault this machine can't produce (it has EGL): the probe's answer is faked to 'missing'."""
+    from SlicerMCPLib import rendering
+
+    monkeypatch.setattr(rendering, "_offscreen", (False, rendering.OFFSCREEN_HELP))
+    renderer = run_on_scene(clean_backend._headless_renderer)
+    saved, renderer._threed = renderer._threed, None
+    try:
+        body = error_of(call_tool(demo_server, "capture_screenshot", {"view_type": "3d"}))
+        rgb, info = shot(demo_server, view_type="axial", size=128)  # slice views need no OpenGL
+        full, full_info = shot(demo_server, view_type="full", size=256)
+        status = json.loads(call_tool(demo_server, "list_scene_nodes").content[0].text)
+    finally:
+        renderer._threed = saved
+    assert body["code"] == ErrorCode.SCREENSHOT_FAILED
+    assert "libegl1" in body["message"] and "VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow" in body["message"]
+    assert rgb.std() > 10 and full.shape == (256, 256, 3)
+    assert any("off-screen OpenGL" in n for n in full_info["notes"])
+    assert status["total"] == 2
