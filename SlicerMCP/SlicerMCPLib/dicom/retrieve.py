@@ -23,7 +23,14 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # ty
 from pynetdicom.status import STATUS_PENDING
 
 from ..errors import ErrorCode, SlicerMCPError
-from .associations import UNCOMPRESSED, lost_association, node_label, open_association, status_of
+from .associations import (
+    MAX_CONTEXTS,
+    UNCOMPRESSED,
+    lost_association,
+    node_label,
+    open_association,
+    status_of,
+)
 from .config import DicomNode, RetrieveMethod
 from .move import Target, move
 from .query import find
@@ -306,6 +313,35 @@ def _sop_instance_uid(part: bytes) -> str:
 # --- C-GET -------------------------------------------------------------------------------------
 
 
+def _sop_classes_in_study(
+    node: DicomNode, calling_aet: str, node_name: str | None, target: Target
+) -> list[str]:
+    """SOPClassesInStudy from one study-level C-FIND: lets C-GET start before the instance list
+    is complete. Empty when the node does not return the attribute (then the list is awaited)."""
+    try:
+        found = find(
+            node,
+            calling_aet,
+            "study",
+            ["StudyInstanceUID", "SOPClassesInStudy"],
+            {"StudyInstanceUID": target.study_uid},
+            limit=1,
+            node_name=node_name,
+        )
+    except SlicerMCPError as exc:
+        if exc.code != ErrorCode.DICOM_QUERY_FAILED:
+            raise
+        return []
+    if not found.records:
+        return []
+    value = found.records[0].get("SOPClassesInStudy") or []
+    classes = value if isinstance(value, list) else [value]
+    try:
+        return sorted({check_uid(str(c), "SOPClassesInStudy") for c in classes})[: MAX_CONTEXTS - 1]
+    except SlicerMCPError:
+        return []
+
+
 def _c_get(
     node: DicomNode,
     calling_aet: str,
@@ -314,7 +350,7 @@ def _c_get(
     arrivals: Arrivals,
 ) -> None:
     model = StudyRootQueryRetrieveInformationModelGet
-    sop_classes = arrivals.expected.sop_classes
+    sop_classes = _sop_classes_in_study(node, calling_aet, node_name, target) or arrivals.expected.sop_classes
     contexts = [build_context(model)] + [build_context(c, UNCOMPRESSED) for c in sop_classes]
     roles = [build_role(c, scp_role=True) for c in sop_classes]
 
