@@ -13,6 +13,7 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TCP_NODELAY", "1")
 
-pytest_plugins = sorted(
-    f"fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "__init__"
+# core first: other fixture modules import its helpers, and pytest must load it as a plugin before that
+pytest_plugins = ["fixtures.core"] + sorted(
+    f"fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem not in ("__init__", "core")
 )
