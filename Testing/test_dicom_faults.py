@@ -281,3 +281,25 @@ def test_findscu_agrees_with_query_studies(orthanc: Orthanc, dicom_server: Any, 
         if "(0020,000d)" in line
     }
     assert theirs == {r["StudyInstanceUID"] for r in ours["records"]} and len(theirs) == 3
+
+
+def test_send_refuses_corrupt_files_and_does_not_retry(
+    orthanc: Orthanc, clean_backend: Any, tmp_path: Path
+) -> None:
+    from fixtures.orthanc import corrupt_file
+
+    dead = {"host": "127.0.0.1", "port": free_port(), "ae_title": "DEAD", "retries": 3}
+    config = orthanc_config(orthanc, nodes={"orthanc": orthanc.node_config(), "dead": dead})
+    config.allow.dicom_send = True
+    server = build_server(Services(config=config, backend=clean_backend))
+    bad = corrupt_file(tmp_path / "bad.dcm")
+    err = error_of(call(server, "send_to_pacs", {"file_paths": [str(bad)]}))
+    assert err["code"] == "INVALID_PARAMETER" and "bad.dcm" in err["message"]
+
+    _, ds = make_ct_series(slices=1)
+    good = tmp_path / "good.dcm"
+    ds[0].save_as(good, enforce_file_format=True)
+    t0 = time.monotonic()
+    err = error_of(call(server, "send_to_pacs", {"file_paths": [str(good)], "destination_node": "dead"}))
+    assert err["code"] == "DICOM_NODE_UNREACHABLE"
+    assert time.monotonic() - t0 < 1.0  # a send is never retried

@@ -48,9 +48,11 @@ def _identity(item: Path | Dataset) -> tuple[str, str, str]:
     try:
         return str(ds.SOPClassUID), str(ds.SOPInstanceUID), syntax
     except AttributeError as exc:
+        what = "a dataset" if isinstance(item, Dataset) else Path(item).name
         raise SlicerMCPError(
-            "a DICOM object to send has no SOPClassUID or SOPInstanceUID",
+            f"{what} has no SOPClassUID or SOPInstanceUID: it is not a DICOM object that can be sent",
             code=ErrorCode.INVALID_PARAMETER,
+            details={} if isinstance(item, Dataset) else {"path": str(item)},
         ) from exc
 
 
