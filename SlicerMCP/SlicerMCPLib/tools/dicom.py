@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from ..dicom.config import RetrieveMethod
@@ -39,13 +38,7 @@ from ..dicom.validation import check_code, check_date, check_text, check_uid
 from ..errors import InvalidParameter
 from ..server import services_of
 from ..services import Services
-
-LOCAL_READ = ToolAnnotations(
-    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
-)
-REMOTE_READ = ToolAnnotations(
-    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True
-)
+from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, READS, READS_REMOTE, SETS
 
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID (digits and dots)")]
 Preset = Annotated[
@@ -470,40 +463,27 @@ def _dicom_files(paths: list[str]) -> list[Path]:
 
 
 def register(server: MCPServer) -> None:
-    server.add_tool(list_dicom_nodes, title="List DICOM nodes", annotations=LOCAL_READ)
+    server.add_tool(list_dicom_nodes, title="List DICOM nodes", annotations=READS)
     server.add_tool(
         switch_dicom_node,
         title="Switch DICOM node",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
-        ),
+        annotations=SETS,
     )
-    server.add_tool(verify_connection, title="Verify DICOM connection (C-ECHO)", annotations=REMOTE_READ)
-    server.add_tool(query_patients, title="Query patients", annotations=REMOTE_READ)
-    server.add_tool(query_studies, title="Query studies", annotations=REMOTE_READ)
-    server.add_tool(query_series, title="Query series", annotations=REMOTE_READ)
-    server.add_tool(query_instances, title="Query instances", annotations=REMOTE_READ)
-    server.add_tool(get_attribute_presets, title="Get attribute presets", annotations=LOCAL_READ)
-    server.add_tool(extract_pdf_text_from_dicom, title="Extract PDF text from DICOM", annotations=REMOTE_READ)
-    moves = ToolAnnotations(
-        readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True
-    )
-    server.add_tool(move_series, title="Move series to another node", annotations=moves)
-    server.add_tool(move_study, title="Move study to another node", annotations=moves)
-    retrieves = ToolAnnotations(
-        readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True
-    )
-    server.add_tool(retrieve_series, title="Retrieve series to local storage", annotations=retrieves)
-    server.add_tool(retrieve_study, title="Retrieve study to local storage", annotations=retrieves)
-    loads = ToolAnnotations(
-        readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
-    )
-    server.add_tool(load_series, title="Load DICOM series into the scene", annotations=loads)
-    server.add_tool(load_study, title="Load DICOM study into the scene", annotations=loads)
+    server.add_tool(verify_connection, title="Verify DICOM connection (C-ECHO)", annotations=READS_REMOTE)
+    server.add_tool(query_patients, title="Query patients", annotations=READS_REMOTE)
+    server.add_tool(query_studies, title="Query studies", annotations=READS_REMOTE)
+    server.add_tool(query_series, title="Query series", annotations=READS_REMOTE)
+    server.add_tool(query_instances, title="Query instances", annotations=READS_REMOTE)
+    server.add_tool(get_attribute_presets, title="Get attribute presets", annotations=READS)
+    server.add_tool(extract_pdf_text_from_dicom, title="Extract PDF text from DICOM", annotations=READS_REMOTE)
+    server.add_tool(move_series, title="Move series to another node", annotations=COPIES_REMOTE)
+    server.add_tool(move_study, title="Move study to another node", annotations=COPIES_REMOTE)
+    server.add_tool(retrieve_series, title="Retrieve series to local storage", annotations=COPIES_REMOTE)
+    server.add_tool(retrieve_study, title="Retrieve study to local storage", annotations=COPIES_REMOTE)
+    server.add_tool(load_series, title="Load DICOM series into the scene", annotations=ADDS_FROM_REMOTE)
+    server.add_tool(load_study, title="Load DICOM study into the scene", annotations=ADDS_FROM_REMOTE)
     server.add_tool(
         send_to_pacs,
         title="Send to PACS (C-STORE)",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
-        ),
+        annotations=ADDS_FROM_REMOTE,
     )

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from ..errors import InvalidParameter
@@ -31,25 +30,11 @@ from ..fhir.models import (
 from ..fhir.search import imaging_study_params, patient_params, search
 from ..fhir.service import FhirService, fhir_service
 from ..server import services_of
+from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, OVERWRITES_REMOTE, READS, READS_REMOTE, SETS
 from .dicom import dicom_service
 
 T = TypeVar("T")
 
-READS_FHIR = ToolAnnotations(
-    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True
-)
-LOCAL_SETTING = ToolAnnotations(
-    readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
-)
-LISTS_CONFIG = ToolAnnotations(
-    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
-)
-CREATES_FHIR = ToolAnnotations(
-    readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
-)
-UPDATES_FHIR = ToolAnnotations(
-    readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True
-)
 
 Limit = Annotated[
     int, Field(ge=1, le=500, description="at most this many matches (pages are followed up to it)")
@@ -300,24 +285,22 @@ async def fhir_create_imaging_study_from_pacs(
 
 
 def register(server: MCPServer) -> None:
-    server.add_tool(verify_fhir_connection, title="Verify FHIR connection", annotations=READS_FHIR)
-    server.add_tool(list_fhir_servers, title="List FHIR servers", annotations=LISTS_CONFIG)
-    server.add_tool(switch_fhir_server, title="Switch FHIR server", annotations=LOCAL_SETTING)
-    server.add_tool(fhir_search_patient, title="Search FHIR patients", annotations=READS_FHIR)
-    server.add_tool(fhir_search_imaging_study, title="Search FHIR imaging studies", annotations=READS_FHIR)
-    server.add_tool(fhir_read_resource, title="Read FHIR resource", annotations=READS_FHIR)
-    server.add_tool(fhir_create_resource, title="Create FHIR resource", annotations=CREATES_FHIR)
-    server.add_tool(fhir_update_resource, title="Update FHIR resource", annotations=UPDATES_FHIR)
+    server.add_tool(verify_fhir_connection, title="Verify FHIR connection", annotations=READS_REMOTE)
+    server.add_tool(list_fhir_servers, title="List FHIR servers", annotations=READS)
+    server.add_tool(switch_fhir_server, title="Switch FHIR server", annotations=SETS)
+    server.add_tool(fhir_search_patient, title="Search FHIR patients", annotations=READS_REMOTE)
+    server.add_tool(fhir_search_imaging_study, title="Search FHIR imaging studies", annotations=READS_REMOTE)
+    server.add_tool(fhir_read_resource, title="Read FHIR resource", annotations=READS_REMOTE)
+    server.add_tool(fhir_create_resource, title="Create FHIR resource", annotations=ADDS_FROM_REMOTE)
+    server.add_tool(fhir_update_resource, title="Update FHIR resource", annotations=OVERWRITES_REMOTE)
     server.add_tool(
-        fhir_imaging_study_for_series, title="ImagingStudy for DICOM series", annotations=READS_FHIR
+        fhir_imaging_study_for_series, title="ImagingStudy for DICOM series", annotations=READS_REMOTE
     )
     server.add_tool(
-        fhir_dicom_study_for_imaging_study, title="DICOM study of ImagingStudy", annotations=READS_FHIR
+        fhir_dicom_study_for_imaging_study, title="DICOM study of ImagingStudy", annotations=READS_REMOTE
     )
     server.add_tool(
         fhir_create_imaging_study_from_pacs,
         title="Create ImagingStudy from PACS study",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True
-        ),
+        annotations=COPIES_REMOTE,
     )

@@ -12,7 +12,6 @@ from typing import Annotated, Literal, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from ..errors import InvalidParameter
@@ -21,21 +20,10 @@ from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
 from ..ris.schema import PROCEDURES
 from ..ris.service import RisService, ris_service
 from ..server import services_of
+from .annotations import ADDS, ADDS_FROM_REMOTE, CANCELS, READS
 
 T = TypeVar("T")
 
-READS_RIS = ToolAnnotations(
-    readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
-)
-CREATES_RIS = ToolAnnotations(
-    readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-)
-CANCELS_RIS = ToolAnnotations(
-    readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False
-)
-ACQUIRES = ToolAnnotations(
-    readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
-)
 
 ProcedureCode = Literal[tuple(p[0] for p in PROCEDURES)]  # type: ignore[valid-type]
 Limit = Annotated[int, Field(ge=1, le=1000, description="at most this many records")]
@@ -303,11 +291,11 @@ async def get_procedure_step_status(ctx: Context, accession_number: Accession) -
 
 
 def register(server: MCPServer) -> None:
-    server.add_tool(list_mini_ris_patients, title="List mini-RIS patients", annotations=READS_RIS)
-    server.add_tool(list_orders, title="List imaging orders", annotations=READS_RIS)
-    server.add_tool(create_order, title="Create imaging order", annotations=CREATES_RIS)
-    server.add_tool(create_mwl_from_order, title="Schedule order on the worklist", annotations=CREATES_RIS)
-    server.add_tool(list_worklist, title="List modality worklist", annotations=READS_RIS)
-    server.add_tool(cancel_mwl, title="Cancel worklist entry", annotations=CANCELS_RIS)
-    server.add_tool(create_synthetic_cr_study, title="Acquire synthetic CR study", annotations=ACQUIRES)
-    server.add_tool(get_procedure_step_status, title="Procedure step status", annotations=READS_RIS)
+    server.add_tool(list_mini_ris_patients, title="List mini-RIS patients", annotations=READS)
+    server.add_tool(list_orders, title="List imaging orders", annotations=READS)
+    server.add_tool(create_order, title="Create imaging order", annotations=ADDS)
+    server.add_tool(create_mwl_from_order, title="Schedule order on the worklist", annotations=ADDS)
+    server.add_tool(list_worklist, title="List modality worklist", annotations=READS)
+    server.add_tool(cancel_mwl, title="Cancel worklist entry", annotations=CANCELS)
+    server.add_tool(create_synthetic_cr_study, title="Acquire synthetic CR study", annotations=ADDS_FROM_REMOTE)
+    server.add_tool(get_procedure_step_status, title="Procedure step status", annotations=READS)

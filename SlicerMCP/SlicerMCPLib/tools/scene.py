@@ -9,7 +9,7 @@ from typing import Annotated
 import anyio.from_thread
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
 
 from ..errors import InvalidParameter
@@ -31,9 +31,8 @@ from ..models import (
 from ..sampledata import SAMPLES, SampleDataCache
 from ..server import services_of
 from ..services import Services
+from .annotations import ADDS, ADDS_FROM_REMOTE, READS, REMOVES, RUNS_CODE, SETS
 
-READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
-CHANGES_SCENE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 NodeId = Annotated[str, Field(min_length=1, max_length=256, description="MRML node ID, e.g. vtkMRMLScalarVolumeNode1")]
@@ -206,29 +205,29 @@ async def clear_scene(ctx: Context) -> ClearResult:
 
 
 def register(server: MCPServer) -> None:
-    server.add_tool(list_scene_nodes, title="List scene nodes", annotations=READ_ONLY)
-    server.add_tool(get_node, title="Get node", annotations=READ_ONLY)
-    server.add_tool(capture_screenshot, title="Capture screenshot", annotations=READ_ONLY)
-    server.add_tool(measure_volume, title="Measure volume", annotations=READ_ONLY)
-    server.add_tool(list_sample_data, title="List sample data", annotations=READ_ONLY)
+    server.add_tool(list_scene_nodes, title="List scene nodes", annotations=READS)
+    server.add_tool(get_node, title="Get node", annotations=READS)
+    server.add_tool(capture_screenshot, title="Capture screenshot", annotations=READS)
+    server.add_tool(measure_volume, title="Measure volume", annotations=READS)
+    server.add_tool(list_sample_data, title="List sample data", annotations=READS)
     server.add_tool(
         load_sample_data,
         title="Load sample data",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True),
+        annotations=ADDS_FROM_REMOTE,
     )
-    server.add_tool(load_volume, title="Load volume file", annotations=CHANGES_SCENE)
+    server.add_tool(load_volume, title="Load volume file", annotations=ADDS)
     server.add_tool(
         set_layout,
         title="Set layout",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False),
+        annotations=SETS,
     )
     server.add_tool(
         execute_python,
         title="Execute Python in Slicer",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True),
+        annotations=RUNS_CODE,
     )
     server.add_tool(
         clear_scene,
         title="Clear scene",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False),
+        annotations=REMOVES,
     )
