@@ -64,6 +64,16 @@ def test_rescale_slope_gives_float_values(tmp_path: Path) -> None:
     assert loaded.volume.array[0, 0, 0] == pytest.approx(stored_values(spec, 0)[0, 0] * 0.5 - 100)
 
 
+def test_the_series_window_is_kept_for_display(tmp_path: Path) -> None:
+    _, datasets = make_ct_series()
+    for ds in datasets:
+        ds.WindowCenter, ds.WindowWidth = ["40", "300"], ["400", "1500"]  # first of several wins
+    assert load_series(write(datasets, tmp_path / "a")).volume.window_level == (400.0, 40.0)
+    for ds in datasets:
+        del ds.WindowCenter, ds.WindowWidth
+    assert load_series(write(datasets, tmp_path / "b")).volume.window_level is None
+
+
 def test_non_uniform_spacing_is_resampled_with_a_warning(tmp_path: Path) -> None:
     positions = [0, 2, 4, 6, 10, 12, 14]
     spec, datasets = make_ct_series(slices=len(positions), slice_positions=positions)

@@ -286,3 +286,29 @@ def test_get_node_on_segmentations_and_application_nodes(mcp_server, run_on_scen
     r = red.structured_content
     assert r["class_name"] == "vtkMRMLSliceNode" and r["properties"]["SingletonTag"] == "Red"
     assert "MTime" not in r["properties"]
+
+
+def test_added_volumes_get_a_display_window(clean_backend, run_on_scene) -> None:
+    """The series' own window when given (DICOM), else one estimated from the voxels' percentiles."""
+    import numpy as np
+    from SlicerMCPLib.backends.base import VolumeArray
+
+    rng = np.random.default_rng(7)
+    image = rng.integers(-1000, 1000, size=(20, 32, 32)).astype(np.int16)
+    eye = np.eye(4)
+
+    async def main():
+        given = await clean_backend.add_volume(VolumeArray(image, eye, "given", window_level=(400.0, 40.0)))
+        estimated = await clean_backend.add_volume(VolumeArray(image, eye, "estimated"))
+        return given.id, estimated.id
+
+    given_id, estimated_id = asyncio.run(main())
+
+    def window(node_id):
+        display = clean_backend.scene.GetNodeByID(node_id).GetDisplayNode()
+        return display.GetAutoWindowLevel(), display.GetWindow(), display.GetLevel()
+
+    assert run_on_scene(lambda: window(given_id)) == (False, 400.0, 40.0)
+    auto, w, level = run_on_scene(lambda: window(estimated_id))
+    assert not auto
+    assert 1800 < w <= 2000 and abs(level) < 60  # the 0.1..99.9 % range of uniform -1000..999

@@ -48,6 +48,7 @@ class VolumeArray:
     name: str
     attributes: dict[str, str] = field(default_factory=dict)
     is_labelmap: bool = False
+    window_level: tuple[float, float] | None = None  # (window, level); None: estimated from the voxels
 
 
 class SceneBackend(abc.ABC):

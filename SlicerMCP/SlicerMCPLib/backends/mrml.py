@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
 from ..config import Config
 from ..errors import InvalidParameter
 from ..gateway import MainThreadGateway
@@ -229,8 +231,10 @@ class MrmlBackend(SceneBackend):
         return ClearResult(removed_nodes=await self._scene_call(lambda: mrml_io.clear_data(self.scene)))
 
     async def add_volume(self, volume: VolumeArray) -> NodeSummary:
+        # copying voxels into VTK and estimating the window happen here, off the main thread
+        prepared = await anyio.to_thread.run_sync(mrml_io.prepare_volume, volume)
         return await self._scene_call(
-            lambda: mrml_nodes.summary(mrml_io.add_volume(self.app, volume)), self.config.timeouts.load_s
+            lambda: mrml_nodes.summary(mrml_io.add_volume(self.app, prepared)), self.config.timeouts.load_s
         )
 
     async def export_volume(self, node_id: str) -> VolumeArray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,30 @@ def _show_as_background(app: Any, node: Any) -> None:
             comp.SetBackgroundVolumeID(node.GetID())
 
 
-def add_volume(app: Any, volume: VolumeArray) -> Any:
-    """A scalar or labelmap volume node holding a copy of `volume.array` ([k, j, i])."""
+@dataclass
+class PreparedVolume:
+    """A volume's VTK image, matrix and display window, built off the main thread."""
+
+    volume: VolumeArray
+    image: Any  # vtkImageData holding its own copy of the voxels
+    matrix: Any  # vtkMatrix4x4 IJK->RAS
+    window_level: tuple[float, float] | None
+
+
+def estimate_window_level(array: np.ndarray) -> tuple[float, float]:
+    """Window/level from the 0.1st..99.9th percentiles of a strided sample, close to Slicer's automatic
+    window, without a full-volume histogram on the main thread (the slow part of a large load)."""
+    step = max(1, round((array.size / 2_000_000) ** (1 / 3)))
+    sample = array[::step, ::step, ::step]
+    lo, hi = np.percentile(sample, [0.1, 99.9])
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    window = max(float(hi - lo), 1.0 if np.issubdtype(array.dtype, np.integer) else 1e-6)
+    return window, float(lo + hi) / 2.0
+
+
+def prepare_volume(volume: VolumeArray) -> PreparedVolume:
+    """Validate and convert `volume` for the scene; any thread (VTK data objects, no scene access)."""
     import vtk
     from vtk.util import numpy_support
 
@@ -114,21 +137,36 @@ def add_volume(app: Any, volume: VolumeArray) -> Any:
     array = np.ascontiguousarray(array)
     image = vtk.vtkImageData()
     image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    vtk_array = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
-    image.GetPointData().SetScalars(vtk_array)
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    m = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            m.SetElement(r, c, float(matrix[r, c]))
+    window_level = None
+    if not volume.is_labelmap:
+        window_level = volume.window_level or estimate_window_level(array)
+    return PreparedVolume(volume, image, m, window_level)
 
-    class_name = "vtkMRMLLabelMapVolumeNode" if volume.is_labelmap else "vtkMRMLScalarVolumeNode"
+
+def add_volume(app: Any, volume: VolumeArray | PreparedVolume) -> Any:
+    """A scalar or labelmap volume node holding a copy of the voxels ([k, j, i]); main thread."""
+    prepared = volume if isinstance(volume, PreparedVolume) else prepare_volume(volume)
+    spec = prepared.volume
+    class_name = "vtkMRMLLabelMapVolumeNode" if spec.is_labelmap else "vtkMRMLScalarVolumeNode"
     with rollback_on_failure(app.scene):
-        node = app.scene.AddNewNodeByClass(class_name, volume.name or "Volume")
-        m = vtk.vtkMatrix4x4()
-        for r in range(4):
-            for c in range(4):
-                m.SetElement(r, c, float(matrix[r, c]))
-        node.SetIJKToRASMatrix(m)
-        node.SetAndObserveImageData(image)
-        for key, value in volume.attributes.items():
+        node = app.scene.AddNewNodeByClass(class_name, spec.name or "Volume")
+        node.SetIJKToRASMatrix(prepared.matrix)
+        for key, value in spec.attributes.items():
             node.SetAttribute(str(key), str(value))
-        node.CreateDefaultDisplayNodes()
+        if prepared.window_level is not None:
+            # display first, with a fixed window: no full-volume histogram when the voxels arrive
+            display = app.scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
+            display.SetDefaultColorMap()
+            display.SetAutoWindowLevel(False)
+            display.SetWindowLevel(*prepared.window_level)
+            node.SetAndObserveDisplayNodeID(display.GetID())
+        node.SetAndObserveImageData(prepared.image)
+        node.CreateDefaultDisplayNodes()  # labelmaps; a no-op where the display exists
         _show_as_background(app, node)
     return node
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from ..backends.base import VolumeArray
 from ..errors import ErrorCode, SlicerMCPError
@@ -186,9 +187,23 @@ def load_series(sources: Sequence[Path | bytes]) -> LoadedVolume:
     }
     for w in warnings:
         log.warning("series %s: %s", attributes["DICOM.SeriesInstanceUID"], w)
-    return LoadedVolume(
-        VolumeArray(array, ijk_to_ras, name or "DICOM volume", attributes), len(slices), warnings
+    volume = VolumeArray(
+        array, ijk_to_ras, name or "DICOM volume", attributes, window_level=_window_level(first)
     )
+    return LoadedVolume(volume, len(slices), warnings)
+
+
+def _window_level(ds: Dataset) -> tuple[float, float] | None:
+    """The series' own display window (first value when several), in rescaled units like the voxels."""
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    try:
+        c = float(center[0] if isinstance(center, MultiValue) else center)
+        w = float(width[0] if isinstance(width, MultiValue) else width)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (w, c) if w > 0 else None
 
 
 def _consistent(slices: list[_Slice], warnings: list[str]) -> list[_Slice]:
