@@ -137,7 +137,9 @@ def prepare_volume(volume: VolumeArray) -> PreparedVolume:
     array = np.ascontiguousarray(array)
     image = vtk.vtkImageData()
     image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
+    scalars.GetRange(0)  # computed here, cached on the array: node listings on the main thread reuse it
+    image.GetPointData().SetScalars(scalars)
     m = vtk.vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
