@@ -168,7 +168,7 @@ class HttpServer:
         if not self._uvicorn.started:
             self.stop()
             raise SlicerMCPError(f"the HTTP server did not start within {timeout:g} s", code=ErrorCode.INTERNAL_ERROR)
-        log.info("MCP over HTTP at %s", self.url)
+        log.info("HTTP server listening on %s:%d", self.settings.host, self.port)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
