@@ -15,5 +15,7 @@ os.environ.setdefault("TCP_NODELAY", "1")
 
 # core first: other fixture modules import its helpers, and pytest must load it as a plugin before that
 pytest_plugins = ["fixtures.core"] + sorted(
-    f"fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem not in ("__init__", "core")
+    f"fixtures.{p.stem}"
+    for p in (Path(__file__).parent / "fixtures").glob("*.py")
+    if p.stem not in ("__init__", "core")
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from slicer_mcp.cli import with_default_command
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fixtures.bridge import PeerProcess, bridge_env
 from fixtures.core import PROJECT_ROOT, free_port
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from mcp import Client
+
 from fixtures.bridge import PeerProcess
 from fixtures.orthanc import Orthanc, make_ct_series, orthanc_config
-from mcp import Client
 from SlicerMCPLib.backends.webserver import WebServerBackend
 from SlicerMCPLib.dicom.loader import LPS_TO_RAS
 from SlicerMCPLib.server import build_server

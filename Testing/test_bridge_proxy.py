@@ -12,10 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mcp.server.mcpserver import Context
+
 from fixtures.bridge import PeerProcess, ProxyTarget, bridge_client, bridge_env
 from fixtures.core import free_port
 from fixtures.transport import http_client
-from mcp.server.mcpserver import Context
 from SlicerMCPLib.errors import SlicerMCPError
 
 

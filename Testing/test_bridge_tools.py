@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fixtures.bridge import BridgeTarget, bridge_client
 from fixtures.scene import LABEL_COUNTS, LABEL_SPACING, make_labelmap, make_phantom_volume
 

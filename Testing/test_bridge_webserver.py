@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import anyio
 import numpy as np
 import pytest
+
 from fixtures.bridge import PeerProcess
 from SlicerMCPLib.backends.base import VolumeArray
 from SlicerMCPLib.backends.webserver import WebServerBackend, png_size

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from mcp import Client
+
 from SlicerMCPLib.errors import ErrorCode
 
 

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from SlicerMCPLib.auth import load_or_create_token
 from SlicerMCPLib.config import load_config
 from SlicerMCPLib.errors import ConfigError, ErrorCode
@@ -59,7 +60,9 @@ def test_env_substitution_and_missing_variable(tmp_path: Path) -> None:
 
 def test_bad_key_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, "nodes:\n  main:\n    host: h\n    port: 99999\n    ae_title: A\n"), env={})
+        load_config(
+            write(tmp_path, "nodes:\n  main:\n    host: h\n    port: 99999\n    ae_title: A\n"), env={}
+        )
     assert info.value.code == ErrorCode.CONFIG_ERROR
     assert "nodes.main.port" in info.value.message
     with pytest.raises(ConfigError, match="allow.run_anything"):
@@ -84,7 +87,11 @@ def test_non_loopback_bind_needs_explicit_permission() -> None:
 
 def test_layers_override_in_order(tmp_path: Path) -> None:
     path = write(tmp_path, "server:\n  port: 3000\nallow:\n  fhir_write: true\n")
-    env = {"SLICER_MCP_CONFIG": str(path), "SLICER_MCP_PORT": "3001", "SLICER_MCP_ALLOW_EXECUTE_PYTHON": "yes"}
+    env = {
+        "SLICER_MCP_CONFIG": str(path),
+        "SLICER_MCP_PORT": "3001",
+        "SLICER_MCP_ALLOW_EXECUTE_PYTHON": "yes",
+    }
     cfg = load_config(env=env)
     assert cfg.server.port == 3001  # env beats YAML
     assert cfg.allow.fhir_write and cfg.allow.execute_python

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 from SlicerMCPLib.errors import ErrorCode, SlicerTimeout
 from SlicerMCPLib.gateway import MainThreadGateway, SceneThread
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import Client
+
 from fixtures.core import free_port
 from fixtures.orthanc import (
     DCMTK_AET,
@@ -23,7 +25,6 @@ from fixtures.orthanc import (
     unique_patient,
 )
 from fixtures.scene import error_of
-from mcp import Client
 from SlicerMCPLib.config import load_config
 from SlicerMCPLib.dicom.move import Target
 from SlicerMCPLib.dicom.retrieve import Arrivals, expected_instances, retrieve

@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+
 from fixtures.orthanc import corrupt_file, make_ct_series, make_mr_series, stored_values
 from SlicerMCPLib.dicom.export import volume_to_datasets
 from SlicerMCPLib.dicom.loader import LPS_TO_RAS, NotAVolume, load_series

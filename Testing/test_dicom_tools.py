@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from mcp import Client
+
 from fixtures.orthanc import (
     Orthanc,
     make_ct_series,
@@ -19,7 +21,6 @@ from fixtures.orthanc import (
     unique_patient,
 )
 from fixtures.scene import error_of
-from mcp import Client
 from SlicerMCPLib.dicom.loader import LPS_TO_RAS
 
 

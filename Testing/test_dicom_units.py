@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from fixtures.orthanc import make_ct_series
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from fixtures.orthanc import make_ct_series
 from SlicerMCPLib.dicom.retrieve import _multipart_parts, _sop_instance_uid
 from SlicerMCPLib.dicom.validation import check_date, check_text, check_uid
 from SlicerMCPLib.errors import SlicerMCPError

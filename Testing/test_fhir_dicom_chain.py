@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import uuid
 
+from pydicom.uid import generate_uid
+
 from fixtures.fhir import call
 from fixtures.orthanc import make_ct_series, orthanc_config
-from pydicom.uid import generate_uid
 from SlicerMCPLib.services import Services
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from fixtures.core import free_port
 from fixtures.fhir import call_error, call_one, fhir_services
 from SlicerMCPLib.errors import ErrorCode

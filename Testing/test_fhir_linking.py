@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from fixtures.fhir import call_error, call_one, fhir_services
 from SlicerMCPLib.errors import ErrorCode
 from SlicerMCPLib.fhir.client import FhirClient

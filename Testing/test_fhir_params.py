@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from SlicerMCPLib.errors import InvalidParameter
 from SlicerMCPLib.fhir.search import (
     DATE_PREFIXES,

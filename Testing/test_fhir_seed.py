@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from fixtures.fhir import call_one, fhir_services
 from slicer_mcp.cli import main
 from SlicerMCPLib.fhir.seed import SEED_PATIENTS, SEED_STUDIES, seed_uid

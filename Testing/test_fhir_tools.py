@@ -6,6 +6,7 @@ import json
 import uuid
 
 import pytest
+
 from fixtures.fhir import call, call_error, call_one, fhir_services
 from SlicerMCPLib.errors import ErrorCode
 

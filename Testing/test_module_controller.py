@@ -11,6 +11,7 @@ import threading
 
 import httpx
 import pytest
+
 from fixtures.bridge import bridge_client, bridge_env
 from fixtures.core import free_port
 from fixtures.qt import pump_while, run_client_while_pumping

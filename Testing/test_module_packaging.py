@@ -13,6 +13,8 @@ import tomllib
 
 import jsonschema
 import pytest
+from packaging.requirements import Requirement
+
 from fixtures.module import (
     MODULE_CMAKE,
     MODULE_DIR,
@@ -22,7 +24,6 @@ from fixtures.module import (
     module_resources,
     module_scripts,
 )
-from packaging.requirements import Requirement
 from SlicerMCPLib import dependencies
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from fixtures.module import MODULE_DIR
 from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import http_client

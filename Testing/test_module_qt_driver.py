@@ -12,6 +12,7 @@ import time
 
 import anyio
 import numpy as np
+
 from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import http_client
 from SlicerMCPLib.backends.base import VolumeArray

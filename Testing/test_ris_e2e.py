@@ -23,11 +23,12 @@ import httpx
 import numpy as np
 import pytest
 import requests
+from PIL import Image
+
 from fixtures.core import free_port
 from fixtures.orthanc import Orthanc, orthanc_config
 from fixtures.ris import SPS, findscu_worklist
 from fixtures.scene import call_tool, error_of
-from PIL import Image
 from SlicerMCPLib.server import build_server
 from SlicerMCPLib.services import Services
 

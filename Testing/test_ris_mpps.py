@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fixtures.ris import RIS_AET, STATION_AET
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 from pynetdicom import AE, Association
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
+
+from fixtures.ris import RIS_AET, STATION_AET
 
 SUCCESS = 0x0000
 INVALID_ATTRIBUTE_VALUE = 0x0106

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+
 from fixtures.core import free_port
 from fixtures.ris import STATION_AET
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from fixtures.core import free_port
 from fixtures.scene import call_tool, call_tools, error_of
 from SlicerMCPLib.config import load_config

@@ -7,10 +7,11 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
-from fixtures.ris import STATION_AET, findscu_worklist, mwl_query, worklist_query
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
+
+from fixtures.ris import STATION_AET, findscu_worklist, mwl_query, worklist_query
 from SlicerMCPLib.ris.worklist import InvalidQuery, match, validate
 
 PENDING, SUCCESS, A900 = 0xFF00, 0x0000, 0xA900

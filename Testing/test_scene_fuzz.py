@@ -11,11 +11,12 @@ import json
 import math
 
 import pytest
-from fixtures.core import free_port
-from fixtures.scene import make_labelmap, make_phantom_volume
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
+
+from fixtures.core import free_port
+from fixtures.scene import make_labelmap, make_phantom_volume
 from SlicerMCPLib.demo import load_demo_scene
 from SlicerMCPLib.errors import ErrorCode
 

@@ -6,6 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
+
 from fixtures.scene import call_tool
 from SlicerMCPLib.backends.base import VolumeArray
 from SlicerMCPLib.backends.mrml_measure import CHUNK_BYTES, count_label, count_labels

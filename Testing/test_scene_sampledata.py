@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from fixtures.core import free_port
 from fixtures.scene import call_tool, error_of, make_phantom_volume
 from SlicerMCPLib.errors import ErrorCode

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fixtures.scene import call_tool, call_tools, error_of
 from SlicerMCPLib.demo import load_demo_scene
 from SlicerMCPLib.errors import ErrorCode

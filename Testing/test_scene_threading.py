@@ -6,8 +6,9 @@ import asyncio
 import threading
 import time
 
-from fixtures.scene import call_tool, error_of, make_labelmap, make_phantom_volume
 from mcp import Client
+
+from fixtures.scene import call_tool, error_of, make_labelmap, make_phantom_volume
 from SlicerMCPLib import rendering
 from SlicerMCPLib.backends import mrml_io, mrml_measure, mrml_nodes
 from SlicerMCPLib.errors import ErrorCode

@@ -6,6 +6,8 @@ import asyncio
 import json
 
 import pytest
+from mcp import Client
+
 from fixtures.scene import (
     LABEL_COUNTS,
     SEGMENT_NAMES,
@@ -17,7 +19,6 @@ from fixtures.scene import (
     make_segmentation_file,
     phantom_arrays,
 )
-from mcp import Client
 from SlicerMCPLib.errors import ErrorCode
 
 
@@ -247,6 +248,7 @@ def test_resources(mcp_server, tmp_path) -> None:
 
 def test_add_and_export_volume_round_trip(clean_backend) -> None:
     import numpy as np
+
     from SlicerMCPLib.backends.base import VolumeArray
     from SlicerMCPLib.errors import InvalidParameter
 
@@ -291,6 +293,7 @@ def test_get_node_on_segmentations_and_application_nodes(mcp_server, run_on_scen
 def test_added_volumes_get_a_display_window(clean_backend, run_on_scene) -> None:
     """The series' own window when given (DICOM), else one estimated from the voxels' percentiles."""
     import numpy as np
+
     from SlicerMCPLib.backends.base import VolumeArray
 
     rng = np.random.default_rng(7)

@@ -8,6 +8,7 @@ import socket
 
 import httpx
 import pytest
+
 from fixtures.transport import RunningHttp, http_client
 from SlicerMCPLib.config import ServerSettings
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
@@ -17,7 +18,11 @@ INIT = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    },
 }
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 

@@ -94,8 +94,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=30, help="calls per measurement")
     args = parser.parse_args()
 
-    from fixtures.bridge import bridge_client, bridge_env, start_peer, stop_peer
     from mcp import Client
+
+    from fixtures.bridge import bridge_client, bridge_env, start_peer, stop_peer
     from SlicerMCPLib.auth import load_or_create_token, token_path
     from SlicerMCPLib.config import Config, ServerSettings
     from SlicerMCPLib.endpoint import remove_endpoint, write_endpoint

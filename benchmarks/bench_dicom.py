@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
+from mcp import Client  # noqa: E402
+
 from fixtures.orthanc import (  # noqa: E402
     OUR_AET,
     make_ct_series,
@@ -30,7 +32,6 @@ from fixtures.orthanc import (  # noqa: E402
     start_orthanc,
     stop_orthanc,
 )
-from mcp import Client  # noqa: E402
 from SlicerMCPLib.backends import mrml_io  # noqa: E402
 from SlicerMCPLib.dicom.move import Target  # noqa: E402
 from SlicerMCPLib.dicom.service import DicomService  # noqa: E402

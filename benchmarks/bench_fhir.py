@@ -21,8 +21,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 
-from fixtures.fhir import fhir_services, start_sekmet, stop_sekmet  # noqa: E402
 from mcp import Client  # noqa: E402
+
+from fixtures.fhir import fhir_services, start_sekmet, stop_sekmet  # noqa: E402
 from SlicerMCPLib.fhir.client import FhirClient  # noqa: E402
 from SlicerMCPLib.fhir.config import FhirServer  # noqa: E402
 from SlicerMCPLib.fhir.search import search  # noqa: E402

@@ -27,6 +27,7 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 import numpy as np  # noqa: E402
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+
 from SlicerMCPLib.backends import mrml_nodes  # noqa: E402
 from SlicerMCPLib.backends.base import VolumeArray  # noqa: E402
 from SlicerMCPLib.config import Config  # noqa: E402

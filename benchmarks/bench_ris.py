@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+
 from SlicerMCPLib.ris.config import MiniRisSettings
 from SlicerMCPLib.ris.schema import PROCEDURES
 from SlicerMCPLib.ris.store import RisStore

@@ -25,6 +25,8 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 
 import numpy as np  # noqa: E402
+from vtk.util import numpy_support  # noqa: E402
+
 from fixtures.transport import http_client  # noqa: E402
 from SlicerMCPLib.auth import load_or_create_token, token_path  # noqa: E402
 from SlicerMCPLib.backends import mrml_io, mrml_nodes  # noqa: E402
@@ -36,7 +38,6 @@ from SlicerMCPLib.headless import create_headless_backend  # noqa: E402
 from SlicerMCPLib.http_transport import HttpServer  # noqa: E402
 from SlicerMCPLib.server import build_server  # noqa: E402
 from SlicerMCPLib.services import Services  # noqa: E402
-from vtk.util import numpy_support  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING)
 for noisy in ("httpx", "httpx2", "mcp", "uvicorn"):

@@ -8,4 +8,8 @@ scripts/setup.sh --test
 export VTK_DEFAULT_OPENGL_WINDOW="${VTK_DEFAULT_OPENGL_WINDOW:-vtkEGLRenderWindow}"
 export QT_QPA_PLATFORM=offscreen
 export TCP_NODELAY=1
+.venv/bin/ruff check . && .venv/bin/ruff format --check . >/dev/null || {
+    echo "test: ruff found lint or format problems (fix: .venv/bin/ruff check --fix . && .venv/bin/ruff format .)" >&2
+    exit 1
+}
 exec .venv/bin/python -m pytest "$@"

@@ -71,7 +71,9 @@ class ServerSettings(BaseModel):
     port: int = Field(default=2026, ge=0, le=65535)
     allow_remote: bool = Field(default=False, description="must be true to bind a non-loopback address")
     token_file: str | None = Field(default=None, description="default: <user config dir>/token")
-    allowed_origins: list[str] = Field(default_factory=list, description="browser Origins allowed besides loopback")
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="browser Origins allowed besides loopback"
+    )
 
     @model_validator(mode="after")
     def _loopback_unless_asked(self) -> ServerSettings:
@@ -89,7 +91,9 @@ class SampleDataSettings(BaseModel):
         default="https://github.com/Slicer/SlicerTestingData/releases/download",
         description="content-addressed store: <base_url>/SHA256/<sha256>",
     )
-    mirror_dir: str | None = Field(default=None, description="local folder of files named by sha256 (offline use)")
+    mirror_dir: str | None = Field(
+        default=None, description="local folder of files named by sha256 (offline use)"
+    )
     cache_dir: str | None = Field(default=None, description="default: <user data dir>/sample-data")
     timeout_s: float = Field(default=60.0, gt=0)
 
@@ -120,7 +124,9 @@ class Config(BaseModel):
     current_node: str | None = None
     calling_aet: str = Field(default="SLICERMCP", min_length=1, max_length=16)
     storage_scp: StorageScpSettings = Field(default_factory=StorageScpSettings)
-    dicom_storage_dir: str | None = Field(default=None, description="where retrieved instances go (default: temp)")
+    dicom_storage_dir: str | None = Field(
+        default=None, description="where retrieved instances go (default: temp)"
+    )
     fhir_servers: dict[str, FhirServer] = Field(default_factory=dict)
     current_fhir: str | None = None
     mini_ris: MiniRisSettings = Field(default_factory=MiniRisSettings)
@@ -130,7 +136,9 @@ class Config(BaseModel):
         if self.current_node is not None and self.current_node not in self.nodes:
             raise ValueError(f"current_node {self.current_node!r} is not one of nodes: {sorted(self.nodes)}")
         if self.current_fhir is not None and self.current_fhir not in self.fhir_servers:
-            raise ValueError(f"current_fhir {self.current_fhir!r} is not one of fhir_servers: {sorted(self.fhir_servers)}")
+            raise ValueError(
+                f"current_fhir {self.current_fhir!r} is not one of fhir_servers: {sorted(self.fhir_servers)}"
+            )
         return self
 
 
@@ -163,7 +171,9 @@ def _parse_bool(name: str, raw: str) -> bool:
         return True
     if low in _FALSE:
         return False
-    raise ConfigError(f"environment variable {name}={raw!r} is not a boolean (use true or false)", details={"env": name})
+    raise ConfigError(
+        f"environment variable {name}={raw!r} is not a boolean (use true or false)", details={"env": name}
+    )
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -207,15 +217,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", details={"path": str(path)}) from exc
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}", details={"path": str(path)}
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}", details={"path": str(path)}) from exc
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {exc}", details={"path": str(path)}
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level", details={"path": str(path)})
+        raise ConfigError(
+            f"config file {path} must hold a mapping at the top level", details={"path": str(path)}
+        )
     return data
 
 
@@ -241,5 +257,8 @@ def load_config(
         key = ".".join(str(p) for p in first["loc"]) or "<root>"
         raise ConfigError(
             f"config key {key}: {first['msg']}" + (f" (in {source})" if source else ""),
-            details={"key": key, "problems": [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]},
+            details={
+                "key": key,
+                "problems": [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()],
+            },
         ) from exc

@@ -72,7 +72,9 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _deny(send: Any, status: int, error: str, hint: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _deny(
+    send: Any, status: int, error: str, hint: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"error": error, "hint": hint}).encode()
     await send(
         {
@@ -117,14 +119,18 @@ def build_app(server: MCPServer, settings: ServerSettings, token: str) -> ASGIAp
         allowed_hosts=patterns + ([f"{settings.host}:*"] if settings.host not in LOOPBACK_HOSTS else []),
         allowed_origins=[f"http://{p}" for p in patterns] + list(settings.allowed_origins),
     )
-    app = server.streamable_http_app(streamable_http_path=MCP_PATH, transport_security=security, host=settings.host)
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, transport_security=security, host=settings.host
+    )
     return AuthMiddleware(app, token, list(settings.allowed_origins))
 
 
 class HttpServer:
     """uvicorn serving one MCP server on a daemon thread."""
 
-    def __init__(self, server: MCPServer | None, settings: ServerSettings, token: str, *, app: ASGIApp | None = None):
+    def __init__(
+        self, server: MCPServer | None, settings: ServerSettings, token: str, *, app: ASGIApp | None = None
+    ):
         """Serves `server` (MCP); or, with `app`, another ASGI app already wrapped in AuthMiddleware."""
         self.settings = settings
         self._app = app if app is not None else build_app(server, settings, token)  # type: ignore[arg-type]
@@ -167,7 +173,9 @@ class HttpServer:
             waited += 0.01
         if not self._uvicorn.started:
             self.stop()
-            raise SlicerMCPError(f"the HTTP server did not start within {timeout:g} s", code=ErrorCode.INTERNAL_ERROR)
+            raise SlicerMCPError(
+                f"the HTTP server did not start within {timeout:g} s", code=ErrorCode.INTERNAL_ERROR
+            )
         log.info("HTTP server listening on %s:%d", self.settings.host, self.port)
         return self
 

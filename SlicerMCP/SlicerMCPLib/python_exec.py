@@ -31,8 +31,9 @@ def run_code(code: str, namespace: dict[str, Any]) -> PythonResult:
         tree = ast.parse(code, mode="exec")
     except SyntaxError as exc:
         return PythonResult(
-            success=False, error=f"SyntaxError: {exc.msg} (line {exc.lineno})", traceback="".join(
-                traceback.format_exception_only(type(exc), exc))
+            success=False,
+            error=f"SyntaxError: {exc.msg} (line {exc.lineno})",
+            traceback="".join(traceback.format_exception_only(type(exc), exc)),
         )
     last_expr = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):

@@ -38,18 +38,42 @@ class SampleSpec:
 SAMPLES: dict[str, SampleSpec] = {
     s.name: s
     for s in (
-        SampleSpec("MRHead", "MR brain, T1 (256x256x130)", "MR-head.nrrd",
-                   "cc211f0dfd9a05ca3841ce1141b292898b2dd2d3f08286affadf823a7e58df93"),
-        SampleSpec("CTChest", "CT chest", "CT-chest.nrrd",
-                   "4507b664690840abb6cb9af2d919377ffc4ef75b167cb6fd0f747befdb12e38e"),
-        SampleSpec("CTACardio", "CT angiography, heart", "CTA-cardio.nrrd",
-                   "3b0d4eb1a7d8ebb0c5a89cc0504640f76a030b4e869e33ff34c564c3d3b88ad2"),
-        SampleSpec("DTIBrain", "Diffusion tensor image, brain", "DTI-Brain.nrrd",
-                   "5c78d00c86ae8d968caa7a49b870ef8e1c04525b1abc53845751d8bce1f0b91a"),
-        SampleSpec("MRBrainTumor1", "MR brain with tumour, time point 1", "RegLib_C01_1.nrrd",
-                   "998cb522173839c78657f4bc0ea907cea09fd04e44601f17c82ea27927937b95"),
-        SampleSpec("MRBrainTumor2", "MR brain with tumour, time point 2", "RegLib_C01_2.nrrd",
-                   "1a64f3f422eb3d1c9b093d1a18da354b13bcf307907c66317e2463ee530b7a97"),
+        SampleSpec(
+            "MRHead",
+            "MR brain, T1 (256x256x130)",
+            "MR-head.nrrd",
+            "cc211f0dfd9a05ca3841ce1141b292898b2dd2d3f08286affadf823a7e58df93",
+        ),
+        SampleSpec(
+            "CTChest",
+            "CT chest",
+            "CT-chest.nrrd",
+            "4507b664690840abb6cb9af2d919377ffc4ef75b167cb6fd0f747befdb12e38e",
+        ),
+        SampleSpec(
+            "CTACardio",
+            "CT angiography, heart",
+            "CTA-cardio.nrrd",
+            "3b0d4eb1a7d8ebb0c5a89cc0504640f76a030b4e869e33ff34c564c3d3b88ad2",
+        ),
+        SampleSpec(
+            "DTIBrain",
+            "Diffusion tensor image, brain",
+            "DTI-Brain.nrrd",
+            "5c78d00c86ae8d968caa7a49b870ef8e1c04525b1abc53845751d8bce1f0b91a",
+        ),
+        SampleSpec(
+            "MRBrainTumor1",
+            "MR brain with tumour, time point 1",
+            "RegLib_C01_1.nrrd",
+            "998cb522173839c78657f4bc0ea907cea09fd04e44601f17c82ea27927937b95",
+        ),
+        SampleSpec(
+            "MRBrainTumor2",
+            "MR brain with tumour, time point 2",
+            "RegLib_C01_2.nrrd",
+            "1a64f3f422eb3d1c9b093d1a18da354b13bcf307907c66317e2463ee530b7a97",
+        ),
     )
 }
 

@@ -42,7 +42,9 @@ def services_of(ctx: Context) -> Services:
         return ctx.mcp_server.services  # type: ignore[attr-defined]
 
 
-def error_result(code: ErrorCode | str, message: str, details: dict[str, Any] | None = None) -> CallToolResult:
+def error_result(
+    code: ErrorCode | str, message: str, details: dict[str, Any] | None = None
+) -> CallToolResult:
     err = SlicerMCPError(message, code=ErrorCode(code), details=details)
     return CallToolResult(content=[TextContent(type="text", text=err.to_json())], is_error=True)
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import numpy as np
+
 from SlicerMCPLib.backends.base import VolumeArray
 from SlicerMCPLib.config import load_config
 from SlicerMCPLib.gateway import MainThreadGateway

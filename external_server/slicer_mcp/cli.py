@@ -29,7 +29,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f".commands.{name}", __package__)
         module.add_parser(sub)
+    _add_common_options(parser)
     return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    """`--config` and `-v` work after any (sub)command too: `slicer-mcp ris serve --config F`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                # SUPPRESS: an option given before the command is not reset by the subcommand's default
+                child.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config YAML")
+                child.add_argument(
+                    "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+                )
+                _add_common_options(child)
 
 
 def setup_logging(verbose: bool) -> None:

@@ -24,6 +24,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
 from mcp.server.stdio import stdio_server
+
 from SlicerMCPLib.endpoint import Endpoint
 from SlicerMCPLib.errors import SlicerConnectionError
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import anyio
+
 from SlicerMCPLib.config import Config
 from SlicerMCPLib.endpoint import Endpoint, read_endpoint
 

@@ -60,9 +60,7 @@ class SceneBackend(abc.ABC):
     async def status(self) -> SceneStatus: ...
 
     @abc.abstractmethod
-    async def list_nodes(
-        self, class_name: str | None, name: str | None, offset: int, limit: int
-    ) -> NodeList:
+    async def list_nodes(self, class_name: str | None, name: str | None, offset: int, limit: int) -> NodeList:
         """Nodes whose class matches `class_name` (exact or base class) and whose name contains `name`."""
 
     @abc.abstractmethod

@@ -475,7 +475,9 @@ def register(server: MCPServer) -> None:
     server.add_tool(query_series, title="Query series", annotations=READS_REMOTE)
     server.add_tool(query_instances, title="Query instances", annotations=READS_REMOTE)
     server.add_tool(get_attribute_presets, title="Get attribute presets", annotations=READS)
-    server.add_tool(extract_pdf_text_from_dicom, title="Extract PDF text from DICOM", annotations=READS_REMOTE)
+    server.add_tool(
+        extract_pdf_text_from_dicom, title="Extract PDF text from DICOM", annotations=READS_REMOTE
+    )
     server.add_tool(move_series, title="Move series to another node", annotations=COPIES_REMOTE)
     server.add_tool(move_study, title="Move study to another node", annotations=COPIES_REMOTE)
     server.add_tool(retrieve_series, title="Retrieve series to local storage", annotations=COPIES_REMOTE)

@@ -297,5 +297,7 @@ def register(server: MCPServer) -> None:
     server.add_tool(create_mwl_from_order, title="Schedule order on the worklist", annotations=ADDS)
     server.add_tool(list_worklist, title="List modality worklist", annotations=READS)
     server.add_tool(cancel_mwl, title="Cancel worklist entry", annotations=CANCELS)
-    server.add_tool(create_synthetic_cr_study, title="Acquire synthetic CR study", annotations=ADDS_FROM_REMOTE)
+    server.add_tool(
+        create_synthetic_cr_study, title="Acquire synthetic CR study", annotations=ADDS_FROM_REMOTE
+    )
     server.add_tool(get_procedure_step_status, title="Procedure step status", annotations=READS)

@@ -35,7 +35,9 @@ from .annotations import ADDS, ADDS_FROM_REMOTE, READS, REMOVES, RUNS_CODE, SETS
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
-NodeId = Annotated[str, Field(min_length=1, max_length=256, description="MRML node ID, e.g. vtkMRMLScalarVolumeNode1")]
+NodeId = Annotated[
+    str, Field(min_length=1, max_length=256, description="MRML node ID, e.g. vtkMRMLScalarVolumeNode1")
+]
 
 
 def sample_cache(services: Services) -> SampleDataCache:
@@ -80,9 +82,12 @@ def _throttled_progress(ctx: Context, label: str):
 async def list_scene_nodes(
     ctx: Context,
     class_name: Annotated[
-        str | None, Field(description="only nodes of this MRML class or a subclass, e.g. vtkMRMLScalarVolumeNode")
+        str | None,
+        Field(description="only nodes of this MRML class or a subclass, e.g. vtkMRMLScalarVolumeNode"),
     ] = None,
-    name: Annotated[str | None, Field(description="only nodes whose name contains this text (case-insensitive)")] = None,
+    name: Annotated[
+        str | None, Field(description="only nodes whose name contains this text (case-insensitive)")
+    ] = None,
     offset: Annotated[int, Field(ge=0, description="skip this many matching nodes (paging)")] = 0,
     limit: Annotated[int, Field(ge=1, le=1000, description="at most this many nodes")] = 100,
 ) -> NodeList:
@@ -99,11 +104,14 @@ async def get_node(ctx: Context, node_id: NodeId) -> NodeDetails:
 async def capture_screenshot(
     ctx: Context,
     view_type: Annotated[
-        ViewType, Field(description="axial (red), sagittal (yellow), coronal (green), 3d, or full (the whole layout)")
+        ViewType,
+        Field(description="axial (red), sagittal (yellow), coronal (green), 3d, or full (the whole layout)"),
     ] = "axial",
     scroll_position: Annotated[
         float | None,
-        Field(ge=0.0, le=1.0, description="slice views: 0..1 through the volume's extent along the view normal"),
+        Field(
+            ge=0.0, le=1.0, description="slice views: 0..1 through the volume's extent along the view normal"
+        ),
     ] = None,
     look_from_axis: Annotated[
         LookFromAxis | None, Field(description="3d view: look at the scene from this side")
@@ -116,7 +124,9 @@ async def capture_screenshot(
     info = shot.info
     return CallToolResult(
         content=[
-            ImageContent(type="image", data=base64.b64encode(shot.png).decode("ascii"), mime_type="image/png"),
+            ImageContent(
+                type="image", data=base64.b64encode(shot.png).decode("ascii"), mime_type="image/png"
+            ),
             TextContent(type="text", text=info.model_dump_json()),
         ],
         structured_content=info.model_dump(mode="json"),
@@ -151,16 +161,24 @@ async def load_sample_data(
     cache.spec(name)  # unknown names fail before anything is touched
 
     async def fetch_local() -> Path:
-        return await anyio.to_thread.run_sync(cache.ensure, name, _throttled_progress(ctx, f"downloading {name}"))
+        return await anyio.to_thread.run_sync(
+            cache.ensure, name, _throttled_progress(ctx, f"downloading {name}")
+        )
 
     return await services.backend.load_sample_data(name, fetch_local)
 
 
 async def load_volume(
     ctx: Context,
-    path: Annotated[str, Field(min_length=1, description="absolute path of a .nrrd, .nii(.gz) or .mha/.mhd file")],
-    labelmap: Annotated[bool, Field(description="load as a labelmap (integer labels) instead of a scalar volume")] = False,
-    name: Annotated[str | None, Field(max_length=256, description="node name (default: from the file name)")] = None,
+    path: Annotated[
+        str, Field(min_length=1, description="absolute path of a .nrrd, .nii(.gz) or .mha/.mhd file")
+    ],
+    labelmap: Annotated[
+        bool, Field(description="load as a labelmap (integer labels) instead of a scalar volume")
+    ] = False,
+    name: Annotated[
+        str | None, Field(max_length=256, description="node name (default: from the file name)")
+    ] = None,
 ) -> LoadedNodes:
     """Load a volume file into the scene. A *.seg.nrrd file loads as a segmentation."""
     file = Path(path).expanduser()
@@ -190,7 +208,9 @@ async def set_layout(
 
 async def execute_python(
     ctx: Context,
-    code: Annotated[str, Field(min_length=1, max_length=200_000, description="Python source to run in Slicer")],
+    code: Annotated[
+        str, Field(min_length=1, max_length=200_000, description="Python source to run in Slicer")
+    ],
 ) -> PythonResult:
     """Run Python inside Slicer (namespace kept per client session). Returns stdout, stderr, the value
     of the last expression and the traceback on error. Off unless allow.execute_python is true."""

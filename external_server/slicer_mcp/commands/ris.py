@@ -20,7 +20,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ris_sub = p.add_subparsers(dest="ris_command", metavar="RIS_COMMAND")
 
     serve = ris_sub.add_parser("serve", help="run the MWL/MPPS SCP and the REST API until stopped")
-    serve.add_argument("--config", dest="ris_config", metavar="FILE", help="config YAML (mini_ris block)")
     serve.add_argument(
         "--mwl-port", type=int, help="DICOM port of the MWL/MPPS SCP (default mini_ris.mwl_port)"
     )
@@ -31,13 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     seed = ris_sub.add_parser(
         "seed", help="create the database if needed and fill it with demo patients/orders"
     )
-    seed.add_argument("--config", dest="ris_config", metavar="FILE", help="config YAML (mini_ris block)")
     seed.set_defaults(func=run_seed)
 
 
 def _config(args: argparse.Namespace, mini_ris: dict[str, Any] | None = None) -> Config:
-    path = getattr(args, "ris_config", None) or getattr(args, "config", None)
-    return load_config(path, overrides={"mini_ris": mini_ris} if mini_ris else None)
+    return load_config(args.config, overrides={"mini_ris": mini_ris} if mini_ris else None)
 
 
 def run_seed(args: argparse.Namespace) -> int:
