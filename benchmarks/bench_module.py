@@ -6,7 +6,7 @@ N scene calls; the reference is the same scene operation called directly on the 
 in the same run. A 1 ms heartbeat timer on the main thread measures the longest gap the GUI
 would see (how long the main thread was unavailable).
 
-    QT_QPA_PLATFORM=offscreen /work/venv/bin/python benchmarks/bench_module.py [N]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_module.py [N]
 
 Targets: gateway overhead p99 <= 15 ms; longest main-thread block <= 10 ms.
 """

@@ -1,7 +1,7 @@
 """MWL C-FIND over 1,000 scheduled items: our SCP (`slicer-mcp ris serve`, SQLite) against dcmtk
 `wlmscpfs` serving the same items from .wl files made with `dump2dcm`, in the same run.
 
-    /work/venv/bin/python benchmarks/bench_ris.py [queries-per-shape]
+    .venv/bin/python benchmarks/bench_ris.py [queries-per-shape]
 
 Both servers run as separate processes on loopback; the client is the same pynetdicom SCU
 (one association per query, as a modality does). Prints p50/p99 per query shape and the
