@@ -109,6 +109,29 @@ def test_async_timeout_withdraws_too(scene_thread: SceneThread) -> None:
     assert changed == []
 
 
+def test_cancelled_acall_withdraws_the_work(scene_thread: SceneThread) -> None:
+    """A client that cancels a queued call (MCP notifications/cancelled) must not change the scene later."""
+    gw = scene_thread.gateway
+    release = threading.Event()
+    changed: list[str] = []
+    blocker = threading.Thread(target=lambda: gw.call(lambda: release.wait(10), timeout=15))
+    blocker.start()
+    time.sleep(0.05)
+
+    async def main() -> None:
+        task = asyncio.create_task(gw.acall(lambda: changed.append("ran"), timeout=30))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    release.set()
+    blocker.join()
+    gw.call(lambda: None, timeout=5)
+    assert changed == []
+
+
 def test_drain_respects_its_budget() -> None:
     gw = MainThreadGateway()
     gw.bind()

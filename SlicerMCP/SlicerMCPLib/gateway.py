@@ -5,8 +5,9 @@ MRML, VTK and Qt are not thread-safe. Every scene operation is queued here with
 main thread executes queued work with `drain(budget_s)`. Headless the driver is a
 plain loop (`LoopDriver`); inside Slicer it is a QTimer plus a posted wake-up event
 (`SlicerMCPLib.qt_driver`). A call whose work has not started when its timeout
-expires is withdrawn, so the scene never sees it: it fails with SLICER_TIMEOUT and
-the scene stays as it was. Work that has started always runs to completion.
+expires (or whose awaiting task is cancelled) is withdrawn, so the scene never sees
+it: it fails with SLICER_TIMEOUT and the scene stays as it was. Work that has started
+always runs to completion.
 """
 
 from __future__ import annotations
@@ -156,6 +157,9 @@ class MainThreadGateway:
         except TimeoutError:
             if not job.done.is_set():
                 self._raise_timeout(job, timeout)
+        except asyncio.CancelledError:  # the client gave up: work not yet started must never run
+            self._withdraw(job)
+            raise
         return self._outcome(job)
 
     def _raise_timeout(self, job: _Job, timeout: float) -> None:
