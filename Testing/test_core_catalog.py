@@ -74,3 +74,26 @@ def test_calls_are_logged_without_arguments(mcp_server) -> None:
     record = mcp_server.services.call_log.recent(1)[0]
     assert record.tool == "list_scene_nodes" and record.ok
     assert "Secret" not in repr(record)
+
+
+def test_close_releases_every_service_even_when_one_fails(headless_services) -> None:
+    """Shutdown closes the later services and the backend although an earlier close raised."""
+
+    class Broken:
+        def close(self) -> None:
+            raise OSError("socket already gone")
+
+    class Recording:
+        closed = False
+
+        async def close(self) -> None:
+            self.closed = True
+
+    backend = headless_services.backend
+    asyncio.run(backend.list_nodes(None, None, 0, 1))  # the backend now holds a scene index to release
+    assert backend._index is not None
+    headless_services.get_or_create("broken", lambda s: Broken())
+    recording = headless_services.get_or_create("recording", lambda s: Recording())
+    asyncio.run(headless_services.close())
+    assert recording.closed
+    assert backend._index is None

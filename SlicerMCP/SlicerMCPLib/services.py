@@ -7,6 +7,8 @@ server that never touches a PACS never opens a socket, and each domain owns its 
 from __future__ import annotations
 
 import collections
+import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from .config import Config
 from .errors import OperationDisabled
 
 S = TypeVar("S")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,11 +77,18 @@ class Services:
             raise OperationDisabled(operation, what)
 
     async def close(self) -> None:
-        for service in list(self._domains.values()):
+        """Close every domain service, then the backend; one failing close does not leak the rest."""
+        with self._lock:
+            domains = list(self._domains.items())
+            self._domains.clear()
+        for name, service in domains:
             closer = getattr(service, "close", None)
-            if closer is not None:
+            if closer is None:
+                continue
+            try:
                 result = closer()
-                if hasattr(result, "__await__"):
+                if inspect.isawaitable(result):
                     await result
-        self._domains.clear()
+            except Exception as exc:  # shutdown goes on: sockets and threads of the others must go too
+                log.warning("closing the %s service failed: %s", name, exc)
         await self.backend.close()
