@@ -109,3 +109,15 @@ def test_downloaded_file_that_is_not_a_volume_fails_to_load(
     body = error_of(call_tool(mcp_server, "load_sample_data", {"name": "Junk"}))
     assert body["code"] == ErrorCode.LOAD_FAILED
     assert call_tool(mcp_server, "list_scene_nodes").structured_content["total"] == 0
+
+
+def test_file_url_without_the_file_gives_download_failed(mcp_server, headless_services, tmp_path) -> None:
+    """A file:// base_url (an offline copy of the store) that lacks the file is a download failure."""
+    store = tmp_path / "store"
+    (store / "SHA256").mkdir(parents=True)
+    use_registry(
+        headless_services, store.as_uri(), [SampleSpec("Gone", "missing", "gone.nrrd", "1" * 64)], tmp_path
+    )
+    body = error_of(call_tool(mcp_server, "load_sample_data", {"name": "Gone"}))
+    assert body["code"] == ErrorCode.DOWNLOAD_FAILED
+    assert "Gone" in body["message"]

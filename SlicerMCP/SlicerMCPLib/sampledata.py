@@ -155,23 +155,22 @@ class SampleDataCache:
 
     def _fetch(self, spec: SampleSpec, out, progress: ProgressFn | None) -> None:
         if self.settings.mirror_dir:
-            src = Path(self.settings.mirror_dir) / spec.sha256
+            mirror = Path(self.settings.mirror_dir)
+            src = mirror / spec.sha256
             if not src.exists():
-                src = Path(self.settings.mirror_dir) / spec.file_name
+                src = mirror / spec.file_name
             if not src.exists():
                 raise SlicerMCPError(
                     f"sample {spec.name} is not in the mirror folder {self.settings.mirror_dir} "
                     f"(looked for {spec.sha256} and {spec.file_name})",
                     code=ErrorCode.DOWNLOAD_FAILED,
                 )
-            with open(src, "rb") as f:
-                shutil.copyfileobj(f, out, _CHUNK)
+            _copy_local(spec, src, out)
             return
         url = f"{self.settings.base_url.rstrip('/')}/SHA256/{spec.sha256}"
         parsed = urlparse(url)
         if parsed.scheme == "file":
-            with open(unquote(parsed.path), "rb") as f:
-                shutil.copyfileobj(f, out, _CHUNK)
+            _copy_local(spec, Path(unquote(parsed.path)), out)
             return
         try:
             with requests.get(url, stream=True, timeout=self.settings.timeout_s) as resp:
@@ -191,3 +190,17 @@ class SampleDataCache:
                 code=ErrorCode.DOWNLOAD_FAILED,
                 details={"url": url},
             ) from exc
+
+
+def _copy_local(spec: SampleSpec, src: Path, out) -> None:
+    """Copy a sample from a local folder (mirror_dir or a file:// store); unreadable is DOWNLOAD_FAILED."""
+    try:
+        with open(src, "rb") as f:
+            shutil.copyfileobj(f, out, _CHUNK)
+    except OSError as exc:
+        raise SlicerMCPError(
+            f"could not read sample {spec.name} from {src}: {exc.strerror or exc}. Check the path in "
+            "sample_data.mirror_dir or sample_data.base_url, or that the file is readable.",
+            code=ErrorCode.DOWNLOAD_FAILED,
+            details={"path": str(src)},
+        ) from exc
