@@ -102,6 +102,23 @@ def test_hidden_segmentation_is_not_drawn(demo_server, run_on_scene, clean_backe
     assert reddish(rgb).sum() == 0 and bluish(rgb).sum() == 0
 
 
+def test_removed_segmentation_voxels_are_released(demo_server, run_on_scene, clean_backend) -> None:
+    """The overlay reslicers of a segmentation that left the scene do not keep its labelmap alive."""
+    shot(demo_server, view_type="axial")
+    view = clean_backend._headless_renderer().slice_view("axial")
+    assert view._reslicers  # the demo segmentation was drawn through one
+    scene = clean_backend.scene
+    run_on_scene(lambda: scene.RemoveNode(scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")))
+    shot(demo_server, view_type="axial")  # the volume is still shown
+    assert view._reslicers == {}
+    run_on_scene(lambda: load_demo_scene(clean_backend))
+    shot(demo_server, view_type="axial")
+    assert view._reslicers
+    assert not call_tool(demo_server, "clear_scene").is_error
+    shot(demo_server, view_type="axial")  # nothing left to show
+    assert view._reslicers == {}
+
+
 def test_scroll_moves_the_slice(demo_server) -> None:
     (a, ia), (b, ib), (c, ic) = (
         shot(demo_server, view_type="sagittal", scroll_position=p) for p in (0.0, 0.5, 1.0)

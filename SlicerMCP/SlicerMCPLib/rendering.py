@@ -169,6 +169,7 @@ class SliceView:
         volume = self._background_volume()
         self.node.SetDimensions(size, size, 1)
         if volume is None:
+            self._reslicers.clear()  # nothing is drawn: hold no labelmap voxels
             notes.append("the scene has no volume to show; load one with load_volume or load_sample_data")
             return SliceRender(np.zeros((size, size, 3), np.uint8), None, None, None, notes)
         self.logic.FitSliceToVolume(volume, size, size)
@@ -216,8 +217,10 @@ class SliceView:
 
     def _overlay_segmentations(self, rgb: np.ndarray, size: int) -> None:
         scene = self.app.scene
+        present: set[str] = set()
         for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
             node = scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+            present.add(node.GetID())
             display = node.GetDisplayNode()
             if display is None or not display.GetVisibility() or not display.GetVisibility2D():
                 continue
@@ -228,6 +231,7 @@ class SliceView:
                 labels = self._reslice_layer(node, layer, size)
                 if labels is not None:
                     _composite(rgb, labels, node, display, segmentation.GetSegmentIDsForLayer(layer))
+        self._forget_except(present)
 
     def _reslice_layer(self, node: Any, layer: int, size: int) -> np.ndarray | None:
         import vtk
@@ -271,7 +275,8 @@ class SliceView:
         labels = numpy_support.vtk_to_numpy(out.GetPointData().GetScalars()).reshape(size, size)
         return labels[::-1]
 
-    def forget(self, keep_ids: set[str]) -> None:
+    def _forget_except(self, keep_ids: set[str]) -> None:
+        """Drop the reslicers of removed segmentations: each holds its input labelmap's voxels."""
         for key in [k for k in self._reslicers if k[0] not in keep_ids]:
             del self._reslicers[key]
 
