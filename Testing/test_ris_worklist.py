@@ -154,6 +154,16 @@ def test_character_sets(ris_scp: Any) -> None:
     assert len(found) == 1 and "SpecificCharacterSet" not in found[0]  # plain ASCII needs none
 
 
+def test_multi_valued_character_set_with_code_extensions(ris_scp: Any) -> None:
+    """ISO 2022 requesters send several Specific Character Set values; a non-ASCII answer still comes."""
+    statuses, found = worklist_query(
+        ris_scp.port,
+        mwl_query(SpecificCharacterSet=["", "ISO 2022 IR 100"], PatientName="M*ller*", PatientID=""),
+    )
+    assert statuses[-1] == SUCCESS
+    assert [str(ds.PatientName) for ds in found] == ["Müller^Jürgen"]
+
+
 @pytest.mark.parametrize("bad", ["20251301", "2025-06-01", "June 1", "20250630-20250601", "2025060", "*"])
 def test_malformed_dates_are_refused_with_a900(ris_scp: Any, bad: str) -> None:
     statuses, found = worklist_query(ris_scp.port, cr2_query(bad))

@@ -291,7 +291,8 @@ def set_character_set(response: Dataset, requested: str | list[str] | None) -> N
         return
     if requested:
         try:
-            encodings = convert_encodings(requested if isinstance(requested, list) else [requested])
+            # several values (ISO 2022 code extensions) arrive as a MultiValue, not a list
+            encodings = convert_encodings([requested] if isinstance(requested, str) else list(requested))
             for t in _texts(response):
                 t.encode(encodings[0])
             response.SpecificCharacterSet = requested
