@@ -161,3 +161,22 @@ def test_in_progress_step_cannot_be_cancelled(mpps: Association, sqlite_store: A
     with pytest.raises(SlicerMCPError) as err:
         sqlite_store.cancel_mwl(entry.mwl_id)
     assert err.value.code == ErrorCode.RIS_CONFLICT and "DISCONTINUED" in err.value.message
+
+
+def test_stopping_the_scp_ends_open_associations(sqlite_store: Any) -> None:
+    """A modality holding an idle association must not keep the stopped SCP's thread alive."""
+    from fixtures.core import free_port
+    from SlicerMCPLib.ris.scp import RisScp
+
+    scp = RisScp(sqlite_store, RIS_AET, "127.0.0.1", free_port()).start()
+    ae = AE(ae_title=STATION_AET)
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title=RIS_AET)
+    assert assoc.is_established
+    scp.stop()
+    assoc.join(timeout=5)
+    try:
+        assert assoc.is_aborted and not assoc.is_established
+    finally:
+        if assoc.is_established:
+            assoc.abort()

@@ -101,7 +101,7 @@ class RisScp:
         self.ae_title = ae_title
         self.host = host
         self.port = port
-        self._server: Any = None
+        self._ae: AE | None = None
 
     def start(self) -> RisScp:
         # Worklist identifiers hold names and birth dates: pynetdicom must not log them (no PHI
@@ -118,16 +118,17 @@ class RisScp:
             (evt.EVT_N_CREATE, self._on_n_create),
             (evt.EVT_N_SET, self._on_n_set),
         ]
+        server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         self._ae = ae
-        self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
-        self.port = self._server.server_address[1]
+        self.port = server.server_address[1]
         log.info("RIS MWL/MPPS SCP %s listening on %s:%d", self.ae_title, self.host, self.port)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        """Close the port and abort open associations (a server shutdown alone leaves them running)."""
+        if self._ae is not None:
+            self._ae.shutdown()
+            self._ae = None
 
     # Modality Worklist ------------------------------------------------------------------------
 
