@@ -47,3 +47,45 @@ def test_listing_follows_in_place_voxel_edits(mcp_server, clean_backend, run_on_
     run_on_scene(edit)
     after = call_tool(mcp_server, "list_scene_nodes", {}).structured_content["nodes"][0]
     assert after["volume"]["scalar_range"] == [0, 77]
+
+
+def test_volume_info_follows_a_new_node_that_reuses_an_id(run_on_scene) -> None:
+    """After scene.Clear (Slicer's Close Scene) node ids start again at 1; the cache must not mix them up."""
+
+    def check() -> list[tuple[float, ...] | None]:
+        import slicer
+        import vtk
+
+        from SlicerMCPLib.backends.mrml_nodes import VolumeInfoCache
+
+        scene = slicer.vtkMRMLScene()
+        cache = VolumeInfoCache(scene)
+
+        def add() -> object:
+            node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+            image = vtk.vtkImageData()
+            image.SetDimensions(2, 2, 2)
+            image.AllocateScalars(vtk.VTK_SHORT, 1)
+            image.GetPointData().GetScalars().Fill(0)
+            node.SetAndObserveImageData(image)
+            return node
+
+        def edit_in_place(node, value: int) -> None:  # the voxels change, the node's MTime does not
+            scalars = node.GetImageData().GetPointData().GetScalars()
+            scalars.SetValue(3, value)
+            scalars.Modified()
+            node.GetImageData().Modified()
+
+        first = add()
+        seen = [cache.get(first).scalar_range]
+        first_id = first.GetID()
+        scene.Clear(0)
+        second = add()
+        assert second.GetID() == first_id
+        seen.append(cache.get(second).scalar_range)
+        edit_in_place(second, 9)
+        seen.append(cache.get(second).scalar_range)
+        cache.close()
+        return seen
+
+    assert run_on_scene(check) == [(0.0, 0.0), (0.0, 0.0), (0.0, 9.0)]

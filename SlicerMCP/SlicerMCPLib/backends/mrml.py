@@ -51,7 +51,7 @@ class MrmlBackend(SceneBackend):
         self.kind = app.kind
         self._renderer: Any = None
         self._namespaces = Namespaces()
-        self._volumes = mrml_nodes.VolumeInfoCache()
+        self._volumes = mrml_nodes.VolumeInfoCache(app.scene)
         self._index: mrml_nodes.SceneIndex | None = None  # made on the main thread, on first use
 
     @property
@@ -246,7 +246,7 @@ class MrmlBackend(SceneBackend):
 
     async def close(self) -> None:
         """Release render windows and scene observers (on the main thread)."""
-        helpers = [h for h in (self._renderer, self._index) if h is not None]
+        helpers = [h for h in (self._renderer, self._index, self._volumes) if h is not None]
         self._renderer = self._index = None
         for helper in helpers:
             try:

@@ -83,25 +83,56 @@ class VolumeInfoCache:
     Reading a volume's image data costs ~15 µs per call in VTK 9.6's Python wrapping (a
     Python subclass wraps every vtkImageData), which made a 1,000-volume listing take
     ~50 ms. Entries are keyed by node id and node MTime, and dropped when the node reports
-    ImageDataModifiedEvent (voxels changed in place).
+    ImageDataModifiedEvent (voxels changed in place) or leaves the scene (after a scene
+    Clear, Slicer's Close Scene, a new node may get the same id).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scene: Any) -> None:
+        self.scene = scene
         self._entries: dict[str, tuple[int, VolumeInfo | None]] = {}
-        self._observed: set[str] = set()
+        self._observed: dict[str, int] = {}  # node id -> tag of its ImageDataModifiedEvent observer
+        self._scene_tag: int | None = None  # observing starts on first use, on the main thread
 
     def get(self, node: Any) -> VolumeInfo | None:
+        if self._scene_tag is None:
+            self._watch_scene()
         key = node.GetID()
         mtime = node.GetMTime()
         entry = self._entries.get(key)
         if entry is not None and entry[0] == mtime:
             return entry[1]
         if key not in self._observed:
-            node.AddObserver(node.ImageDataModifiedEvent, lambda *_: self._entries.pop(key, None))
-            self._observed.add(key)
+            self._observed[key] = node.AddObserver(
+                node.ImageDataModifiedEvent, lambda *_: self._entries.pop(key, None)
+            )
         info = volume_info(node)
         self._entries[key] = (node.GetMTime(), info)
         return info
+
+    def _watch_scene(self) -> None:
+        import vtk
+
+        @vtk.calldata_type(vtk.VTK_OBJECT)
+        def removed(_scene: Any, _event: str, node: Any) -> None:
+            key = node.GetID() if node is not None else None
+            self._entries.pop(key, None)
+            tag = self._observed.pop(key, None)
+            if tag is not None:
+                node.RemoveObserver(tag)
+
+        self._scene_tag = self.scene.AddObserver(self.scene.NodeRemovedEvent, removed)
+
+    def close(self) -> None:
+        """Remove every observer; the cache starts afresh if used again."""
+        if self._scene_tag is not None:
+            self.scene.RemoveObserver(self._scene_tag)
+            self._scene_tag = None
+        for key, tag in self._observed.items():
+            node = self.scene.GetNodeByID(key)
+            if node is not None:
+                node.RemoveObserver(tag)
+        self._observed.clear()
+        self._entries.clear()
 
 
 class SceneIndex:
