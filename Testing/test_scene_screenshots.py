@@ -237,3 +237,19 @@ def test_missing_offscreen_opengl_says_how_to_install(
     assert rgb.std() > 10 and full.shape == (256, 256, 3)
     assert any("off-screen OpenGL" in n for n in full_info["notes"])
     assert status["total"] == 2
+
+
+@pytest.mark.parametrize("view_type", ["axial", "3d"])
+def test_gui_view_not_created_yet_is_screenshot_failed(view_type) -> None:
+    """Inside Slicer, a view the layout has never shown has no widget (the layout manager returns None).
+    No Slicer GUI runs here, so a stand-in layout manager plays that part (a fake, for that fault only)."""
+    from types import SimpleNamespace
+
+    from SlicerMCPLib.backends.mrml_app import SlicerGuiApp
+    from SlicerMCPLib.errors import ScreenshotFailed
+
+    layout_manager = SimpleNamespace(sliceWidget=lambda name: None, threeDWidget=lambda index: None)
+    app = SlicerGuiApp.__new__(SlicerGuiApp)
+    app.slicer = SimpleNamespace(app=SimpleNamespace(layoutManager=lambda: layout_manager))
+    with pytest.raises(ScreenshotFailed, match="set_layout"):
+        app.grab_view(view_type, 0.5, None)

@@ -82,11 +82,15 @@ class SlicerGuiApp:
         look_from_axis: str | None = None,
     ) -> tuple[bytes, int, int, float | None]:
         """PNG of the real view widget (what the user sees), its size and the slice offset."""
-        qt = __import__("qt")
         lm = self.slicer.app.layoutManager()
         offset = None
+        # a view the layout has never shown has no widget yet: None, not an AttributeError
+        no_view = ScreenshotFailed(f"the current layout has no {view_type} view; call set_layout first")
         if view_type == "3d":
-            widget = lm.threeDWidget(0).threeDView()
+            three_d = lm.threeDWidget(0)
+            if three_d is None:
+                raise no_view
+            widget = three_d.threeDView()
             if look_from_axis:
                 ctk = __import__("ctk")
                 widget.lookFromViewAxis(getattr(ctk.ctkAxesWidget, look_from_axis.capitalize()))
@@ -95,14 +99,17 @@ class SlicerGuiApp:
             widget = lm.viewport()
         else:
             slice_widget = lm.sliceWidget(SLICE_VIEW_OF[view_type])
+            if slice_widget is None:
+                raise no_view
+            logic = slice_widget.sliceLogic()
             if scroll_position is not None:
-                logic = slice_widget.sliceLogic()
                 lo, hi = _offset_range(logic)
                 logic.SetSliceOffset(lo + scroll_position * (hi - lo))
-            offset = float(slice_widget.sliceLogic().GetSliceOffset())
+            offset = float(logic.GetSliceOffset())
             widget = slice_widget.sliceView()
         if widget is None:
-            raise ScreenshotFailed(f"the current layout has no {view_type} view; call set_layout first")
+            raise no_view
+        qt = __import__("qt")
         self.slicer.util.forceRenderAllViews()
         pixmap = widget.grab()
         if size:
