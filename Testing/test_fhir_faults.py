@@ -29,6 +29,7 @@ class Canned:
     body: bytes
     delay_s: float = 0.0
     content_type: str = "application/fhir+json"
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers; may replace Content-Length
 
 
 @dataclass
@@ -55,8 +56,9 @@ def fake_http() -> Iterator[FakeHttp]:
             time.sleep(canned.delay_s)
             try:
                 self.send_response(canned.status)
-                self.send_header("Content-Type", canned.content_type)
-                self.send_header("Content-Length", str(len(canned.body)))
+                headers = {"Content-Type": canned.content_type, "Content-Length": str(len(canned.body))}
+                for name, value in {**headers, **canned.headers}.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(canned.body)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
@@ -178,3 +180,30 @@ def test_auth_headers_and_no_credentials_to_foreign_next_links(fake_http) -> Non
     assert headers.get("Accept") == "application/fhir+json"
     assert path.startswith("/fhir/Patient?") and "family=X" in path and "_count=5" in path
     assert len(fake_http.seen) == 1
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_host(fake_http) -> None:
+    capability = json.dumps({"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"}).encode()
+    port = fake_http.url.split(":")[2].split("/")[0]
+    moved = {"Location": f"http://localhost:{port}/fhir/metadata"}  # same fake, another host name
+    fake_http.answers["GET"] = [Canned(302, b"", headers=moved), Canned(200, capability)]
+    services = fake_http_services(fake_http, api_key="k-123", api_key_header="X-Api-Key", bearer_token="t-9")
+    assert call_one(services, "verify_fhir_connection")["fhir_version"] == "4.0.1"
+    first, second = fake_http.seen[0][2], fake_http.seen[1][2]
+    assert first.get("X-Api-Key") == "k-123" and first.get("Authorization") == "Bearer t-9"
+    assert second["Host"].startswith("localhost:")
+    assert "X-Api-Key" not in second and "Authorization" not in second
+
+
+def test_a_connection_dropped_mid_answer_is_a_connection_error(fake_http) -> None:
+    fake_http.answers["GET"] = [Canned(200, b'{"resourceType": "Bun', headers={"Content-Length": "4096"})]
+    err = call_error(fake_http_services(fake_http, retries=0), "verify_fhir_connection")
+    assert err["code"] == ErrorCode.FHIR_CONNECTION_ERROR and err["details"]["server"] == "s"
+
+
+def test_a_missing_ca_bundle_is_a_config_error(tmp_path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    services = services_for(f"https://127.0.0.1:{free_port()}/fhir", ca_bundle=str(missing), retries=0)
+    err = call_error(services, "verify_fhir_connection")
+    assert err["code"] == ErrorCode.CONFIG_ERROR and str(missing) in err["message"]
+    assert err["details"]["config_key"] == "fhir_servers.s.ca_bundle"

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-from ..errors import ErrorCode, SlicerMCPError
+from ..errors import ConfigError, ErrorCode, SlicerMCPError
 from .config import FhirServer
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,37 @@ def _issue_codes(body: Any) -> set[str]:
     return {str(i.get("code")) for i in body.get("issue") or []}
 
 
+def _ca_bundle(name: str, path: str | None) -> str | None:
+    """The configured CA bundle as a path that exists (requests would fail with a bare OSError)."""
+    if not path:
+        return None
+    found = Path(path).expanduser()
+    if not found.exists():
+        raise ConfigError(
+            f"the CA bundle {path} of FHIR server {name!r} does not exist; fix ca_bundle in fhir_servers",
+            details={"config_key": f"fhir_servers.{name}.ca_bundle"},
+        )
+    return str(found)
+
+
 def _resource_type_of(path: str) -> str:
     """'Patient/12/_history/2' -> 'Patient' (for logs; never the ids or query)."""
     return path.split("?", 1)[0].strip("/").split("/", 1)[0] or "<root>"
+
+
+class _Session(requests.Session):
+    """A Session that drops every credential header on a redirect to another host, not only the
+    Authorization header requests itself drops (an API key header would otherwise travel along)."""
+
+    def __init__(self, secret_headers: tuple[str, ...]):
+        super().__init__()
+        self.secret_headers = secret_headers
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if self.should_strip_auth(response.request.url, prepared_request.url):
+            for name in self.secret_headers:
+                prepared_request.headers.pop(name, None)
 
 
 class FhirClient:
@@ -78,14 +107,14 @@ class FhirClient:
         self.name = name
         self.server = server
         self.base_url = server.url.rstrip("/")
-        self.session = requests.Session()
+        self.session = _Session(("Authorization", server.api_key_header))
         self.session.headers["Accept"] = FHIR_JSON
         if server.bearer_token:
             self.session.headers["Authorization"] = f"Bearer {server.bearer_token}"
         if server.api_key:
             self.session.headers[server.api_key_header] = server.api_key
         # passed on every request: requests lets REQUESTS_CA_BUNDLE override a Session's verify
-        self.verify: str | bool = server.ca_bundle or True
+        self.verify: str | bool = _ca_bundle(name, server.ca_bundle) or True
 
     def close(self) -> None:
         self.session.close()
@@ -149,6 +178,8 @@ class FhirClient:
                 raise self._connection_error(
                     "cannot connect; check that it runs and that the url is right", exc
                 ) from exc
+            except requests.exceptions.RequestException as exc:  # dropped mid-answer, redirect loop...
+                raise self._connection_error(f"the exchange failed ({type(exc).__name__})", exc) from exc
             if response.status_code in RETRY_STATUSES and attempt < tries:
                 self._wait(attempt, method, rtype, f"HTTP {response.status_code}")
                 continue
