@@ -75,6 +75,14 @@ def test_nrrd_codec_round_trip_keeps_geometry() -> None:
     assert np.allclose(matrix, ijk_to_ras)
 
 
+def test_a_truncated_or_malformed_nrrd_is_a_webserver_error() -> None:
+    body = encode(np.zeros((2, 3, 4), dtype=np.int16), np.eye(4))
+    for broken in (body[:-5], body.replace(b"space origin: (", b"space origin: (1.0,")):
+        with pytest.raises(SlicerMCPError) as err:
+            decode(broken)
+        assert err.value.code == ErrorCode.SLICER_WEBSERVER_ERROR
+
+
 def test_values_outside_16_bits_are_refused_with_a_way_out() -> None:
     with pytest.raises(SlicerMCPError) as err:
         encode(np.array([[[0, 40000]]], dtype=np.uint16), np.eye(4))

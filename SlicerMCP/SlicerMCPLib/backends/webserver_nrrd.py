@@ -115,7 +115,15 @@ def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         )
     if fields.get("endian", "little") == "big":
         dtype = dtype.newbyteorder(">")
-    voxels = np.frombuffer(data, dtype=dtype, count=sizes[0] * sizes[1] * sizes[2], offset=end + 2)
+    count = sizes[0] * sizes[1] * sizes[2]
+    if any(len(v) != 3 for v in (*axes, origin)) or len(data) - (end + 2) < count * dtype.itemsize:
+        raise SlicerMCPError(
+            "Slicer's WebServer sent a volume with a broken geometry or fewer voxels than its header says; "
+            "export it again",
+            code=ErrorCode.SLICER_WEBSERVER_ERROR,
+            details={"fields": fields, "voxel_bytes": len(data) - (end + 2)},
+        )
+    voxels = np.frombuffer(data, dtype=dtype, count=count, offset=end + 2)
     ijk_to_ras = np.eye(4)
     for axis in range(3):
         ijk_to_ras[:3, axis] = np.asarray(axes[axis]) * _LPS_FLIP
