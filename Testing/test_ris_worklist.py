@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import logging
 from datetime import date, datetime
 from typing import Any
 
@@ -168,6 +169,20 @@ def test_multi_valued_character_set_with_code_extensions(ris_scp: Any) -> None:
 def test_malformed_dates_are_refused_with_a900(ris_scp: Any, bad: str) -> None:
     statuses, found = worklist_query(ris_scp.port, cr2_query(bad))
     assert found == [] and statuses == [A900]
+
+
+def test_refused_query_keeps_its_values_out_of_the_log(
+    ris_scp: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A malformed birth date is PHI: the requester hears it back, the log (ours or pynetdicom's, even
+    at DEBUG) does not."""
+    query = mwl_query(PatientBirthDate="19801340", PatientID="MRN1007")  # pydicom warns here, in the SCU
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="pynetdicom")
+    statuses, _ = worklist_query(ris_scp.port, query)
+    assert statuses == [A900]
+    assert "worklist query" in caplog.text
+    assert "19801340" not in caplog.text and "MRN1007" not in caplog.text
 
 
 def test_malformed_time_is_refused(ris_scp: Any) -> None:

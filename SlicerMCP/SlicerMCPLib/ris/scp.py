@@ -17,13 +17,13 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
-from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
     Verification,
 )
 
+from ..dicom import associations  # noqa: F401 - keeps identifiers (PHI) out of pynetdicom's log
 from ..errors import SlicerMCPError
 from .db import RisConflict, RisNotFound
 from .store import RisStore
@@ -104,10 +104,6 @@ class RisScp:
         self._ae: AE | None = None
 
     def start(self) -> RisScp:
-        # Worklist identifiers hold names and birth dates: pynetdicom must not log them (no PHI
-        # in logs). This is process-wide and only removes dataset dumps from pynetdicom's log.
-        pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
-        pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
         ae = AE(ae_title=self.ae_title)
         for sop_class in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, Verification):
             ae.add_supported_context(sop_class)
@@ -154,7 +150,11 @@ class RisScp:
         try:
             responses = list(self.find(query))
         except InvalidQuery as exc:
-            log.info("worklist query refused: %s", exc)
+            # the value may be a birth date: it goes back to the requester only, not into the log
+            log.info(
+                "worklist query from %s refused: malformed date, time or range",
+                event.assoc.requestor.ae_title,
+            )
             yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
             return
         except SlicerMCPError as exc:
