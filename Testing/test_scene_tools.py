@@ -315,3 +315,32 @@ def test_added_volumes_get_a_display_window(clean_backend, run_on_scene) -> None
     auto, w, level = run_on_scene(lambda: window(estimated_id))
     assert not auto
     assert 1800 < w <= 2000 and abs(level) < 60  # the 0.1..99.9 % range of uniform -1000..999
+
+
+def test_resource_on_a_busy_scene_says_slicer_timeout(mcp_server, headless_services, scene_thread) -> None:
+    """A resource read that times out tells the client why (the JSON error body), as tools do."""
+    import threading
+
+    headless_services.config.timeouts.scene_s = 0.3
+    release = threading.Event()
+    blocker = threading.Thread(target=lambda: scene_thread.gateway.call(lambda: release.wait(10), 15))
+    blocker.start()
+
+    async def main() -> list[str]:
+        messages = []
+        async with Client(mcp_server) as client:
+            for uri in ("slicer://status", "slicer://scene", "slicer://volumes"):
+                try:
+                    await client.read_resource(uri)
+                    messages.append("no error")
+                except Exception as exc:  # the SDK raises the server's resource error
+                    messages.append(str(exc))
+        return messages
+
+    try:
+        messages = asyncio.run(main())
+    finally:
+        release.set()
+        blocker.join()
+    for message in messages:
+        assert "SLICER_TIMEOUT" in message and "main thread is busy" in message

@@ -1,18 +1,31 @@
 """MCP resources: read-only views of the scene for clients that browse rather than call tools.
 
 The SDK gives static resources no Context, so each handler closes over the server's services.
+A failed read carries the same JSON error body as a failed tool (code, message, details).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from pydantic import BaseModel
 
 from .errors import ErrorCode, SlicerMCPError
 
 if TYPE_CHECKING:
     from .server import SlicerMCPServer
+
+
+async def _json_of(read: Awaitable[BaseModel]) -> str:
+    """The model as JSON; a SlicerMCPError becomes a resource error holding its JSON body."""
+    try:
+        return (await read).model_dump_json()
+    except SlicerMCPError as exc:
+        if exc.code == ErrorCode.INVALID_NODE_ID:
+            raise ResourceNotFoundError(exc.to_json()) from exc
+        raise ResourceError(exc.to_json()) from exc
 
 
 def register_resources(server: SlicerMCPServer) -> None:
@@ -21,24 +34,19 @@ def register_resources(server: SlicerMCPServer) -> None:
     @server.resource("slicer://status", name="status", title="Slicer status", mime_type="application/json")
     async def status() -> str:
         """Backend, Slicer version, node counts and what this host can render."""
-        return (await backend.status()).model_dump_json()
+        return await _json_of(backend.status())
 
     @server.resource("slicer://scene", name="scene", title="Scene nodes", mime_type="application/json")
     async def scene() -> str:
         """Every node in the scene (first 1000), with the same fields as list_scene_nodes."""
-        return (await backend.list_nodes(None, None, 0, 1000)).model_dump_json()
+        return await _json_of(backend.list_nodes(None, None, 0, 1000))
 
     @server.resource("slicer://volumes", name="volumes", title="Volumes", mime_type="application/json")
     async def volumes() -> str:
         """Volume nodes with dimensions, spacing, origin and scalar range."""
-        return (await backend.list_nodes("vtkMRMLVolumeNode", None, 0, 1000)).model_dump_json()
+        return await _json_of(backend.list_nodes("vtkMRMLVolumeNode", None, 0, 1000))
 
     @server.resource("slicer://node/{node_id}", name="node", title="One node", mime_type="application/json")
     async def node(node_id: str) -> str:
         """All properties of one node, as get_node returns them."""
-        try:
-            return (await backend.get_node(node_id)).model_dump_json()
-        except SlicerMCPError as exc:
-            if exc.code == ErrorCode.INVALID_NODE_ID:
-                raise ResourceNotFoundError(exc.to_json()) from exc
-            raise ResourceError(exc.to_json()) from exc
+        return await _json_of(backend.get_node(node_id))
