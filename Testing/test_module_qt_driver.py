@@ -178,3 +178,25 @@ def test_stop_runs_queued_work_and_further_calls_time_out_cleanly(qt_app) -> Non
     t.start()
     t.join(10)
     assert late and late[0].details["started"] is False
+
+
+def test_a_restarted_driver_wakes_again_after_a_wake_lost_at_stop(qt_app) -> None:
+    gateway = MainThreadGateway()
+    driver = QtDriver(gateway, pyside6_api(), period_ms=60_000)  # only wake-ups can serve calls
+    driver.start()
+    first = threading.Thread(target=lambda: gateway.call(lambda: "before stop", timeout=30))
+    first.start()
+    deadline = time.monotonic() + 10
+    while not gateway.pending() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    driver.stop()  # its wake-up event was posted but never delivered
+    first.join(10)
+    driver.start()
+    try:
+        result: list[str] = []
+        caller = threading.Thread(target=lambda: result.append(gateway.call(lambda: "woken", timeout=5)))
+        caller.start()
+        pump_while(qt_app, caller.is_alive, 30)
+    finally:
+        driver.stop()
+    assert result == ["woken"]

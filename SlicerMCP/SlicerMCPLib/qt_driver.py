@@ -158,7 +158,9 @@ class QtDriver:
         self._timer = api.QTimer()
         self._timer.setInterval(self.period_ms)
         api.connect_timeout(self._timer, self._tick)
-        self._running = True
+        with self._lock:
+            self._posted = False  # a wake-up posted before the last stop died with its receiver
+            self._running = True
         self.gateway.bind(self.wake)
         self._timer.start()
         log.debug(
@@ -184,13 +186,16 @@ class QtDriver:
         self._receiver = None
 
     def wake(self) -> None:
-        """Post one wake-up event unless one is already on its way (coalesced)."""
+        """Post one wake-up event unless one is already on its way (coalesced).
+
+        Posted under the lock, so `stop()` cannot drop the receiver in between (and this
+        thread never holds the last reference to a QObject that lives on the main thread).
+        """
         with self._lock:
             if self._posted or not self._running:
                 return
             self._posted = True
-            receiver = self._receiver
-        self.api.QCoreApplication.postEvent(receiver, self.api.QEvent(self._event_type))
+            self.api.QCoreApplication.postEvent(self._receiver, self.api.QEvent(self._event_type))
 
     def _on_wake(self) -> None:
         with self._lock:
