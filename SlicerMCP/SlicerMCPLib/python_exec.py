@@ -66,17 +66,10 @@ def run_code(code: str, namespace: dict[str, Any]) -> PythonResult:
 class Namespaces:
     """One persistent namespace per client session."""
 
-    def __init__(self, seed: dict[str, Any] | None = None):
-        self._seed = dict(seed or {})
+    def __init__(self) -> None:
         self._spaces: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def get(self, session_key: str) -> dict[str, Any]:
         with self._lock:
-            if session_key not in self._spaces:
-                self._spaces[session_key] = {"__name__": "__slicer_mcp__", **self._seed}
-            return self._spaces[session_key]
-
-    def drop(self, session_key: str) -> None:
-        with self._lock:
-            self._spaces.pop(session_key, None)
+            return self._spaces.setdefault(session_key, {"__name__": "__slicer_mcp__"})
