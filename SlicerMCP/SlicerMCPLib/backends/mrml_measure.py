@@ -217,14 +217,7 @@ def _measure_segmentation(node: Any, segment: str | None) -> VolumeMeasurement:
         counts, voxel_mm3 = per_layer[layer]
         label = int(seg.GetLabelValue())
         rows.append(_row(seg_id, seg.GetName() or seg_id, label, counts.get(label, 0), voxel_mm3))
-    voxel_mm3 = next(iter(per_layer.values()))[1] if per_layer else 0.0
-    return VolumeMeasurement(
-        node_id=node.GetID(),
-        node_name=node.GetName() or "",
-        node_class=node.GetClassName(),
-        voxel_volume_mm3=voxel_mm3,
-        segments=rows,
-    )
+    return _measurement(node, next(iter(per_layer.values()))[1] if per_layer else 0.0, rows)
 
 
 def _measure_labelmap(node: Any, segment: str | None) -> VolumeMeasurement:
@@ -246,6 +239,10 @@ def _measure_labelmap(node: Any, segment: str | None) -> VolumeMeasurement:
     else:
         counts = count_labels(voxels)
     rows = [_row(str(v), _label_name(color, v), v, c, voxel_mm3) for v, c in sorted(counts.items())]
+    return _measurement(node, voxel_mm3, rows)
+
+
+def _measurement(node: Any, voxel_mm3: float, rows: list[SegmentVolume]) -> VolumeMeasurement:
     return VolumeMeasurement(
         node_id=node.GetID(),
         node_name=node.GetName() or "",
