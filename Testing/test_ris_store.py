@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -85,6 +85,15 @@ def test_mwl_lifecycle_schedule_cancel_reschedule(seeded_store: RisStore) -> Non
     assert err.value.code == ErrorCode.RIS_CONFLICT
     again = seeded_store.create_mwl(order.id, STATION_AET, WHEN)
     assert again.mwl_id != entry.mwl_id and again.study_instance_uid != entry.study_instance_uid
+
+
+def test_mwl_time_with_an_offset_is_stored_as_local_time(sqlite_store: RisStore) -> None:
+    """The worklist holds local wall-clock times: the REST API and the tool both convert an offset."""
+    aware = datetime(2025, 6, 12, 10, 30, tzinfo=timezone(timedelta(hours=5)))
+    order = sqlite_store.create_order("MRN1004", "XR-HAND-3V")
+    entry = sqlite_store.create_mwl(order.id, STATION_AET, aware)
+    local = aware.astimezone()
+    assert (entry.scheduled_date, entry.scheduled_time) == (f"{local:%Y%m%d}", f"{local:%H%M%S}")
 
 
 def test_mwl_for_unknown_order_leaves_nothing_behind(seeded_store: RisStore) -> None:

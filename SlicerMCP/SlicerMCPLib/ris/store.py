@@ -341,7 +341,10 @@ class RisStore:
         station_name: str | None = None,
         performing_physician: str | None = None,
     ) -> MwlEntry:
-        """Schedule the order: one worklist entry with a new Study Instance UID, all or nothing."""
+        """Schedule the order: one worklist entry with a new Study Instance UID, all or nothing.
+        The worklist holds local wall-clock times: a time with an offset is converted to local time."""
+        if scheduled.tzinfo is not None:
+            scheduled = scheduled.astimezone().replace(tzinfo=None)
         stamp = now_iso()
         try:
             with self.db.transaction() as tx:

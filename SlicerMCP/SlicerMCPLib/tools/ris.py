@@ -166,8 +166,6 @@ async def create_mwl_from_order(
             f"scheduled_time {scheduled_time!r} is not ISO 8601 (e.g. 2025-06-01T10:30)",
             details={"scheduled_time": scheduled_time},
         ) from exc
-    if when.tzinfo is not None:
-        when = when.astimezone().replace(tzinfo=None)
     station = services_of(ctx).config.mini_ris.modality
     name = station.station_name if scheduled_station_aet == station.ae_title else None
     e = await _run(
@@ -186,7 +184,9 @@ async def create_mwl_from_order(
         procedure=e.procedure.description,
         modality=e.modality,
         scheduled_station_aet=e.scheduled_station_aet,
-        scheduled_time=when.isoformat(timespec="minutes"),
+        scheduled_time=datetime.strptime(e.scheduled_date + e.scheduled_time, "%Y%m%d%H%M%S").isoformat(
+            timespec="minutes"
+        ),
         scheduled_procedure_step_id=e.scheduled_procedure_step_id,
     )
 
