@@ -245,6 +245,22 @@ def test_scp_port_in_use_is_a_clear_error(tmp_path: Any) -> None:
             service.close()
 
 
+def test_scp_address_not_available_is_a_config_error(tmp_path: Any) -> None:
+    """A listen address this machine does not have is a config problem, not a port held elsewhere."""
+    from SlicerMCPLib.errors import SlicerMCPError
+    from SlicerMCPLib.ris.service import RisService
+
+    config = ris_config(tmp_path, True, mwl_host="192.0.2.1", allow_remote=True)  # TEST-NET-1
+    service = RisService(config)
+    try:
+        for start in (service.start_scp, service.ensure_scp):
+            with pytest.raises(SlicerMCPError) as err:
+                start()
+            assert err.value.code == "CONFIG_ERROR" and "mwl_host" in err.value.message
+    finally:
+        service.close()
+
+
 # --- REST API ---------------------------------------------------------------------------------------
 
 

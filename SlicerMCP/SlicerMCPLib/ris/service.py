@@ -24,6 +24,12 @@ from .store import RisStore
 log = logging.getLogger(__name__)
 
 
+class PortInUse(SlicerMCPError):
+    """The MWL port is taken, usually by a `slicer-mcp ris serve` this process can use instead."""
+
+    default_code = ErrorCode.CONFIG_ERROR
+
+
 class RisService:
     def __init__(self, config: Config):
         self.config = config
@@ -55,13 +61,17 @@ class RisService:
                 scp.start()
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise SlicerMCPError(
+                    raise PortInUse(
                         f"port {scp.port} is already in use; another `slicer-mcp ris serve` may be running "
                         "(then use it), or set mini_ris.mwl_port to a free port",
-                        code=ErrorCode.CONFIG_ERROR,
                         details={"port": scp.port},
                     ) from exc
-                raise
+                raise SlicerMCPError(
+                    f"cannot serve the worklist on {scp.host}:{scp.port} ({exc.strerror}); "
+                    "check mini_ris.mwl_host and mini_ris.mwl_port",
+                    code=ErrorCode.CONFIG_ERROR,
+                    details={"host": scp.host, "port": scp.port},
+                ) from exc
             self.scp = scp
         return self.scp
 
@@ -71,7 +81,7 @@ class RisService:
         if self.scp is None:
             try:
                 self.start_scp()
-            except SlicerMCPError:
+            except PortInUse:
                 log.info("MWL port %d is served by another process; using it", self.settings.mwl_port)
         port = self.scp.port if self.scp is not None else self.settings.mwl_port
         return DicomNode(host=self.settings.modality.mwl_host, port=port, ae_title=self.settings.mwl_ae_title)
