@@ -84,28 +84,35 @@ def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
             "params": {"name": "get_node", "arguments": {"node_id": "nope"}},
         },
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "slicer_mcp", "-v", "serve", "--headless"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "stderr.txt", "w"),  # a file: a full stderr pipe would block the server
-        text=True,
-    )
-    assert proc.stdin and proc.stdout
-    for m in messages:
-        proc.stdin.write(json.dumps(m) + "\n")
-    proc.stdin.flush()
-    out_lines = []
-    answered: set = set()
-    while not {1, 2, 3} <= answered:  # read until every request is answered, then close stdin
-        line = proc.stdout.readline()
-        if not line:
-            break
-        out_lines.append(line)
-        if line.strip():
-            answered.add(json.loads(line).get("id"))
-    proc.stdin.close()  # EOF ends the server
-    proc.wait(timeout=60)
+    # stderr to a file: a full stderr pipe would block the server
+    with open(tmp_path / "stderr.txt", "w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slicer_mcp", "-v", "serve", "--headless"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+        )
+    try:
+        assert proc.stdin and proc.stdout
+        for m in messages:
+            proc.stdin.write(json.dumps(m) + "\n")
+        proc.stdin.flush()
+        out_lines = []
+        answered: set = set()
+        while not {1, 2, 3} <= answered:  # read until every request is answered, then close stdin
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out_lines.append(line)
+            if line.strip():
+                answered.add(json.loads(line).get("id"))
+        proc.stdin.close()  # EOF ends the server
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failed assertion above must not leave the server running
+            proc.kill()
+            proc.wait()
     rest, stderr = proc.stdout.read(), (tmp_path / "stderr.txt").read_text()
     stdout = "".join(out_lines) + rest
     lines = [line for line in stdout.splitlines() if line.strip()]
