@@ -122,3 +122,21 @@ def test_stop_releases_the_port(mcp_server) -> None:
     assert not server.running
     again = HttpServer(mcp_server, ServerSettings(port=port), "y" * 32).start()
     again.stop()
+
+
+def test_child_processes_do_not_inherit_the_listening_socket(mcp_server) -> None:
+    """Programs started while serving (Slicer's storescp via QProcess, os.system in execute_python) keep
+    every inheritable descriptor; holding the listening socket they would keep the port after stop()."""
+    import subprocess
+    import sys
+
+    server = HttpServer(mcp_server, ServerSettings(port=0), "z" * 32).start()
+    port = server.port
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], close_fds=False)
+    try:
+        server.stop()
+        again = HttpServer(mcp_server, ServerSettings(port=port), "z" * 32).start()
+        again.stop()
+    finally:
+        child.kill()
+        child.wait()

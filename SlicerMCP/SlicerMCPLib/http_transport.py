@@ -106,8 +106,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise SlicerMCPError(
             f"cannot listen on {host}:{port}: {exc.strerror}", code=ErrorCode.CONFIG_ERROR
         ) from exc
-    sock.listen(128)
-    sock.set_inheritable(True)
+    sock.listen(128)  # left non-inheritable: a child process must not keep the port after stop()
     return sock
 
 
