@@ -304,3 +304,30 @@ def test_send_refuses_corrupt_files_and_does_not_retry(
     err = error_of(call(server, "send_to_pacs", {"file_paths": [str(good)], "destination_node": "dead"}))
     assert err["code"] == "DICOM_NODE_UNREACHABLE"
     assert time.monotonic() - t0 < 1.0  # a send is never retried
+
+
+def test_send_counts_an_object_the_peer_takes_in_no_transfer_syntax(
+    orthanc: Orthanc, clean_backend: Any, storescp: Path, tmp_path: Path
+) -> None:
+    """dcmtk's storescp accepts uncompressed syntaxes only: an RLE file is a per-instance failure
+    (the others are still sent), not an INTERNAL_ERROR that aborts the association."""
+    from pydicom.uid import RLELossless
+
+    node = {"host": "127.0.0.1", "port": orthanc.dcmtk_port, "ae_title": DCMTK_AET}
+    config = orthanc_config(orthanc, nodes={"orthanc": orthanc.node_config(), "storescp": node})
+    config.allow.dicom_send = True
+    server = build_server(Services(config=config, backend=clean_backend))
+    _, ds = make_ct_series(slices=2)
+    ds[0].compress(RLELossless)
+    files = [tmp_path / "rle.dcm", tmp_path / "plain.dcm"]
+    for d, f in zip(ds, files, strict=True):
+        d.save_as(f, enforce_file_format=True)
+    result = call(
+        server, "send_to_pacs", {"file_paths": [str(f) for f in files], "destination_node": "storescp"}
+    )
+    assert not result.is_error, result.content
+    out = result.structured_content
+    assert out["success"] is False and out["sent"] == 1 and out["failed"] == 1
+    assert out["failures"][0]["sop_instance_uid"] == str(ds[0].SOPInstanceUID)
+    assert "RLE Lossless" in out["failures"][0]["status"]
+    assert len(list(storescp.iterdir())) == 1

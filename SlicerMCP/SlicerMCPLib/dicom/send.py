@@ -95,17 +95,23 @@ def send(
         for index, (item, (_, sop_instance, _)) in enumerate(zip(items, identities, strict=True), start=1):
             if not assoc.is_established:
                 raise lost_association(label, "C-STORE", assoc)
-            status = assoc.send_c_store(item)
-            code, category = status_of(status)
-            if code is None:
-                raise lost_association(label, "C-STORE", assoc)
-            if category == STATUS_FAILURE:
-                failures.append(SendFailure(sop_instance_uid=sop_instance, status=f"0x{code:04X}"))
-            elif category == STATUS_WARNING:
-                warning += 1
-                sent += 1
+            try:
+                status = assoc.send_c_store(item)
+            except ValueError as exc:
+                # pynetdicom refuses before sending: the peer accepted no context for this SOP class in
+                # the object's transfer syntax (e.g. compressed data to an uncompressed-only peer)
+                log.warning("C-STORE of %s to %s not attempted: %s", sop_instance, label, exc)
+                failures.append(SendFailure(sop_instance_uid=sop_instance, status=f"not sent: {exc}"))
             else:
-                sent += 1
+                code, category = status_of(status)
+                if code is None:
+                    raise lost_association(label, "C-STORE", assoc)
+                if category == STATUS_FAILURE:
+                    failures.append(SendFailure(sop_instance_uid=sop_instance, status=f"0x{code:04X}"))
+                else:
+                    sent += 1
+                    if category == STATUS_WARNING:
+                        warning += 1
             if progress is not None:
                 progress(index, len(items))
     log.info("C-STORE to %s: %d sent, %d warnings, %d failed", label, sent, warning, len(failures))
