@@ -117,3 +117,31 @@ def test_token_file_is_private_and_reused(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         load_or_create_token(path)
+
+
+def test_servers_starting_together_share_one_token(tmp_path) -> None:
+    """Slicer's module and `slicer-mcp serve` may both create the token on first use at the same moment."""
+    import threading
+
+    path = tmp_path / "together" / "token"
+    barrier = threading.Barrier(16)
+    tokens: list[str] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            tokens.append(load_or_create_token(path))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    for _ in range(20):  # the race window is narrow: try a few rounds
+        path.unlink(missing_ok=True)
+        tokens.clear()
+        threads = [threading.Thread(target=start) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        assert len(set(tokens)) == 1 and path.read_text().strip() == tokens[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 from .config import ServerSettings, user_config_dir
@@ -17,20 +18,32 @@ def token_path(settings: ServerSettings) -> Path:
 
 def load_or_create_token(path: Path) -> str:
     """Read the token at `path`, creating it (mode 0600, folder 0700) on first use."""
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if os.name != "nt" and mode & 0o077:
-            raise ConfigError(
-                f"token file {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}",
-                details={"path": str(path)},
-            )
-        token = path.read_text(encoding="utf-8").strip()
-        if len(token) < 16:
-            raise ConfigError(f"token file {path} holds no usable token; delete it to get a new one")
-        return token
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
+    if not path.exists():
+        _create_token(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if os.name != "nt" and mode & 0o077:
+        raise ConfigError(
+            f"token file {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}",
+            details={"path": str(path)},
+        )
+    token = path.read_text(encoding="utf-8").strip()
+    if len(token) < 16:
+        raise ConfigError(f"token file {path} holds no usable token; delete it to get a new one")
     return token
+
+
+def _create_token(path: Path) -> None:
+    """Write a new token to a private temp file, then link it into place: two servers starting at
+    once (the Slicer module and `slicer-mcp serve`) both end up with the one that got there first,
+    and neither ever reads a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".token-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another server created it first: use theirs
+            pass
+    finally:
+        os.unlink(tmp)
