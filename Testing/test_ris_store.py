@@ -42,6 +42,15 @@ def test_seed_and_patient_search(seeded_store: RisStore) -> None:
     assert len(seeded_store.list_worklist(status="SCHEDULED")) == 6
 
 
+def test_patient_name_search_takes_like_characters_literally(seeded_store: RisStore) -> None:
+    """`%` and `_` in a name fragment are text, not SQL wildcards that would list every patient."""
+    assert seeded_store.list_patients(name="%") == []
+    assert seeded_store.list_patients(name="_") == []
+    seeded_store.add_patient("MRN9001", "O_Neil%", "Pat!")
+    assert [p.mrn for p in seeded_store.list_patients(name="o_neil%")] == ["MRN9001"]
+    assert [p.mrn for p in seeded_store.list_patients(name="t!")] == ["MRN9001"]
+
+
 def test_order_gets_unique_accession_and_duplicates_are_refused(seeded_store: RisStore) -> None:
     a = seeded_store.create_order("MRN1001", "XR-KNEE-2V")
     b = seeded_store.create_order("MRN1001", "XR-KNEE-2V")

@@ -36,6 +36,11 @@ class RisDatabaseError(SlicerMCPError):
     default_code = ErrorCode.RIS_DATABASE_ERROR
 
 
+def like_literal(text: str) -> str:
+    """`text` for a LIKE pattern written with `ESCAPE '!'`: its %, _ and ! match only themselves."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
 class Tx:
     """A cursor in one open transaction."""
 

@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 
 from ..errors import InvalidParameter
 from .config import MiniRisSettings
-from .db import Database, RisConflict, RisNotFound, Tx, open_database
+from .db import Database, RisConflict, RisNotFound, Tx, like_literal, open_database
 from .models import MppsRecord, MwlEntry, Order, Patient, Procedure
 from .schema import MIGRATIONS, REFERENCE_DATA, VERSION_TABLE, render
 
@@ -235,8 +235,8 @@ class RisStore:
             sql += " AND mrn = ?"
             params.append(mrn)
         if name:
-            sql += " AND (LOWER(family_name) LIKE ? OR LOWER(given_name) LIKE ?)"
-            fragment = f"%{name.lower()}%"
+            sql += " AND (LOWER(family_name) LIKE ? ESCAPE '!' OR LOWER(given_name) LIKE ? ESCAPE '!')"
+            fragment = f"%{like_literal(name.lower())}%"
             params += [fragment, fragment]
         sql += " ORDER BY family_name, given_name, id LIMIT ?"
         params.append(limit)

@@ -20,6 +20,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from .db import like_literal
 from .models import MwlEntry
 
 Item = dict[str, Any]  # keyword -> str | list[Item]
@@ -359,5 +360,4 @@ def _family_like(pattern: str) -> str | None:
         return None
     if not part or part.strip("*") == "":
         return None
-    escaped = part.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
-    return escaped.replace("*", "%").replace("?", "_")
+    return like_literal(part.lower()).replace("*", "%").replace("?", "_")
