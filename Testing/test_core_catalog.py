@@ -97,3 +97,21 @@ def test_close_releases_every_service_even_when_one_fails(headless_services) -> 
     asyncio.run(headless_services.close())
     assert recording.closed
     assert backend._index is None
+
+
+def test_a_failing_call_log_listener_does_not_fail_the_call(mcp_server) -> None:
+    """A listener (the module panel's feed) that raises must not turn a good call into an error."""
+    seen = []
+
+    def broken(record) -> None:
+        raise RuntimeError("the panel's widget was deleted")
+
+    mcp_server.services.call_log.listeners[:] = [broken, seen.append]
+
+    async def main():
+        async with Client(mcp_server) as client:
+            return await client.call_tool("list_scene_nodes", {})
+
+    result = asyncio.run(main())
+    assert not result.is_error, result.content
+    assert [r.tool for r in seen] == ["list_scene_nodes"]

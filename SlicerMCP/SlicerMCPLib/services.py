@@ -48,7 +48,10 @@ class CallLog:
             self._records.append(record)
             self.calls_served += 1
         for listener in list(self.listeners):
-            listener(record)
+            try:
+                listener(record)
+            except Exception:  # a broken listener must not fail the call it is told about
+                log.exception("call log listener %r failed", listener)
 
     def recent(self, n: int = 50) -> list[CallRecord]:
         with self._lock:
