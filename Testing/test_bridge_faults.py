@@ -181,3 +181,27 @@ def test_handler_error_500_becomes_a_coded_error(webserver_peer: PeerProcess, tm
     error = error_of(result)
     assert error["code"] == "LOAD_FAILED"
     assert "Failed to load node from file" in error["message"]
+
+
+def test_a_dead_in_slicer_server_is_named_in_the_bridge_error(tmp_path: Path) -> None:
+    """The endpoint file names a live process (this one) whose server port is closed."""
+    from SlicerMCPLib.auth import load_or_create_token, token_path
+    from SlicerMCPLib.config import ServerSettings
+    from SlicerMCPLib.endpoint import write_endpoint
+
+    path = token_path(ServerSettings())
+    load_or_create_token(path)
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    write_endpoint(url, 1, path)
+    done = subprocess.run(
+        [sys.executable, "-m", "slicer_mcp"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
+        env=bridge_env(),
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"slicer-mcp: the SlicerMCP server in Slicer at {url}") and "TaskGroup" not in last

@@ -69,8 +69,17 @@ def choose_backend(forced: BackendName | None, headless_flag: bool, webserver_ur
     return Choice(None, "no SlicerMCP server, no WebServer, no --headless")
 
 
-def _until_signal(run: Callable[[], object]) -> int:
-    """Run `run()` (an anyio entry point) on a worker thread; SIGTERM/SIGINT end the process cleanly."""
+def _reasons(exc: BaseException) -> str:
+    """What went wrong, from the leaves of exception groups (anyio wraps failures in task groups)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(dict.fromkeys(_reasons(e) for e in exc.exceptions))
+    return str(exc) or type(exc).__name__
+
+
+def _until_signal(run: Callable[[], object], failed: str = "bridge stopped") -> int:
+    """Run `run()` (an anyio entry point) on a worker thread; SIGTERM/SIGINT end the process cleanly.
+
+    A failure is reported on stderr as `failed` followed by its reasons; the exit code is then 1."""
     done = threading.Event()
     failure: list[BaseException] = []
 
@@ -93,9 +102,9 @@ def _until_signal(run: Callable[[], object]) -> int:
     while not done.wait(0.5):
         pass
     if failure:
-        exc = failure[0]
-        log.error("bridge stopped: %s", exc)
-        print(f"slicer-mcp: {exc}", file=sys.stderr)
+        reasons = _reasons(failure[0])
+        log.error("%s: %s", failed, reasons)
+        print(f"slicer-mcp: {failed}: {reasons}", file=sys.stderr)
         return 1
     return 0
 
@@ -103,7 +112,11 @@ def _until_signal(run: Callable[[], object]) -> int:
 def run_proxy(endpoint: Endpoint) -> int:
     from .proxy import serve_proxy_stdio
 
-    return _until_signal(lambda: anyio.run(serve_proxy_stdio, endpoint))
+    failed = (
+        f"the SlicerMCP server in Slicer at {endpoint.url} (pid {endpoint.pid}) did not answer or went away; "
+        "restart it in the SlicerMCP module, then restart this client's connection"
+    )
+    return _until_signal(lambda: anyio.run(serve_proxy_stdio, endpoint), failed)
 
 
 def run_webserver(config: Config, transport: Literal["stdio", "http"], url: str) -> int:
