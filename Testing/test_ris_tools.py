@@ -146,6 +146,17 @@ def test_bad_input_is_reported_with_codes(ris_server: Any) -> None:
     assert error_of(no_order)["code"] == "RIS_NOT_FOUND"
 
 
+def test_station_ae_title_must_be_a_dicom_ae_title(ris_server: Any) -> None:
+    """A backslash would make the AE title two values on the worklist; spaces around it never match."""
+    for aet in ("CR\\1", " CR1", "CR\t1"):
+        result = call_tool(
+            ris_server,
+            "create_mwl_from_order",
+            {"order_id": 1, "scheduled_station_aet": aet, "scheduled_time": "2025-06-03T08:00"},
+        )
+        assert error_of(result)["code"] == "INVALID_PARAMETER", aet
+
+
 def test_writes_are_off_by_default(locked_server: Any) -> None:
     reads, write, cancel, acquire = call_tools(
         locked_server,

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .validation import is_ae_title
+
 RetrieveMethod = Literal["dicomweb", "c-get", "c-move"]
 
 
@@ -39,7 +41,7 @@ class DicomNode(BaseModel):
     @field_validator("ae_title")
     @classmethod
     def _ae_title_chars(cls, value: str) -> str:
-        if value != value.strip() or "\\" in value or not value.isprintable():
+        if not is_ae_title(value):
             raise ValueError("an AE title is printable text without backslash or surrounding spaces")
         return value
 

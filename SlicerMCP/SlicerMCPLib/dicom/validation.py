@@ -25,6 +25,21 @@ def check_uid(value: str, key: str = "uid") -> str:
     return value
 
 
+def is_ae_title(value: str) -> bool:
+    """1 to 16 printable characters, no backslash (it separates values), no surrounding spaces."""
+    return 0 < len(value) <= 16 and value == value.strip() and "\\" not in value and value.isprintable()
+
+
+def check_ae_title(value: str, key: str = "ae_title") -> str:
+    if not is_ae_title(value):
+        raise InvalidParameter(
+            f"{key} must be an AE title: 1 to 16 printable characters, no backslash or surrounding spaces, "
+            f"got {value!r}",
+            details={"parameter": key},
+        )
+    return value
+
+
 def check_text(value: str, key: str, max_length: int = 64) -> str:
     """A free-text matching value: wildcards * and ? allowed, no backslash or control characters."""
     if len(value) > max_length or "\\" in value or not value.isprintable():

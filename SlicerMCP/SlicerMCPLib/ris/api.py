@@ -86,8 +86,6 @@ def build_api(service: RisService, config: Config) -> Starlette:
                 "send JSON {order_id: int, scheduled_station_aet: str, scheduled_time: ISO 8601}",
                 details={"problem": str(exc)},
             ) from exc
-        if not 0 < len(station) <= 16:
-            raise InvalidParameter("scheduled_station_aet must be 1 to 16 characters")
         entry = await run_in_threadpool(lambda: store().create_mwl(order_id, station, when))
         return JSONResponse(entry.model_dump(mode="json"), status_code=201)
 

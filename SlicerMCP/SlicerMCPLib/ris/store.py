@@ -15,6 +15,7 @@ from typing import Any
 
 from pydicom.uid import generate_uid
 
+from ..dicom.validation import check_ae_title
 from ..errors import InvalidParameter
 from .config import MiniRisSettings
 from .db import Database, RisConflict, RisNotFound, Tx, like_literal, open_database
@@ -343,6 +344,7 @@ class RisStore:
     ) -> MwlEntry:
         """Schedule the order: one worklist entry with a new Study Instance UID, all or nothing.
         The worklist holds local wall-clock times: a time with an offset is converted to local time."""
+        check_ae_title(station_aet, "scheduled_station_aet")
         if scheduled.tzinfo is not None:
             scheduled = scheduled.astimezone().replace(tzinfo=None)
         stamp = now_iso()
