@@ -121,3 +121,15 @@ def test_file_url_without_the_file_gives_download_failed(mcp_server, headless_se
     body = error_of(call_tool(mcp_server, "load_sample_data", {"name": "Gone"}))
     assert body["code"] == ErrorCode.DOWNLOAD_FAILED
     assert "Gone" in body["message"]
+
+
+def test_unwritable_cache_dir_says_which_setting(mcp_server, headless_services, mirror, tmp_path) -> None:
+    base_url, root = mirror
+    sha = publish(root, b"some bytes")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cache = use_registry(headless_services, base_url, [SampleSpec("Blocked", "x", "b.nrrd", sha)], tmp_path)
+    cache.cache_dir = blocker / "cache"  # a folder inside a file: cannot be made
+    body = error_of(call_tool(mcp_server, "load_sample_data", {"name": "Blocked"}))
+    assert body["code"] == ErrorCode.DOWNLOAD_FAILED
+    assert "sample_data.cache_dir" in body["message"]

@@ -133,8 +133,16 @@ class SampleDataCache:
         target = self.cached_path(spec)
         if target.exists():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=target.parent)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=target.parent)
+        except OSError as exc:
+            raise SlicerMCPError(
+                f"cannot write the sample cache folder {self.cache_dir}: {exc.strerror or exc}. "
+                "Point sample_data.cache_dir in the config at a writable folder.",
+                code=ErrorCode.DOWNLOAD_FAILED,
+                details={"cache_dir": str(self.cache_dir)},
+            ) from exc
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
