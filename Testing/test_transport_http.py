@@ -9,21 +9,11 @@ import socket
 import httpx
 import pytest
 
-from fixtures.transport import RunningHttp, http_client
+from fixtures.transport import INITIALIZE, RunningHttp, http_client
 from SlicerMCPLib.config import ServerSettings
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
 from SlicerMCPLib.http_transport import HttpServer
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "0"},
-    },
-}
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -47,7 +37,7 @@ def test_missing_or_wrong_token_is_refused(http_server: RunningHttp, token: str 
     headers = dict(ACCEPT)
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    r = httpx.post(http_server.url, json=INIT, headers=headers, timeout=10)
+    r = httpx.post(http_server.url, json=INITIALIZE, headers=headers, timeout=10)
     assert r.status_code == 401
     assert r.headers["www-authenticate"].startswith("Bearer")
     assert "token" in r.json()["hint"]
@@ -67,16 +57,16 @@ def test_sdk_client_without_token_fails(http_server: RunningHttp, mcp_server) ->
 
 def test_foreign_origin_is_refused_even_with_token(http_server: RunningHttp) -> None:
     headers = {**ACCEPT, "Authorization": f"Bearer {http_server.token}", "Origin": "https://evil.example"}
-    r = httpx.post(http_server.url, json=INIT, headers=headers, timeout=10)
+    r = httpx.post(http_server.url, json=INITIALIZE, headers=headers, timeout=10)
     assert r.status_code == 403
     ok = {**ACCEPT, "Authorization": f"Bearer {http_server.token}", "Origin": "http://localhost:1234"}
-    assert httpx.post(http_server.url, json=INIT, headers=ok, timeout=10).status_code == 200
+    assert httpx.post(http_server.url, json=INITIALIZE, headers=ok, timeout=10).status_code == 200
 
 
 def test_foreign_host_header_is_refused(http_server: RunningHttp) -> None:
     """DNS rebinding: a page on attacker.example resolving to 127.0.0.1 sends its own Host."""
     headers = {**ACCEPT, "Authorization": f"Bearer {http_server.token}", "Host": "attacker.example"}
-    r = httpx.post(http_server.url, json=INIT, headers=headers, timeout=10)
+    r = httpx.post(http_server.url, json=INITIALIZE, headers=headers, timeout=10)
     assert r.status_code in (403, 421)
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from mcp import Client, StdioServerParameters
 
+from fixtures.transport import INITIALIZE
+
 
 def stdio_params(*args: str, env: dict[str, str] | None = None) -> StdioServerParameters:
     full_env = {**os.environ, **(env or {})}
@@ -60,16 +62,7 @@ def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
     import subprocess
 
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        },
+        INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {
             "jsonrpc": "2.0",
