@@ -161,6 +161,44 @@ def test_http_client_reuses_keep_alive_connections(webserver_peer: PeerProcess) 
         server.server_close()
 
 
+def test_a_timeout_on_the_fresh_connection_after_a_dropped_kept_one_is_slicer_timeout() -> None:
+    """FAKE server (a real one can't be made to do this on demand): the first connection answers
+    once and keeps alive, then drops the second request; the fresh connection answers too late."""
+    import socket
+    import threading
+
+    from SlicerMCPLib.backends.webserver_http import WebServerHttp
+    from SlicerMCPLib.errors import SlicerTimeout
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def serve() -> None:
+        for n in (1, 2):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                if n == 1:
+                    conn.sendall(answer)  # kept alive...
+                    conn.recv(65536)  # ...then the next request is dropped unanswered
+                else:
+                    stop.wait(3)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = WebServerHttp(f"http://127.0.0.1:{listener.getsockname()[1]}", backoff_s=())
+    try:
+        assert client.get("/slicer/system/version", timeout=5).status == 200
+        with pytest.raises(SlicerTimeout):
+            client.get("/slicer/system/version", timeout=0.5)
+    finally:
+        stop.set()
+        client.close()
+        thread.join(5)
+        listener.close()
+
+
 def test_measure_segmentation_through_exec(
     webserver_peer: PeerProcess, tmp_path, scene_thread, headless_backend
 ) -> None:

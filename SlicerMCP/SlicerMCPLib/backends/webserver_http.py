@@ -197,33 +197,51 @@ class WebServerHttp:
         if body is not None:
             headers["Content-Type"] = ctype
         try:
+            raw, data = self._exchange(conn, method, target, body, headers, timeout)
+        except _DROPPED as exc:
+            self._drop()
+            if not reused or self._reuse_confirmed:
+                raise self._connection_error(type(exc).__name__, sent=True) from exc
+            # the server closes connections after each response: learn that, go again fresh
+            log.debug("WebServer closed a kept connection; using a new connection per request")
+            self.closes_connections = True
+            conn, reused = self._connection(timeout)
+            try:
+                raw, data = self._exchange(conn, method, target, body, headers, timeout)
+            except _DROPPED as exc2:
+                self._drop()
+                raise self._connection_error(type(exc2).__name__, sent=True) from exc2
+        if reused:
+            self._reuse_confirmed = True
+        if raw.will_close:
+            self._drop()
+        return Response(raw.status, raw.getheader("Content-Type", "") or "", data)
+
+    def _exchange(
+        self,
+        conn: http.client.HTTPConnection,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request and its whole answer; a dropped connection is left to the caller."""
+        path = target.split("?")[0]
+        try:
             conn.request(method, target, body=body, headers=headers)
             raw = conn.getresponse()
-            data = raw.read()
+            return raw, raw.read()
+        except _DROPPED:
+            raise
         except TimeoutError as exc:
             self._drop()
             raise SlicerTimeout(
-                f"Slicer's WebServer did not answer {method} {target.split('?')[0]} within {timeout:g} s "
+                f"Slicer's WebServer did not answer {method} {path} within {timeout:g} s "
                 "(Slicer may be busy, or showing a dialog). It may still finish; check the scene before "
                 "repeating a change, or raise the timeout in the config (timeouts).",
-                details={"timeout_s": timeout, "path": target.split("?")[0]},
+                details={"timeout_s": timeout, "path": path},
             ) from exc
-        except _DROPPED as exc:
-            self._drop()
-            if reused and not self._reuse_confirmed:
-                # the server closes connections after each response: learn that, go again fresh
-                log.debug("WebServer closed a kept connection; using a new connection per request")
-                self.closes_connections = True
-                conn, reused = self._connection(timeout)
-                try:
-                    conn.request(method, target, body=body, headers=headers)
-                    raw = conn.getresponse()
-                    data = raw.read()
-                except _DROPPED as exc2:
-                    self._drop()
-                    raise self._connection_error(type(exc2).__name__, sent=True) from exc2
-            else:
-                raise self._connection_error(type(exc).__name__, sent=True) from exc
         except http.client.HTTPException as exc:
             self._drop()
             raise SlicerMCPError(
@@ -232,11 +250,6 @@ class WebServerHttp:
                 code=ErrorCode.SLICER_WEBSERVER_ERROR,
                 details={"reason": type(exc).__name__},
             ) from exc
-        if reused:
-            self._reuse_confirmed = True
-        if raw.will_close:
-            self._drop()
-        return Response(raw.status, raw.getheader("Content-Type", "") or "", data)
 
     def _connection_error(self, reason: str, *, sent: bool) -> SlicerConnectionError:
         if sent:
