@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from fixtures.scene import scene_busy
 from SlicerMCPLib.errors import ErrorCode, SlicerTimeout
 from SlicerMCPLib.gateway import MainThreadGateway, SceneThread
 
@@ -61,17 +62,11 @@ def test_exceptions_reach_the_caller(scene_thread: SceneThread) -> None:
 def test_timeout_before_start_withdraws_the_work(scene_thread: SceneThread) -> None:
     """A call that times out while queued never runs: the scene stays as it was."""
     gw = scene_thread.gateway
-    release = threading.Event()
     changed: list[str] = []
-    blocker = threading.Thread(target=lambda: gw.call(lambda: release.wait(10), timeout=15))
-    blocker.start()
-    time.sleep(0.05)  # the blocker now occupies the scene thread
-    with pytest.raises(SlicerTimeout) as info:
+    with scene_busy(gw), pytest.raises(SlicerTimeout) as info:
         gw.call(lambda: changed.append("ran"), timeout=0.2)
     assert info.value.code == ErrorCode.SLICER_TIMEOUT
     assert info.value.details["started"] is False
-    release.set()
-    blocker.join()
     gw.call(lambda: None, timeout=5)  # drain whatever is left
     assert changed == []
 
@@ -92,19 +87,13 @@ def test_timeout_while_running_lets_the_work_finish(scene_thread: SceneThread) -
 
 def test_async_timeout_withdraws_too(scene_thread: SceneThread) -> None:
     gw = scene_thread.gateway
-    release = threading.Event()
     changed: list[str] = []
-    blocker = threading.Thread(target=lambda: gw.call(lambda: release.wait(10), timeout=15))
-    blocker.start()
-    time.sleep(0.05)
 
     async def main() -> None:
         await gw.acall(lambda: changed.append("ran"), timeout=0.2)
 
-    with pytest.raises(SlicerTimeout):
+    with scene_busy(gw), pytest.raises(SlicerTimeout):
         asyncio.run(main())
-    release.set()
-    blocker.join()
     gw.call(lambda: None, timeout=5)
     assert changed == []
 
@@ -112,11 +101,7 @@ def test_async_timeout_withdraws_too(scene_thread: SceneThread) -> None:
 def test_cancelled_acall_withdraws_the_work(scene_thread: SceneThread) -> None:
     """A client that cancels a queued call (MCP notifications/cancelled) must not change the scene later."""
     gw = scene_thread.gateway
-    release = threading.Event()
     changed: list[str] = []
-    blocker = threading.Thread(target=lambda: gw.call(lambda: release.wait(10), timeout=15))
-    blocker.start()
-    time.sleep(0.05)
 
     async def main() -> None:
         task = asyncio.create_task(gw.acall(lambda: changed.append("ran"), timeout=30))
@@ -125,9 +110,8 @@ def test_cancelled_acall_withdraws_the_work(scene_thread: SceneThread) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(main())
-    release.set()
-    blocker.join()
+    with scene_busy(gw):
+        asyncio.run(main())
     gw.call(lambda: None, timeout=5)
     assert changed == []
 

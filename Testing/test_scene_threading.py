@@ -8,7 +8,7 @@ import time
 
 from mcp import Client
 
-from fixtures.scene import call_tool, error_of, make_labelmap, make_phantom_volume
+from fixtures.scene import call_tool, error_of, make_labelmap, make_phantom_volume, scene_busy
 from SlicerMCPLib import rendering
 from SlicerMCPLib.backends import mrml_io, mrml_measure, mrml_nodes
 from SlicerMCPLib.errors import ErrorCode
@@ -61,17 +61,10 @@ def test_busy_scene_times_out_and_changes_nothing(mcp_server, tmp_path, scene_co
     """A fault the real scene can't produce on demand: the scene thread is kept busy on purpose."""
     call_tool(mcp_server, "load_volume", {"path": str(make_phantom_volume(tmp_path))})
     scene_config.timeouts.scene_s = 0.3
-    release = threading.Event()
-    blocker = threading.Thread(target=lambda: scene_thread.gateway.call(lambda: release.wait(10), 20))
-    blocker.start()
-    try:
-        time.sleep(0.1)
+    with scene_busy(scene_thread.gateway):
         started = time.perf_counter()
         body = error_of(call_tool(mcp_server, "clear_scene"))
         elapsed = time.perf_counter() - started
-    finally:
-        release.set()
-        blocker.join()
     assert body["code"] == ErrorCode.SLICER_TIMEOUT and body["details"]["started"] is False
     assert elapsed < 5
     scene_config.timeouts.scene_s = 30

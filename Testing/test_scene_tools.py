@@ -18,6 +18,7 @@ from fixtures.scene import (
     make_phantom_volume,
     make_segmentation_file,
     phantom_arrays,
+    scene_busy,
 )
 from SlicerMCPLib.errors import ErrorCode
 
@@ -319,12 +320,7 @@ def test_added_volumes_get_a_display_window(clean_backend, run_on_scene) -> None
 
 def test_resource_on_a_busy_scene_says_slicer_timeout(mcp_server, headless_services, scene_thread) -> None:
     """A resource read that times out tells the client why (the JSON error body), as tools do."""
-    import threading
-
     headless_services.config.timeouts.scene_s = 0.3
-    release = threading.Event()
-    blocker = threading.Thread(target=lambda: scene_thread.gateway.call(lambda: release.wait(10), 15))
-    blocker.start()
 
     async def main() -> list[str]:
         messages = []
@@ -337,10 +333,7 @@ def test_resource_on_a_busy_scene_says_slicer_timeout(mcp_server, headless_servi
                     messages.append(str(exc))
         return messages
 
-    try:
+    with scene_busy(scene_thread.gateway):
         messages = asyncio.run(main())
-    finally:
-        release.set()
-        blocker.join()
     for message in messages:
         assert "SLICER_TIMEOUT" in message and "main thread is busy" in message
