@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Screenshot
-from .backends.mrml_app import SLICE_VIEW_OF
+from .backends.mrml_app import SLICE_VIEW_OF, slice_centre_range
 from .errors import ScreenshotFailed
 from .models import ScreenshotInfo
 
@@ -209,11 +209,7 @@ class SliceView:
         """Offsets of the first and last slice centres along the view normal."""
         bounds = [0.0] * 6
         self.logic.GetVolumeSliceBounds(volume, bounds)
-        step = abs(self.logic.GetVolumeSliceSpacing(volume)[2])
-        lo, hi = bounds[4] + step / 2, bounds[5] - step / 2
-        if hi < lo:
-            lo = hi = (bounds[4] + bounds[5]) / 2
-        return lo, hi
+        return slice_centre_range(bounds, self.logic.GetVolumeSliceSpacing(volume)[2])
 
     def _overlay_segmentations(self, rgb: np.ndarray, size: int) -> None:
         scene = self.app.scene

@@ -125,4 +125,14 @@ class SlicerGuiApp:
 def _offset_range(logic: Any) -> tuple[float, float]:
     bounds = [0.0] * 6
     logic.GetLowestVolumeSliceBounds(bounds)
-    return bounds[4], bounds[5]
+    return slice_centre_range(bounds, logic.GetLowestVolumeSliceSpacing()[2])
+
+
+def slice_centre_range(bounds: Any, spacing: float) -> tuple[float, float]:
+    """Offsets of the first and last slice centres, from slice-space bounds (voxel edges) and the
+    spacing along the view normal: scroll_position 0 and 1 land on a slice, not between two."""
+    step = abs(spacing)
+    lo, hi = bounds[4] + step / 2, bounds[5] - step / 2
+    if hi < lo:
+        lo = hi = (bounds[4] + bounds[5]) / 2
+    return lo, hi
