@@ -20,7 +20,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.pdu_primitives import A_ABORT
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.status import STATUS_FAILURE, STATUS_WARNING, code_to_category
+from pynetdicom.status import STATUS_FAILURE, STATUS_WARNING, Status, code_to_category
 
 from ..errors import ErrorCode, SlicerMCPError
 from .config import DicomNode
@@ -213,7 +213,7 @@ def echo(node: DicomNode, calling_aet: str, node_name: str | None = None) -> Ech
         host=node.host,
         port=node.port,
         calling_aet=calling_aet,
-        success=code == 0,
+        success=code == Status.SUCCESS,
         status=f"0x{code:04X} {category}",
         association_ms=round((connected - started) * 1000, 2),
         echo_ms=round((done - connected) * 1000, 2),

@@ -24,6 +24,8 @@ from .models import MoveResult
 log = logging.getLogger(__name__)
 
 Level = Literal["study", "series", "instance"]
+# C-MOVE/C-GET Warning: sub-operations complete, one or more failed or had warnings (PS3.4 C.4.2.1.5)
+SUBOPERATIONS_WITH_FAILURES = 0xB000
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,13 @@ def move(
         )
     if final is None:
         raise lost_association(label, "C-MOVE", assoc)
-    if final not in (0x0000, 0xB000) and completed == 0:
+    if final not in (Status.SUCCESS, SUBOPERATIONS_WITH_FAILURES) and completed == 0:
         raise SlicerMCPError(
             f"{label} refused the C-MOVE to {destination_aet!r} with status 0x{final:04X}",
             code=ErrorCode.DICOM_MOVE_FAILED,
             details={"status": f"0x{final:04X}", "destination": destination_aet, "failed": failed},
         )
-    ok = final == 0x0000 and failed == 0
+    ok = final == Status.SUCCESS and failed == 0
     log.info(
         "C-MOVE %s from %s to %s: %d completed, %d failed",
         target.level,

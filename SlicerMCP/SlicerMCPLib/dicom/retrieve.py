@@ -20,7 +20,7 @@ from pynetdicom import build_role, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # type: ignore[attr-defined]
-from pynetdicom.status import STATUS_PENDING
+from pynetdicom.status import STATUS_PENDING, Status
 
 from ..errors import ErrorCode, SlicerMCPError
 from .associations import (
@@ -34,7 +34,7 @@ from .associations import (
 from .config import DicomNode, RetrieveMethod
 from .move import Target, move
 from .query import find
-from .storage_scp import StorageScp
+from .storage_scp import CANNOT_UNDERSTAND, StorageScp
 from .validation import check_uid
 
 log = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ def _c_get(
 
     def on_store(event: Event) -> int:
         accepted = arrivals.put(str(event.request.AffectedSOPInstanceUID), event.encoded_dataset())
-        return 0x0000 if accepted else 0xC000
+        return Status.SUCCESS if accepted else CANNOT_UNDERSTAND
 
     label = node_label(node, node_name)
     with open_association(
@@ -374,5 +374,5 @@ def _c_get(
                 raise lost_association(label, "C-GET", assoc)
             if category != STATUS_PENDING:
                 final = code
-        if final not in (0x0000, None):
+        if final not in (Status.SUCCESS, None):
             log.warning("C-GET from %s ended with status 0x%04X", label, final)

@@ -16,6 +16,7 @@ from pynetdicom import AE, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.status import Status
 
 from ..errors import ErrorCode, SlicerMCPError
 from .associations import DUL_LOOP_DELAY_S, MAX_PDU, tune_dul
@@ -23,8 +24,8 @@ from .config import StorageScpSettings
 
 log = logging.getLogger(__name__)
 
-_REFUSED = 0xC000  # "cannot understand": the SOP instance is not expected by any retrieve
-_OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000  # C-STORE failure: here, an instance no retrieve expects
+OUT_OF_RESOURCES = 0xA700
 IDLE_DUL_LOOP_DELAY_S = 0.001  # pynetdicom's own default
 
 
@@ -120,13 +121,13 @@ class StorageScp:
             sink = self._sinks.get(sop_uid)
         if sink is None:
             log.warning("Storage SCP refused unexpected instance %s", sop_uid)
-            return _REFUSED
+            return CANNOT_UNDERSTAND
         try:
             sink.put(sop_uid, event.encoded_dataset())
         except OSError:
             log.exception("Storage SCP could not keep instance %s", sop_uid)
-            return _OUT_OF_RESOURCES
-        return 0x0000
+            return OUT_OF_RESOURCES
+        return Status.SUCCESS
 
     def close(self) -> None:
         with self._lock:
