@@ -165,7 +165,7 @@ class VirtualCR:
         for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"):
             setattr(ds, kw, item.get(kw, ""))
         ds.ReferencedPatientSequence = Sequence([])
-        ds.PerformedProcedureStepID = f"PPS{zlib.crc32(uid.encode()) % 10**8}"
+        ds.PerformedProcedureStepID = _pps_id(uid)
         ds.PerformedStationAETitle = self.ae_title
         ds.PerformedStationName = self.station_name
         ds.PerformedLocation = "Radiology"
@@ -335,7 +335,7 @@ class VirtualCR:
         ds.BodyPartExamined = result.body_part
         ds.ViewPosition = view
         ds.ProtocolName = str(sps.get("ScheduledProcedureStepDescription", ""))[:64]
-        ds.PerformedProcedureStepID = f"PPS{zlib.crc32(mpps_uid.encode()) % 10**8}"
+        ds.PerformedProcedureStepID = _pps_id(mpps_uid)
         ds.PerformedProcedureStepStartDate = ds.StudyDate
         ds.PerformedProcedureStepStartTime = ds.StudyTime
         ref_pps = Dataset()
@@ -378,6 +378,11 @@ class VirtualCR:
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
         ds.PixelData = pixels.tobytes()
         return ds
+
+
+def _pps_id(mpps_uid: str) -> str:
+    """The Performed Procedure Step ID (SH, 16 characters) the MPPS and its images share."""
+    return f"PPS{zlib.crc32(mpps_uid.encode()) % 10**8}"
 
 
 def _views_of(description: str, body_part: str) -> list[str]:

@@ -61,7 +61,7 @@ def entry_to_item(e: MwlEntry) -> Item:
         "ReferringPhysicianName": e.referring_physician or "",
         "ReferencedStudySequence": [],
         "ReferencedPatientSequence": [],
-        "PatientName": f"{e.patient.family_name}^{e.patient.given_name}",
+        "PatientName": e.patient.dicom_name,
         "PatientID": e.patient.mrn,
         "IssuerOfPatientID": "MINIRIS",
         "PatientBirthDate": e.patient.birth_date or "",
