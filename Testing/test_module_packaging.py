@@ -235,3 +235,36 @@ def test_module_file_parses_on_old_slicer_python() -> None:
     # SlicerMCPLib (Python 3.11+, pip packages) is imported only inside functions, after the checks
     assert "SlicerMCPLib" not in top_imports
     assert "from __future__ import annotations" in source
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"packaging.py": "API"},  # Slicer 5.12
+        {"pydeps.py": "API", "packaging.py": "def pip_install(*a, **k): pass\n"},  # later Slicer
+    ],
+)
+def test_install_uses_the_slicer_module_that_has_pip_ensure(tmp_path, monkeypatch, layout) -> None:
+    """A FAKE `slicer` package (no Slicer here): its pip_ensure records what it was asked."""
+    api = (
+        "calls = []\n"
+        "def load_requirements(path):\n    return ['from ' + path]\n"
+        "def pip_ensure(reqs, requester=None):\n    calls.append((reqs, requester))\n"
+    )
+    name = f"fake_slicer_{'_'.join(sorted(layout)).replace('.', '_')}"  # one per layout (sys.modules)
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for file, text in layout.items():
+        (package / file).write_text(api if text == "API" else text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    fake = importlib.import_module(name)
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("surely-not-installed-pkg-xyz>=1,<2\n")
+    with pytest.raises(SlicerMCPError) as info:  # the fake installs nothing: still missing afterwards
+        dependencies.install_requirements(fake, path=reqs, reachable=lambda: True)
+    assert "still missing" in info.value.message
+    used = importlib.import_module(f"{name}.pydeps" if "pydeps.py" in layout else f"{name}.packaging")
+    assert used.calls == [([f"from {reqs}"], "SlicerMCP")]

@@ -2,8 +2,8 @@
 
 This file imports only the standard library (and `packaging`, which Slicer ships), because
 it runs before the pip packages the rest of SlicerMCPLib needs are installed. The install
-itself uses Slicer's own pip helpers: `slicer.packaging.pip_ensure` on 5.12 and newer
-(it asks the user and shows progress), `slicer.util.pip_install` on 5.10.
+itself uses Slicer's own pip helpers: `pip_ensure` (in `slicer.packaging` on 5.12, in
+`slicer.pydeps` later; it asks the user and shows progress), `slicer.util.pip_install` on 5.10.
 """
 
 from __future__ import annotations
@@ -153,11 +153,18 @@ def install_requirements(
 
 
 def _slicer_packaging(slicer: Any) -> Any:
-    """`slicer.packaging` when this Slicer has it (5.12+), else None."""
-    try:
-        return importlib.import_module(f"{slicer.__name__}.packaging")
-    except (ImportError, AttributeError):
-        return getattr(slicer, "packaging", None)
+    """Slicer's module with `pip_ensure` and `load_requirements`, or None (Slicer 5.10).
+
+    Slicer 5.12 has them in `slicer.packaging`; later Slicer moved them to `slicer.pydeps`
+    (and `slicer.packaging` became another API), so the functions, not the name, decide."""
+    for name in ("pydeps", "packaging"):
+        try:
+            module = importlib.import_module(f"{slicer.__name__}.{name}")
+        except (ImportError, AttributeError):
+            module = getattr(slicer, name, None)
+        if hasattr(module, "pip_ensure") and hasattr(module, "load_requirements"):
+            return module
+    return None
 
 
 def _pip_install_with_progress(slicer: Any, missing: list[str]) -> None:
