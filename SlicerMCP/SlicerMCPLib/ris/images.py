@@ -129,7 +129,8 @@ class SampleGenerator:
         else:
             from PIL import Image
 
-            array = np.asarray(Image.open(path).convert("I;16"))
+            with Image.open(path) as image:  # closes the file now, not at garbage collection
+                array = np.asarray(image.convert("I;16"))
         array = array.astype(np.float32)
         array = (array - array.min()) / max(float(np.ptp(array)), 1.0)
         return Picture((array * MAX_VALUE).astype(np.uint16), self.name, [f"sample {path.name}"])
