@@ -72,6 +72,11 @@ class SeedStudy:
     def uid(self) -> str:
         return seed_uid("study", self.mrn, self.index)
 
+    @property
+    def day(self) -> str:
+        """The study date as a FHIR date (YYYY-MM-DD)."""
+        return f"{self.date[:4]}-{self.date[4:6]}-{self.date[6:]}"
+
     def record(self) -> DicomStudyRecord:
         """The study as a PACS query would report it."""
         return DicomStudyRecord(
@@ -172,14 +177,13 @@ def service_request_resource(study: SeedStudy, patient_ref: str) -> dict[str, An
         ],
         "code": _procedure(study),
         "subject": {"reference": patient_ref},
-        "authoredOn": f"{study.date[:4]}-{study.date[4:6]}-{study.date[6:]}",
+        "authoredOn": study.day,
     }
 
 
 def diagnostic_report_resource(
     study: SeedStudy, patient_ref: str, order_ref: str, imaging_study_ref: str
 ) -> dict[str, Any]:
-    day = f"{study.date[:4]}-{study.date[4:6]}-{study.date[6:]}"
     return {
         "resourceType": "DiagnosticReport",
         "identifier": [{"system": REPORT_SYSTEM, "value": study.accession}],
@@ -198,7 +202,7 @@ def diagnostic_report_resource(
         ],
         "code": _procedure(study),
         "subject": {"reference": patient_ref},
-        "effectiveDateTime": day,
+        "effectiveDateTime": study.day,
         "imagingStudy": [{"reference": imaging_study_ref}],
         "conclusion": study.conclusion,
     }
