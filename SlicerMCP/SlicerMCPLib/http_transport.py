@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -165,11 +166,9 @@ class HttpServer:
             target=self._uvicorn.run, kwargs={"sockets": [self._sock]}, name="slicer-mcp-http", daemon=True
         )
         self._thread.start()
-        deadline = threading.Event()
-        waited = 0.0
-        while not self._uvicorn.started and self._thread.is_alive() and waited < timeout:
-            deadline.wait(0.01)
-            waited += 0.01
+        deadline = time.monotonic() + timeout
+        while not self._uvicorn.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
         if not self._uvicorn.started:
             self.stop()
             raise SlicerMCPError(
