@@ -98,3 +98,14 @@ def test_namespace_persists_over_stdio(tmp_path) -> None:
             return (await client.call_tool("execute_python", {"code": "x + 1"})).structured_content
 
     assert asyncio.run(main())["result"] == "42"
+
+
+def test_a_value_whose_repr_raises_is_reported_not_a_crash(mcp_server, scene_config) -> None:
+    """The console shows the traceback when repr() of the last value fails; so does execute_python."""
+    scene_config.allow.execute_python = True
+    code = "class Odd:\n    def __repr__(self):\n        raise ValueError('no repr')\nprint('ran')\nOdd()"
+    result = call_tool(mcp_server, "execute_python", {"code": code})
+    assert not result.is_error, result.content[0].text
+    r = result.structured_content
+    assert not r["success"] and r["error"] == "ValueError: no repr"
+    assert r["stdout"] == "ran\n" and "__repr__" in r["traceback"]

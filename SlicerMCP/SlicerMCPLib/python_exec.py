@@ -38,12 +38,13 @@ def run_code(code: str, namespace: dict[str, Any]) -> PythonResult:
     last_expr = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last_expr = ast.Expression(tree.body.pop().value)
-    value: Any = None
+    shown: str | None = None
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             exec(compile(tree, "<execute_python>", "exec"), namespace)
             if last_expr is not None:
                 value = eval(compile(last_expr, "<execute_python>", "eval"), namespace)
+                shown = None if value is None else repr(value)  # a user __repr__ may raise too
         except BaseException as exc:  # user code: report everything, including SystemExit
             tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
             # drop our own frame so the traceback starts in the user's code
@@ -59,7 +60,7 @@ def run_code(code: str, namespace: dict[str, Any]) -> PythonResult:
         success=True,
         stdout=_clip(out.getvalue()),
         stderr=_clip(err.getvalue()),
-        result=None if value is None else _clip(repr(value)),
+        result=None if shown is None else _clip(shown),
     )
 
 
