@@ -20,30 +20,12 @@ from ..errors import InvalidParameter
 from .config import MiniRisSettings
 from .db import Database, RisConflict, RisNotFound, Tx, like_literal, open_database
 from .models import MppsRecord, MwlEntry, Order, Patient, Procedure
+from .rows import MWL_SELECT, ORDER_SELECT, mpps_of, mwl_of, order_of, patient_of, procedure_of
 from .schema import MIGRATIONS, REFERENCE_DATA, VERSION_TABLE, render
 
 log = logging.getLogger(__name__)
 
 FINAL_MPPS = ("COMPLETED", "DISCONTINUED")
-
-_ORDER_SELECT = """
-SELECT o.id AS o_id, o.accession_number, o.status AS o_status, o.priority, o.reason, o.ordered_at,
-       o.requested_procedure_id,
-       p.id AS p_id, p.mrn, p.family_name, p.given_name, p.birth_date, p.sex,
-       pr.code AS pr_code, pr.description AS pr_description, pr.modality AS pr_modality,
-       pr.body_part, pr.views, pr.image_count,
-       rp.family_name AS rp_family, rp.given_name AS rp_given
-FROM orders o
-JOIN patients p ON p.id = o.patient_id
-JOIN procedures pr ON pr.code = o.procedure_code
-LEFT JOIN providers rp ON rp.id = o.referring_provider_id
-"""
-
-_MWL_SELECT = _ORDER_SELECT.replace(
-    "SELECT o.id AS o_id,",
-    "SELECT m.id AS m_id, m.status AS m_status, m.study_instance_uid, m.sps_id, m.station_aet, m.station_name,"
-    " m.modality AS m_modality, m.sps_date, m.sps_time, m.performing_physician, o.id AS o_id,",
-).replace("FROM orders o", "FROM mwl_entries m JOIN orders o ON o.id = m.order_id")
 
 
 def now_iso() -> str:
@@ -68,69 +50,6 @@ def _equal_filters(columns: dict[str, Any]) -> tuple[str, list[Any]]:
     """`col = ?` for every given value; the column names are fixed strings of this module."""
     given = {c: v for c, v in columns.items() if v}
     return " AND ".join(["1=1", *(f"{c} = ?" for c in given)]), list(given.values())
-
-
-def _patient(r: dict[str, Any]) -> Patient:
-    return Patient(
-        id=r["p_id"],
-        mrn=r["mrn"],
-        family_name=r["family_name"],
-        given_name=r["given_name"],
-        birth_date=r["birth_date"],
-        sex=r["sex"],
-    )
-
-
-def _procedure(r: dict[str, Any], prefix: str = "pr_") -> Procedure:
-    return Procedure(
-        code=r[f"{prefix}code"],
-        description=r[f"{prefix}description"],
-        modality=r[f"{prefix}modality"],
-        body_part=r["body_part"],
-        views=r["views"].split(","),
-        image_count=r["image_count"],
-    )
-
-
-def _referring(r: dict[str, Any]) -> str | None:
-    return f"{r['rp_family']}^{r['rp_given']}" if r.get("rp_family") else None
-
-
-def _order(r: dict[str, Any]) -> Order:
-    return Order(
-        id=r["o_id"],
-        accession_number=r["accession_number"],
-        status=r["o_status"],
-        priority=r["priority"],
-        reason=r["reason"],
-        ordered_at=r["ordered_at"],
-        requested_procedure_id=r["requested_procedure_id"],
-        patient=_patient(r),
-        procedure=_procedure(r),
-        referring_physician=_referring(r),
-    )
-
-
-def _mwl(r: dict[str, Any]) -> MwlEntry:
-    return MwlEntry(
-        mwl_id=r["m_id"],
-        status=r["m_status"],
-        accession_number=r["accession_number"],
-        study_instance_uid=r["study_instance_uid"],
-        requested_procedure_id=r["requested_procedure_id"],
-        priority=r["priority"],
-        scheduled_procedure_step_id=r["sps_id"],
-        scheduled_station_aet=r["station_aet"],
-        scheduled_station_name=r["station_name"],
-        modality=r["m_modality"],
-        scheduled_date=r["sps_date"],
-        scheduled_time=r["sps_time"],
-        performing_physician=r["performing_physician"],
-        order_id=r["o_id"],
-        patient=_patient(r),
-        procedure=_procedure(r),
-        referring_physician=_referring(r),
-    )
 
 
 class RisStore:
@@ -189,7 +108,7 @@ class RisStore:
                 "SELECT code AS pr_code, description AS pr_description, modality AS pr_modality, body_part, views,"
                 " image_count FROM procedures ORDER BY code"
             ).all()
-        return [_procedure(r) for r in rows]
+        return [procedure_of(r) for r in rows]
 
     def add_patient(
         self,
@@ -242,7 +161,7 @@ class RisStore:
         sql += " ORDER BY family_name, given_name, id LIMIT ?"
         params.append(limit)
         with self.db.transaction() as tx:
-            return [_patient(r) for r in tx.execute(sql, params).all()]
+            return [patient_of(r) for r in tx.execute(sql, params).all()]
 
     # orders -------------------------------------------------------------------------------
 
@@ -309,12 +228,12 @@ class RisStore:
 
     def get_order(self, order_id: int) -> Order:
         with self.db.transaction() as tx:
-            row = tx.execute(_ORDER_SELECT + " WHERE o.id = ?", (order_id,)).one()
+            row = tx.execute(ORDER_SELECT + " WHERE o.id = ?", (order_id,)).one()
         if row is None:
             raise RisNotFound(
                 f"no order with id {order_id}; list_orders shows them", details={"order_id": order_id}
             )
-        return _order(row)
+        return order_of(row)
 
     def list_orders(
         self,
@@ -326,10 +245,10 @@ class RisStore:
         where, params = _equal_filters(
             {"o.status": status, "p.mrn": patient_mrn, "o.accession_number": accession_number}
         )
-        sql = _ORDER_SELECT + f" WHERE {where} ORDER BY o.id DESC LIMIT ?"
+        sql = ORDER_SELECT + f" WHERE {where} ORDER BY o.id DESC LIMIT ?"
         params.append(limit)
         with self.db.transaction() as tx:
-            return [_order(r) for r in tx.execute(sql, params).all()]
+            return [order_of(r) for r in tx.execute(sql, params).all()]
 
     # worklist -----------------------------------------------------------------------------
 
@@ -409,13 +328,13 @@ class RisStore:
     ) -> list[MwlEntry]:
         """Worklist entries joined with order, patient and procedure; `where` is a fixed SQL
         fragment with `?` placeholders (never user text)."""
-        sql = _MWL_SELECT + f" WHERE {where} ORDER BY m.sps_date, m.sps_time, m.id"
+        sql = MWL_SELECT + f" WHERE {where} ORDER BY m.sps_date, m.sps_time, m.id"
         params = list(params or [])
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         with self.db.transaction() as tx:
-            return [_mwl(r) for r in tx.execute(sql, params).all()]
+            return [mwl_of(r) for r in tx.execute(sql, params).all()]
 
     def list_worklist(
         self,
@@ -552,7 +471,7 @@ class RisStore:
                 "SELECT status, changed_at, note FROM mpps_history WHERE sop_instance_uid = ? ORDER BY id",
                 (sop_instance_uid,),
             ).all()
-        return _mpps(row, history)
+        return mpps_of(row, history)
 
     def mpps_for_mwl(self, mwl_id: int) -> list[MppsRecord]:
         with self.db.transaction() as tx:
@@ -595,21 +514,3 @@ class RisStore:
             "UPDATE mwl_entries SET status = ?, updated_at = ? WHERE id = ?", (status, now_iso(), mwl_id)
         )
         tx.execute("UPDATE orders SET status = ? WHERE id = ?", (status, order_id))
-
-
-def _mpps(row: dict[str, Any], history: list[dict[str, Any]]) -> MppsRecord:
-    def stamp(d: str | None, t: str | None) -> str | None:
-        return f"{d} {t or ''}".strip() if d else None
-
-    return MppsRecord(
-        sop_instance_uid=row["sop_instance_uid"],
-        status=row["status"],
-        mwl_id=row["mwl_id"],
-        station_aet=row["station_aet"],
-        modality=row["modality"],
-        study_instance_uid=row["study_instance_uid"],
-        start=stamp(row["start_date"], row["start_time"]),
-        end=stamp(row["end_date"], row["end_time"]),
-        series=json.loads(row["series_json"] or "[]"),
-        history=[{"status": h["status"], "at": h["changed_at"], "note": h["note"]} for h in history],
-    )
