@@ -145,3 +145,14 @@ def test_servers_starting_together_share_one_token(tmp_path) -> None:
             t.join()
         assert not errors, errors[0]
         assert len(set(tokens)) == 1 and path.read_text().strip() == tokens[0]
+
+
+def test_yaml_error_names_the_place_but_never_prints_the_line(tmp_path: Path) -> None:
+    """PyYAML quotes the offending line; in a config that line may hold a password."""
+    bad = write(
+        tmp_path, 'fhir_servers:\n  main:\n    base_url: "https://fhir.local"\n    password: "s3cret\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(bad, env={})
+    assert "s3cret" not in info.value.message and "s3cret" not in info.value.to_json()
+    assert "line" in info.value.message and "not valid YAML" in info.value.message

@@ -223,9 +223,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        # name the place, but not PyYAML's quote of the line: it may hold a password
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
         raise ConfigError(
-            f"config file {path} is not valid YAML: {exc}", details={"path": str(path)}
-        ) from exc
+            f"config file {path} is not valid YAML: {problem}{where}",
+            details={"path": str(path), "line": mark.line + 1 if mark is not None else None},
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
