@@ -181,6 +181,29 @@ def test_mpps_state_rules(seeded_store: RisStore) -> None:
     assert err.value.code == ErrorCode.RIS_NOT_FOUND
 
 
+def test_mpps_of_a_cancelled_entry_leaves_the_rescheduled_order_alone(seeded_store: RisStore) -> None:
+    """A modality that still holds a cancelled entry's Study UID must not complete (or discontinue)
+    the order's new worklist entry: only SCHEDULED or IN_PROGRESS steps follow the MPPS."""
+    order = seeded_store.create_order("MRN1004", "XR-KNEE-2V")
+    old = seeded_store.create_mwl(order.id, STATION_AET, WHEN)
+    seeded_store.cancel_mwl(old.mwl_id)
+    new = seeded_store.create_mwl(order.id, STATION_AET, WHEN)
+    seeded_store.mpps_create(
+        "1.2.3.4.3",
+        study_instance_uid=old.study_instance_uid,
+        accession_number=old.accession_number,
+        sps_id=old.scheduled_procedure_step_id,
+        station_aet=STATION_AET,
+        modality="CR",
+        start_date=None,
+        start_time=None,
+    )
+    assert seeded_store.mpps_set("1.2.3.4.3", "COMPLETED").status == "COMPLETED"
+    assert seeded_store.get_mwl(old.mwl_id).status == "CANCELLED"
+    assert seeded_store.get_mwl(new.mwl_id).status == "SCHEDULED"
+    assert seeded_store.get_order(order.id).status == "SCHEDULED"
+
+
 def test_unscheduled_mpps_is_kept_without_worklist_link(seeded_store: RisStore) -> None:
     rec = seeded_store.mpps_create(
         "1.2.3.4.2",

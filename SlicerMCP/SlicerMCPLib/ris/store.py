@@ -26,6 +26,7 @@ from .schema import MIGRATIONS, REFERENCE_DATA, VERSION_TABLE, render
 log = logging.getLogger(__name__)
 
 FINAL_MPPS = ("COMPLETED", "DISCONTINUED")
+ACTIVE_STEPS = ("SCHEDULED", "IN_PROGRESS")  # worklist entries an MPPS may still move on
 
 
 def now_iso() -> str:
@@ -429,7 +430,8 @@ class RisStore:
         """Update a step that is still IN PROGRESS; a final step (COMPLETED, DISCONTINUED) is frozen."""
         with self.db.transaction() as tx:
             row = tx.execute(
-                "SELECT m.status, m.mwl_id, w.order_id FROM mpps m LEFT JOIN mwl_entries w ON w.id = m.mwl_id"
+                "SELECT m.status, m.mwl_id, w.order_id, w.status AS step_status"
+                " FROM mpps m LEFT JOIN mwl_entries w ON w.id = m.mwl_id"
                 " WHERE m.sop_instance_uid = ?",
                 (sop_instance_uid,),
             ).one()
@@ -456,7 +458,8 @@ class RisStore:
             )
             if new_status != row["status"]:
                 self._history(tx, sop_instance_uid, new_status, "N-SET")
-                if row["mwl_id"] is not None:
+                # a cancelled (maybe rescheduled) or already finished step keeps its state
+                if row["step_status"] in ACTIVE_STEPS:
                     self._set_step_status(tx, row["mwl_id"], row["order_id"], new_status.replace(" ", "_"))
         return self.get_mpps(sop_instance_uid)
 
