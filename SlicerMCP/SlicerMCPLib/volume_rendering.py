@@ -12,6 +12,7 @@ import json
 from importlib import resources
 from typing import Any
 
+from .backends.mrml_nodes import scalar_range
 from .errors import InvalidParameter
 
 AUTO_CT_BELOW_HU = -500  # a volume whose minimum is below this is taken to be CT in HU
@@ -29,7 +30,7 @@ def presets() -> dict[str, dict[str, Any]]:
 
 def choose_preset(volume: Any) -> str:
     image = volume.GetImageData()
-    low = image.GetScalarRange()[0] if image is not None else 0.0
+    low = (scalar_range(image) or (0.0, 0.0))[0] if image is not None else 0.0
     return "CT-Soft-Tissue" if low < AUTO_CT_BELOW_HU else "Window-Level"
 
 
@@ -64,7 +65,7 @@ def _scaler(kind: str, volume: Any):
     if display is not None and display.IsA("vtkMRMLScalarVolumeDisplayNode"):
         window, level = display.GetWindow(), display.GetLevel()
     else:
-        low, high = volume.GetImageData().GetScalarRange()
+        low, high = scalar_range(volume.GetImageData()) or (0.0, 1.0)
         window, level = high - low, (high + low) / 2
     window = window or 1.0
     return lambda f: level - window / 2 + f * window
