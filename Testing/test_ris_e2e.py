@@ -168,24 +168,25 @@ def test_pacs_down_discontinues_the_step(orthanc: Orthanc, clean_backend: Any, t
 def start_ris_serve(config: Path, home: Path) -> tuple[subprocess.Popen[bytes], int, int, Path]:
     log = home.parent / "ris.log"
     env = {**os.environ, "SLICER_MCP_HOME": str(home)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "slicer_mcp",
-            "ris",
-            "serve",
-            "--config",
-            str(config),
-            "--mwl-port",
-            "0",
-            "--api-port",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),  # noqa: SIM115 - closed with the process
-        env=env,
-    )
+    with open(log, "wb") as err:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "slicer_mcp",
+                "ris",
+                "serve",
+                "--config",
+                str(config),
+                "--mwl-port",
+                "0",
+                "--api-port",
+                "0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace")
@@ -198,6 +199,7 @@ def start_ris_serve(config: Path, home: Path) -> tuple[subprocess.Popen[bytes], 
             pytest.fail(f"ris serve exited: {text[-2000:]}")
         time.sleep(0.1)
     process.terminate()
+    process.wait(20)
     pytest.fail("ris serve did not become ready in 60 s")
 
 
