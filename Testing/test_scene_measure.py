@@ -89,3 +89,23 @@ def test_volume_info_follows_a_new_node_that_reuses_an_id(run_on_scene) -> None:
         return seen
 
     assert run_on_scene(check) == [(0.0, 0.0), (0.0, 0.0), (0.0, 9.0)]
+
+
+@pytest.mark.parametrize("dtype", [">i2", "<u2", np.float16, np.bool_])
+def test_add_volume_keeps_voxel_values_whatever_the_dtype(clean_backend, dtype) -> None:
+    """Big-endian voxels (Explicit VR Big Endian) and float16 arrive with their values, not reinterpreted bytes."""
+    values = np.array([0, 1, 300, 1000], dtype=np.int64).reshape(1, 2, 2)
+    if dtype == np.bool_:
+        values = values.clip(0, 1)
+    array = values.astype(dtype)
+    summary = asyncio.run(clean_backend.add_volume(VolumeArray(array, np.eye(4), "typed")))
+    back = asyncio.run(clean_backend.export_volume(summary.id))
+    assert back.array.tolist() == values.tolist()
+    assert summary.volume.scalar_range == (float(values.min()), float(values.max()))
+
+
+def test_add_volume_refuses_voxels_vtk_cannot_hold(clean_backend) -> None:
+    from SlicerMCPLib.errors import InvalidParameter
+
+    with pytest.raises(InvalidParameter, match="complex"):
+        asyncio.run(clean_backend.add_volume(VolumeArray(np.zeros((2, 2, 2), np.complex64), np.eye(4), "c")))

@@ -117,6 +117,22 @@ def estimate_window_level(array: np.ndarray) -> tuple[float, float]:
     return window, float(lo + hi) / 2.0
 
 
+def _vtk_compatible(array: np.ndarray) -> np.ndarray:
+    """Voxels in a dtype VTK holds as is: native byte order (VTK reads raw memory, so big-endian
+    voxels would be reinterpreted), bool as uint8, float16 as float32."""
+    if array.dtype.kind not in "biuf":
+        raise InvalidParameter(
+            f"voxels of type {array.dtype.name} cannot be a volume; use integers or floats"
+        )
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8)
+    if array.dtype.kind == "f" and array.dtype.itemsize < 4:
+        return array.astype(np.float32)
+    if not array.dtype.isnative:
+        return array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
 def prepare_volume(volume: VolumeArray) -> PreparedVolume:
     """Validate and convert `volume` for the scene; any thread (VTK data objects, no scene access)."""
     import vtk
@@ -132,9 +148,7 @@ def prepare_volume(volume: VolumeArray) -> PreparedVolume:
         or abs(np.linalg.det(matrix[:3, :3])) < 1e-12
     ):
         raise InvalidParameter("ijk_to_ras must be an invertible 4x4 matrix")
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    array = np.ascontiguousarray(array)
+    array = np.ascontiguousarray(_vtk_compatible(array))
     image = vtk.vtkImageData()
     image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
     scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
