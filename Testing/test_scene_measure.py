@@ -109,3 +109,16 @@ def test_add_volume_refuses_voxels_vtk_cannot_hold(clean_backend) -> None:
 
     with pytest.raises(InvalidParameter, match="complex"):
         asyncio.run(clean_backend.add_volume(VolumeArray(np.zeros((2, 2, 2), np.complex64), np.eye(4), "c")))
+
+
+def test_window_of_float_voxels_with_nan_is_finite() -> None:
+    """Float pixel data may hold NaN (masked maps); the window comes from the finite voxels."""
+    from SlicerMCPLib.backends.mrml_io import estimate_window_level
+
+    voxels = np.linspace(0.0, 100.0, 4000, dtype=np.float32).reshape(10, 20, 20)
+    voxels[0, 0, :5] = np.nan
+    window, level = estimate_window_level(voxels)
+    assert np.isfinite(window) and np.isfinite(level)
+    assert 90 < window <= 100 and 45 < level < 55
+    window, level = estimate_window_level(np.full((2, 2, 2), np.nan, np.float32))
+    assert np.isfinite(window) and np.isfinite(level)

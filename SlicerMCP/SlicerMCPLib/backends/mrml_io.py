@@ -110,6 +110,10 @@ def estimate_window_level(array: np.ndarray) -> tuple[float, float]:
     window, without a full-volume histogram on the main thread (the slow part of a large load)."""
     step = max(1, round((array.size / 2_000_000) ** (1 / 3)))
     sample = array[::step, ::step, ::step]
+    if sample.dtype.kind == "f" and not np.isfinite(sample).all():  # NaN/inf voxels would poison the window
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            return 1.0, 0.0
     lo, hi = np.percentile(sample, [0.1, 99.9])
     if hi <= lo:
         lo, hi = float(sample.min()), float(sample.max())
