@@ -12,7 +12,7 @@ content and tool errors reach the client exactly as Slicer sent them.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -63,9 +63,14 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
     def seen(ctx: ServerRequestContext[Any]) -> None:
         downstream.session = ctx.session
 
-    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> Any:
-        seen(ctx)
-        return await upstream.list_tools(params=params)
+    def listing(fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """A list handler (tools, resources, templates, prompts) asking upstream for the same page."""
+
+        async def handler(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> Any:
+            seen(ctx)
+            return await fetch(params=params)
+
+        return handler
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
         seen(ctx)
@@ -80,27 +85,9 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
         )
         return await upstream.send_request(request, types.CallToolResult, progress_callback=relay)
 
-    async def list_resources(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> Any:
-        seen(ctx)
-        return await upstream.list_resources(params=params)
-
-    async def list_templates(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> Any:
-        seen(ctx)
-        return await upstream.list_resource_templates(params=params)
-
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
         seen(ctx)
         return await upstream.read_resource(params.uri)
-
-    async def list_prompts(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> Any:
-        seen(ctx)
-        return await upstream.list_prompts(params=params)
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         seen(ctx)
@@ -108,15 +95,15 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
 
     handlers: dict[str, Any] = {}
     if caps.tools is not None:
-        handlers.update(on_list_tools=list_tools, on_call_tool=call_tool)
+        handlers.update(on_list_tools=listing(upstream.list_tools), on_call_tool=call_tool)
     if caps.resources is not None:
         handlers.update(
-            on_list_resources=list_resources,
-            on_list_resource_templates=list_templates,
+            on_list_resources=listing(upstream.list_resources),
+            on_list_resource_templates=listing(upstream.list_resource_templates),
             on_read_resource=read_resource,
         )
     if caps.prompts is not None:
-        handlers.update(on_list_prompts=list_prompts, on_get_prompt=get_prompt)
+        handlers.update(on_list_prompts=listing(upstream.list_prompts), on_get_prompt=get_prompt)
     return Server(
         info.name if info else "slicer-mcp",
         version=info.version if info else "",
