@@ -49,22 +49,21 @@ def procedure_of(r: dict[str, Any], prefix: str = "pr_") -> Procedure:
     )
 
 
-def _referring(r: dict[str, Any]) -> str | None:
-    return f"{r['rp_family']}^{r['rp_given']}" if r.get("rp_family") else None
+def _requested(r: dict[str, Any]) -> dict[str, Any]:
+    """The request an order and its worklist entries share: accession, patient, procedure, referrer."""
+    return {
+        "accession_number": r["accession_number"],
+        "requested_procedure_id": r["requested_procedure_id"],
+        "priority": r["priority"],
+        "patient": patient_of(r),
+        "procedure": procedure_of(r),
+        "referring_physician": f"{r['rp_family']}^{r['rp_given']}" if r.get("rp_family") else None,
+    }
 
 
 def order_of(r: dict[str, Any]) -> Order:
     return Order(
-        id=r["o_id"],
-        accession_number=r["accession_number"],
-        status=r["o_status"],
-        priority=r["priority"],
-        reason=r["reason"],
-        ordered_at=r["ordered_at"],
-        requested_procedure_id=r["requested_procedure_id"],
-        patient=patient_of(r),
-        procedure=procedure_of(r),
-        referring_physician=_referring(r),
+        id=r["o_id"], status=r["o_status"], reason=r["reason"], ordered_at=r["ordered_at"], **_requested(r)
     )
 
 
@@ -72,10 +71,7 @@ def mwl_of(r: dict[str, Any]) -> MwlEntry:
     return MwlEntry(
         mwl_id=r["m_id"],
         status=r["m_status"],
-        accession_number=r["accession_number"],
         study_instance_uid=r["study_instance_uid"],
-        requested_procedure_id=r["requested_procedure_id"],
-        priority=r["priority"],
         scheduled_procedure_step_id=r["sps_id"],
         scheduled_station_aet=r["station_aet"],
         scheduled_station_name=r["station_name"],
@@ -84,9 +80,7 @@ def mwl_of(r: dict[str, Any]) -> MwlEntry:
         scheduled_time=r["sps_time"],
         performing_physician=r["performing_physician"],
         order_id=r["o_id"],
-        patient=patient_of(r),
-        procedure=procedure_of(r),
-        referring_physician=_referring(r),
+        **_requested(r),
     )
 
 
