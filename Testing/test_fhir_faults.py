@@ -207,3 +207,17 @@ def test_a_missing_ca_bundle_is_a_config_error(tmp_path) -> None:
     err = call_error(services, "verify_fhir_connection")
     assert err["code"] == ErrorCode.CONFIG_ERROR and str(missing) in err["message"]
     assert err["details"]["config_key"] == "fhir_servers.s.ca_bundle"
+
+
+def test_a_next_link_that_repeats_ends_the_search_instead_of_looping(fake_http) -> None:
+    """A FAKE server whose empty page names itself as the next page: the search stops there."""
+    page = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [],
+        "link": [{"relation": "next", "url": f"{fake_http.url}/Patient?page=2"}],
+    }
+    fake_http.answers["GET"] = [Canned(200, json.dumps(page).encode())]
+    found = call_one(fake_http_services(fake_http), "fhir_search_patient", {"family": "X"})
+    assert found["returned"] == 0 and found["pages_read"] == 2 and not found["has_more"]
+    assert len(fake_http.seen) == 2

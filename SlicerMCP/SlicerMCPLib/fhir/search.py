@@ -158,6 +158,7 @@ def search(client: FhirClient, resource_type: str, params: Params, limit: int) -
     page_size = min(limit, client.server.page_size)
     result = SearchPage()
     response = client.request("GET", resource_type, params=[*params, ("_count", str(page_size))])
+    followed: set[str] = set()  # a server whose `next` repeats itself would keep this loop going
     while True:
         bundle = response.body
         result.pages_read += 1
@@ -183,9 +184,10 @@ def search(client: FhirClient, resource_type: str, params: Params, limit: int) -
         if len(matches) > room:
             result.has_more = True
             return result
-        if not next_url:
+        if not next_url or next_url in followed:
             return result
         if len(result.resources) >= limit:
             result.has_more = True
             return result
+        followed.add(next_url)
         response = client.request("GET", next_url)
