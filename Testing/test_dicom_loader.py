@@ -111,6 +111,36 @@ def test_corrupt_file_fails_with_its_name(tmp_path: Path) -> None:
     assert "broken.dcm" in err.value.message
 
 
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("BitsAllocated", None),
+        ("Rows", None),
+        ("PixelRepresentation", None),
+        ("PixelSpacing", ["0.8"]),
+        ("ImageOrientationPatient", [1, 0, 0, 0, 1]),
+        ("ImagePositionPatient", [0, 0]),
+    ],
+)
+def test_malformed_image_attributes_fail_the_load_with_a_code(
+    tmp_path: Path, keyword: str, value: object
+) -> None:
+    """A readable instance with a missing or malformed image attribute is DICOM_LOAD_FAILED naming the
+    instance, not an exception that leaves the tool as INTERNAL_ERROR."""
+    _, datasets = make_ct_series(slices=3)
+    files = write(datasets, tmp_path)
+    broken = pydicom.dcmread(files[1])
+    if value is None:
+        delattr(broken, keyword)
+    else:
+        setattr(broken, keyword, value)
+    broken.save_as(files[1])
+    with pytest.raises(SlicerMCPError) as err:
+        load_series(files)
+    assert err.value.code == ErrorCode.DICOM_LOAD_FAILED
+    assert err.value.details["sop_instance_uid"] == str(datasets[1].SOPInstanceUID)
+
+
 def test_series_without_images_is_not_a_volume(tmp_path: Path) -> None:
     from fixtures.orthanc import make_pdf_instance
 

@@ -119,6 +119,28 @@ def _slices_of(ds: Dataset) -> list[_Slice]:
     ]
 
 
+def _checked_slices(ds: Dataset) -> list[_Slice]:
+    """The slices of one instance; a missing or malformed image attribute is DICOM_LOAD_FAILED naming
+    the instance (a PACS may hold objects that read but do not describe an image)."""
+    uid = str(ds.get("SOPInstanceUID", ""))
+    try:
+        slices = _slices_of(ds)
+    except SlicerMCPError:
+        raise
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise _fail(
+            f"instance {uid} lacks or has malformed image attributes ({type(exc).__name__}: {exc})",
+            sop_instance_uid=uid,
+        ) from exc
+    for s in slices:
+        if s.position.shape != (3,) or s.orientation.shape != (6,):
+            raise _fail(
+                f"instance {uid} has an ImagePositionPatient or ImageOrientationPatient of the wrong length",
+                sop_instance_uid=uid,
+            )
+    return slices
+
+
 def _group(ds: Dataset, frame: Dataset, keyword: str) -> Dataset | None:
     """A functional group macro item from the frame's own groups, else the shared ones."""
     for source in (frame, ds.get("SharedFunctionalGroupsSequence", [None])[0]):
@@ -174,7 +196,7 @@ def load_series(sources: Sequence[Path | bytes]) -> LoadedVolume:
         kinds = sorted({str(ds.get("Modality", "?")) for ds in datasets})
         raise NotAVolume(f"the series has no images (modality {', '.join(kinds)}); it is not a volume")
     first = images[0]
-    slices = [s for ds in images for s in _slices_of(ds)]
+    slices = [s for ds in images for s in _checked_slices(ds)]
     warnings: list[str] = []
     slices = _consistent(slices, warnings)
     array, ijk_to_ras = _assemble(slices, warnings)
