@@ -130,3 +130,22 @@ def test_child_processes_do_not_inherit_the_listening_socket(mcp_server) -> None
     finally:
         child.kill()
         child.wait()
+
+
+def test_websocket_upgrade_is_refused_before_the_app(http_server: RunningHttp) -> None:
+    """Only HTTP requests with the token reach the MCP app; a websocket never does."""
+    import base64
+    import os
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    host, port = "127.0.0.1", http_server.server.port
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(
+            (
+                f"GET /mcp HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {http_server.token}\r\n\r\n"
+            ).encode()
+        )
+        reply = s.recv(4096).decode("latin-1")
+    assert " 101 " not in reply.split("\r\n")[0]  # no switch to the websocket protocol
