@@ -156,3 +156,14 @@ def test_newest_imaging_study_comes_first_even_one_per_page(fhir_peer, seeded) -
     assert newest["has_more"] is True and newest["total"] == 2
     # ACC-0002 was created after ACC-0001 and started later: only a server-side sort puts it first
     assert newest["imaging_studies"][0]["accession_number"] == "ACC-0002"
+
+
+def test_a_patient_id_with_a_comma_never_links_another_patient(fhir_peer, seeded) -> None:
+    """A DICOM PatientID is matched literally: a ',' in it (OR in FHIR search) selects no one else.
+    ('|' is escaped too, but sekmet still reads an escaped '|' as system|value, so no case here.)"""
+    uid, record = pacs_record("NO-SUCH-MRN,SMCP-0002")
+    err = call_error(
+        services(fhir_peer, allow_write=True), "fhir_create_imaging_study_from_pacs", {"study": record}
+    )
+    assert "pass patient" in err["message"]
+    assert fhir_peer.count("ImagingStudy", {"identifier": f"urn:dicom:uid|urn:oid:{uid}"}) == 0

@@ -18,7 +18,7 @@ from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
 from . import resources
 from .client import FhirClient
 from .models import DCM_SYSTEM, DICOM_UID_SYSTEM, DicomStudyLink, ResourceResult, study_uid_of
-from .search import dicom_uid, imaging_study_params, reference, resource_id, search
+from .search import dicom_uid, imaging_study_params, literal, reference, resource_id, search
 
 ACCESSION_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]}
 ENDPOINT_CONNECTION = {
@@ -222,8 +222,8 @@ def ensure_endpoint(client: FhirClient, node_name: str, dicomweb_url: str) -> st
 
 
 def find_patient_by_identifier(client: FhirClient, identifier: str) -> str | None:
-    """'Patient/<id>' of the one patient with this identifier (value or system|value), else None."""
-    page = search(client, "Patient", [("identifier", identifier)], limit=2)
+    """'Patient/<id>' of the one patient with this identifier value (matched literally), else None."""
+    page = search(client, "Patient", [("identifier", literal(identifier))], limit=2)
     if len(page.resources) > 1:
         raise InvalidParameter(
             f"more than one FHIR Patient has identifier {identifier!r}; pass patient explicitly",

@@ -66,6 +66,12 @@ def dicom_uid(value: str, what: str) -> str:
     return uid
 
 
+def literal(value: str) -> str:
+    """`value` escaped for a search parameter, so ',' '|' '$' and '\\' in it are data, not syntax
+    (FHIR R4 search escaping: a comma would otherwise OR in a second value)."""
+    return "".join("\\" + c if c in "\\,|$" else c for c in value)
+
+
 def reference(value: str, resource_type: str) -> str:
     """'123' or 'Patient/123' -> 'Patient/123'."""
     rtype, _, rid = value.rpartition("/")
