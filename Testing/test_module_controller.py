@@ -15,22 +15,12 @@ import pytest
 from fixtures.bridge import bridge_client, bridge_env
 from fixtures.core import free_port
 from fixtures.qt import pump_while, run_client_while_pumping
-from fixtures.transport import http_client
+from fixtures.transport import INITIALIZE, http_client
 from SlicerMCPLib.config import user_config_dir
 from SlicerMCPLib.endpoint import endpoint_path, read_endpoint, remove_endpoint, write_endpoint
 from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
 from SlicerMCPLib.inslicer import SESSION_TOKEN_FILE, STDIO_COMMAND
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "0"},
-    },
-}
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -113,14 +103,16 @@ def test_default_token_file_is_private_and_enforced(qt_app, qt_controller) -> No
     assert _mode(user_config_dir()) == 0o700
     token = open(status.token_file).read().strip()
     good = httpx.post(
-        status.url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {token}"}, timeout=10
+        status.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": f"Bearer {token}"}, timeout=10
     )
     assert good.status_code == 200
-    bad = httpx.post(status.url, json=INIT, headers={**ACCEPT, "Authorization": "Bearer nope"}, timeout=10)
+    bad = httpx.post(
+        status.url, json=INITIALIZE, headers={**ACCEPT, "Authorization": "Bearer nope"}, timeout=10
+    )
     assert bad.status_code == 401
     foreign = httpx.post(
         status.url,
-        json=INIT,
+        json=INITIALIZE,
         headers={**ACCEPT, "Authorization": f"Bearer {token}", "Origin": "https://evil.example"},
         timeout=10,
     )
