@@ -171,6 +171,20 @@ def test_malformed_dates_are_refused_with_a900(ris_scp: Any, bad: str) -> None:
     assert found == [] and statuses == [A900]
 
 
+def test_japanese_requester_gets_its_iso_2022_set(ris_scp: Any, sqlite_store: Any) -> None:
+    """A kanji name fits the requested ISO 2022 IR 87 (its second value): answer in that set, not UTF-8."""
+    sqlite_store.add_patient("MRN2001", "山田", "太郎")
+    order = sqlite_store.create_order("MRN2001", "XR-CHEST-1V")
+    sqlite_store.create_mwl(order.id, "CRJ", datetime(2025, 6, 2, 9, 0))
+    statuses, found = worklist_query(
+        ris_scp.port,
+        mwl_query(SpecificCharacterSet=["", "ISO 2022 IR 87"], PatientName="", PatientID="MRN2001"),
+    )
+    assert statuses[-1] == SUCCESS and len(found) == 1
+    assert list(found[0].SpecificCharacterSet) == ["", "ISO 2022 IR 87"]
+    assert str(found[0].PatientName) == "山田^太郎"
+
+
 def test_refused_query_keeps_its_values_out_of_the_log(
     ris_scp: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -283,7 +283,7 @@ def _texts(ds: Dataset) -> Iterable[str]:
 
 def set_character_set(response: Dataset, requested: str | list[str] | None) -> None:
     """ASCII needs no Specific Character Set; otherwise answer in the requester's set when the
-    text fits it (e.g. ISO_IR 100 for Latin-1 names), else in UTF-8 (ISO_IR 192)."""
+    text fits it (e.g. ISO_IR 100 for Latin-1 names, ISO 2022 IR 87 for kanji), else in UTF-8 (ISO_IR 192)."""
     from pydicom.charset import convert_encodings
 
     if all(t.isascii() for t in _texts(response)):
@@ -291,16 +291,26 @@ def set_character_set(response: Dataset, requested: str | list[str] | None) -> N
             response.SpecificCharacterSet = requested
         return
     if requested:
+        # several values (ISO 2022 code extensions) arrive as a MultiValue, not a list
         try:
-            # several values (ISO 2022 code extensions) arrive as a MultiValue, not a list
             encodings = convert_encodings([requested] if isinstance(requested, str) else list(requested))
-            for t in _texts(response):
-                t.encode(encodings[0])
+        except (LookupError, ValueError):
+            encodings = []
+        if encodings and all(_fits(t, encodings) for t in _texts(response)):
             response.SpecificCharacterSet = requested
             return
-        except (UnicodeEncodeError, LookupError, ValueError):
-            pass
     response.SpecificCharacterSet = "ISO_IR 192"
+
+
+def _fits(text: str, encodings: list[str]) -> bool:
+    """True when one encoding of the set holds the whole value (code extensions switch between them)."""
+    for encoding in encodings:
+        try:
+            text.encode(encoding)
+        except UnicodeEncodeError:
+            continue
+        return True
+    return False
 
 
 @dataclass
