@@ -242,6 +242,28 @@ def test_database_stops_while_in_use(mariadb_settings: dict[str, Any], mariadb: 
         store.close()
 
 
+def test_refused_requests_keep_their_pooled_connection(
+    mariadb_settings: dict[str, Any], mariadb: Any
+) -> None:
+    """A request the store refuses (not found, conflict) rolls back and hands its MySQL connection
+    back to the pool instead of closing it: no new connection per refusal."""
+
+    def connections() -> int:  # MariaDB's count of connection attempts (this query's own included)
+        return int(mariadb.sql("SHOW GLOBAL STATUS LIKE 'Connections'").split()[1])
+
+    store = RisStore.open(MiniRisSettings(**mariadb_settings))
+    try:
+        store.list_orders()
+        before = connections()
+        for _ in range(5):
+            with pytest.raises(SlicerMCPError) as err:
+                store.cancel_mwl(99999)
+            assert err.value.code == ErrorCode.RIS_NOT_FOUND
+        assert connections() == before + 1
+    finally:
+        store.close()
+
+
 def test_sqlite_path_unusable(tmp_path: Any) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

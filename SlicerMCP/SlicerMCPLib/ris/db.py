@@ -170,51 +170,63 @@ class MySqlDatabase(Database):
                 details={"backend": "mysql", "host": s.host, "port": s.port, "database": s.database},
             ) from exc
 
+    def _checkout(self) -> Any:
+        """A pooled connection that still answers, else a new one."""
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            return self._connect()
+        try:
+            conn.ping(reconnect=False)
+            return conn
+        except self._pymysql.err.MySQLError:  # the server closed it (restart, timeout, KILL): start afresh
+            with contextlib.suppress(Exception):
+                conn.close()
+            return self._connect()
+
+    def _rolled_back(self, conn: Any) -> bool:
+        """Roll back; False when the connection broke doing so (then it is not reused)."""
+        try:
+            conn.rollback()
+        except self._pymysql.err.MySQLError:
+            return False
+        return True
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
         err = self._pymysql.err
         if not self._slots.acquire(timeout=30):
             raise RisDatabaseError("all RIS database connections are busy; raise mini_ris.pool_size or retry")
         conn = None
+        reusable = False  # back to the pool only after a commit or a clean rollback
         try:
-            try:
-                conn = self._pool.get_nowait()
-                conn.ping(reconnect=False)
-            except queue.Empty:
-                conn = self._connect()
-            except err.MySQLError:  # the server closed it (restart, timeout, KILL): start afresh
-                with contextlib.suppress(Exception):
-                    conn.close()
-                conn = self._connect()
-            healthy = True
+            conn = self._checkout()
             try:
                 conn.begin()
                 yield Tx(conn.cursor(), mysql=True)
                 conn.commit()
+                reusable = True
             except err.IntegrityError as exc:
-                conn.rollback()
+                reusable = self._rolled_back(conn)
                 raise RisConflict(
                     f"the RIS database refused a duplicate or dangling record: {exc.args[-1]}"
                 ) from exc
             except err.MySQLError as exc:
-                healthy = False
-                with contextlib.suppress(err.MySQLError):
-                    conn.rollback()
+                self._rolled_back(conn)  # not reused either way: the error may have broken it
                 raise RisDatabaseError(
                     f"RIS database error ({self.describe}): {exc.args[-1] if exc.args else exc}",
                     details={"backend": "mysql"},
                 ) from exc
-            except BaseException:
-                with contextlib.suppress(err.MySQLError):
-                    conn.rollback()
+            except BaseException:  # the caller refused (not found, conflict...): the connection is fine
+                reusable = self._rolled_back(conn)
                 raise
-            if healthy:
-                self._pool.put(conn)
-                conn = None
         finally:
             if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
+                if reusable:
+                    self._pool.put(conn)
+                else:
+                    with contextlib.suppress(Exception):
+                        conn.close()
             self._slots.release()
 
     def close(self) -> None:
