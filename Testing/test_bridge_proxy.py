@@ -31,8 +31,13 @@ def add_probe_tools(server) -> None:
         """Always fails with a coded error."""
         raise SlicerMCPError("probe failure: do nothing", details={"probe": True})
 
+    async def meta_probe(ctx: Context) -> str:
+        """The request's `_meta` as the in-Slicer server received it (JSON)."""
+        return json.dumps(dict(ctx.request_context.meta or {}), default=str)
+
     server.add_tool(progress_probe)
     server.add_tool(failing_probe)
+    server.add_tool(meta_probe)
 
 
 def test_progress_errors_and_images_pass_through_unchanged(
@@ -63,6 +68,10 @@ def test_progress_errors_and_images_pass_through_unchanged(
             assert via_proxy.is_error and straight.is_error
             assert via_proxy.content[0].text == straight.content[0].text
             assert json.loads(via_proxy.content[0].text)["error"]["details"] == {"probe": True}
+
+            trace = {"org.example/trace": "abc-123"}
+            got = json.loads((await proxied.call_tool("meta_probe", {}, meta=trace)).content[0].text)
+            assert got["org.example/trace"] == "abc-123"  # the client's own _meta keys arrive
 
             shot_p = await proxied.call_tool("capture_screenshot", {"view_type": "3d", "size": 96})
             shot_d = await direct.call_tool("capture_screenshot", {"view_type": "3d", "size": 96})

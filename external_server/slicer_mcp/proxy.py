@@ -4,9 +4,11 @@ The in-Slicer server announces itself in the endpoint file (`SlicerMCPLib.endpoi
 pid and token file. The proxy connects to it over streamable HTTP with the bearer token and
 serves stdio with a low-level MCP server whose handlers pass every request through
 unchanged: tools/list, tools/call (progress notifications relayed to the stdio client with
-its own progress token), resources, resource templates, prompts; the upstream server's
-errors and log messages come back as they are. Nothing is re-encoded, so images, structured
-content and tool errors reach the client exactly as Slicer sent them.
+its own progress token), resources, resource templates, prompts, each with the client's own
+request `_meta`; the upstream server's errors and log messages come back as they are. Nothing
+is re-encoded, so images, structured content and tool errors reach the client exactly as
+Slicer sent them. Not relayed: the 2026 wire's `subscriptions/listen` (the in-Slicer server
+publishes no change events today).
 """
 
 from __future__ import annotations
@@ -55,6 +57,25 @@ class _Downstream:
             await self.session.send_resource_updated(message.params.uri)
 
 
+#: `_meta` keys that describe one hop (this proxy's own session upstream sets them itself)
+HOP_META_KEYS = frozenset(
+    {
+        "progress_token",  # as pydantic parses progressToken
+        "progressToken",
+        types.PROTOCOL_VERSION_META_KEY,
+        types.CLIENT_INFO_META_KEY,
+        types.CLIENT_CAPABILITIES_META_KEY,
+    }
+)
+
+
+def forwarded_meta(meta: types.RequestParamsMeta | None) -> dict[str, Any] | None:
+    """The stdio client's request `_meta` for the upstream request: its own keys (and its log-level
+    opt-in) go on; the progress token and the session-describing keys are the upstream hop's."""
+    kept = {k: v for k, v in (meta or {}).items() if k not in HOP_META_KEYS}
+    return kept or None
+
+
 def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Server[Any]:
     """A low-level server whose handlers forward to `upstream` (an initialised ClientSession)."""
     info = upstream.server_info
@@ -81,17 +102,19 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
 
         # send_request, not call_tool: the result goes on as it came; the stdio client validates it
         request = types.CallToolRequest(
-            params=types.CallToolRequestParams(name=params.name, arguments=params.arguments)
+            params=types.CallToolRequestParams(
+                name=params.name, arguments=params.arguments, _meta=forwarded_meta(params.meta)
+            )
         )
         return await upstream.send_request(request, types.CallToolResult, progress_callback=relay)
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
         seen(ctx)
-        return await upstream.read_resource(params.uri)
+        return await upstream.read_resource(params.uri, meta=forwarded_meta(params.meta))
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> Any:
         seen(ctx)
-        return await upstream.get_prompt(params.name, params.arguments)
+        return await upstream.get_prompt(params.name, params.arguments, meta=forwarded_meta(params.meta))
 
     handlers: dict[str, Any] = {}
     if caps.tools is not None:
