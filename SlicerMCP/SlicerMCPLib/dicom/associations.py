@@ -20,7 +20,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.pdu_primitives import A_ABORT
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.status import STATUS_FAILURE, STATUS_WARNING, Status, code_to_category
+from pynetdicom.status import Status, code_to_category
 
 from ..errors import ErrorCode, SlicerMCPError
 from .config import DicomNode
@@ -185,10 +185,6 @@ def status_of(status: Dataset | None) -> tuple[int | None, str]:
         return None, "None"
     code = int(status.Status)
     return code, code_to_category(code)
-
-
-def is_failure_or_warning(category: str) -> bool:
-    return category in (STATUS_FAILURE, STATUS_WARNING)
 
 
 def echo(node: DicomNode, calling_aet: str, node_name: str | None = None) -> EchoResult:

@@ -4,8 +4,9 @@ A worklist entry becomes a plain tree of attribute keyword -> text (or list of i
 sequences). `match(identifier, item)` applies the standard's rules per key: universal
 matching (empty value), single-value matching, `*`/`?` wildcards on text VRs, list of UIDs,
 date/time ranges incl. open ranges and the combined DA+TM range of the Scheduled Procedure
-Step start, and sequence matching (an item matches when one of its items does). `project`
-returns exactly the requested keys, with Specific Character Set when text needs it.
+Step start, and sequence matching (an item matches when one of its items does). Responses hold
+exactly the requested keys (`compile_projection`), with a Specific Character Set when text needs
+one (`set_character_set`).
 """
 
 from __future__ import annotations
@@ -255,11 +256,6 @@ def compile_projection(query: Dataset) -> Projection:
         return out
 
     return build
-
-
-def project(query: Dataset, item: Item) -> Dataset:
-    """The response for one item (see `compile_projection`)."""
-    return compile_projection(query)(item)
 
 
 def _full(item: Item) -> Dataset:
