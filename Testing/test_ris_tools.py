@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -205,6 +206,35 @@ def test_synthetic_study_to_files_with_ai_fallback(ris_server: Any) -> None:
         {"accession_number": entry["accession_number"], "send_to_pacs": False},
     )
     assert error_of(again)["code"] == "RIS_NOT_FOUND"  # no longer SCHEDULED
+
+
+def test_synthetic_study_files_stay_in_the_storage_folder(ris_server: Any) -> None:
+    """An accession number is free text (SH allows / and .): it must not steer where files go."""
+    from datetime import datetime
+
+    from SlicerMCPLib.config import user_data_dir
+
+    order = call_tool(
+        ris_server,
+        "create_order",
+        {"patient_mrn": "MRN1001", "procedure_code": "XR-CHEST-1V", "accession_number": "../../escape"},
+    ).structured_content
+    call_tool(
+        ris_server,
+        "create_mwl_from_order",
+        {
+            "order_id": order["id"],
+            "scheduled_station_aet": "VIRTUALCR",
+            "scheduled_time": datetime.now().isoformat(timespec="minutes"),
+        },
+    )
+    result = call_tool(
+        ris_server, "create_synthetic_cr_study", {"accession_number": "../../escape", "send_to_pacs": False}
+    )
+    assert not result.is_error, result.content
+    base = (user_data_dir() / "virtual-cr").resolve()
+    files = [Path(f).resolve() for f in result.structured_content["files"]]
+    assert files and all(base in f.parents for f in files), files
 
 
 def test_sample_mode_without_a_sample_is_refused_before_the_step_starts(ris_server: Any) -> None:

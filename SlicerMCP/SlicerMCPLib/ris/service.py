@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -124,7 +125,9 @@ class RisService:
             if self.config.dicom_storage_dir
             else user_data_dir() / "virtual-cr"
         )
-        return base / f"{accession_number}-{datetime.now():%Y%m%d%H%M%S}"
+        # an accession number is free text (SH allows / and .): only safe characters name the folder
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", accession_number)
+        return base / f"{safe}-{datetime.now():%Y%m%d%H%M%S}"
 
     def close(self) -> None:
         if self.scp is not None:
