@@ -158,6 +158,17 @@ def test_station_ae_title_must_be_a_dicom_ae_title(ris_server: Any) -> None:
         assert error_of(result)["code"] == "INVALID_PARAMETER", aet
 
 
+def test_accession_number_must_be_a_dicom_short_string(ris_server: Any) -> None:
+    """A backslash would split the Accession Number into two values on the worklist and in the images."""
+    for accession in ("A\\B", "A\tB"):
+        result = call_tool(
+            ris_server,
+            "create_order",
+            {"patient_mrn": "MRN1001", "procedure_code": "XR-KNEE-2V", "accession_number": accession},
+        )
+        assert error_of(result)["code"] == "INVALID_PARAMETER", accession
+
+
 def test_writes_are_off_by_default(locked_server: Any) -> None:
     reads, write, cancel, acquire = call_tools(
         locked_server,

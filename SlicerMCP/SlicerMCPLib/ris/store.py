@@ -15,7 +15,7 @@ from typing import Any
 
 from pydicom.uid import generate_uid
 
-from ..dicom.validation import check_ae_title
+from ..dicom.validation import check_ae_title, check_text
 from ..errors import InvalidParameter
 from .config import MiniRisSettings
 from .db import Database, RisConflict, RisNotFound, Tx, like_literal, open_database
@@ -179,6 +179,8 @@ class RisStore:
     ) -> Order:
         """A new order with a unique accession number (generated unless given)."""
         given = accession_number is not None
+        if given:  # a DICOM SH value: a backslash would make it two values
+            check_text(str(accession_number), "accession_number", max_length=16)
         for _attempt in range(5):
             accession = accession_number or f"A{datetime.now(UTC):%y%m%d}{secrets.randbelow(10**8):08d}"
             try:
