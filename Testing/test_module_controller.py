@@ -162,6 +162,16 @@ def test_port_in_use_says_so_and_leaves_nothing_behind(qt_app, qt_controller) ->
     assert qt_controller.start(port=0).running  # the next attempt works
 
 
+def test_a_port_out_of_range_is_a_config_error_before_and_after_a_console_call(qt_app, qt_controller) -> None:
+    for _ in range(2):  # first with no scene side yet, then with the one the console call built
+        with pytest.raises(SlicerMCPError) as info:
+            qt_controller.start(port=70000)
+        assert info.value.code == ErrorCode.CONFIG_ERROR and "server.port" in info.value.message
+        assert not qt_controller.status().running
+        qt_controller.call_tool("list_scene_nodes", {"limit": 1})
+    assert qt_controller.start(port=0).running
+
+
 def test_console_call_tool_without_http_and_after_scene_close(qt_app, qt_controller) -> None:
     listed = qt_controller.call_tool("list_scene_nodes", {"limit": 3})
     assert listed["limit"] == 3 and not qt_controller.status().running

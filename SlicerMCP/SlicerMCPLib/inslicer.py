@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import ValidationError
 
 from .auth import load_or_create_token, token_path
 from .backends.base import SceneBackend
-from .config import ALLOW_KEYS, Config, load_config, user_config_dir
+from .config import ALLOW_KEYS, Config, ServerSettings, load_config, user_config_dir
 from .endpoint import endpoint_path, remove_endpoint, write_endpoint
 from .errors import ConfigError, ErrorCode, SlicerMCPError
 from .gateway import Driver, MainThreadGateway
@@ -271,7 +272,7 @@ class ServerController:
             path = str(config_path) if config_path else None
             if self._core is not None and self._core.config_path == path:
                 if port is not None:
-                    self._core.config.server.port = int(port)
+                    self._core.config.server = _with_port(self._core.config.server, int(port))
                 for key, value in (allow or {}).items():
                     self.set_allowed(key, value)
                 return self._core
@@ -349,6 +350,16 @@ def _in_slicer_words(exc: SlicerMCPError) -> SlicerMCPError:
         code=exc.code,
         details=exc.details,
     )
+
+
+def _with_port(settings: ServerSettings, port: int) -> ServerSettings:
+    """`settings` with another port, checked like the config's own (an assignment is not)."""
+    try:
+        return ServerSettings.model_validate({**settings.model_dump(), "port": port})
+    except ValidationError as exc:
+        raise ConfigError(
+            f"config key server.port: {exc.errors()[0]['msg']}", details={"key": "server.port", "port": port}
+        ) from exc
 
 
 def _write_private(path: Path, text: str) -> Path:
