@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from fixtures.bridge import PROJECT_ROOT, FaultyWebServer, PeerProcess, bridge_client, bridge_env
+from fixtures.bridge import FaultyWebServer, PeerProcess, bridge_client, bridge_env, run_bridge
 from fixtures.core import free_port
 from fixtures.scene import make_labelmap
 
@@ -51,15 +49,7 @@ def call_once(args: list[str], tool: str, arguments: dict[str, Any], **env: str)
 
 def test_no_slicer_found_exits_2_with_instructions() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    done = subprocess.run(
-        [sys.executable, "-m", "slicer_mcp", "--webserver-url", url],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=PROJECT_ROOT,
-        env=bridge_env(),
-    )
+    done = run_bridge(["--webserver-url", url])
     assert done.returncode == 2
     assert done.stdout == "", "stdout belongs to MCP"
     for hint in (
@@ -193,15 +183,7 @@ def test_a_dead_in_slicer_server_is_named_in_the_bridge_error(tmp_path: Path) ->
     load_or_create_token(path)
     url = f"http://127.0.0.1:{free_port()}/mcp"
     write_endpoint(url, 1, path)
-    done = subprocess.run(
-        [sys.executable, "-m", "slicer_mcp"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=PROJECT_ROOT,
-        env=bridge_env(),
-    )
+    done = run_bridge([])
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"slicer-mcp: the SlicerMCP server in Slicer at {url}") and "TaskGroup" not in last

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mcp.server.mcpserver import Context
 
-from fixtures.bridge import PeerProcess, ProxyTarget, bridge_client, bridge_env
+from fixtures.bridge import PeerProcess, ProxyTarget, bridge_client, run_bridge
 from fixtures.core import free_port
 from fixtures.transport import http_client
 from SlicerMCPLib.errors import SlicerMCPError
@@ -133,13 +133,6 @@ def test_stale_endpoint_file_is_ignored(proxy_endpoint: ProxyTarget) -> None:
 
 
 def test_forced_proxy_without_slicer_explains(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "slicer_mcp", "--backend", "proxy"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=bridge_env(),
-    )
+    done = run_bridge(["--backend", "proxy"])
     assert done.returncode == 2
     assert "SlicerMCP module" in done.stderr
