@@ -156,3 +156,16 @@ def test_yaml_error_names_the_place_but_never_prints_the_line(tmp_path: Path) ->
         load_config(bad, env={})
     assert "s3cret" not in info.value.message and "s3cret" not in info.value.to_json()
     assert "line" in info.value.message and "not valid YAML" in info.value.message
+
+
+def test_private_files_replace_or_keep(tmp_path: Path) -> None:
+    from SlicerMCPLib.auth import write_private_file
+
+    path = tmp_path / "d" / "f"
+    assert write_private_file(path, "one")
+    assert write_private_file(path, "two")  # replaced atomically
+    assert path.read_text() == "two\n"
+    assert not write_private_file(path, "three", keep_existing=True)  # the first writer wins
+    assert path.read_text() == "two\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["f"]  # no temp files left behind

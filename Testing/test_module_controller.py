@@ -95,6 +95,9 @@ def test_stale_or_foreign_endpoint_files() -> None:
     assert remove_endpoint(only_own=False) is True
     endpoint_path().write_text("{not json")
     assert read_endpoint() is None
+    # a live writer that points somewhere off this machine is not followed (token would leave it)
+    write_endpoint("http://192.0.2.10:2026/mcp", 2026, "/nonexistent/token", pid=os.getppid())
+    assert read_endpoint() is None
 
 
 def test_default_token_file_is_private_and_enforced(qt_app, qt_controller) -> None:

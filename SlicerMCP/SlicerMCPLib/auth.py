@@ -33,17 +33,30 @@ def load_or_create_token(path: Path) -> str:
 
 
 def _create_token(path: Path) -> None:
-    """Write a new token to a private temp file, then link it into place: two servers starting at
-    once (the Slicer module and `slicer-mcp serve`) both end up with the one that got there first,
-    and neither ever reads a half-written file."""
+    """Two servers starting at once (the Slicer module and `slicer-mcp serve`) both end up with the
+    token of the one that got there first, and neither ever reads a half-written file."""
+    write_private_file(path, secrets.token_urlsafe(32), keep_existing=True)
+
+
+def write_private_file(path: Path, text: str, *, keep_existing: bool = False) -> bool:
+    """Write `text` (plus a newline) atomically, readable by the user only (file 0600, folder 0700).
+
+    The text goes to a private temp file that is then renamed over `path`, or, with
+    `keep_existing`, linked into place so that an existing file wins. Returns whether `path` now
+    holds `text`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".token-", dir=path.parent)  # mode 0600
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
+            f.write(text + "\n")
+        if not keep_existing:
+            os.replace(tmp, path)
+            return True
         try:
             os.link(tmp, path)
-        except FileExistsError:  # another server created it first: use theirs
-            pass
+            return True
+        except FileExistsError:
+            return False
     finally:
-        os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import __version__
-from .config import user_config_dir
+from .auth import write_private_file
+from .config import LOOPBACK_HOSTS, user_config_dir
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +76,7 @@ def write_endpoint(
         url=url, port=port, pid=os.getpid() if pid is None else pid, token_file=str(token_file)
     )
     path = endpoint_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".endpoint-", suffix=".json", dir=path.parent)  # mkstemp is 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(asdict(endpoint), f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private_file(path, json.dumps(asdict(endpoint), indent=2))
     log.info("endpoint file written: %s", path)
     return endpoint
 
@@ -107,6 +98,9 @@ def read_endpoint() -> Endpoint | None:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable endpoint file %s: %s", path, exc)
+        return None
+    if (urlsplit(endpoint.url).hostname or "") not in LOOPBACK_HOSTS:
+        log.warning("ignoring endpoint file %s: its server is not on this machine's loopback", path)
         return None
     if not pid_alive(endpoint.pid):
         log.info("ignoring stale endpoint file %s (pid %d is gone)", path, endpoint.pid)

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from .auth import load_or_create_token, token_path
+from .auth import load_or_create_token, token_path, write_private_file
 from .backends.base import SceneBackend
 from .config import ALLOW_KEYS, Config, ServerSettings, load_config, user_config_dir
 from .endpoint import endpoint_path, remove_endpoint, write_endpoint
@@ -139,7 +139,8 @@ class ServerController:
             if token is not None:
                 if len(token) < 16:
                     raise ConfigError("the token must be at least 16 characters long")
-                self._session_token_file = _write_private(user_config_dir() / SESSION_TOKEN_FILE, token)
+                self._session_token_file = user_config_dir() / SESSION_TOKEN_FILE
+                write_private_file(self._session_token_file, token)
                 self._token, self._token_file = token, self._session_token_file
             else:
                 self._token_file = token_path(settings)
@@ -360,16 +361,6 @@ def _with_port(settings: ServerSettings, port: int) -> ServerSettings:
         raise ConfigError(
             f"config key server.port: {exc.errors()[0]['msg']}", details={"key": "server.port", "port": port}
         ) from exc
-
-
-def _write_private(path: Path, text: str) -> Path:
-    """Write `text` to `path` readable by the user only (folder 0700, file 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    return path
 
 
 def tool_output(result: Any) -> Any:
