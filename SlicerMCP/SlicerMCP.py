@@ -178,6 +178,7 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
         self.ui.configBrowseButton.connect("clicked()", self.onBrowseConfig)
         self.ui.copyHttpCommandButton.connect("clicked()", self.onCopyHttpCommand)
         self.ui.copyStdioCommandButton.connect("clicked()", self.onCopyStdioCommand)
+        self.ui.risCheckBox.connect("toggled(bool)", self.onRisToggled)
         self._setSectionsEnabled(True)
         self.presenter.refresh()
 
@@ -229,6 +230,28 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
     def onAllowToggled(self, key: str, checked: bool) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to change the permission.")):
             self.presenter.set_allowed(key, checked)
+
+    def onRisToggled(self, checked: bool) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to change the mini-RIS services."), waitCursor=True):
+            if checked:
+                self.logic.start_ris()
+            else:
+                self.logic.stop_ris()
+        status = self.logic.ris_status()
+        # a failed start leaves the box showing what really runs
+        wasBlocked = self.ui.risCheckBox.blockSignals(True)
+        self.ui.risCheckBox.checked = status["running"]
+        self.ui.risCheckBox.blockSignals(wasBlocked)
+        self.ui.risStatusLabel.text = (
+            _("Worklist/MPPS {aet} on {host}:{port}; API {api}").format(
+                aet=status["ae_title"],
+                host=status["mwl_host"],
+                port=status["mwl_port"],
+                api=status["api_url"],
+            )
+            if status["running"]
+            else ""
+        )
 
     def onConfigPathEdited(self) -> None:
         self.presenter.set_config_path(self.ui.configPathLineEdit.text)
@@ -340,6 +363,17 @@ class SlicerMCPLogic(ScriptedLoadableModuleLogic):
     def call_tool(self, name: str, **arguments):
         """Run any tool without a client; returns its structured result, raises on a tool error."""
         return self.controller.call_tool(name, arguments)
+
+    def start_ris(self, mwl_port: int | None = None, api_port: int | None = None) -> dict:
+        """Serve the mini-RIS worklist/MPPS (DICOM) and its REST API from this Slicer."""
+        return self.controller.start_ris(mwl_port=mwl_port, api_port=api_port).as_dict()
+
+    def stop_ris(self) -> None:
+        self.controller.stop_ris()
+
+    def ris_status(self) -> dict:
+        """running, ae_title, mwl_host, mwl_port, api_url."""
+        return self.controller.ris_status().as_dict()
 
     def httpCommand(self) -> str:
         return self.controller.http_command()

@@ -247,3 +247,29 @@ def test_status_counts_connected_clients(qt_app, qt_controller) -> None:
     assert run_client_while_pumping(qt_app, two_clients) >= 2
     # both clients closed their connections: the count drops back (uvicorn notices within a moment)
     pump_while(qt_app, lambda: qt_controller.status().clients > 0, 15)
+
+
+def test_the_module_serves_the_mini_ris_worklist_mpps_and_api(qt_app, qt_controller) -> None:
+    """The module starts the RIS DICOM services and REST API off the main thread, and stops them."""
+    from fixtures.ris import mwl_query, worklist_query
+
+    status = qt_controller.start(port=0)
+    ris = qt_controller.start_ris(mwl_port=0, api_port=0)
+    assert ris.running and ris.mwl_host == "127.0.0.1" and ris.api_url
+    statuses, found = worklist_query(ris.mwl_port, mwl_query(PatientName="*"))
+    assert statuses[-1] == 0x0000 and found, "the seeded worklist answers over DICOM"
+    token = open(status.token_file).read().strip()
+    api = httpx.get(ris.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert api.status_code == 200
+    assert httpx.get(ris.api_url, timeout=10).status_code == 401
+    # the MCP tools see the same RIS
+    listed = qt_controller.call_tool("list_worklist", {})
+    assert listed
+    assert qt_controller.start_ris(mwl_port=0).mwl_port == ris.mwl_port  # idempotent
+    qt_controller.stop_ris()
+    assert not qt_controller.ris_status().running
+    with socket.socket() as probe:  # nothing listens any more (the port may sit in TIME_WAIT)
+        assert probe.connect_ex(("127.0.0.1", ris.mwl_port)) != 0
+    qt_controller.start_ris(mwl_port=0, api=False)
+    qt_controller.stop()  # stopping the server stops the RIS services too
+    assert not qt_controller.ris_status().running

@@ -82,6 +82,20 @@ class ServerStatus:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RisStatus:
+    """The mini-RIS services this Slicer serves (worklist/MPPS over DICOM, REST API)."""
+
+    running: bool
+    ae_title: str | None = None
+    mwl_host: str | None = None
+    mwl_port: int | None = None
+    api_url: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class _Core:
     """Everything that lives while the scene side is up (with or without HTTP)."""
@@ -111,6 +125,7 @@ class ServerController:
         self._session_token_file: Path | None = None
         self._started_at: float | None = None
         self._last_start: dict[str, Any] = {}
+        self._ris_api: HttpServer | None = None
         self._lock = threading.RLock()
 
     # -- lifecycle (main thread) -----------------------------------------------------------
@@ -166,6 +181,7 @@ class ServerController:
     def stop(self) -> None:
         """Stop serving and release the scene side; safe to call when already stopped."""
         with self._lock:
+            self.stop_ris()
             http, self._http = self._http, None
             if http is not None:
                 remove_endpoint()
@@ -245,6 +261,55 @@ class ServerController:
         allow = dict(self._last_start.get("allow") or {})
         allow[operation] = bool(enabled)
         self._last_start["allow"] = allow
+
+    # -- mini-RIS services ----------------------------------------------------------------------
+    def start_ris(
+        self, mwl_port: int | None = None, api_port: int | None = None, api: bool = True
+    ) -> RisStatus:
+        """Serve the mini-RIS worklist (MWL) and MPPS over DICOM, and its REST API, from this Slicer.
+
+        The same RIS the MCP tools use (one store); pynetdicom and uvicorn run on their own threads,
+        never on the main thread. Ports default to mini_ris.mwl_port / api_port (0 = any free port);
+        the API takes the MCP server's bearer token.
+        """
+        from .ris.api import serve_api
+        from .ris.service import ris_service
+
+        with self._lock:
+            core = self._ensure_core(self._last_start.get("config_path"), allow=self._last_start.get("allow"))
+            service = ris_service(core.services)
+            service.start_scp(mwl_port)
+            if api and self._ris_api is None:
+                token = self._token or load_or_create_token(token_path(core.config.server))
+                self._ris_api = serve_api(service, core.config, token, api_port)
+            return self.ris_status()
+
+    def stop_ris(self) -> None:
+        """Stop the worklist/MPPS SCP and the REST API; the RIS data stay in their database."""
+        from .ris.service import ris_service
+
+        with self._lock:
+            api, self._ris_api = self._ris_api, None
+            if api is not None:
+                api.stop()
+            if self._core is not None and self.ris_status().running:
+                ris_service(self._core.services).close()
+
+    def ris_status(self) -> RisStatus:
+        from .ris.service import ris_service
+
+        core = self._core
+        scp = ris_service(core.services).scp if core else None
+        if scp is None:
+            return RisStatus(running=False)
+        api = self._ris_api
+        return RisStatus(
+            running=True,
+            ae_title=scp.ae_title,
+            mwl_host=scp.host,
+            mwl_port=scp.port,
+            api_url=f"http://{api.settings.host}:{api.port}/ris/api/worklist" if api else None,
+        )
 
     # -- console API ----------------------------------------------------------------------
     def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> Any:
