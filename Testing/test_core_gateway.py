@@ -135,3 +135,41 @@ def test_call_on_the_main_thread_runs_inline() -> None:
     gw.bind()
     assert gw.call(threading.get_ident, timeout=1) == threading.get_ident()
     assert gw.pending() == 0
+
+
+def test_calls_after_the_driver_stopped_fail_at_once() -> None:
+    """Not at their timeout: a stopped host says so immediately, and the work never runs."""
+    from SlicerMCPLib.errors import SlicerConnectionError
+
+    thread = SceneThread().start()
+    assert thread.gateway.call(lambda: 1, timeout=5) == 1
+    thread.stop()
+    ran: list[int] = []
+    t0 = time.perf_counter()
+    with pytest.raises(SlicerConnectionError) as info:
+        thread.gateway.call(lambda: ran.append(1), timeout=30)
+    assert time.perf_counter() - t0 < 1.0
+    assert info.value.code == ErrorCode.SLICER_CONNECTION_ERROR
+    assert ran == []
+
+
+def test_close_fails_queued_work_without_running_it() -> None:
+    gw = MainThreadGateway()
+    gw.bind()  # this thread is "main": nothing drains while another thread waits
+    ran: list[int] = []
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            gw.call(lambda: ran.append(1), timeout=30)
+        except BaseException as exc:  # checked below
+            errors.append(exc)
+
+    t = threading.Thread(target=caller)
+    t.start()
+    while gw.pending() == 0:
+        time.sleep(0.001)
+    gw.close()
+    t.join(5)
+    assert not t.is_alive() and ran == []
+    assert errors and errors[0].code == ErrorCode.SLICER_CONNECTION_ERROR

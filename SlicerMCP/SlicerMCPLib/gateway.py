@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from .errors import SlicerTimeout
+from .errors import SlicerConnectionError, SlicerTimeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +59,7 @@ class MainThreadGateway:
         self._lock = threading.Lock()
         self._main_ident: int | None = None
         self._wake: Callable[[], None] = lambda: None
+        self._closed = False
         self.calls_run = 0
         self.longest_block_s = 0.0
 
@@ -121,9 +122,28 @@ class MainThreadGateway:
         job = _Job(fn)
         job.on_done = on_done
         with self._lock:
+            if self._closed:
+                raise _closed_error()
             self._queue.append(job)
         self._wake()
         return job
+
+    def close(self) -> None:
+        """No driver will drain any more: fail queued and future calls at once, not at their timeout."""
+        with self._lock:
+            self._closed = True
+            stranded = [job for job in self._queue if job.state == _PENDING]
+            self._queue.clear()
+            for job in stranded:
+                job.state = _DONE
+                job.error = _closed_error()
+        for job in stranded:
+            job.done.set()
+            if job.on_done is not None:
+                try:
+                    job.on_done()
+                except RuntimeError:  # the caller's event loop has closed meanwhile
+                    pass
 
     def _withdraw(self, job: _Job) -> bool:
         """Withdraw a job that has not started; True when it will never run."""
@@ -184,6 +204,14 @@ class MainThreadGateway:
         return job.result
 
 
+def _closed_error() -> SlicerConnectionError:
+    return SlicerConnectionError(
+        "the scene host has stopped (Slicer is closing or the server was stopped); nothing was changed. "
+        "Start the server again, then repeat the call.",
+        details={"started": False},
+    )
+
+
 class LoopDriver:
     """Headless driver: the main thread sits in `run()` draining the gateway until stopped."""
 
@@ -216,7 +244,9 @@ class LoopDriver:
             self._event.clear()
             while self.gateway.drain(self.budget_s):
                 pass
-        self.gateway.drain(self.budget_s)
+        while self.gateway.drain(self.budget_s):
+            pass
+        self.gateway.close()
 
 
 class SceneThread:
