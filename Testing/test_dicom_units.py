@@ -68,6 +68,6 @@ def test_text_and_date_filters() -> None:
             check_text(bad, "PatientName")
     for good in ("20240101", "20240101-20240131", "-20240131", "20240101-"):
         assert check_date(good, "StudyDate") == good
-    for bad in ("2024-01-01", "-", "2024010", "20240101-2024"):
+    for bad in ("2024-01-01", "-", "2024010", "20240101-2024", "20241399", "20240230", "20240101-20241301"):
         with pytest.raises(SlicerMCPError):
             check_date(bad, "StudyDate")

@@ -7,6 +7,7 @@ which asks for a list of UIDs) are refused there; text filters may use `*` and `
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from ..errors import InvalidParameter
 
@@ -50,9 +51,20 @@ def check_text(value: str, key: str, max_length: int = 64) -> str:
     return value
 
 
+def _real_date(text: str | None) -> bool:
+    if not text:
+        return True
+    try:
+        datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
+
+
 def check_date(value: str, key: str) -> str:
-    """YYYYMMDD, or a range YYYYMMDD-YYYYMMDD with either end open."""
-    if not value or value == "-" or not _DATE_RANGE.match(value):
+    """YYYYMMDD, or a range YYYYMMDD-YYYYMMDD with either end open; each date must exist."""
+    match = _DATE_RANGE.match(value) if value and value != "-" else None
+    if match is None or not (_real_date(match.group(1)) and _real_date(match.group(3))):
         raise InvalidParameter(
             f"{key} must be YYYYMMDD or a range like 20240101-20240131 (either end may be open), got {value!r}",
             details={"parameter": key},
