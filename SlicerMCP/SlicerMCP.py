@@ -182,6 +182,16 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
         self._setSectionsEnabled(True)
         self.presenter.refresh()
 
+    def enter(self) -> None:
+        """The module is shown: refresh the panel again."""
+        if self.presenter is not None:
+            self.presenter.resume()
+
+    def exit(self) -> None:
+        """The module is hidden: no periodic work for a panel nobody sees."""
+        if self.presenter is not None:
+            self.presenter.pause()
+
     def cleanup(self) -> None:
         """The widget goes away (module reload, application exit); the server keeps its own life."""
         if self.presenter is not None:

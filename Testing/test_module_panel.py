@@ -251,3 +251,20 @@ def test_panel_ticks_add_to_the_config_allow_block(settings_store, qt_controller
     assert allow["execute_python"] is False
     assert qt_controller.status().config_path == str(config)
     panel.close()
+
+
+def test_hidden_panel_pauses_its_refresh(qt_app, settings_store, qt_controller) -> None:
+    """Slicer calls exit() when another module is shown: the panel timer stops until enter()."""
+    from PySide6.QtCore import QTimer
+
+    timer = QTimer()
+    view = RecordingView()
+    panel = PanelPresenter(qt_controller, settings_store, view, timer, pyside6_api().connect_timeout)
+    assert timer.isActive()
+    panel.pause()
+    assert not timer.isActive()
+    shown = len(view.running)
+    panel.resume()
+    assert timer.isActive() and len(view.running) == shown + 1  # caught up at once
+    panel.close()
+    assert not timer.isActive()

@@ -222,6 +222,15 @@ class PanelPresenter:
         if rows:
             self.view.add_call_rows(rows)
 
+    def pause(self) -> None:
+        """The module is hidden: stop the periodic refresh (the server and call feed keep going)."""
+        self._timer.stop()
+
+    def resume(self) -> None:
+        """The module is shown again: catch up at once, then refresh periodically."""
+        self.refresh()
+        self._timer.start(REFRESH_MS)
+
     def close(self) -> None:
         """Stop refreshing (the widget is going away); the server keeps running."""
         self._timer.stop()
