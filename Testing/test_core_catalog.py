@@ -115,3 +115,14 @@ def test_a_failing_call_log_listener_does_not_fail_the_call(mcp_server) -> None:
     result = asyncio.run(main())
     assert not result.is_error, result.content
     assert [r.tool for r in seen] == ["list_scene_nodes"]
+
+
+def test_every_tool_has_reference_docs(mcp_server) -> None:
+    """docs/ names every tool (the tool references are part of the product)."""
+    from fixtures.core import PROJECT_ROOT
+
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "docs").glob("*.md"))
+    missing = [
+        t.name for t in list_tools(mcp_server) if f"`{t.name}`" not in text and f"{t.name}(" not in text
+    ]
+    assert not missing, f"tools without reference docs: {missing}"
