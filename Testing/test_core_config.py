@@ -169,3 +169,19 @@ def test_private_files_replace_or_keep(tmp_path: Path) -> None:
     assert path.read_text() == "two\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["f"]  # no temp files left behind
+
+
+def test_configuration_reference_is_current() -> None:
+    """docs/configuration.md is generated from the models: regenerate it when a setting changes."""
+    import importlib.util
+
+    from fixtures.core import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "config_reference", PROJECT_ROOT / "scripts/config_reference.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    current = (PROJECT_ROOT / "docs/configuration.md").read_text(encoding="utf-8")
+    assert current == module.render(), "run: .venv/bin/python scripts/config_reference.py"
+    assert "`allow.execute_python`" in current and "`nodes.<name>.ae_title`" in current

@@ -55,11 +55,15 @@ class AllowSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    execute_python: bool = False
-    dicom_move: bool = False
-    dicom_send: bool = False
-    fhir_write: bool = False
-    ris_write: bool = False
+    execute_python: bool = Field(
+        default=False, description="execute_python: run any Python code inside Slicer"
+    )
+    dicom_move: bool = Field(default=False, description="move_series / move_study: C-MOVE to another node")
+    dicom_send: bool = Field(default=False, description="send_to_pacs (and CR images to the PACS): C-STORE")
+    fhir_write: bool = Field(default=False, description="fhir_create_resource, fhir_update_resource, ...")
+    ris_write: bool = Field(
+        default=False, description="orders, worklist entries, the virtual CR, REST writes"
+    )
 
 
 class ServerSettings(BaseModel):
@@ -67,8 +71,8 @@ class ServerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=2026, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="HTTP listen address (loopback unless allow_remote)")
+    port: int = Field(default=2026, ge=0, le=65535, description="HTTP port; 0 picks a free one")
     allow_remote: bool = Field(default=False, description="must be true to bind a non-loopback address")
     token_file: str | None = Field(default=None, description="default: <user config dir>/token")
     allowed_origins: list[str] = Field(
@@ -95,7 +99,7 @@ class SampleDataSettings(BaseModel):
         default=None, description="local folder of files named by sha256 (offline use)"
     )
     cache_dir: str | None = Field(default=None, description="default: <user data dir>/sample-data")
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0, description="download timeout in seconds")
 
 
 class TimeoutSettings(BaseModel):
@@ -103,10 +107,12 @@ class TimeoutSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scene_s: float = Field(default=30.0, gt=0)
-    screenshot_s: float = Field(default=60.0, gt=0)
-    load_s: float = Field(default=300.0, gt=0)
-    python_s: float = Field(default=120.0, gt=0)
+    scene_s: float = Field(
+        default=30.0, gt=0, description="seconds a scene call may wait for the main thread"
+    )
+    screenshot_s: float = Field(default=60.0, gt=0, description="seconds for a render")
+    load_s: float = Field(default=300.0, gt=0, description="seconds for loading files, samples, volumes")
+    python_s: float = Field(default=120.0, gt=0, description="seconds for one execute_python call")
 
 
 class Config(BaseModel):
@@ -118,17 +124,23 @@ class Config(BaseModel):
     allow: AllowSettings = Field(default_factory=AllowSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
-    webserver_url: str = "http://localhost:2016"
+    webserver_url: str = Field(
+        default="http://localhost:2016", description="Slicer's WebServer, for slicer-mcp"
+    )
     # dicom-mcp shape
-    nodes: dict[str, DicomNode] = Field(default_factory=dict)
-    current_node: str | None = None
-    calling_aet: str = Field(default="SLICERMCP", min_length=1, max_length=16)
+    nodes: dict[str, DicomNode] = Field(default_factory=dict, description="DICOM nodes by name (below)")
+    current_node: str | None = Field(default=None, description="the node DICOM tools use by default")
+    calling_aet: str = Field(
+        default="SLICERMCP", min_length=1, max_length=16, description="our AE title as SCU"
+    )
     storage_scp: StorageScpSettings = Field(default_factory=StorageScpSettings)
     dicom_storage_dir: str | None = Field(
         default=None, description="where retrieved instances go (default: temp)"
     )
-    fhir_servers: dict[str, FhirServer] = Field(default_factory=dict)
-    current_fhir: str | None = None
+    fhir_servers: dict[str, FhirServer] = Field(
+        default_factory=dict, description="FHIR servers by name (below)"
+    )
+    current_fhir: str | None = Field(default=None, description="the server FHIR tools use by default")
     mini_ris: MiniRisSettings = Field(default_factory=MiniRisSettings)
 
     @model_validator(mode="after")

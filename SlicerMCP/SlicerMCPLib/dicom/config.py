@@ -20,10 +20,10 @@ class DicomNode(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
-    ae_title: str = Field(min_length=1, max_length=16)
-    description: str = ""
+    host: str = Field(min_length=1, description="host name or address of the node")
+    port: int = Field(ge=1, le=65535, description="its DICOM port")
+    ae_title: str = Field(min_length=1, max_length=16, description="its called AE title")
+    description: str = Field(default="", description="shown by list_dicom_nodes")
     dicomweb_url: str | None = Field(
         default=None, description="DICOMweb root, e.g. http://host:8042/dicom-web"
     )
@@ -58,9 +58,13 @@ class StorageScpSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ae_title: str = Field(default="SLICERMCP", min_length=1, max_length=16)
-    port: int = Field(default=11113, ge=0, le=65535)
-    bind_address: str = "127.0.0.1"
+    ae_title: str = Field(
+        default="SLICERMCP", min_length=1, max_length=16, description="C-MOVE destination AE"
+    )
+    port: int = Field(default=11113, ge=0, le=65535, description="its port (register it at the PACS)")
+    bind_address: str = Field(
+        default="127.0.0.1", description="listen address (loopback unless allow_remote)"
+    )
     allow_remote: bool = Field(default=False, description="must be true to listen on a non-loopback address")
 
     @model_validator(mode="after")

@@ -11,12 +11,12 @@ class FhirServer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="FHIR base URL, e.g. https://fhir.example.org/r4")
-    description: str = ""
+    description: str = Field(default="", description="shown by list_fhir_servers")
     bearer_token: str | None = Field(default=None, description="sent as 'Authorization: Bearer ...'")
     api_key: str | None = Field(default=None, description="sent in the header named by api_key_header")
-    api_key_header: str = "X-API-Key"
+    api_key_header: str = Field(default="X-API-Key", description="header that carries api_key")
     ca_bundle: str | None = Field(default=None, description="custom CA bundle; TLS verification is always on")
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="seconds per HTTP request")
     retries: int = Field(
         default=3, ge=0, le=10, description="extra tries of idempotent reads on connection errors"
     )

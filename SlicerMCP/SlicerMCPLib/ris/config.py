@@ -26,12 +26,14 @@ class VirtualModalitySettings(BaseModel):
     ae_title: str = Field(
         default="VIRTUALCR", min_length=1, max_length=16, description="scheduled station AE"
     )
-    station_name: str = Field(default="VCR01", max_length=16)
+    station_name: str = Field(default="VCR01", max_length=16, description="scheduled station name")
     mwl_host: str = Field(default="127.0.0.1", description="where the MWL/MPPS SCP listens")
     pacs_node: str | None = Field(
         default=None, description="name in `nodes` to C-STORE to (default: current_node)"
     )
-    image_mode: Literal["simple", "sample", "auto", "ai"] = "auto"
+    image_mode: Literal["simple", "sample", "auto", "ai"] = Field(
+        default="auto", description="how the virtual CR makes images (ai falls back to simple)"
+    )
     ai_endpoint: str | None = Field(default=None, description="image generator URL for image_mode ai")
     ai_api_key: str | None = Field(default=None, description="key for the generator (use ${ENV})")
 
@@ -46,19 +48,21 @@ class MiniRisSettings(BaseModel):
         description="default: mysql when the block names a server (dicom-mcp shape), else sqlite",
     )
     sqlite_path: str | None = Field(default=None, description="default: <user data dir>/mini_ris.sqlite")
-    host: str = "127.0.0.1"
-    port: int = Field(default=3306, ge=1, le=65535)
-    user: str = "ris"
+    host: str = Field(default="127.0.0.1", description="MySQL/MariaDB server")
+    port: int = Field(default=3306, ge=1, le=65535, description="MySQL/MariaDB port")
+    user: str = Field(default="ris", description="MySQL/MariaDB user")
     password: str | None = Field(default=None, description="use ${ENV_NAME} to keep it out of the file")
-    database: str = "mini_ris"
-    pool_size: int = Field(default=4, ge=1, le=64)
-    mwl_ae_title: str = Field(default="MINIRIS", min_length=1, max_length=16)
+    database: str = Field(default="mini_ris", description="MySQL/MariaDB database")
+    pool_size: int = Field(default=4, ge=1, le=64, description="MySQL/MariaDB connections kept open")
+    mwl_ae_title: str = Field(
+        default="MINIRIS", min_length=1, max_length=16, description="AE title of our MWL/MPPS SCP"
+    )
     mwl_host: str = Field(default="127.0.0.1", description="the MWL/MPPS SCP listen address (loopback)")
     allow_remote: bool = Field(
         default=False, description="must be true to serve DICOM on a non-loopback mwl_host"
     )
-    mwl_port: int = Field(default=11112, ge=0, le=65535)
-    api_port: int = Field(default=8088, ge=0, le=65535)
+    mwl_port: int = Field(default=11112, ge=0, le=65535, description="DICOM port of the MWL/MPPS SCP")
+    api_port: int = Field(default=8088, ge=0, le=65535, description="REST API port (127.0.0.1, bearer token)")
     seed_on_create: bool = Field(
         default=True, description="fill a new database with the demo patients and orders"
     )
