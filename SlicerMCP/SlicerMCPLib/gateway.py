@@ -51,6 +51,16 @@ class _Job:
         self.enqueued_at = time.perf_counter()
 
 
+def _signal_done(job: _Job) -> None:
+    """Wake whoever waits for `job` (a thread, or an event loop through `on_done`)."""
+    job.done.set()
+    if job.on_done is not None:
+        try:
+            job.on_done()
+        except RuntimeError:  # the caller's event loop has closed meanwhile
+            pass
+
+
 class MainThreadGateway:
     """Queue of scene work, executed by whichever thread calls `drain` (the main thread)."""
 
@@ -105,12 +115,7 @@ class MainThreadGateway:
                 self.longest_block_s = max(self.longest_block_s, elapsed)
                 with self._lock:
                     job.state = _DONE
-                job.done.set()
-                if job.on_done is not None:
-                    try:
-                        job.on_done()
-                    except RuntimeError:  # the caller's event loop has closed meanwhile
-                        pass
+                _signal_done(job)
             ran += 1
             self.calls_run += 1
             if time.perf_counter() - start >= budget_s:
@@ -138,12 +143,7 @@ class MainThreadGateway:
                 job.state = _DONE
                 job.error = _closed_error()
         for job in stranded:
-            job.done.set()
-            if job.on_done is not None:
-                try:
-                    job.on_done()
-                except RuntimeError:  # the caller's event loop has closed meanwhile
-                    pass
+            _signal_done(job)
 
     def _withdraw(self, job: _Job) -> bool:
         """Withdraw a job that has not started; True when it will never run."""
