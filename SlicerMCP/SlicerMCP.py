@@ -1,15 +1,14 @@
 """SlicerMCP: an MCP server inside 3D Slicer, so an AI assistant can work on the scene.
 
-Four small classes in Slicer's scripted-module form. The work lives in SlicerMCPLib:
+Four small classes in Slicer's scripted-module form. The work lives in SlicerMCPLib.hosts:
 `inslicer` (the server controller), `panel` (what the panel does), `dependencies`
-(Slicer version and pip packages), `qt_driver` (the main-thread gateway driver).
+(Slicer version and pip packages), `qt_driver` (the main-thread gateway driver) and
+`selftest` (the MCP client the self-test uses).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 import qt
 import slicer
@@ -47,7 +46,7 @@ ALLOW_CHECKBOXES = {
 def versionProblem() -> str | None:
     """Why this Slicer cannot run SlicerMCP, or None."""
     try:
-        from SlicerMCPLib.dependencies import slicer_version_problem
+        from SlicerMCPLib.hosts.dependencies import slicer_version_problem
     except Exception:  # SlicerMCPLib needs Python 3.11+: this is an old Slicer
         return _("SlicerMCP needs 3D Slicer 5.10 or newer (Python 3.12). Install a newer Slicer.")
     return slicer_version_problem(slicer.app.majorVersion, slicer.app.minorVersion)
@@ -55,7 +54,7 @@ def versionProblem() -> str | None:
 
 def missingPackages() -> list[str]:
     """Requirements of Resources/requirements.txt that are not installed."""
-    from SlicerMCPLib.dependencies import missing_requirements, read_requirements
+    from SlicerMCPLib.hosts.dependencies import missing_requirements, read_requirements
 
     return missing_requirements(read_requirements())
 
@@ -84,33 +83,8 @@ class SlicerMCP(ScriptedLoadableModule):
             "Built on the Model Context Protocol Python SDK, pynetdicom, pydicom and fhirclient. "
             "The tool catalog follows the MCP Slicer Bridge specification and the dicom-mcp project."
         )
-        slicer.app.connect("startupCompleted()", _autoStart)
-        slicer.app.connect("aboutToQuit()", _stopOnQuit)
-
-
-def _autoStart() -> None:
-    """Start the server when the user ticked 'Start the server when Slicer starts' (never prompts)."""
-    if versionProblem() or missingPackages():
-        return
-    from SlicerMCPLib.inslicer import controller
-    from SlicerMCPLib.panel import auto_start
-
-    try:
-        if auto_start(controller(), qt.QSettings()):
-            log.info("SlicerMCP started at Slicer start-up: %s", controller().status().url)
-    except Exception as exc:  # a busy port must not break Slicer's start-up
-        log.error("SlicerMCP could not start at Slicer start-up: %s", exc)
-
-
-def _stopOnQuit() -> None:
-    """Stop the server while Qt and the scene still exist (before the interpreter exits)."""
-    try:
-        from SlicerMCPLib.inslicer import existing_controller
-    except Exception:
-        return
-    running = existing_controller()
-    if running is not None:
-        running.stop()
+        slicer.app.connect("startupCompleted()", lambda: SlicerMCPLogic().startIfAsked())
+        slicer.app.connect("aboutToQuit()", lambda: SlicerMCPLogic().stopAtQuit())
 
 
 #
@@ -152,8 +126,8 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
         self._setupPanel()
 
     def _setupPanel(self) -> None:
-        from SlicerMCPLib.panel import TABLE_ROWS, PanelPresenter
-        from SlicerMCPLib.qt_driver import pythonqt_api
+        from SlicerMCPLib.hosts.panel import TABLE_ROWS, PanelPresenter
+        from SlicerMCPLib.hosts.qt_driver import pythonqt_api
 
         self._tableRows = TABLE_ROWS
         self._refreshTimer = qt.QTimer()
@@ -341,7 +315,7 @@ class SlicerMCPLogic(ScriptedLoadableModuleLogic):
                 "SlicerMCP's Python packages are missing ({}); open the SlicerMCP module to install them, "
                 "or run slicer.util.getModuleLogic('SlicerMCP').installPackages()".format(", ".join(missing))
             )
-        from SlicerMCPLib.inslicer import controller
+        from SlicerMCPLib.hosts.inslicer import controller
 
         return controller()
 
@@ -349,7 +323,7 @@ class SlicerMCPLogic(ScriptedLoadableModuleLogic):
         self, port: int | None = None, token: str | None = None, config_path: str | None = None
     ) -> dict:
         """Serve MCP on 127.0.0.1; unset arguments come from the panel's saved settings."""
-        from SlicerMCPLib.panel import PanelSettings
+        from SlicerMCPLib.hosts.panel import PanelSettings
 
         saved = PanelSettings.load(qt.QSettings())
         status = self.controller.start(
@@ -391,9 +365,25 @@ class SlicerMCPLogic(ScriptedLoadableModuleLogic):
     def stdioCommand(self) -> str:
         return self.controller.stdio_command()
 
+    def startIfAsked(self) -> None:
+        """At Slicer start-up: start the server when the panel's 'start with Slicer' box is ticked."""
+        if versionProblem() or missingPackages():
+            return
+        from SlicerMCPLib.hosts.inslicer import start_if_asked
+
+        start_if_asked(qt.QSettings())
+
+    def stopAtQuit(self) -> None:
+        """Stop the server while Qt and the scene still exist (before the interpreter exits)."""
+        if versionProblem():
+            return
+        from SlicerMCPLib.hosts.inslicer import stop_at_quit
+
+        stop_at_quit()
+
     def installPackages(self) -> list[str]:
         """Install the missing pip packages (asks first); returns what was installed."""
-        from SlicerMCPLib.dependencies import install_requirements
+        from SlicerMCPLib.hosts.dependencies import install_requirements
 
         return install_requirements(
             slicer,
@@ -448,25 +438,21 @@ class SlicerMCPTest(ScriptedLoadableModuleTest):
         logic = SlicerMCPLogic()
         status = logic.start(port=0)
         self.assertTrue(status["running"])
-        from SlicerMCPLib.endpoint import read_endpoint
+        from SlicerMCPLib.serving.endpoint import read_endpoint
 
         endpoint = read_endpoint()
         self.assertIsNotNone(endpoint)
         self.assertEqual(endpoint.url, status["url"])
         token = endpoint.read_token()
 
-        async def client_session():
-            import httpx2
-            from mcp import Client
-            from mcp.client.streamable_http import streamable_http_client
+        from SlicerMCPLib.hosts.selftest import call_tools_over_http
 
-            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
-            async with Client(streamable_http_client(status["url"], http_client=http)) as client:
-                listed = await client.call_tool("list_scene_nodes", {"name": "McpHttpVolume"})
-                details = await client.call_tool("get_node", {"node_id": node.GetID()})
-                return listed, details
-
-        listed, details = _runOffMainThread(client_session)
+        listed, details = call_tools_over_http(
+            status["url"],
+            token,
+            [("list_scene_nodes", {"name": "McpHttpVolume"}), ("get_node", {"node_id": node.GetID()})],
+            process_events=slicer.app.processEvents,
+        )
         self.assertFalse(listed.is_error)
         self.assertEqual(listed.structured_content["nodes"][0]["id"], node.GetID())
         self.assertFalse(details.is_error)
@@ -495,29 +481,3 @@ class SlicerMCPTest(ScriptedLoadableModuleTest):
             s.bind(("127.0.0.1", second["port"]))
         self.assertNotEqual(first["url"], None)
         self.delayDisplay("Test passed")
-
-
-def _runOffMainThread(coroutine_function, timeout_s: float = 120.0):
-    """Run an async client on a worker thread while the main thread keeps Slicer's events
-    (and so the gateway driver) going, as a real client process would."""
-    import asyncio
-
-    outcome = {}
-
-    def run():
-        try:
-            outcome["value"] = asyncio.run(coroutine_function())
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, name="slicer-mcp-test-client", daemon=True)
-    worker.start()
-    deadline = time.monotonic() + timeout_s
-    while worker.is_alive() and time.monotonic() < deadline:
-        slicer.app.processEvents()
-        worker.join(0.005)
-    if worker.is_alive():
-        raise TimeoutError(f"the MCP client did not finish within {timeout_s:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]

@@ -13,9 +13,9 @@ from mcp import Client
 from fixtures.bridge import PeerProcess
 from fixtures.orthanc import Orthanc, make_ct_series, orthanc_config
 from SlicerMCPLib.backends.webserver import WebServerBackend
+from SlicerMCPLib.core.services import Services
 from SlicerMCPLib.dicom.loader import LPS_TO_RAS
-from SlicerMCPLib.server import build_server
-from SlicerMCPLib.services import Services
+from SlicerMCPLib.serving.server import build_server
 
 
 def test_load_series_into_slicer_through_the_webserver(

@@ -175,9 +175,9 @@ def test_handler_error_500_becomes_a_coded_error(webserver_peer: PeerProcess, tm
 
 def test_a_dead_in_slicer_server_is_named_in_the_bridge_error(tmp_path: Path) -> None:
     """The endpoint file names a live process (this one) whose server port is closed."""
-    from SlicerMCPLib.auth import load_or_create_token, token_path
-    from SlicerMCPLib.config import ServerSettings
-    from SlicerMCPLib.endpoint import write_endpoint
+    from SlicerMCPLib.core.config import ServerSettings
+    from SlicerMCPLib.serving.auth import load_or_create_token, token_path
+    from SlicerMCPLib.serving.endpoint import write_endpoint
 
     path = token_path(ServerSettings())
     load_or_create_token(path)

@@ -17,7 +17,7 @@ from mcp.server.mcpserver import Context
 from fixtures.bridge import PeerProcess, ProxyTarget, bridge_client, run_bridge
 from fixtures.core import free_port
 from fixtures.transport import http_client
-from SlicerMCPLib.errors import SlicerMCPError
+from SlicerMCPLib.core.errors import SlicerMCPError
 
 
 def add_probe_tools(server) -> None:
@@ -44,8 +44,8 @@ def test_progress_errors_and_images_pass_through_unchanged(
     proxy_endpoint: ProxyTarget, tmp_path: Path
 ) -> None:
     add_probe_tools(proxy_endpoint.server)
-    from SlicerMCPLib.auth import load_or_create_token, token_path
-    from SlicerMCPLib.config import ServerSettings
+    from SlicerMCPLib.core.config import ServerSettings
+    from SlicerMCPLib.serving.auth import load_or_create_token, token_path
 
     token = load_or_create_token(token_path(ServerSettings()))
 
@@ -119,9 +119,9 @@ def test_selection_then_the_webserver(webserver_peer: PeerProcess) -> None:
 
 
 def test_stale_endpoint_file_is_ignored(proxy_endpoint: ProxyTarget) -> None:
-    from SlicerMCPLib.auth import token_path
-    from SlicerMCPLib.config import ServerSettings
-    from SlicerMCPLib.endpoint import write_endpoint
+    from SlicerMCPLib.core.config import ServerSettings
+    from SlicerMCPLib.serving.auth import token_path
+    from SlicerMCPLib.serving.endpoint import write_endpoint
 
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

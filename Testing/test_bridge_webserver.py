@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from fixtures.bridge import PeerProcess
-from SlicerMCPLib.backends.base import VolumeArray
 from SlicerMCPLib.backends.webserver import WebServerBackend, png_size
 from SlicerMCPLib.backends.webserver_nrrd import decode, encode
-from SlicerMCPLib.config import Config
-from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.core.config import Config
+from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.core.scene_backend import VolumeArray
 
 
 def raw_request(url: str, method: str, path: str, body: bytes | None = None) -> tuple[bytes, bytes]:
@@ -168,7 +168,7 @@ def test_a_timeout_on_the_fresh_connection_after_a_dropped_kept_one_is_slicer_ti
     import threading
 
     from SlicerMCPLib.backends.webserver_http import WebServerHttp
-    from SlicerMCPLib.errors import SlicerTimeout
+    from SlicerMCPLib.core.errors import SlicerTimeout
 
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()

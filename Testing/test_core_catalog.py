@@ -7,7 +7,7 @@ import json
 
 from mcp import Client
 
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
 
 
 def list_tools(server):

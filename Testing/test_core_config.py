@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from SlicerMCPLib.auth import load_or_create_token
-from SlicerMCPLib.config import load_config
-from SlicerMCPLib.errors import ConfigError, ErrorCode
+from SlicerMCPLib.core.config import load_config
+from SlicerMCPLib.core.errors import ConfigError, ErrorCode
+from SlicerMCPLib.serving.auth import load_or_create_token
 
 DICOM_MCP_YAML = """\
 nodes:
@@ -159,7 +159,7 @@ def test_yaml_error_names_the_place_but_never_prints_the_line(tmp_path: Path) ->
 
 
 def test_private_files_replace_or_keep(tmp_path: Path) -> None:
-    from SlicerMCPLib.auth import write_private_file
+    from SlicerMCPLib.core.localhost import write_private_file
 
     path = tmp_path / "d" / "f"
     assert write_private_file(path, "one")

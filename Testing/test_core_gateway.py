@@ -9,8 +9,8 @@ import time
 import pytest
 
 from fixtures.scene import scene_busy
-from SlicerMCPLib.errors import ErrorCode, SlicerTimeout
-from SlicerMCPLib.gateway import MainThreadGateway, SceneThread
+from SlicerMCPLib.core.errors import ErrorCode, SlicerTimeout
+from SlicerMCPLib.core.gateway import MainThreadGateway, SceneThread
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_call_on_the_main_thread_runs_inline() -> None:
 
 def test_calls_after_the_driver_stopped_fail_at_once() -> None:
     """Not at their timeout: a stopped host says so immediately, and the work never runs."""
-    from SlicerMCPLib.errors import SlicerConnectionError
+    from SlicerMCPLib.core.errors import SlicerConnectionError
 
     thread = SceneThread().start()
     assert thread.gateway.call(lambda: 1, timeout=5) == 1

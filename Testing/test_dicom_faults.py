@@ -25,13 +25,13 @@ from fixtures.orthanc import (
     unique_patient,
 )
 from fixtures.scene import error_of
-from SlicerMCPLib.config import load_config
+from SlicerMCPLib.core.config import load_config
+from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.core.services import Services
 from SlicerMCPLib.dicom.move import Target
 from SlicerMCPLib.dicom.retrieve import Arrivals, expected_instances, retrieve
 from SlicerMCPLib.dicom.service import DicomService
-from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
-from SlicerMCPLib.server import build_server
-from SlicerMCPLib.services import Services
+from SlicerMCPLib.serving.server import build_server
 
 
 def call(server: Any, name: str, args: dict[str, Any] | None = None) -> Any:

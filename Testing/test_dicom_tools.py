@@ -317,9 +317,9 @@ def test_error_body_is_json(dicom_server: Any) -> None:
 
 def test_dicom_mcp_config_loads_unchanged(orthanc: Orthanc, clean_backend: Any, tmp_path: Path) -> None:
     """A config file written for dicom-mcp (nodes, current_node, calling_aet) works as it is."""
-    from SlicerMCPLib.config import load_config
-    from SlicerMCPLib.server import build_server
-    from SlicerMCPLib.services import Services
+    from SlicerMCPLib.core.config import load_config
+    from SlicerMCPLib.core.services import Services
+    from SlicerMCPLib.serving.server import build_server
 
     path = tmp_path / "dicom-mcp.yaml"
     path.write_text(
@@ -342,8 +342,8 @@ def test_dicom_mcp_config_loads_unchanged(orthanc: Orthanc, clean_backend: Any, 
 
 
 def test_storage_scp_stays_on_loopback() -> None:
-    from SlicerMCPLib.config import load_config
-    from SlicerMCPLib.errors import ConfigError
+    from SlicerMCPLib.core.config import load_config
+    from SlicerMCPLib.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="storage_scp"):
         load_config(env={}, overrides={"storage_scp": {"bind_address": "0.0.0.0"}})

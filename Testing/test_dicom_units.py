@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures.orthanc import make_ct_series
+from SlicerMCPLib.core.errors import SlicerMCPError
 from SlicerMCPLib.dicom.retrieve import _multipart_parts, _sop_instance_uid
 from SlicerMCPLib.dicom.validation import check_date, check_text, check_uid
-from SlicerMCPLib.errors import SlicerMCPError
 
 BOUNDARY = b"1f2e3d-boundary"
 

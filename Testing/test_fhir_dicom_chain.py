@@ -10,7 +10,7 @@ from pydicom.uid import generate_uid
 
 from fixtures.fhir import call
 from fixtures.orthanc import make_ct_series, orthanc_config
-from SlicerMCPLib.services import Services
+from SlicerMCPLib.core.services import Services
 
 
 def test_fhir_patient_to_loaded_ct_and_back(fhir_peer, orthanc, clean_backend) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from fixtures.core import free_port
 from fixtures.fhir import call_error, call_one, fhir_services
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
 
 
 @dataclass

@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from fixtures.fhir import call_error, call_one, fhir_services
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.domain_config import FhirServer
+from SlicerMCPLib.core.errors import ErrorCode
 from SlicerMCPLib.fhir.client import FhirClient
-from SlicerMCPLib.fhir.config import FhirServer
 from SlicerMCPLib.fhir.seed import SEED_STUDIES, SeedReport, seed, seed_uid
 
 PACS = {

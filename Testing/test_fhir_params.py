@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from SlicerMCPLib.errors import InvalidParameter
+from SlicerMCPLib.core.errors import InvalidParameter
 from SlicerMCPLib.fhir.search import (
     DATE_PREFIXES,
     date_param,

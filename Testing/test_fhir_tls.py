@@ -16,7 +16,7 @@ from fixtures.fhir import (
     start_sekmet,
     stop_sekmet,
 )
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
 
 
 @pytest.fixture(scope="module")

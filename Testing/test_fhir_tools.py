@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from fixtures.fhir import call, call_error, call_one, fhir_services
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
 
 
 def unique() -> str:

@@ -16,10 +16,10 @@ from fixtures.bridge import bridge_client, bridge_env
 from fixtures.core import free_port
 from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import INITIALIZE, http_client
-from SlicerMCPLib.config import user_config_dir
-from SlicerMCPLib.endpoint import endpoint_path, read_endpoint, remove_endpoint, write_endpoint
-from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
-from SlicerMCPLib.inslicer import SESSION_TOKEN_FILE, STDIO_COMMAND
+from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.core.localhost import user_config_dir
+from SlicerMCPLib.hosts.inslicer import SESSION_TOKEN_FILE, STDIO_COMMAND
+from SlicerMCPLib.serving.endpoint import endpoint_path, read_endpoint, remove_endpoint, write_endpoint
 
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 

@@ -24,8 +24,8 @@ from fixtures.module import (
     module_resources,
     module_scripts,
 )
-from SlicerMCPLib import dependencies
-from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.hosts import dependencies
 
 TOP_CMAKE = PROJECT_ROOT / "CMakeLists.txt"
 S4EXT = PROJECT_ROOT / "SlicerMCP.s4ext"
@@ -67,7 +67,7 @@ def s4ext() -> dict[str, str]:
 def test_every_python_file_is_listed_in_the_module_cmake() -> None:
     listed = cmake_list(MODULE_CMAKE.read_text(encoding="utf-8"), "MODULE_PYTHON_SCRIPTS")
     on_disk = module_scripts()
-    assert "SlicerMCPLib/qt_driver.py" in on_disk and "SlicerMCP.py" in on_disk
+    assert "SlicerMCPLib/hosts/qt_driver.py" in on_disk and "SlicerMCP.py" in on_disk
     missing = sorted(set(on_disk) - set(listed))
     stale = sorted(set(listed) - set(on_disk))
     assert not missing, f"not listed (run: python Testing/fixtures/module.py --sync): {missing}"

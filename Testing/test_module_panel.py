@@ -16,8 +16,9 @@ import pytest
 from fixtures.module import MODULE_DIR
 from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import http_client
-from SlicerMCPLib.config import ALLOW_KEYS
-from SlicerMCPLib.panel import (
+from SlicerMCPLib.core.config import ALLOW_KEYS
+from SlicerMCPLib.core.services import CallRecord
+from SlicerMCPLib.hosts.panel import (
     ALLOW_LABELS,
     PanelPresenter,
     PanelSettings,
@@ -26,8 +27,7 @@ from SlicerMCPLib.panel import (
     call_row,
     status_lines,
 )
-from SlicerMCPLib.qt_driver import pyside6_api
-from SlicerMCPLib.services import CallRecord
+from SlicerMCPLib.hosts.qt_driver import pyside6_api
 
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "SlicerMCP.ui"
 MODULE_FILE = MODULE_DIR / "SlicerMCP.py"

@@ -15,10 +15,10 @@ import numpy as np
 
 from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import http_client
-from SlicerMCPLib.backends.base import VolumeArray
-from SlicerMCPLib.endpoint import read_endpoint
-from SlicerMCPLib.gateway import MainThreadGateway
-from SlicerMCPLib.qt_driver import DEFAULT_BUDGET_S, QtDriver, pyside6_api
+from SlicerMCPLib.core.gateway import MainThreadGateway
+from SlicerMCPLib.core.scene_backend import VolumeArray
+from SlicerMCPLib.hosts.qt_driver import DEFAULT_BUDGET_S, QtDriver, pyside6_api
+from SlicerMCPLib.serving.endpoint import read_endpoint
 
 CONCURRENT_CALLS = 50
 
@@ -164,7 +164,7 @@ def test_stop_runs_queued_work_and_further_calls_time_out_cleanly(qt_app) -> Non
     caller.join(10)
     assert outcome == ["ran"]
     assert not driver.running
-    from SlicerMCPLib.errors import SlicerTimeout
+    from SlicerMCPLib.core.errors import SlicerTimeout
 
     late: list[BaseException] = []
 

@@ -29,8 +29,8 @@ from fixtures.core import free_port
 from fixtures.orthanc import Orthanc, orthanc_config
 from fixtures.ris import SPS, findscu_worklist
 from fixtures.scene import call_tool, error_of
-from SlicerMCPLib.server import build_server
-from SlicerMCPLib.services import Services
+from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.serving.server import build_server
 
 STATION = "VIRTUALCR"
 

@@ -151,7 +151,7 @@ def test_scp_assigns_the_uid_when_the_scu_leaves_it_out(mpps: Association, sqlit
 
 
 def test_in_progress_step_cannot_be_cancelled(mpps: Association, sqlite_store: Any) -> None:
-    from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
+    from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
 
     entry = sqlite_store.list_worklist(status="SCHEDULED")[0]
     assert (

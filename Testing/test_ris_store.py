@@ -10,8 +10,8 @@ import pytest
 
 from fixtures.core import free_port
 from fixtures.ris import STATION_AET
-from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
-from SlicerMCPLib.ris.config import MiniRisSettings
+from SlicerMCPLib.core.domain_config import MiniRisSettings
+from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
 from SlicerMCPLib.ris.schema import MIGRATIONS, PROCEDURES
 from SlicerMCPLib.ris.store import RisStore
 
@@ -275,7 +275,7 @@ def test_sqlite_path_unusable(tmp_path: Any) -> None:
 
 def test_dicom_mcp_config_block_selects_mysql(tmp_path: Any) -> None:
     """A dicom-mcp `mini_ris` block (no backend key) means its MySQL server, with ${ENV} passwords."""
-    from SlicerMCPLib.config import load_config
+    from SlicerMCPLib.core.config import load_config
 
     path = tmp_path / "config.yaml"
     path.write_text(
@@ -290,8 +290,8 @@ def test_dicom_mcp_config_block_selects_mysql(tmp_path: Any) -> None:
 
 
 def test_worklist_listens_on_loopback_unless_allowed() -> None:
-    from SlicerMCPLib.config import load_config
-    from SlicerMCPLib.errors import ConfigError
+    from SlicerMCPLib.core.config import load_config
+    from SlicerMCPLib.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="mini_ris.allow_remote"):
         load_config(env={}, overrides={"mini_ris": {"mwl_host": "0.0.0.0"}})

@@ -11,9 +11,9 @@ import pytest
 
 from fixtures.core import free_port
 from fixtures.scene import call_tool, call_tools, error_of
-from SlicerMCPLib.config import load_config
-from SlicerMCPLib.server import build_server
-from SlicerMCPLib.services import Services
+from SlicerMCPLib.core.config import load_config
+from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.serving.server import build_server
 
 RIS_TOOLS = {
     "list_mini_ris_patients": (True, False),
@@ -223,7 +223,7 @@ def test_synthetic_study_files_stay_in_the_storage_folder(ris_server: Any) -> No
     """An accession number is free text (SH allows / and .): it must not steer where files go."""
     from datetime import datetime
 
-    from SlicerMCPLib.config import user_data_dir
+    from SlicerMCPLib.core.localhost import user_data_dir
 
     order = call_tool(
         ris_server,
@@ -281,7 +281,7 @@ def test_database_down_is_reported_by_the_tools(tmp_path: Any, clean_backend: An
 def test_scp_port_in_use_is_a_clear_error(tmp_path: Any) -> None:
     import socket
 
-    from SlicerMCPLib.errors import SlicerMCPError
+    from SlicerMCPLib.core.errors import SlicerMCPError
     from SlicerMCPLib.ris.service import RisService
 
     with socket.socket() as taken:
@@ -299,7 +299,7 @@ def test_scp_port_in_use_is_a_clear_error(tmp_path: Any) -> None:
 
 def test_scp_address_not_available_is_a_config_error(tmp_path: Any) -> None:
     """A listen address this machine does not have is a config problem, not a port held elsewhere."""
-    from SlicerMCPLib.errors import SlicerMCPError
+    from SlicerMCPLib.core.errors import SlicerMCPError
     from SlicerMCPLib.ris.service import RisService
 
     config = ris_config(tmp_path, True, mwl_host="192.0.2.1", allow_remote=True)  # TEST-NET-1

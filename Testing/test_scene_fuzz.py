@@ -17,8 +17,8 @@ from mcp import Client
 
 from fixtures.core import free_port
 from fixtures.scene import make_labelmap, make_phantom_volume
-from SlicerMCPLib.demo import load_demo_scene
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
+from SlicerMCPLib.scene.demo import load_demo_scene
 
 FUZZ = settings(
     max_examples=30,

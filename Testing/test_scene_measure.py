@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from fixtures.scene import call_tool
-from SlicerMCPLib.backends.base import VolumeArray
-from SlicerMCPLib.backends.mrml_measure import CHUNK_BYTES, count_label, count_labels
+from SlicerMCPLib.core.scene_backend import VolumeArray
+from SlicerMCPLib.scene.measure import CHUNK_BYTES, count_label, count_labels
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32, np.float32])
@@ -56,7 +56,7 @@ def test_volume_info_follows_a_new_node_that_reuses_an_id(run_on_scene) -> None:
         import slicer
         import vtk
 
-        from SlicerMCPLib.backends.mrml_nodes import VolumeInfoCache
+        from SlicerMCPLib.scene.nodes import VolumeInfoCache
 
         scene = slicer.vtkMRMLScene()
         cache = VolumeInfoCache(scene)
@@ -105,7 +105,7 @@ def test_add_volume_keeps_voxel_values_whatever_the_dtype(clean_backend, dtype) 
 
 
 def test_add_volume_refuses_voxels_vtk_cannot_hold(clean_backend) -> None:
-    from SlicerMCPLib.errors import InvalidParameter
+    from SlicerMCPLib.core.errors import InvalidParameter
 
     with pytest.raises(InvalidParameter, match="complex"):
         asyncio.run(clean_backend.add_volume(VolumeArray(np.zeros((2, 2, 2), np.complex64), np.eye(4), "c")))
@@ -113,7 +113,7 @@ def test_add_volume_refuses_voxels_vtk_cannot_hold(clean_backend) -> None:
 
 def test_window_of_float_voxels_with_nan_is_finite() -> None:
     """Float pixel data may hold NaN (masked maps); the window comes from the finite voxels."""
-    from SlicerMCPLib.backends.mrml_io import estimate_window_level
+    from SlicerMCPLib.scene.data_io import estimate_window_level
 
     voxels = np.linspace(0.0, 100.0, 4000, dtype=np.float32).reshape(10, 20, 20)
     voxels[0, 0, :5] = np.nan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fixtures.scene import call_tool, call_tools, error_of
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
 
 
 def test_disabled_by_default(mcp_server) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from fixtures.core import free_port
 from fixtures.scene import call_tool, error_of, make_phantom_volume
-from SlicerMCPLib.errors import ErrorCode
-from SlicerMCPLib.sampledata import SampleDataCache, SampleSpec
+from SlicerMCPLib.core.errors import ErrorCode
+from SlicerMCPLib.scene.sampledata import SampleDataCache, SampleSpec
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from fixtures.scene import call_tool, call_tools, error_of
-from SlicerMCPLib.demo import load_demo_scene
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
+from SlicerMCPLib.scene.demo import load_demo_scene
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -220,7 +220,7 @@ def test_missing_offscreen_opengl_says_how_to_install(
     demo_server, clean_backend, run_on_scene, monkeypatch
 ) -> None:
     """A fault this machine can't produce (it has EGL): the probe's answer is faked to 'missing'."""
-    from SlicerMCPLib import rendering
+    from SlicerMCPLib.scene import rendering
 
     monkeypatch.setattr(rendering, "_offscreen", (False, rendering.OFFSCREEN_HELP))
     renderer = run_on_scene(clean_backend._headless_renderer)
@@ -245,8 +245,8 @@ def test_gui_view_not_created_yet_is_screenshot_failed(view_type) -> None:
     No Slicer GUI runs here, so a stand-in layout manager plays that part (a fake, for that fault only)."""
     from types import SimpleNamespace
 
-    from SlicerMCPLib.backends.mrml_app import SlicerGuiApp
-    from SlicerMCPLib.errors import ScreenshotFailed
+    from SlicerMCPLib.core.errors import ScreenshotFailed
+    from SlicerMCPLib.scene.app import SlicerGuiApp
 
     layout_manager = SimpleNamespace(sliceWidget=lambda name: None, threeDWidget=lambda index: None)
     app = SlicerGuiApp.__new__(SlicerGuiApp)

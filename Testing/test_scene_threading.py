@@ -9,9 +9,10 @@ import time
 from mcp import Client
 
 from fixtures.scene import call_tool, error_of, make_labelmap, make_phantom_volume, scene_busy
-from SlicerMCPLib import rendering
-from SlicerMCPLib.backends import mrml_io, mrml_measure, mrml_nodes
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
+from SlicerMCPLib.scene import data_io, rendering
+from SlicerMCPLib.scene import measure as mrml_measure
+from SlicerMCPLib.scene import nodes as mrml_nodes
 
 
 def test_scene_work_runs_on_one_thread(mcp_server, tmp_path, scene_thread, monkeypatch) -> None:
@@ -28,7 +29,7 @@ def test_scene_work_runs_on_one_thread(mcp_server, tmp_path, scene_thread, monke
 
     record(mrml_nodes, "list_nodes")
     record(mrml_nodes, "details")
-    record(mrml_io, "load_file")
+    record(data_io, "load_file")
     record(mrml_measure, "measure")
     record(rendering.SceneRenderer, "capture")
 

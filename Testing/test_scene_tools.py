@@ -20,7 +20,7 @@ from fixtures.scene import (
     phantom_arrays,
     scene_busy,
 )
-from SlicerMCPLib.errors import ErrorCode
+from SlicerMCPLib.core.errors import ErrorCode
 
 
 def load(server, path, **kw):
@@ -110,7 +110,11 @@ def test_load_failure_leaves_scene_unchanged(mcp_server, tmp_path, clean_backend
     body = error_of(call_tool(mcp_server, "load_volume", {"path": str(bad)}))
     assert body["code"] == ErrorCode.LOAD_FAILED
     assert call_tool(mcp_server, "list_scene_nodes", {}).structured_content["total"] == before
-    for args in ({"path": "relative.nrrd"}, {"path": str(tmp_path / "missing.nrrd")}):
+    for args in (
+        {"path": "relative.nrrd"},
+        {"path": str(tmp_path / "missing.nrrd")},
+        {"path": "~no-such-user-here/x.nrrd"},  # pathlib raises RuntimeError for an unknown ~user
+    ):
         assert error_of(call_tool(mcp_server, "load_volume", args))["code"] == ErrorCode.INVALID_PARAMETER
 
 
@@ -250,8 +254,8 @@ def test_resources(mcp_server, tmp_path) -> None:
 def test_add_and_export_volume_round_trip(clean_backend) -> None:
     import numpy as np
 
-    from SlicerMCPLib.backends.base import VolumeArray
-    from SlicerMCPLib.errors import InvalidParameter
+    from SlicerMCPLib.core.errors import InvalidParameter
+    from SlicerMCPLib.core.scene_backend import VolumeArray
 
     image, _, ijk_to_ras = phantom_arrays()
 
@@ -272,7 +276,7 @@ def test_add_and_export_volume_round_trip(clean_backend) -> None:
 
 
 def test_get_node_on_segmentations_and_application_nodes(mcp_server, run_on_scene, clean_backend) -> None:
-    from SlicerMCPLib.demo import load_demo_scene
+    from SlicerMCPLib.scene.demo import load_demo_scene
 
     run_on_scene(lambda: load_demo_scene(clean_backend))
     (seg,) = call_tool(
@@ -295,7 +299,7 @@ def test_added_volumes_get_a_display_window(clean_backend, run_on_scene) -> None
     """The series' own window when given (DICOM), else one estimated from the voxels' percentiles."""
     import numpy as np
 
-    from SlicerMCPLib.backends.base import VolumeArray
+    from SlicerMCPLib.core.scene_backend import VolumeArray
 
     rng = np.random.default_rng(7)
     image = rng.integers(-1000, 1000, size=(20, 32, 32)).astype(np.int16)

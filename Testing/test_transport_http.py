@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from fixtures.transport import INITIALIZE, RunningHttp, http_client
-from SlicerMCPLib.config import ServerSettings
-from SlicerMCPLib.errors import ErrorCode, SlicerMCPError
-from SlicerMCPLib.http_transport import HttpServer
+from SlicerMCPLib.core.config import ServerSettings
+from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.serving.http_transport import mcp_http_server
 
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
@@ -100,17 +100,17 @@ def test_port_in_use_gives_a_clear_error(mcp_server) -> None:
         s.listen(1)
         port = s.getsockname()[1]
         with pytest.raises(SlicerMCPError) as info:
-            HttpServer(mcp_server, ServerSettings(port=port), "x" * 32).start()
+            mcp_http_server(mcp_server, ServerSettings(port=port), "x" * 32).start()
     assert info.value.code == ErrorCode.CONFIG_ERROR
     assert "already in use" in info.value.message and "--port" in info.value.message
 
 
 def test_stop_releases_the_port(mcp_server) -> None:
-    server = HttpServer(mcp_server, ServerSettings(port=0), "y" * 32).start()
+    server = mcp_http_server(mcp_server, ServerSettings(port=0), "y" * 32).start()
     port = server.port
     server.stop()
     assert not server.running
-    again = HttpServer(mcp_server, ServerSettings(port=port), "y" * 32).start()
+    again = mcp_http_server(mcp_server, ServerSettings(port=port), "y" * 32).start()
     again.stop()
 
 
@@ -120,12 +120,12 @@ def test_child_processes_do_not_inherit_the_listening_socket(mcp_server) -> None
     import subprocess
     import sys
 
-    server = HttpServer(mcp_server, ServerSettings(port=0), "z" * 32).start()
+    server = mcp_http_server(mcp_server, ServerSettings(port=0), "z" * 32).start()
     port = server.port
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], close_fds=False)
     try:
         server.stop()
-        again = HttpServer(mcp_server, ServerSettings(port=port), "z" * 32).start()
+        again = mcp_http_server(mcp_server, ServerSettings(port=port), "z" * 32).start()
         again.stop()
     finally:
         child.kill()

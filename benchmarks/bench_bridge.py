@@ -97,14 +97,14 @@ def main() -> int:
     from mcp import Client
 
     from fixtures.bridge import bridge_client, bridge_env, start_peer, stop_peer
-    from SlicerMCPLib.auth import load_or_create_token, token_path
-    from SlicerMCPLib.config import Config, ServerSettings
-    from SlicerMCPLib.endpoint import remove_endpoint, write_endpoint
-    from SlicerMCPLib.gateway import SceneThread
-    from SlicerMCPLib.headless import create_headless_backend
-    from SlicerMCPLib.http_transport import HttpServer
-    from SlicerMCPLib.server import build_server
-    from SlicerMCPLib.services import Services
+    from SlicerMCPLib.core.config import Config, ServerSettings
+    from SlicerMCPLib.core.gateway import SceneThread
+    from SlicerMCPLib.core.services import Services
+    from SlicerMCPLib.hosts.headless import create_headless_backend
+    from SlicerMCPLib.serving.auth import load_or_create_token, token_path
+    from SlicerMCPLib.serving.endpoint import remove_endpoint, write_endpoint
+    from SlicerMCPLib.serving.http_transport import mcp_http_server
+    from SlicerMCPLib.serving.server import build_server
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
     os.environ["SLICER_MCP_HOME"] = str(tmp / "home")
@@ -116,7 +116,7 @@ def main() -> int:
     backend = scene.gateway.call(lambda: create_headless_backend(scene.gateway, config), 120)
     server = build_server(Services(config=config, backend=backend))
     settings = ServerSettings(port=0)
-    http = HttpServer(server, settings, load_or_create_token(token_path(settings))).start()
+    http = mcp_http_server(server, settings, load_or_create_token(token_path(settings))).start()
     write_endpoint(http.url, http.port or 0, token_path(settings))
     peer = start_peer(tmp, enable_exec=True)
     env = bridge_env()

@@ -32,13 +32,13 @@ from fixtures.orthanc import (  # noqa: E402
     start_orthanc,
     stop_orthanc,
 )
-from SlicerMCPLib.backends import mrml_io  # noqa: E402
+from SlicerMCPLib.core.gateway import SceneThread  # noqa: E402
+from SlicerMCPLib.core.services import Services  # noqa: E402
 from SlicerMCPLib.dicom.move import Target  # noqa: E402
 from SlicerMCPLib.dicom.service import DicomService  # noqa: E402
-from SlicerMCPLib.gateway import SceneThread  # noqa: E402
-from SlicerMCPLib.headless import create_headless_backend  # noqa: E402
-from SlicerMCPLib.server import build_server  # noqa: E402
-from SlicerMCPLib.services import Services  # noqa: E402
+from SlicerMCPLib.hosts.headless import create_headless_backend  # noqa: E402
+from SlicerMCPLib.scene import data_io  # noqa: E402
+from SlicerMCPLib.serving.server import build_server  # noqa: E402
 
 
 def best(fn, n: int) -> float:
@@ -140,7 +140,7 @@ def main() -> None:
                 )
                 elapsed = time.perf_counter() - t0
             assert not result.is_error, result.content[0].text
-            scene.gateway.call(lambda: mrml_io.clear_data(backend.scene), 60)
+            scene.gateway.call(lambda: data_io.clear_data(backend.scene), 60)
             data = result.structured_content
             return elapsed, data["retrieve_seconds"], data["load_seconds"]
 
@@ -158,7 +158,7 @@ def main() -> None:
 
         def add_only() -> None:
             asyncio.run(backend.add_volume(volume))
-            scene.gateway.call(lambda: mrml_io.clear_data(backend.scene), 60)
+            scene.gateway.call(lambda: data_io.clear_data(backend.scene), 60)
 
         notes.append(
             f"backend.add_volume of the decoded volume alone (scene code): {best(add_only, runs):.2f} s"

@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 from mcp import Client  # noqa: E402
 
 from fixtures.fhir import fhir_services, start_sekmet, stop_sekmet  # noqa: E402
+from SlicerMCPLib.core.domain_config import FhirServer  # noqa: E402
 from SlicerMCPLib.fhir.client import FhirClient  # noqa: E402
-from SlicerMCPLib.fhir.config import FhirServer  # noqa: E402
 from SlicerMCPLib.fhir.search import search  # noqa: E402
 from SlicerMCPLib.fhir.seed import seed  # noqa: E402
-from SlicerMCPLib.server import build_server  # noqa: E402
+from SlicerMCPLib.serving.server import build_server  # noqa: E402
 
 
 def median_ms(fn, n: int) -> float:

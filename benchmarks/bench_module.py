@@ -28,12 +28,12 @@ import numpy as np  # noqa: E402
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from SlicerMCPLib.backends import mrml_nodes  # noqa: E402
-from SlicerMCPLib.backends.base import VolumeArray  # noqa: E402
-from SlicerMCPLib.config import Config  # noqa: E402
-from SlicerMCPLib.gateway import MainThreadGateway  # noqa: E402
-from SlicerMCPLib.headless import create_headless_backend  # noqa: E402
-from SlicerMCPLib.qt_driver import QtDriver, pyside6_api  # noqa: E402
+from SlicerMCPLib.core.config import Config  # noqa: E402
+from SlicerMCPLib.core.gateway import MainThreadGateway  # noqa: E402
+from SlicerMCPLib.core.scene_backend import VolumeArray  # noqa: E402
+from SlicerMCPLib.hosts.headless import create_headless_backend  # noqa: E402
+from SlicerMCPLib.hosts.qt_driver import QtDriver, pyside6_api  # noqa: E402
+from SlicerMCPLib.scene import nodes as mrml_nodes  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

@@ -27,7 +27,7 @@ from pydicom.sequence import Sequence
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from SlicerMCPLib.ris.config import MiniRisSettings
+from SlicerMCPLib.core.domain_config import MiniRisSettings
 from SlicerMCPLib.ris.schema import PROCEDURES
 from SlicerMCPLib.ris.store import RisStore
 from SlicerMCPLib.ris.worklist import entry_to_item

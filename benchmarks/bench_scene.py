@@ -28,16 +28,17 @@ import numpy as np  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
 from fixtures.transport import http_client  # noqa: E402
-from SlicerMCPLib.auth import load_or_create_token, token_path  # noqa: E402
-from SlicerMCPLib.backends import mrml_io, mrml_nodes  # noqa: E402
-from SlicerMCPLib.backends.base import VolumeArray  # noqa: E402
-from SlicerMCPLib.config import Config, ServerSettings  # noqa: E402
-from SlicerMCPLib.demo import load_demo_scene  # noqa: E402
-from SlicerMCPLib.gateway import SceneThread  # noqa: E402
-from SlicerMCPLib.headless import create_headless_backend  # noqa: E402
-from SlicerMCPLib.http_transport import HttpServer  # noqa: E402
-from SlicerMCPLib.server import build_server  # noqa: E402
-from SlicerMCPLib.services import Services  # noqa: E402
+from SlicerMCPLib.core.config import Config, ServerSettings  # noqa: E402
+from SlicerMCPLib.core.gateway import SceneThread  # noqa: E402
+from SlicerMCPLib.core.scene_backend import VolumeArray  # noqa: E402
+from SlicerMCPLib.core.services import Services  # noqa: E402
+from SlicerMCPLib.hosts.headless import create_headless_backend  # noqa: E402
+from SlicerMCPLib.scene import data_io  # noqa: E402
+from SlicerMCPLib.scene import nodes as mrml_nodes
+from SlicerMCPLib.scene.demo import load_demo_scene  # noqa: E402
+from SlicerMCPLib.serving.auth import load_or_create_token, token_path  # noqa: E402
+from SlicerMCPLib.serving.http_transport import mcp_http_server  # noqa: E402
+from SlicerMCPLib.serving.server import build_server  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING)
 for noisy in ("httpx", "httpx2", "mcp", "uvicorn"):
@@ -64,7 +65,7 @@ def populate(backend, count: int) -> None:
     load_demo_scene(backend)
     voxels = np.zeros((2, 2, 2), np.int16)
     for n in range(count - 2):
-        mrml_io.add_volume(backend.app, VolumeArray(voxels, np.eye(4), f"Series {n}"))
+        data_io.add_volume(backend.app, VolumeArray(voxels, np.eye(4), f"Series {n}"))
 
 
 async def http_listing(url: str, token: str, n: int, limit: int, validate: bool) -> list[float]:
@@ -89,7 +90,7 @@ def bench_listing(scene: SceneThread, backend, n: int) -> None:
     config = Config(server=ServerSettings(port=0))
     services = Services(config=config, backend=backend)
     token = load_or_create_token(token_path(config.server))
-    http = HttpServer(build_server(services), config.server, token).start()
+    http = mcp_http_server(build_server(services), config.server, token).start()
     try:
         print(
             "list_scene_nodes, 1,000-node scene (reference: the same listing in-process on the scene thread)"
@@ -154,7 +155,7 @@ def bench_measure(scene: SceneThread, backend, n: int) -> None:
     labels[400:500, 10:20, 10:500] = 7
     node = scene.gateway.call(
         functools.partial(
-            mrml_io.add_volume, backend.app, VolumeArray(labels, np.eye(4), "big", is_labelmap=True)
+            data_io.add_volume, backend.app, VolumeArray(labels, np.eye(4), "big", is_labelmap=True)
         )
     )
     node_id = node.GetID()

@@ -14,9 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from SlicerMCPLib.config import ALLOW_KEYS, Config
-from SlicerMCPLib.dicom.config import DicomNode
-from SlicerMCPLib.fhir.config import FhirServer
+from SlicerMCPLib.core.config import ALLOW_KEYS, Config
+from SlicerMCPLib.core.domain_config import DicomNode, FhirServer
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 

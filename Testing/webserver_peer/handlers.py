@@ -16,11 +16,11 @@ from urllib.request import url2pathname
 
 import numpy as np
 
-from SlicerMCPLib.backends.base import VolumeArray
-from SlicerMCPLib.config import load_config
-from SlicerMCPLib.gateway import MainThreadGateway
-from SlicerMCPLib.headless import create_headless_backend, slicer_core_version
-from SlicerMCPLib.sampledata import SampleDataCache
+from SlicerMCPLib.core.config import load_config
+from SlicerMCPLib.core.gateway import MainThreadGateway
+from SlicerMCPLib.core.scene_backend import VolumeArray
+from SlicerMCPLib.hosts.headless import create_headless_backend, slicer_core_version
+from SlicerMCPLib.scene.sampledata import SampleDataCache
 
 from .properties import node_properties
 

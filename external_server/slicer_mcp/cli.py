@@ -12,7 +12,7 @@ import logging
 import sys
 
 from SlicerMCPLib import __version__
-from SlicerMCPLib.errors import SlicerMCPError
+from SlicerMCPLib.core.errors import SlicerMCPError
 
 COMMANDS = ("serve", "fhir", "ris")
 

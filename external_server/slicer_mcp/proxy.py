@@ -27,8 +27,8 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
 from mcp.server.stdio import stdio_server
 
-from SlicerMCPLib.endpoint import Endpoint
-from SlicerMCPLib.errors import SlicerConnectionError
+from SlicerMCPLib.core.errors import SlicerConnectionError
+from SlicerMCPLib.serving.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise

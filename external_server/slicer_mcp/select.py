@@ -18,8 +18,8 @@ from typing import Literal
 
 import anyio
 
-from SlicerMCPLib.config import Config
-from SlicerMCPLib.endpoint import Endpoint, read_endpoint
+from SlicerMCPLib.core.config import Config
+from SlicerMCPLib.serving.endpoint import Endpoint, read_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,11 @@ def run_proxy(endpoint: Endpoint) -> int:
 
 def run_webserver(config: Config, transport: Literal["stdio", "http"], url: str) -> int:
     """Serve the tool catalog with the WebServer backend; no scene here, so no main-thread gateway."""
-    from SlicerMCPLib.auth import load_or_create_token, token_path
     from SlicerMCPLib.backends.webserver import WebServerBackend
-    from SlicerMCPLib.http_transport import HttpServer
-    from SlicerMCPLib.server import build_server
-    from SlicerMCPLib.services import Services
+    from SlicerMCPLib.core.services import Services
+    from SlicerMCPLib.serving.auth import load_or_create_token, token_path
+    from SlicerMCPLib.serving.http_transport import mcp_http_server
+    from SlicerMCPLib.serving.server import build_server
 
     services = Services(config=config, backend=WebServerBackend(config, url))
     server = build_server(services)
@@ -135,7 +135,7 @@ def run_webserver(config: Config, transport: Literal["stdio", "http"], url: str)
         finally:
             anyio.run(services.close)
     path = token_path(config.server)
-    http = HttpServer(server, config.server, load_or_create_token(path)).start()
+    http = mcp_http_server(server, config.server, load_or_create_token(path)).start()
     print(f"slicer-mcp: serving MCP at {http.url} (Slicer WebServer {url}); token in {path}", file=sys.stderr)
     try:
         return _until_signal(lambda: threading.Event().wait())

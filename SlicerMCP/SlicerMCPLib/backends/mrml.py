@@ -1,7 +1,7 @@
 """`MrmlBackend`: the scene tools on a real vtkMRMLScene, headless or inside Slicer.
 
 Every MRML/VTK call runs on the main thread through `gateway.acall(fn, timeout)`; the
-helpers in mrml_nodes / mrml_io / mrml_measure and SlicerMCPLib.rendering are plain
+helpers in mrml_nodes / data_io / mrml_measure and SlicerMCPLib.rendering are plain
 functions that assume they already are on it.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import anyio.to_thread
 
-from ..config import Config
-from ..errors import InvalidParameter
-from ..gateway import MainThreadGateway
-from ..models import (
+from ..core.config import Config
+from ..core.errors import InvalidParameter
+from ..core.gateway import MainThreadGateway
+from ..core.models import (
     LAYOUT_NAMES,
     ClearResult,
     GuiMode,
@@ -33,10 +33,12 @@ from ..models import (
     ViewType,
     VolumeMeasurement,
 )
-from ..python_exec import Namespaces, run_code
-from . import mrml_io, mrml_measure, mrml_nodes
-from .base import SceneBackend, Screenshot, VolumeArray
-from .mrml_app import SceneApp, layout_id
+from ..core.scene_backend import SceneBackend, Screenshot, VolumeArray
+from ..scene import data_io
+from ..scene import measure as mrml_measure
+from ..scene import nodes as mrml_nodes
+from ..scene.app import SceneApp, layout_id
+from ..scene.python_exec import Namespaces, run_code
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class MrmlBackend(SceneBackend):
             notes = []
             rendering_3d = None
             if not self.app.gui:
-                from ..rendering import offscreen_available
+                from ..scene.rendering import offscreen_available
 
                 rendering_3d, why = offscreen_available()
                 if not rendering_3d:
@@ -154,7 +156,7 @@ class MrmlBackend(SceneBackend):
 
     def _headless_renderer(self) -> Any:
         if self._renderer is None:
-            from ..rendering import SceneRenderer
+            from ..scene.rendering import SceneRenderer
 
             self._renderer = SceneRenderer(self.app)
         return self._renderer
@@ -169,7 +171,7 @@ class MrmlBackend(SceneBackend):
 
     async def _load(self, path: Path, labelmap: bool, name: str | None, source: str) -> LoadedNodes:
         def run() -> LoadedNodes:
-            nodes = mrml_io.load_file(self.app, path, labelmap, name)
+            nodes = data_io.load_file(self.app, path, labelmap, name)
             return LoadedNodes(nodes=[mrml_nodes.summary(n) for n in nodes], source=source)
 
         return await self._scene_call(run, self.config.timeouts.load_s)
@@ -228,19 +230,19 @@ class MrmlBackend(SceneBackend):
         }
 
     async def clear_scene(self) -> ClearResult:
-        return ClearResult(removed_nodes=await self._scene_call(lambda: mrml_io.clear_data(self.scene)))
+        return ClearResult(removed_nodes=await self._scene_call(lambda: data_io.clear_data(self.scene)))
 
     async def add_volume(self, volume: VolumeArray) -> NodeSummary:
         # copying voxels into VTK and estimating the window happen here, off the main thread
-        prepared = await anyio.to_thread.run_sync(mrml_io.prepare_volume, volume)
+        prepared = await anyio.to_thread.run_sync(data_io.prepare_volume, volume)
         return await self._scene_call(
-            lambda: mrml_nodes.summary(mrml_io.add_volume(self.app, prepared)), self.config.timeouts.load_s
+            lambda: mrml_nodes.summary(data_io.add_volume(self.app, prepared)), self.config.timeouts.load_s
         )
 
     async def export_volume(self, node_id: str) -> VolumeArray:
         def run() -> VolumeArray:
             node = mrml_nodes.find_node(self.scene, node_id, "vtkMRMLScalarVolumeNode", "export_volume")
-            return mrml_io.export_volume(node)
+            return data_io.export_volume(node)
 
         return await self._scene_call(run, self.config.timeouts.load_s)
 

@@ -20,8 +20,8 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
-from ..config import Config
-from ..errors import (
+from ..core.config import Config
+from ..core.errors import (
     ErrorCode,
     InvalidNodeId,
     NotSupported,
@@ -30,7 +30,7 @@ from ..errors import (
     SlicerMCPError,
     VolumeCalculationError,
 )
-from ..models import (
+from ..core.models import (
     ClearResult,
     GuiMode,
     LayoutResult,
@@ -48,8 +48,8 @@ from ..models import (
     VolumeInfo,
     VolumeMeasurement,
 )
+from ..core.scene_backend import SceneBackend, Screenshot, VolumeArray
 from . import webserver_exec, webserver_http, webserver_nrrd
-from .base import SceneBackend, Screenshot, VolumeArray
 from .webserver_http import Response, WebServerHttp
 
 SLICE_VIEWS = {"axial": ("red", "Axial"), "sagittal": ("yellow", "Sagittal"), "coronal": ("green", "Coronal")}

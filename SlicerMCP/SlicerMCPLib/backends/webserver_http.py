@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from ..errors import ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
+from ..core.errors import ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
 
 log = logging.getLogger(__name__)
 

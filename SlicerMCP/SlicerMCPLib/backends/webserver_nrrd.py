@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ErrorCode, NotSupported, SlicerMCPError
+from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
 
 _LPS_FLIP = np.array([-1.0, -1.0, 1.0])
 _TYPES = {

@@ -22,8 +22,8 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.status import Status, code_to_category
 
-from ..errors import ErrorCode, SlicerMCPError
-from .config import DicomNode
+from ..core.domain_config import DicomNode
+from ..core.errors import ErrorCode, SlicerMCPError
 from .models import EchoResult
 
 log = logging.getLogger(__name__)

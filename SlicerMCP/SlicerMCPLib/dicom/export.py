@@ -12,8 +12,8 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-from ..backends.base import VolumeArray
-from ..errors import InvalidParameter
+from ..core.errors import InvalidParameter
+from ..core.scene_backend import VolumeArray
 from .loader import LPS_TO_RAS
 
 SOP_CLASS_FOR_MODALITY = {

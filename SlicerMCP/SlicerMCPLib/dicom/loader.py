@@ -20,8 +20,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from ..backends.base import VolumeArray
-from ..errors import ErrorCode, SlicerMCPError
+from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.scene_backend import VolumeArray
 
 log = logging.getLogger(__name__)
 

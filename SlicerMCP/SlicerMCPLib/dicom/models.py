@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..models import NodeSummary
+from ..core.models import NodeSummary
 
 QueryLevel = Literal["patient", "study", "series", "instance"]
 AttributePreset = Literal["minimal", "standard", "extended"]

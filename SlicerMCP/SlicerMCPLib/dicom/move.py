@@ -16,9 +16,9 @@ from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 from pynetdicom.status import STATUS_PENDING, Status
 
-from ..errors import ErrorCode, SlicerMCPError
+from ..core.domain_config import DicomNode
+from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import lost_association, node_label, open_association, status_of
-from .config import DicomNode
 from .models import MoveResult
 
 log = logging.getLogger(__name__)

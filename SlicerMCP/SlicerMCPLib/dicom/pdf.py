@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pydicom
 
-from ..errors import ErrorCode, SlicerMCPError
+from ..core.errors import ErrorCode, SlicerMCPError
 from .models import PdfPage, PdfText
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"

@@ -21,9 +21,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.status import STATUS_FAILURE, STATUS_PENDING
 
-from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.domain_config import DicomNode
+from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from .associations import lost_association, node_label, open_association, status_of
-from .config import DicomNode
 from .models import AttributePreset, QueryLevel, QueryResult
 
 log = logging.getLogger(__name__)

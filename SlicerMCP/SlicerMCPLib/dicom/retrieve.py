@@ -22,7 +22,8 @@ from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # type: ignore[attr-defined]
 from pynetdicom.status import STATUS_PENDING, Status
 
-from ..errors import ErrorCode, SlicerMCPError
+from ..core.domain_config import DicomNode, RetrieveMethod
+from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import (
     MAX_CONTEXTS,
     UNCOMPRESSED,
@@ -31,7 +32,6 @@ from .associations import (
     open_association,
     status_of,
 )
-from .config import DicomNode, RetrieveMethod
 from .move import Target, move
 from .query import find
 from .storage_scp import CANNOT_UNDERSTAND, StorageScp

@@ -16,9 +16,9 @@ from pydicom.dataset import Dataset
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import STATUS_FAILURE, STATUS_WARNING
 
-from ..errors import ErrorCode, SlicerMCPError
+from ..core.domain_config import DicomNode
+from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import UNCOMPRESSED, lost_association, node_label, open_association, status_of
-from .config import DicomNode
 from .models import SendFailure, SendResult
 
 log = logging.getLogger(__name__)

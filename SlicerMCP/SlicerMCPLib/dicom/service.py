@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pydicom
 
-from ..backends.base import VolumeArray
-from ..config import Config
-from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.config import Config
+from ..core.domain_config import DicomNode, RetrieveMethod
+from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.scene_backend import VolumeArray
 from .associations import echo
-from .config import DicomNode, RetrieveMethod
 from .export import volume_to_datasets
 from .loader import LoadedVolume, NotAVolume, load_series
 from .models import (

@@ -18,9 +18,9 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.status import Status
 
-from ..errors import ErrorCode, SlicerMCPError
+from ..core.domain_config import StorageScpSettings
+from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import DUL_LOOP_DELAY_S, MAX_PDU, tune_dul
-from .config import StorageScpSettings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from ..errors import InvalidParameter
+from ..core.domain_config import is_ae_title
+from ..core.errors import InvalidParameter
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _DATE_RANGE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
@@ -24,11 +25,6 @@ def check_uid(value: str, key: str = "uid") -> str:
             details={"parameter": key},
         )
     return value
-
-
-def is_ae_title(value: str) -> bool:
-    """1 to 16 printable characters, no backslash (it separates values), no surrounding spaces."""
-    return 0 < len(value) <= 16 and value == value.strip() and "\\" not in value and value.isprintable()
 
 
 def check_ae_title(value: str, key: str = "ae_title") -> str:

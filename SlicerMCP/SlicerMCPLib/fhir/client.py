@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..errors import ConfigError, ErrorCode, SlicerMCPError
-from .config import FhirServer
+from ..core.domain_config import FhirServer
+from ..core.errors import ConfigError, ErrorCode, SlicerMCPError
 
 log = logging.getLogger(__name__)
 

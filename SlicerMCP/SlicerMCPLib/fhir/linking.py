@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..dicom.config import DicomNode
-from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.domain_config import DicomNode
+from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from . import resources
 from .client import FhirClient
 from .models import DCM_SYSTEM, DICOM_UID_SYSTEM, DicomStudyLink, ResourceResult, study_uid_of

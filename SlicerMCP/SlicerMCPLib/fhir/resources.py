@@ -14,7 +14,7 @@ from fhirclient.models.fhirabstractbase import FHIRValidationError
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 from fhirclient.models.resource import Resource
 
-from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient, FhirResponse
 from .models import ResourceResult
 from .search import resource_id

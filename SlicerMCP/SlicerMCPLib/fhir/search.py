@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
 from .models import DCM_SYSTEM, DICOM_UID_SYSTEM
 

@@ -6,14 +6,14 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.domain_config import FhirServer
+from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
-from .config import FhirServer
 from .models import FhirCapability, FhirServerInfo, FhirServerList, FhirSwitchResult
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from ..services import Services
+    from ..core.config import Config
+    from ..core.services import Services
 
 
 class FhirService:

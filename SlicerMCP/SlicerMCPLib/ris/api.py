@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from ..config import Config
-from ..errors import ErrorCode, InvalidParameter, OperationDisabled, SlicerMCPError
-from ..http_transport import AuthMiddleware, HttpServer
+from ..core.config import Config
+from ..core.errors import ErrorCode, InvalidParameter, OperationDisabled, SlicerMCPError
+from ..core.http_server import AuthMiddleware, HttpServer
 from .service import RisService
 from .store import scheduled_day
 
@@ -156,6 +156,6 @@ def serve_api(service: RisService, config: Config, token: str, port: int | None 
     """Start the API on 127.0.0.1 (`port` or mini_ris.api_port) behind the token check."""
     settings = config.server.model_copy(update={"port": config.mini_ris.api_port if port is None else port})
     app = AuthMiddleware(build_api(service, config), token, list(settings.allowed_origins))
-    server = HttpServer(None, settings, token, app=app).start()
+    server = HttpServer(app, settings).start()
     log.info("RIS REST API on http://%s:%d/ris/api/worklist", settings.host, server.port)
     return server

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ErrorCode, SlicerMCPError
-from .config import MiniRisSettings, default_sqlite_path
+from ..core.domain_config import MiniRisSettings, default_sqlite_path
+from ..core.errors import ErrorCode, SlicerMCPError
 from .schema import MYSQL, SQLITE, Dialect
 
 log = logging.getLogger(__name__)

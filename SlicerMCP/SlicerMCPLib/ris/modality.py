@@ -27,10 +27,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.status import STATUS_FAILURE, STATUS_PENDING, STATUS_SUCCESS
 
+from ..core.domain_config import DicomNode
+from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
 from ..dicom.associations import lost_association, open_association, status_of
-from ..dicom.config import DicomNode
 from ..dicom.send import send
-from ..errors import ErrorCode, NotSupported, SlicerMCPError
 from .db import RisNotFound
 from .images import MAX_VALUE, Picture, SampleGenerator, generator_for
 

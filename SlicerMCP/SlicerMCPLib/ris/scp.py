@@ -23,8 +23,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from ..core.errors import SlicerMCPError
 from ..dicom import associations  # noqa: F401 - keeps identifiers (PHI) out of pynetdicom's log
-from ..errors import SlicerMCPError
 from .db import RisConflict, RisNotFound
 from .store import RisStore
 from .worklist import (

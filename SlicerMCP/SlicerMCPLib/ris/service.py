@@ -14,9 +14,10 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from ..config import Config, user_data_dir
-from ..dicom.config import DicomNode
-from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.config import Config
+from ..core.domain_config import DicomNode
+from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.localhost import user_data_dir
 from .modality import Acquisition, VirtualCR
 from .scp import RisScp
 from .seed import seed

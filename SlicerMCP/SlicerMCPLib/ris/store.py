@@ -15,9 +15,9 @@ from typing import Any
 
 from pydicom.uid import generate_uid
 
+from ..core.domain_config import MiniRisSettings
+from ..core.errors import InvalidParameter
 from ..dicom.validation import check_ae_title, check_text
-from ..errors import InvalidParameter
-from .config import MiniRisSettings
 from .db import Database, RisConflict, RisNotFound, Tx, like_literal, open_database
 from .models import MppsRecord, MwlEntry, Order, Patient, Procedure
 from .rows import MWL_SELECT, ORDER_SELECT, mpps_of, mwl_of, order_of, patient_of, procedure_of

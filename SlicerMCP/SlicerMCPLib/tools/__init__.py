@@ -1,4 +1,9 @@
-"""The tool catalog: one module per domain, each with a `register(server)` function."""
+"""The tool catalog: one module per domain (`scene`, `dicom`, `fhir`, `ris`), plus the resources.
+
+Each module's `register(server)` adds its tools; each tool is a short typed function that
+finds its services with `core.services.services_of(ctx)`. The catalog may import `core`,
+`scene`, `backends` and the domain packages; never `serving` or `hosts`, which import it.
+"""
 
 from __future__ import annotations
 

@@ -15,7 +15,10 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
-from ..dicom.config import RetrieveMethod
+from ..core.domain_config import RetrieveMethod
+from ..core.errors import InvalidParameter
+from ..core.localhost import absolute_user_path
+from ..core.services import Services, services_of
 from ..dicom.models import (
     AttributePreset,
     AttributePresets,
@@ -35,9 +38,6 @@ from ..dicom.move import Target
 from ..dicom.query import PRESETS, attribute_list
 from ..dicom.service import DicomService
 from ..dicom.validation import check_code, check_date, check_text, check_uid
-from ..errors import InvalidParameter
-from ..server import services_of
-from ..services import Services
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, READS, READS_REMOTE, SETS
 
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID (digits and dots)")]
@@ -448,9 +448,7 @@ async def send_to_pacs(
 def _dicom_files(paths: list[str]) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            raise InvalidParameter(f"paths must be absolute, got {raw!r}", details={"path": raw})
+        path = absolute_user_path(raw, "paths")
         if path.is_dir():
             files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
         elif path.is_file():

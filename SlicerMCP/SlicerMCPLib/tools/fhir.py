@@ -13,7 +13,8 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
-from ..errors import InvalidParameter
+from ..core.errors import InvalidParameter
+from ..core.services import services_of
 from ..fhir import linking, resources
 from ..fhir.linking import DicomStudyRecord
 from ..fhir.models import (
@@ -29,7 +30,6 @@ from ..fhir.models import (
 )
 from ..fhir.search import imaging_study_params, patient_params, search
 from ..fhir.service import FhirService, fhir_service
-from ..server import services_of
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, OVERWRITES_REMOTE, READS, READS_REMOTE, SETS
 from .dicom import dicom_service
 

@@ -14,12 +14,12 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidParameter
+from ..core.errors import InvalidParameter
+from ..core.services import services_of
 from ..ris.db import RisNotFound
 from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
 from ..ris.schema import PROCEDURES
 from ..ris.service import RisService, ris_service
-from ..server import services_of
 from .annotations import ADDS, ADDS_FROM_REMOTE, CANCELS, READS
 
 T = TypeVar("T")

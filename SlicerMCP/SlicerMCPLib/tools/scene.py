@@ -12,8 +12,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
 
-from ..errors import InvalidParameter
-from ..models import (
+from ..core.errors import InvalidParameter
+from ..core.localhost import absolute_user_path
+from ..core.models import (
     ClearResult,
     GuiMode,
     LayoutName,
@@ -28,9 +29,8 @@ from ..models import (
     ViewType,
     VolumeMeasurement,
 )
-from ..sampledata import SAMPLES, SampleDataCache
-from ..server import services_of
-from ..services import Services
+from ..core.services import Services, services_of
+from ..scene.sampledata import SAMPLES, SampleDataCache
 from .annotations import ADDS, ADDS_FROM_REMOTE, READS, REMOVES, RUNS_CODE, SETS
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
@@ -181,9 +181,7 @@ async def load_volume(
     ] = None,
 ) -> LoadedNodes:
     """Load a volume file into the scene. A *.seg.nrrd file loads as a segmentation."""
-    file = Path(path).expanduser()
-    if not file.is_absolute():
-        raise InvalidParameter(f"path must be absolute, got {path!r}", details={"path": path})
+    file = absolute_user_path(path)
     if not file.is_file():
         raise InvalidParameter(f"no such file: {file}", details={"path": str(file)})
     if not file.name.lower().endswith(VOLUME_SUFFIXES):

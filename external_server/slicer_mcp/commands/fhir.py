@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from SlicerMCPLib.config import load_config
+from SlicerMCPLib.core.config import load_config
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def seed_listing() -> list[dict[str, Any]]:
 
 
 def run_seed(args: argparse.Namespace) -> int:
-    from SlicerMCPLib.errors import ConfigError
+    from SlicerMCPLib.core.errors import ConfigError
     from SlicerMCPLib.fhir.seed import seed
     from SlicerMCPLib.fhir.service import FhirService
 

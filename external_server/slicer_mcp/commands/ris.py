@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from SlicerMCPLib.config import Config, load_config
+from SlicerMCPLib.core.config import Config, load_config
 
 log = logging.getLogger("slicer_mcp.ris")
 
@@ -56,9 +56,9 @@ def run_seed(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from SlicerMCPLib.auth import load_or_create_token, token_path
     from SlicerMCPLib.ris.api import serve_api
     from SlicerMCPLib.ris.service import RisService
+    from SlicerMCPLib.serving.auth import load_or_create_token, token_path
 
     config = _config(args)
     service = RisService(config)

@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Any
 
-from SlicerMCPLib.config import load_config
+from SlicerMCPLib.core.config import load_config
 
 from ..select import EXIT_NO_BACKEND, NO_BACKEND_MESSAGE, choose_backend, run_proxy, run_webserver
 
@@ -78,6 +78,6 @@ def run(args: argparse.Namespace) -> int:
         return run_proxy(choice.endpoint)
     if choice.backend == "webserver":
         return run_webserver(config, args.transport, config.webserver_url)
-    from SlicerMCPLib.host import run_headless
+    from SlicerMCPLib.hosts.headless import run_headless
 
     return run_headless(config, args.transport, demo=args.demo)

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameter, VolumeCalculationError
-from ..models import SegmentVolume, VolumeMeasurement
-from .mrml_nodes import find_node
+from ..core.errors import InvalidParameter, VolumeCalculationError
+from ..core.models import SegmentVolume, VolumeMeasurement
+from .nodes import find_node
 
 CHUNK_BYTES = 1 << 20  # about an L2 cache: passes after the first read hit cache; fewer numpy calls
 _FEW_LABELS = 32  # a chunk spanning more label values than this is counted with bincount

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import Screenshot
-from .backends.mrml_app import SLICE_VIEW_OF, slice_centre_range
-from .errors import ScreenshotFailed
-from .models import ScreenshotInfo
+from ..core.errors import ScreenshotFailed
+from ..core.models import ScreenshotInfo
+from ..core.scene_backend import Screenshot
+from .app import SLICE_VIEW_OF, slice_centre_range
 
 log = logging.getLogger(__name__)
 
@@ -466,7 +466,7 @@ class SceneRenderer:
         """The layout's views tiled into one image of about `size` pixels wide."""
         import slicer
 
-        from .backends.mrml_app import LAYOUT_IDS
+        from .app import LAYOUT_IDS
 
         arrangement = self.app.layout_node.GetViewArrangement()
         name = next(

@@ -19,9 +19,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
-from . import __version__
-from .errors import ErrorCode, SlicerMCPError
-from .services import CallRecord, Services
+from .. import __version__
+from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.services import CallRecord, Services
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,6 @@ DICOM, FHIR and RIS tools query servers from the config and load studies into th
 Errors come back as JSON {"error": {"code", "message", "details"}}: read the message, it says
 what to do next. execute_python and writes to PACS/FHIR/RIS are off unless the config allows them.
 """
-
-
-def services_of(ctx: Context) -> Services:
-    """The services of the server handling this call (the lifespan context)."""
-    try:
-        return ctx.request_context.lifespan_context
-    except ValueError:  # called outside a client request, e.g. from the Slicer Python console
-        return ctx.mcp_server.services  # type: ignore[attr-defined]
 
 
 def error_result(
@@ -120,10 +112,10 @@ def _code_of(result: CallToolResult) -> str:
 
 def build_server(services: Services) -> SlicerMCPServer:
     """The server with every tool and resource of the catalog registered."""
-    from .resources import register_resources
-    from .tools import register_all
+    from ..tools import register_all
+    from ..tools.resources import register_resources
 
     server = SlicerMCPServer(services)
     register_all(server)
-    register_resources(server)
+    register_resources(server, services.backend)
     return server

@@ -1,4 +1,8 @@
-"""A Slicer scene without Slicer: bootstrap the slicer-core wheel's MRML scene and logics.
+"""The headless host: a Slicer scene without Slicer, served over stdio or HTTP.
+
+`run_headless` is what `slicer-mcp serve --headless` runs: it bootstraps the slicer-core
+wheel's MRML scene on the main thread, serves stdio or HTTP from a worker thread, and drains
+the gateway on the main thread until the transport ends or a signal arrives.
 
 The wheel gives MRML, the module logics and the displayable managers, but no `slicer.app`,
 no `slicer.mrmlScene` and no Qt IO manager. `HeadlessApp` wires up what the scene tools
@@ -13,14 +17,23 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Literal
 
-from .config import Config
-from .errors import ErrorCode, SlicerMCPError
-from .gateway import MainThreadGateway
+import anyio
+
+from ..core.config import Config
+from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.gateway import LoopDriver, MainThreadGateway
+from ..core.services import Services
+from ..serving.auth import load_or_create_token, token_path
+from ..serving.http_transport import mcp_http_server
+from ..serving.server import build_server
 
 if TYPE_CHECKING:
-    from .backends.mrml import MrmlBackend
+    from ..backends.mrml import MrmlBackend
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +116,74 @@ class HeadlessApp:
 
 def create_headless_backend(gateway: MainThreadGateway, config: Config) -> MrmlBackend:
     """A `MrmlBackend` on a fresh headless scene; call it on the gateway's main thread."""
-    from .backends.mrml import MrmlBackend
+    from ..backends.mrml import MrmlBackend
 
     if gateway.main_thread_ident is not None and not gateway.on_main_thread():
         raise RuntimeError("create_headless_backend must run on the gateway's main thread")
     app = HeadlessApp()
     log.info("headless scene ready (slicer-core %s)", app.version)
     return MrmlBackend(gateway, config, app)
+
+
+def run_headless(config: Config, transport: Literal["stdio", "http"], demo: bool = False) -> int:
+    gateway = MainThreadGateway()
+    driver = LoopDriver(gateway)
+    driver.start()  # this (main) thread is now the scene thread
+    backend = create_headless_backend(gateway, config)
+    if demo:
+        from ..scene.demo import load_demo_scene
+
+        gateway.call(lambda: load_demo_scene(backend))
+    services = Services(config=config, backend=backend)
+    server = build_server(services)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        driver.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        if transport == "stdio":
+            return _serve_stdio(server, driver)
+        return _serve_http(server, config, driver)
+    finally:
+        gateway.call(lambda: anyio.run(services.close))
+
+
+def _serve_stdio(server, driver: LoopDriver) -> int:
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            anyio.run(server.run_stdio_async)
+        except BaseException as exc:  # reported on the main thread
+            failure.append(exc)
+        finally:
+            driver.wake()
+
+    worker = threading.Thread(target=run, name="slicer-mcp-stdio", daemon=True)
+    worker.start()
+    driver.run(until=lambda: not worker.is_alive())
+    if failure:
+        log.error("stdio transport failed: %s", failure[0])
+        return 1
+    return 0
+
+
+def _serve_http(server, config: Config, driver: LoopDriver) -> int:
+    path = token_path(config.server)
+    token = load_or_create_token(path)
+    http = mcp_http_server(server, config.server, token).start()
+    print(
+        f"slicer-mcp: serving MCP at {http.url}\n"
+        f"slicer-mcp: bearer token in {path} (send 'Authorization: Bearer <token>')\n"
+        "slicer-mcp: press Ctrl+C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        driver.run()
+    finally:
+        http.stop()
+    return 0

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ErrorCode, SlicerMCPError
+from ..core.errors import ErrorCode, SlicerMCPError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ PACKAGE_INDEX = ("pypi.org", 443)
 
 def requirements_file() -> Path:
     """`SlicerMCP/Resources/requirements.txt`: one file with the pinned ranges."""
-    return Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
+    return Path(__file__).resolve().parents[2] / "Resources" / "requirements.txt"
 
 
 def slicer_version_problem(major: int, minor: int) -> str | None:

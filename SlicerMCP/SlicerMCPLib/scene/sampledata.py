@@ -19,9 +19,10 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from .config import SampleDataSettings, user_data_dir
-from .errors import ErrorCode, InvalidParameter, SlicerMCPError
-from .models import SampleDataInfo, SampleDataList
+from ..core.config import SampleDataSettings
+from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.localhost import user_data_dir
+from ..core.models import SampleDataInfo, SampleDataList
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20

@@ -13,7 +13,7 @@ import threading
 import traceback
 from typing import Any
 
-from .models import PythonResult
+from ..core.models import PythonResult
 
 _MAX_OUTPUT = 100_000
 

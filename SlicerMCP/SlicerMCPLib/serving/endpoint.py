@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import __version__
-from .auth import write_private_file
-from .config import LOOPBACK_HOSTS, user_config_dir
+from .. import __version__
+from ..core.localhost import LOOPBACK_HOSTS, user_config_dir, write_private_file
 
 log = logging.getLogger(__name__)
 

@@ -26,15 +26,17 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from .auth import load_or_create_token, token_path, write_private_file
-from .backends.base import SceneBackend
-from .config import ALLOW_KEYS, Config, ServerSettings, load_config, user_config_dir
-from .endpoint import endpoint_path, remove_endpoint, write_endpoint
-from .errors import ConfigError, ErrorCode, SlicerMCPError
-from .gateway import Driver, MainThreadGateway
-from .http_transport import HttpServer
-from .server import SlicerMCPServer, build_server
-from .services import Services
+from ..core.config import ALLOW_KEYS, Config, ServerSettings, load_config
+from ..core.errors import ConfigError, ErrorCode, SlicerMCPError
+from ..core.gateway import Driver, MainThreadGateway
+from ..core.http_server import HttpServer
+from ..core.localhost import user_config_dir, write_private_file
+from ..core.scene_backend import SceneBackend
+from ..core.services import Services
+from ..serving.auth import load_or_create_token, token_path
+from ..serving.endpoint import endpoint_path, remove_endpoint, write_endpoint
+from ..serving.http_transport import mcp_http_server
+from ..serving.server import SlicerMCPServer, build_server
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,8 @@ STDIO_COMMAND = "claude mcp add slicer -- slicer-mcp"
 
 def slicer_backend(gateway: MainThreadGateway, config: Config) -> SceneBackend:
     """The MRML backend on the running Slicer's scene (`slicer.mrmlScene`)."""
-    from .backends.mrml import MrmlBackend
-    from .backends.mrml_app import SlicerGuiApp
+    from ..backends.mrml import MrmlBackend
+    from ..scene.app import SlicerGuiApp
 
     return MrmlBackend(gateway, config, SlicerGuiApp())
 
@@ -161,7 +163,7 @@ class ServerController:
                 self._token_file = token_path(settings)
                 self._token = load_or_create_token(self._token_file)
             try:
-                self._http = HttpServer(core.server, settings, self._token).start()
+                self._http = mcp_http_server(core.server, settings, self._token).start()
             except SlicerMCPError as exc:
                 self._drop_session_token()
                 raise _in_slicer_words(exc) from exc
@@ -272,8 +274,8 @@ class ServerController:
         never on the main thread. Ports default to mini_ris.mwl_port / api_port (0 = any free port);
         the API takes the MCP server's bearer token.
         """
-        from .ris.api import serve_api
-        from .ris.service import ris_service
+        from ..ris.api import serve_api
+        from ..ris.service import ris_service
 
         with self._lock:
             core = self._ensure_core(self._last_start.get("config_path"), allow=self._last_start.get("allow"))
@@ -286,7 +288,7 @@ class ServerController:
 
     def stop_ris(self) -> None:
         """Stop the worklist/MPPS SCP and the REST API; the RIS data stay in their database."""
-        from .ris.service import ris_service
+        from ..ris.service import ris_service
 
         with self._lock:
             api, self._ris_api = self._ris_api, None
@@ -296,7 +298,7 @@ class ServerController:
                 ris_service(self._core.services).close()
 
     def ris_status(self) -> RisStatus:
-        from .ris.service import ris_service
+        from ..ris.service import ris_service
 
         core = self._core
         scp = ris_service(core.services).scp if core else None
@@ -465,3 +467,27 @@ def controller() -> ServerController:
 def existing_controller() -> ServerController | None:
     """The controller if one was created (application exit stops it; it never creates one)."""
     return _controller
+
+
+def start_if_asked(store: Any) -> bool:
+    """At Slicer start-up: start the server when the user ticked 'start with Slicer' (never prompts).
+
+    A busy port or a broken config is logged, never raised: it must not break Slicer's start-up.
+    """
+    from .panel import auto_start
+
+    try:
+        started = auto_start(controller(), store)
+    except Exception as exc:
+        log.error("SlicerMCP could not start at Slicer start-up: %s", exc)
+        return False
+    if started:
+        log.info("SlicerMCP started at Slicer start-up: %s", controller().status().url)
+    return started
+
+
+def stop_at_quit() -> None:
+    """Slicer is quitting: stop a running server while Qt and the scene still exist."""
+    running = existing_controller()
+    if running is not None:
+        running.stop()

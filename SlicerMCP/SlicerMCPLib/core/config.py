@@ -16,38 +16,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .dicom.config import DicomNode, StorageScpSettings
+from .domain_config import DicomNode, FhirServer, MiniRisSettings, StorageScpSettings
 from .errors import ConfigError
-from .fhir.config import FhirServer
-from .ris.config import MiniRisSettings
+from .localhost import LOOPBACK_HOSTS
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 ALLOW_KEYS = ("execute_python", "dicom_move", "dicom_send", "fhir_write", "ris_write")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-def user_config_dir() -> Path:
-    """Per-user folder for the token and endpoint files (XDG on Linux, the usual places elsewhere)."""
-    override = os.environ.get("SLICER_MCP_HOME")
-    if override:
-        return Path(override)
-    if os.name == "nt":
-        return Path(os.environ.get("APPDATA", Path.home())) / "SlicerMCP"
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "slicer-mcp"
-
-
-def user_data_dir() -> Path:
-    """Per-user folder for caches and the embedded RIS database."""
-    override = os.environ.get("SLICER_MCP_HOME")
-    if override:
-        return Path(override) / "data"
-    if os.name == "nt":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "SlicerMCP"
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "slicer-mcp"
 
 
 class AllowSettings(BaseModel):

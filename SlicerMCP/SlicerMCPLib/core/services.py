@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .backends.base import SceneBackend
+from mcp.server.mcpserver import Context
+
 from .config import Config
 from .errors import OperationDisabled
+from .scene_backend import SceneBackend
 
 S = TypeVar("S")
 log = logging.getLogger(__name__)
@@ -95,3 +97,11 @@ class Services:
             except Exception as exc:  # shutdown goes on: sockets and threads of the others must go too
                 log.warning("closing the %s service failed: %s", name, exc)
         await self.backend.close()
+
+
+def services_of(ctx: Context) -> Services:
+    """The services of the server handling this call (the lifespan context)."""
+    try:
+        return ctx.request_context.lifespan_context
+    except ValueError:  # called outside a client request, e.g. from the Slicer Python console
+        return ctx.mcp_server.services  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models import (
+from .models import (
     ClearResult,
     GuiMode,
     LayoutResult,

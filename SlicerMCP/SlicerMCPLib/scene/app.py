@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..errors import ScreenshotFailed
+from ..core.errors import ScreenshotFailed
 
 LAYOUT_IDS: dict[str, str] = {
     "FourUp": "SlicerLayoutFourUpView",

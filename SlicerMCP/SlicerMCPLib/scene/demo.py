@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import VolumeArray
+from ..core.scene_backend import VolumeArray
 
 SHAPE = (64, 96, 96)  # k (S), j (A), i (R)
 SPACING = (2.0, 2.0, 2.5)  # i, j, k mm
@@ -56,22 +56,22 @@ def phantom_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def load_demo_scene(backend: Any) -> None:
     """Add the phantom volume and its segmentation; runs on the main thread."""
-    from .backends import mrml_io
+    from . import data_io
 
     image, labels, ijk_to_ras = phantom_arrays()
     app = backend.app
-    volume = mrml_io.add_volume(app, VolumeArray(image, ijk_to_ras, "DemoHead"))
+    volume = data_io.add_volume(app, VolumeArray(image, ijk_to_ras, "DemoHead"))
     display = volume.GetDisplayNode()
     display.SetAutoWindowLevel(False)
     display.SetWindowLevel(1200, 500)
-    labelmap = mrml_io.add_volume(app, VolumeArray(labels, ijk_to_ras, "DemoLabels", is_labelmap=True))
+    labelmap = data_io.add_volume(app, VolumeArray(labels, ijk_to_ras, "DemoLabels", is_labelmap=True))
     segmentation = app.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "DemoSegmentation")
     segmentation.CreateDefaultDisplayNodes()
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
     app.segmentations_logic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
     app.scene.RemoveNode(labelmap.GetDisplayNode())
     app.scene.RemoveNode(labelmap)
-    for orphan in mrml_io.orphan_display_nodes(app.scene):  # the import leaves one behind
+    for orphan in data_io.orphan_display_nodes(app.scene):  # the import leaves one behind
         app.scene.RemoveNode(orphan)
     seg = segmentation.GetSegmentation()
     for n in range(seg.GetNumberOfSegments()):

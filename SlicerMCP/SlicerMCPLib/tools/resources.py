@@ -1,21 +1,19 @@
 """MCP resources: read-only views of the scene for clients that browse rather than call tools.
 
-The SDK gives static resources no Context, so each handler closes over the server's services.
+The SDK gives static resources no Context, so each handler closes over the scene backend.
 A failed read carries the same JSON error body as a failed tool (code, message, details).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
 
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel
 
-from .errors import ErrorCode, SlicerMCPError
-
-if TYPE_CHECKING:
-    from .server import SlicerMCPServer
+from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.scene_backend import SceneBackend
 
 
 async def _json_of(read: Awaitable[BaseModel]) -> str:
@@ -28,8 +26,7 @@ async def _json_of(read: Awaitable[BaseModel]) -> str:
         raise ResourceError(exc.to_json()) from exc
 
 
-def register_resources(server: SlicerMCPServer) -> None:
-    backend = server.services.backend
+def register_resources(server: MCPServer, backend: SceneBackend) -> None:
 
     @server.resource("slicer://status", name="status", title="Slicer status", mime_type="application/json")
     async def status() -> str:

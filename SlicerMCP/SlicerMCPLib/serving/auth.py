@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-import tempfile
 from pathlib import Path
 
-from .config import ServerSettings, user_config_dir
-from .errors import ConfigError
+from ..core.config import ServerSettings
+from ..core.errors import ConfigError
+from ..core.localhost import user_config_dir, write_private_file
 
 
 def token_path(settings: ServerSettings) -> Path:
@@ -36,27 +36,3 @@ def _create_token(path: Path) -> None:
     """Two servers starting at once (the Slicer module and `slicer-mcp serve`) both end up with the
     token of the one that got there first, and neither ever reads a half-written file."""
     write_private_file(path, secrets.token_urlsafe(32), keep_existing=True)
-
-
-def write_private_file(path: Path, text: str, *, keep_existing: bool = False) -> bool:
-    """Write `text` (plus a newline) atomically, readable by the user only (file 0600, folder 0700).
-
-    The text goes to a private temp file that is then renamed over `path`, or, with
-    `keep_existing`, linked into place so that an existing file wins. Returns whether `path` now
-    holds `text`.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        if not keep_existing:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-    finally:
-        Path(tmp).unlink(missing_ok=True)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .config import ALLOW_KEYS
-from .services import CallRecord
+from ..core.config import ALLOW_KEYS
+from ..core.services import CallRecord
 
 SETTINGS_GROUP = "SlicerMCP"
 DEFAULT_PORT = 2026

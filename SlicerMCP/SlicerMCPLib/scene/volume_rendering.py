@@ -1,7 +1,7 @@
 """Volume rendering for the headless 3D view: presets shipped with the package, CPU ray casting.
 
 The slicer-core wheel has no volume rendering presets (Slicer keeps them in its share folder),
-so SlicerMCPLib/data/volume_rendering_presets.json carries a few: CT presets in HU, and
+so SlicerMCPLib/scene/data/volume_rendering_presets.json carries a few: CT presets in HU, and
 `Window-Level`, which follows the volume's display window/level (any modality). Main thread only.
 """
 
@@ -12,8 +12,8 @@ import json
 from importlib import resources
 from typing import Any
 
-from .backends.mrml_nodes import scalar_range
-from .errors import InvalidParameter
+from ..core.errors import InvalidParameter
+from .nodes import scalar_range
 
 AUTO_CT_BELOW_HU = -500  # a volume whose minimum is below this is taken to be CT in HU
 

@@ -9,8 +9,8 @@ import math
 import re
 from typing import Any
 
-from ..errors import InvalidNodeId, InvalidParameter
-from ..models import NodeDetails, NodeList, NodeSummary, SegmentInfo, VolumeInfo
+from ..core.errors import InvalidNodeId, InvalidParameter
+from ..core.models import NodeDetails, NodeList, NodeSummary, SegmentInfo, VolumeInfo
 
 _PRINT_LINE = re.compile(r"^  (\w[\w ]*?)\s*[:=]\s*(.+?)\s*$")
 _MAX_GENERIC_PROPERTIES = 60

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ErrorCode, InvalidParameter, SlicerMCPError
-from .base import VolumeArray
-from .mrml_nodes import is_application_node
+from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.scene_backend import VolumeArray
+from .nodes import is_application_node
 
 log = logging.getLogger(__name__)
 

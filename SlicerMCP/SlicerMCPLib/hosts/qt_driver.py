@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .gateway import MainThreadGateway
+from ..core.gateway import MainThreadGateway
 
 log = logging.getLogger(__name__)
 

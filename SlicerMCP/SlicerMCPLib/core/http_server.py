@@ -1,8 +1,10 @@
-"""Streamable HTTP transport on a worker thread: loopback only, bearer token, Origin check.
+"""Serving an ASGI app on a worker thread: loopback, bearer token, Origin check, no Nagle delay.
 
-`HttpServer(server, settings, token).start()` binds the socket in the caller's thread (so a
-port in use fails at once with a clear message), then serves with uvicorn on a daemon
-thread; `stop()` shuts it down and joins the thread. Used headless and inside Slicer.
+The MCP endpoint (serving/http_transport.py), the mini-RIS REST API and the test peers all
+serve through `HttpServer`, so each gets the same socket handling: bound in the caller's
+thread (a port in use fails at once with a clear message), TCP_NODELAY on every accepted
+connection (without it a kept-alive client waits ~40 ms for each response body), and a
+clean stop that frees the port.
 """
 
 from __future__ import annotations
@@ -19,17 +21,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
 
-from .config import LOOPBACK_HOSTS, ServerSettings
+from .config import ServerSettings
 from .errors import ErrorCode, SlicerMCPError
+from .localhost import LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
-MCP_PATH = "/mcp"
 
 
 def origin_allowed(origin: str, extra: list[str]) -> bool:
@@ -95,7 +95,9 @@ async def _deny(
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind the listening socket now, so 'port in use' is reported to the caller, not a thread."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only for TCP sockets,
+    # and without it each response body on a kept-alive connection waits for a delayed ACK (~40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -115,29 +117,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_app(server: MCPServer, settings: ServerSettings, token: str) -> ASGIApp:
-    """The MCP app wrapped in token and Origin checks; the SDK also validates Host and Origin."""
-    patterns = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=patterns + ([f"{settings.host}:*"] if settings.host not in LOOPBACK_HOSTS else []),
-        allowed_origins=[f"http://{p}" for p in patterns] + list(settings.allowed_origins),
-    )
-    app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH, transport_security=security, host=settings.host
-    )
-    return AuthMiddleware(app, token, list(settings.allowed_origins))
-
-
 class HttpServer:
-    """uvicorn serving one MCP server on a daemon thread."""
+    """uvicorn serving one ASGI app (already wrapped in AuthMiddleware) on a daemon thread."""
 
-    def __init__(
-        self, server: MCPServer | None, settings: ServerSettings, token: str, *, app: ASGIApp | None = None
-    ):
-        """Serves `server` (MCP); or, with `app`, another ASGI app already wrapped in AuthMiddleware."""
+    def __init__(self, app: ASGIApp, settings: ServerSettings, *, path: str = ""):
+        """`path` is the app's endpoint, appended to `url` (e.g. "/mcp")."""
         self.settings = settings
-        self._app = app if app is not None else build_app(server, settings, token)  # type: ignore[arg-type]
+        self._app = app
+        self._path = path
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -146,7 +133,7 @@ class HttpServer:
     @property
     def url(self) -> str:
         host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
-        return f"http://{host}:{self.port}{MCP_PATH}"
+        return f"http://{host}:{self.port}{self._path}"
 
     @property
     def running(self) -> bool:

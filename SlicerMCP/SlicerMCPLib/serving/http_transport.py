@@ -1,0 +1,40 @@
+"""The MCP streamable HTTP endpoint: the SDK's app behind the token and Origin checks.
+
+`mcp_http_server(server, settings, token).start()` serves it at `/mcp` through
+`core.http_server.HttpServer` (loopback, worker thread, TCP_NODELAY). Used headless, by the
+WebServer bridge and inside Slicer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+from ..core.config import ServerSettings
+from ..core.http_server import ASGIApp, AuthMiddleware, HttpServer
+from ..core.localhost import LOOPBACK_HOSTS
+
+log = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+
+
+def build_app(server: MCPServer, settings: ServerSettings, token: str) -> ASGIApp:
+    """The MCP app wrapped in token and Origin checks; the SDK also validates Host and Origin."""
+    patterns = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=patterns + ([f"{settings.host}:*"] if settings.host not in LOOPBACK_HOSTS else []),
+        allowed_origins=[f"http://{p}" for p in patterns] + list(settings.allowed_origins),
+    )
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, transport_security=security, host=settings.host
+    )
+    return AuthMiddleware(app, token, list(settings.allowed_origins))
+
+
+def mcp_http_server(server: MCPServer, settings: ServerSettings, token: str) -> HttpServer:
+    """An HttpServer for `server` at `/mcp`; call `.start()` to bind and serve."""
+    return HttpServer(build_app(server, settings, token), settings, path=MCP_PATH)
