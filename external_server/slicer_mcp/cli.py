@@ -23,7 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="MCP server for 3D Slicer: scene tools, screenshots, DICOM, FHIR and mini-RIS.",
     )
     parser.add_argument("--version", action="version", version=f"slicer-mcp {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="config YAML (default: $SLICER_MCP_CONFIG)")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config YAML (default: $SLICER_MCP_CONFIG); a bare *.yaml argument means the same",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -54,6 +58,19 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
+def with_positional_config(argv: list[str]) -> list[str]:
+    """`slicer-mcp configuration.yaml --transport stdio`, as dicom-mcp is started: a bare YAML path
+    is the config file (`--config`)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        bare = not arg.startswith("-") and (i == 0 or argv[i - 1] != "--config")
+        if bare and arg.lower().endswith((".yaml", ".yml")):
+            out += ["--config", arg]
+        else:
+            out.append(arg)
+    return out
+
+
 def with_default_command(argv: list[str]) -> list[str]:
     """`slicer-mcp --headless` means `slicer-mcp serve --headless`: serve options without a command."""
     if any(a in COMMANDS for a in argv) or any(a in ("-h", "--help", "--version") for a in argv):
@@ -70,7 +87,7 @@ def with_default_command(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
+    argv = with_default_command(with_positional_config(list(sys.argv[1:] if argv is None else argv)))
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     if args.command is None:

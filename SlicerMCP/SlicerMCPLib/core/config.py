@@ -141,7 +141,8 @@ def _substitute_env(value: Any, env: Mapping[str, str], where: str = "") -> Any:
             if default is not None:
                 return default
             raise ConfigError(
-                f"config key {where or '<root>'}: environment variable {name} is not set",
+                f"config key {where or '<root>'}: environment variable {name} is not set "
+                "(set it in the environment or in a .env file beside the config)",
                 details={"key": where, "variable": name},
             )
 
@@ -228,18 +229,54 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_dotenv(path: Path) -> dict[str, str]:
+    """`NAME=value` lines of a .env file (as `dotenv run` reads them): `export`, quotes and comments allowed.
+
+    A line that is not an assignment fails naming its number only: the line may hold a secret.
+    """
+    values: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", details={"path": str(path)}) from exc
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        name, sep, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(
+                f"{path} line {number} is not NAME=value", details={"path": str(path), "line": number}
+            )
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[name] = value
+    return values
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the config from its layers; `path` defaults to `$SLICER_MCP_CONFIG` when set."""
+    """Build the config from its layers; `path` defaults to `$SLICER_MCP_CONFIG` when set.
+
+    `${NAME}` in the file is taken from `env` (default: the environment), else from a `.env`
+    file beside the config, as dicom-mcp users keep their secrets.
+    """
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     source = path or env.get("SLICER_MCP_CONFIG")
     if source:
-        data = _substitute_env(_read_yaml(Path(source)), env)
+        dotenv = Path(source).with_name(".env")
+        names = {**read_dotenv(dotenv), **env} if dotenv.is_file() else env  # the environment wins
+        data = _substitute_env(_read_yaml(Path(source)), names)
     data = _deep_merge(data, _env_overrides(env))
     if overrides:
         data = _deep_merge(data, overrides)

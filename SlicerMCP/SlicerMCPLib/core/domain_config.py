@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .localhost import LOOPBACK_HOSTS, user_data_dir
 
@@ -96,7 +96,10 @@ class FhirServer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="FHIR base URL, e.g. https://fhir.example.org/r4")
+    url: str = Field(
+        validation_alias=AliasChoices("url", "base_url"),
+        description="FHIR base URL, e.g. https://fhir.example.org/r4 (dicom-mcp files call it base_url)",
+    )
     description: str = Field(default="", description="shown by list_fhir_servers")
     bearer_token: str | None = Field(default=None, description="sent as 'Authorization: Bearer ...'")
     api_key: str | None = Field(default=None, description="sent in the header named by api_key_header")
@@ -110,6 +113,14 @@ class FhirServer(BaseModel):
         default=1.0, ge=0, description="first wait between tries; doubles each time"
     )
     page_size: int = Field(default=50, ge=1, le=1000, description="_count asked for per search page")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_url(cls, data: Any) -> Any:
+        """`base_url` is dicom-mcp's name for `url`; both at once is a mistake, not a choice."""
+        if isinstance(data, dict) and "url" in data and "base_url" in data:
+            raise ValueError("give url or base_url (its dicom-mcp name), not both")
+        return data
 
     @field_validator("url")
     @classmethod

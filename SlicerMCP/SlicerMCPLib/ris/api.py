@@ -8,6 +8,13 @@ Origins refused (`http_transport.AuthMiddleware`); writes need `allow.ris_write`
     POST   /ris/api/worklist   {"order_id", "scheduled_station_aet", "scheduled_time"}  -> 201
     DELETE /ris/api/worklist/{mwl_id}                 cancel (-> the CANCELLED entry)
     GET    /ris/worklist                              HTML page
+
+dicom-mcp's paths answer too, behind the same token:
+
+    POST   /mwl/create_from_json   DICOM keywords: AccessionNumber (of an existing order),
+           ScheduledStationAETitle, ScheduledProcedureStepStartDate/-Time (top level or in
+           ScheduledProcedureStepSequence); or this API's own body      -> 201
+    GET    /mwl                    the HTML worklist page
 """
 
 from __future__ import annotations
@@ -89,6 +96,38 @@ def build_api(service: RisService, config: Config) -> Starlette:
         entry = await run_in_threadpool(lambda: store().create_mwl(order_id, station, when))
         return JSONResponse(entry.model_dump(mode="json"), status_code=201)
 
+    async def create_from_json(request: Request) -> JSONResponse:
+        """dicom-mcp's POST /mwl/create_from_json: schedules the order its AccessionNumber names."""
+        require_write()
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise InvalidParameter("send a JSON object") from exc
+        if isinstance(body, dict) and "order_id" in body:
+            return await create(request)
+        accession, station, when = dicom_mcp_mwl_request(body, config.mini_ris.modality.ae_title)
+
+        def schedule() -> Any:
+            orders = store().list_orders(accession_number=accession, limit=1)
+            if not orders:
+                raise InvalidParameter(
+                    f"no order has accession number {accession!r}: the mini-RIS makes worklist entries "
+                    "from orders (create_order, then create_mwl_from_order or this call)",
+                    details={"accession_number": accession},
+                )
+            return store().create_mwl(orders[0].id, station, when)
+
+        entry = await run_in_threadpool(schedule)
+        return JSONResponse(
+            {
+                "status": "success",
+                "message": f"MWL created for accession {entry.accession_number}",
+                "db_row_id": entry.mwl_id,
+                **entry.model_dump(mode="json"),
+            },
+            status_code=201,
+        )
+
     async def cancel(request: Request) -> JSONResponse:
         require_write()
         try:
@@ -110,8 +149,35 @@ def build_api(service: RisService, config: Config) -> Starlette:
             Route("/ris/api/worklist", guarded(create), methods=["POST"]),
             Route("/ris/api/worklist/{mwl_id}", guarded(cancel), methods=["DELETE"]),
             Route("/ris/worklist", guarded(page), methods=["GET"]),
+            Route("/mwl/create_from_json", guarded(create_from_json), methods=["POST"]),
+            Route("/mwl", guarded(page), methods=["GET"]),
         ]
     )
+
+
+def dicom_mcp_mwl_request(body: Any, default_station: str) -> tuple[str, str, datetime | None]:
+    """(accession, station AE, start or None) from a dicom-mcp MWL JSON body of DICOM keywords."""
+    if not isinstance(body, dict) or not str(body.get("AccessionNumber", "")).strip():
+        raise InvalidParameter(
+            "send JSON with AccessionNumber (an order's accession number), or {order_id, "
+            "scheduled_station_aet, scheduled_time}"
+        )
+    step = body.get("ScheduledProcedureStepSequence") or {}
+    if isinstance(step, list):
+        step = step[0] if step and isinstance(step[0], dict) else {}
+    pick = lambda key: str(step.get(key) or body.get(key) or "").strip()  # noqa: E731
+    date, time = pick("ScheduledProcedureStepStartDate"), pick("ScheduledProcedureStepStartTime")
+    when = None
+    if date:
+        try:
+            when = datetime.strptime(
+                date + (time.split(".")[0].ljust(6, "0") if time else "000000"), "%Y%m%d%H%M%S"
+            )
+        except ValueError as exc:
+            raise InvalidParameter(
+                f"ScheduledProcedureStepStartDate/Time {date!r}/{time!r} are not DICOM DA/TM (YYYYMMDD, HHMMSS)"
+            ) from exc
+    return str(body["AccessionNumber"]).strip(), pick("ScheduledStationAETitle") or default_station, when
 
 
 def render_page(entries: list[Any], date: str | None) -> str:

@@ -141,10 +141,17 @@ class AiGenerator:
 
     name = "ai"
 
-    def __init__(self, endpoint: str | None, api_key: str | None, timeout_s: float = 20.0):
+    def __init__(
+        self,
+        endpoint: str | None,
+        api_key: str | None,
+        timeout_s: float = 20.0,
+        description: str | None = None,
+    ):
         self.endpoint = endpoint
         self.api_key = api_key
         self.timeout_s = timeout_s
+        self.description = description
 
     def generate(self, body_part: str, view: str, size: int, seed: int) -> Picture:
         reason = self._unavailable()
@@ -167,7 +174,10 @@ class AiGenerator:
         return None
 
     def _ask(self, body_part: str, view: str, size: int, seed: int) -> Picture:
-        body = json.dumps({"body_part": body_part, "view": view, "size": size, "seed": seed}).encode()
+        asked = {"body_part": body_part, "view": view, "size": size, "seed": seed}
+        if self.description:
+            asked["description"] = self.description
+        body = json.dumps(asked).encode()
         request = urllib.request.Request(
             str(self.endpoint),
             data=body,
@@ -183,7 +193,11 @@ class AiGenerator:
 
 
 def generator_for(
-    mode: str, body_part: str, ai_endpoint: str | None = None, ai_key: str | None = None
+    mode: str,
+    body_part: str,
+    ai_endpoint: str | None = None,
+    ai_key: str | None = None,
+    description: str | None = None,
 ) -> ImageGenerator:
     """The generator a mode stands for (`auto`: a shipped sample when there is one, else simple)."""
     if mode == "simple":
@@ -191,6 +205,6 @@ def generator_for(
     if mode == "sample":
         return SampleGenerator()
     if mode == "ai":
-        return AiGenerator(ai_endpoint, ai_key)
+        return AiGenerator(ai_endpoint, ai_key, description=description)
     sample = SampleGenerator()
     return sample if sample.available(body_part) else SimpleGenerator()

@@ -75,6 +75,7 @@ class Acquisition:
     body_part: str
     views: list[str]
     worklist_items_seen: int
+    image_description: str | None = None  # the requester's words, as each image's ImageComments
     sent: int = 0
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -201,8 +202,12 @@ class VirtualCR:
         image_mode: str,
         pacs: DicomNode | None,
         output_dir: Path | None = None,
+        image_description: str | None = None,
     ) -> Acquisition:
-        """The whole exam: worklist, MPPS, images, C-STORE (or files), MPPS end."""
+        """The whole exam: worklist, MPPS, images, C-STORE (or files), MPPS end.
+
+        `image_description` ("pneumonia right lower lobe") goes into each image's ImageComments
+        and, in ai mode, to the generator; the simple generator cannot draw it."""
         items = self.query_worklist(scheduled_date)
         chosen = [i for i in items if str(i.get("AccessionNumber", "")) == accession_number]
         if not chosen:
@@ -219,7 +224,7 @@ class VirtualCR:
         sps = item.ScheduledProcedureStepSequence[0]
         body_part = str(sps.get("BodyPartExamined", "") or "CHEST")
         views = _views_of(str(sps.get("ScheduledProcedureStepDescription", "")), body_part)
-        generator = generator_for(image_mode, body_part, self.ai_endpoint, self.ai_api_key)
+        generator = generator_for(image_mode, body_part, self.ai_endpoint, self.ai_api_key, image_description)
         if isinstance(generator, SampleGenerator) and not generator.available(body_part):
             raise NotSupported(  # refused before the step starts: nothing to discontinue
                 f"no sample image ships for body part {body_part}; use image_mode simple or auto",
@@ -243,6 +248,7 @@ class VirtualCR:
             body_part=body_part,
             views=views,
             worklist_items_seen=len(items),
+            image_description=image_description,
         )
         try:
             images = []
@@ -358,6 +364,8 @@ class VirtualCR:
         ds.AcquisitionDate, ds.AcquisitionTime = ds.ContentDate, ds.ContentTime
         ds.PatientOrientation = ["L", "F"] if view.startswith(("LL", "RL")) else ["R", "F"]
         ds.ImageType = ["ORIGINAL", "PRIMARY"]
+        if result.image_description:
+            ds.ImageComments = result.image_description
         pixels = picture.pixels
         ds.Rows, ds.Columns = pixels.shape
         ds.SamplesPerPixel = 1

@@ -32,9 +32,10 @@ PROVIDERS = [
     ("Quinn", "Michaela", "radiologist"),
 ]
 
-# (patient index, procedure, priority, reason, schedule today at HH:MM or None)
+# (patient index, procedure, priority, reason, schedule today at HH:MM or None). Order 1 is left
+# unscheduled so dicom-mcp's documented first call, create_mwl_from_order(order_id=1), works.
 ORDERS = [
-    (0, "XR-CHEST-2V", "ROUTINE", "Cough for three weeks", "08:30"),
+    (0, "XR-CHEST-2V", "ROUTINE", "Cough for three weeks", None),
     (1, "XR-KNEE-2V", "ROUTINE", "Knee pain after fall", "09:00"),
     (2, "XR-CHEST-1V", "STAT", "Line placement check", "09:15"),
     (3, "XR-WRIST-3V", "HIGH", "Suspected scaphoid fracture", "10:00"),
@@ -46,7 +47,7 @@ ORDERS = [
     (9, "XR-ABD-2V", "HIGH", "Suspected bowel obstruction", None),
     (10, "XR-ELBOW-2V", "HIGH", "Fall on outstretched hand", None),
     (11, "XR-SHOULDER-2V", "ROUTINE", "Reduced range of motion", None),
-    (0, "XR-CSPINE-3V", "ROUTINE", "Neck pain", None),
+    (0, "XR-CSPINE-3V", "ROUTINE", "Neck pain", "08:30"),
     (3, "XR-ABD-1V", "ROUTINE", "Constipation", None),
 ]
 

@@ -98,7 +98,9 @@ class RisService:
             )
         return name, self.config.nodes[name]
 
-    def acquire(self, accession_number: str, image_mode: str, send_to_pacs: bool) -> Acquisition:
+    def acquire(
+        self, accession_number: str, image_mode: str, send_to_pacs: bool, image_description: str | None = None
+    ) -> Acquisition:
         """Run the virtual CR for a scheduled accession: as the entry's station AE, on its date."""
         entries = self.store.list_worklist(accession_number=accession_number)
         active = [e for e in entries if e.status == "SCHEDULED"]
@@ -118,7 +120,9 @@ class RisService:
         )
         pacs = self.pacs_node()[1] if send_to_pacs else None
         output = None if send_to_pacs else self._output_dir(accession_number)
-        return station.acquire(accession_number, entry.scheduled_date, image_mode, pacs, output)
+        return station.acquire(
+            accession_number, entry.scheduled_date, image_mode, pacs, output, image_description
+        )
 
     def _output_dir(self, accession_number: str) -> Path:
         base = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydicom.uid import generate_uid
@@ -259,15 +259,16 @@ class RisStore:
         self,
         order_id: int,
         station_aet: str,
-        scheduled: datetime,
+        scheduled: datetime | None,
         *,
         station_name: str | None = None,
         performing_physician: str | None = None,
     ) -> MwlEntry:
         """Schedule the order: one worklist entry with a new Study Instance UID, all or nothing.
-        The worklist holds local wall-clock times: a time with an offset is converted to local time."""
+        The worklist holds local wall-clock times: a time with an offset is converted to local time;
+        no time means the station's next free slot from now (`SLOT_MINUTES` apart)."""
         check_ae_title(station_aet, "scheduled_station_aet")
-        if scheduled.tzinfo is not None:
+        if scheduled is not None and scheduled.tzinfo is not None:
             scheduled = scheduled.astimezone().replace(tzinfo=None)
         stamp = now_iso()
         try:
@@ -287,6 +288,8 @@ class RisStore:
                         "(list_worklist shows it, cancel_mwl frees the order)",
                         details={"order_id": order_id, "status": order["status"]},
                     )
+                if scheduled is None:
+                    scheduled = _next_free_slot(tx, station_aet, datetime.now())
                 tx.execute(
                     "INSERT INTO mwl_entries (order_id, active_order_id, study_instance_uid, sps_id, station_aet,"
                     " station_name, modality, sps_date, sps_time, performing_physician, status, created_at, updated_at)"
@@ -519,3 +522,23 @@ class RisStore:
             "UPDATE mwl_entries SET status = ?, updated_at = ? WHERE id = ?", (status, now_iso(), mwl_id)
         )
         tx.execute("UPDATE orders SET status = ? WHERE id = ?", (status, order_id))
+
+
+SLOT_MINUTES = 15
+
+
+def _next_free_slot(tx: Tx, station_aet: str, now: datetime) -> datetime:
+    """The first quarter hour from `now` at which `station_aet` has no scheduled step."""
+    taken = {
+        (row["sps_date"], row["sps_time"])
+        for row in tx.execute(
+            "SELECT sps_date, sps_time FROM mwl_entries WHERE station_aet = ? AND status = 'SCHEDULED'"
+            " AND sps_date >= ?",
+            (station_aet, now.strftime("%Y%m%d")),
+        ).all()
+    }
+    slot = now.replace(second=0, microsecond=0)
+    slot += timedelta(minutes=-slot.minute % SLOT_MINUTES or SLOT_MINUTES)
+    while (slot.strftime("%Y%m%d"), slot.strftime("%H%M%S")) in taken:
+        slot += timedelta(minutes=SLOT_MINUTES)
+    return slot

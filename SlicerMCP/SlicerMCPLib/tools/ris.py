@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from ..core.errors import InvalidParameter
 from ..core.services import services_of
+from ..dicom.validation import check_text
 from ..ris.db import RisNotFound
 from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
 from ..ris.schema import PROCEDURES
@@ -46,11 +47,15 @@ class Worklist(BaseModel):
 
 
 class MwlCreated(BaseModel):
-    """The new worklist entry: what the modality will see."""
+    """The new worklist entry: what the modality will see (with dicom-mcp's fields: success,
+    message, patient_id)."""
 
+    success: bool = Field(description="always true: a failure is a tool error")
+    message: str
     mwl_id: int
     accession_number: str
     study_instance_uid: str
+    patient_id: str = Field(description="the patient's MRN, the worklist's PatientID")
     patient_mrn: str
     patient_name: str = Field(description="DICOM PN, Family^Given")
     procedure_code: str
@@ -146,35 +151,46 @@ async def create_mwl_from_order(
     ctx: Context,
     order_id: Annotated[int, Field(ge=1, description="order id from list_orders or create_order")],
     scheduled_station_aet: Annotated[
-        str,
+        str | None,
         Field(
             min_length=1,
             max_length=16,
-            description="AE title of the modality that will do it, e.g. VIRTUALCR",
+            description="AE title of the modality that will do it (default: the virtual CR, "
+            "mini_ris.modality.ae_title)",
         ),
-    ],
-    scheduled_time: Annotated[str, Field(description="local start time, ISO 8601, e.g. 2025-06-01T10:30")],
+    ] = None,
+    scheduled_time: Annotated[
+        str | None,
+        Field(
+            description="local start time, ISO 8601, e.g. 2025-06-01T10:30 (default: the station's next "
+            "free quarter hour from now)"
+        ),
+    ] = None,
 ) -> MwlCreated:
     """Schedule an order on the modality worklist: creates one Scheduled Procedure Step with a new
     Study Instance UID, in one transaction. Returns accession, Study Instance UID, patient,
     procedure, modality, time and the mwl id. Needs allow.ris_write."""
     services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS")
-    try:
-        when = datetime.fromisoformat(scheduled_time)
-    except ValueError as exc:
-        raise InvalidParameter(
-            f"scheduled_time {scheduled_time!r} is not ISO 8601 (e.g. 2025-06-01T10:30)",
-            details={"scheduled_time": scheduled_time},
-        ) from exc
+    when = None
+    if scheduled_time is not None:
+        try:
+            when = datetime.fromisoformat(scheduled_time)
+        except ValueError as exc:
+            raise InvalidParameter(
+                f"scheduled_time {scheduled_time!r} is not ISO 8601 (e.g. 2025-06-01T10:30)",
+                details={"scheduled_time": scheduled_time},
+            ) from exc
     station = services_of(ctx).config.mini_ris.modality
-    name = station.station_name if scheduled_station_aet == station.ae_title else None
+    aet = scheduled_station_aet or station.ae_title
+    name = station.station_name if aet == station.ae_title else None
     e = await _run(
         ctx,
-        lambda s: s.store.create_mwl(
-            order_id, scheduled_station_aet, when, station_name=name, performing_physician=None
-        ),
+        lambda s: s.store.create_mwl(order_id, aet, when, station_name=name, performing_physician=None),
     )
     return MwlCreated(
+        success=True,
+        message=f"MWL created successfully for order {order_id}",
+        patient_id=e.patient.mrn,
         mwl_id=e.mwl_id,
         accession_number=e.accession_number,
         study_instance_uid=e.study_instance_uid,
@@ -236,6 +252,14 @@ async def create_synthetic_cr_study(
             description="C-STORE to the PACS (mini_ris.modality.pacs_node or current_node); else write files"
         ),
     ] = True,
+    image_description: Annotated[
+        str | None,
+        Field(
+            max_length=1024,
+            description="what the images should show, e.g. 'pneumonia right lower lobe': stored as each "
+            "image's ImageComments and sent to the ai generator (simple images cannot draw it)",
+        ),
+    ] = None,
 ) -> SyntheticStudy:
     """Act as the virtual CR modality for a scheduled accession: query the worklist over DICOM by
     station AE and date, send MPPS IN PROGRESS, make one synthetic image per view with the
@@ -247,7 +271,9 @@ async def create_synthetic_cr_study(
         services.require_allowed("dicom_send", "Sending the synthetic study to the PACS")
     await ctx.report_progress(0, 3, "querying the worklist")
     mode = image_mode or services.config.mini_ris.modality.image_mode
-    done = await _run(ctx, lambda s: s.acquire(accession_number, mode, send_to_pacs))
+    if image_description is not None:
+        check_text(image_description, "image_description", max_length=1024)
+    done = await _run(ctx, lambda s: s.acquire(accession_number, mode, send_to_pacs, image_description))
     await ctx.report_progress(3, 3, f"MPPS {done.mpps_status}")
     pacs = ris_service(services).pacs_node()[0] if send_to_pacs else None
     return SyntheticStudy(
