@@ -13,7 +13,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from PIL import Image
 
 from fixtures.core import free_port
 from fixtures.orthanc import Orthanc, orthanc_config
-from fixtures.ris import SPS, findscu_worklist
+from fixtures.ris import SPS, findscu_worklist, start_ris_serve
 from fixtures.scene import call_tool, error_of
 from SlicerMCPLib.core.services import Services
 from SlicerMCPLib.serving.server import build_server
@@ -163,44 +162,6 @@ def test_pacs_down_discontinues_the_step(orthanc: Orthanc, clean_backend: Any, t
 
 
 # --- the `slicer-mcp ris serve` process ---------------------------------------------------------------
-
-
-def start_ris_serve(config: Path, home: Path) -> tuple[subprocess.Popen[bytes], int, int, Path]:
-    log = home.parent / "ris.log"
-    env = {**os.environ, "SLICER_MCP_HOME": str(home)}
-    with open(log, "wb") as err:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "slicer_mcp",
-                "ris",
-                "serve",
-                "--config",
-                str(config),
-                "--mwl-port",
-                "0",
-                "--api-port",
-                "0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if "RIS ready" in text:
-            line = next(x for x in text.splitlines() if x.startswith("RIS ready"))
-            mwl = int(line.split("mwl=")[1].split()[0].split(":")[1])
-            api = int(line.split("api=")[1].split()[0])
-            return process, mwl, api, log
-        if process.poll() is not None:
-            pytest.fail(f"ris serve exited: {text[-2000:]}")
-        time.sleep(0.1)
-    process.terminate()
-    process.wait(20)
-    pytest.fail("ris serve did not become ready in 60 s")
 
 
 def test_ris_serve_process_creates_seeds_and_serves(tmp_path: Path, ris_settings: dict[str, Any]) -> None:

@@ -123,7 +123,7 @@ def build_api(service: RisService, config: Config) -> Starlette:
                 "status": "success",
                 "message": f"MWL created for accession {entry.accession_number}",
                 "db_row_id": entry.mwl_id,
-                **entry.model_dump(mode="json"),
+                "entry": entry.model_dump(mode="json"),
             },
             status_code=201,
         )
