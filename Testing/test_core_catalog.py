@@ -57,12 +57,23 @@ def test_bad_arguments_are_invalid_parameter(mcp_server) -> None:
                 await client.call_tool("list_scene_nodes", {"limit": 0}),
                 await client.call_tool("capture_screenshot", {"view_type": "oblique"}),
                 await client.call_tool("set_layout", {"layout": "NoSuchLayout"}),
-                await client.call_tool("no_such_tool", {}),
             ]
 
     for result in asyncio.run(main()):
         assert result.is_error
         assert json.loads(result.content[0].text)["error"]["code"] == "INVALID_PARAMETER"
+
+
+def test_an_unknown_tool_has_its_own_code_and_the_close_names(mcp_server) -> None:
+    async def main():
+        async with Client(mcp_server) as client:
+            return [await client.call_tool(name, {}) for name in ("list_scene_node", "no_such_thing_at_all")]
+
+    typo, unknown = (json.loads(r.content[0].text)["error"] for r in asyncio.run(main()))
+    assert typo["code"] == unknown["code"] == "UNKNOWN_TOOL"
+    assert typo["details"]["close_matches"][0] == "list_scene_nodes"
+    assert "did you mean list_scene_nodes" in typo["message"]
+    assert unknown["details"]["close_matches"] == [] and "tools/list" in unknown["message"]
 
 
 def test_calls_are_logged_without_arguments(mcp_server) -> None:

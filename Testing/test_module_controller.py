@@ -183,7 +183,7 @@ def test_console_call_tool_without_http_and_after_scene_close(qt_app, qt_control
     assert info.value.code == ErrorCode.INVALID_NODE_ID
     with pytest.raises(SlicerMCPError) as unknown:
         qt_controller.call_tool("no_such_tool", {})
-    assert unknown.value.code == ErrorCode.INVALID_PARAMETER
+    assert unknown.value.code == ErrorCode.UNKNOWN_TOOL
 
     qt_controller.start(port=0)
     scene = qt_controller.services.backend.scene

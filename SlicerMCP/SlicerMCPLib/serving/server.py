@@ -7,6 +7,7 @@ Tool failures become MCP tool errors whose text is the JSON error body of DESIGN
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import time
@@ -74,12 +75,26 @@ class SlicerMCPServer(MCPServer[Services]):
         try:
             result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            result = self._to_error_result(name, exc)
+            if exc.__cause__ is None and not self._tool_manager.get_tool(name):
+                result = await self._unknown_tool(name)
+            else:
+                result = self._to_error_result(name, exc)
         code = _code_of(result) if isinstance(result, CallToolResult) and result.is_error else None
         self.services.call_log.add(
             CallRecord(started, name, time.perf_counter() - t0, ok=code is None, error_code=code)
         )
         return result
+
+    async def _unknown_tool(self, name: str) -> CallToolResult:
+        """UNKNOWN_TOOL with the closest names, so a client (or an assistant) can correct itself."""
+        names = sorted(t.name for t in await self.list_tools())
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "tools/list shows the tools"
+        return error_result(
+            ErrorCode.UNKNOWN_TOOL,
+            f"there is no tool named {name!r}; {hint}",
+            {"tool": name, "close_matches": close},
+        )
 
     @staticmethod
     def _to_error_result(name: str, exc: ToolError) -> CallToolResult:
