@@ -146,11 +146,16 @@ def test_size_and_full_layout(demo_server) -> None:
 
 
 def test_3d_view_shows_segment_surfaces(demo_server) -> None:
-    rgb, info = shot(demo_server, view_type="3d", look_from_axis="left")
-    assert info["look_from_axis"] == "left" and not info["notes"]
+    """The demo's brain is see-through in 3D, so the lesion and the ventricles inside it show."""
+    rgb, info = shot(demo_server, view_type="3d", look_from_axis="anterior")
+    assert info["look_from_axis"] == "anterior" and not info["notes"]
     r, g, b = (rgb[..., c].astype(int) for c in range(3))
-    brain = (r > 120) & (r > b + 40) & (g > b + 20)  # the brain segment's yellow, lit
-    assert brain.sum() > 2000
+    lesion = (r > 150) & (g < 90) & (b < 90)  # the lesion's red, lit
+    ventricles = (b > 120) & (b > r + 50) & (b > g + 20) & (r < 110)  # their blue, lit, darker than the sky
+    assert lesion.sum() > 100, "the lesion is hidden in 3D"
+    assert ventricles.sum() > 100, "the ventricles are hidden in 3D"
+    # the lesion sits on the patient's left: on the screen's right when seen from the front
+    assert np.nonzero(lesion)[1].mean() > rgb.shape[1] / 2
     other, _ = shot(demo_server, view_type="3d", look_from_axis="superior")
     assert not np.array_equal(rgb, other)
 

@@ -31,11 +31,22 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv" >&2
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >&2
+# pip runs only when what it installs from changed (the stamp holds a hash of those files): a second
+# start needs no network and takes a moment. The install is editable, so code changes need no pip.
+fingerprint() { cat pyproject.toml "$@" | sha256sum | cut -d' ' -f1; }
+RUNTIME_STAMP=.venv/.slicer-mcp-runtime
+TEST_STAMP=.venv/.slicer-mcp-test
 if [ $WITH_TEST -eq 1 ]; then
-    .venv/bin/python -m pip install -q -e ".[headless,test]" -r Testing/requirements.txt >&2
-else
+    if [ "$(cat "$TEST_STAMP" 2>/dev/null)" != "$(fingerprint Testing/requirements.txt)" ]; then
+        .venv/bin/python -m pip install -q --upgrade pip >&2
+        .venv/bin/python -m pip install -q -e ".[headless,test]" -r Testing/requirements.txt >&2
+        fingerprint Testing/requirements.txt >"$TEST_STAMP"
+        fingerprint >"$RUNTIME_STAMP"  # the test install holds the runtime one
+    fi
+elif [ "$(cat "$RUNTIME_STAMP" 2>/dev/null)" != "$(fingerprint)" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip >&2
     .venv/bin/python -m pip install -q -e ".[headless]" >&2
+    fingerprint >"$RUNTIME_STAMP"
 fi
 
 if [ $WITH_TEST -eq 1 ] && command -v npm >/dev/null 2>&1; then

@@ -16,10 +16,10 @@ from ..core.scene_backend import VolumeArray
 
 SHAPE = (64, 96, 96)  # k (S), j (A), i (R)
 SPACING = (2.0, 2.0, 2.5)  # i, j, k mm
-SEGMENTS = (
-    ("Brain", 1, (0.95, 0.85, 0.55)),
-    ("Ventricles", 2, (0.2, 0.4, 1.0)),
-    ("Lesion", 3, (1.0, 0.1, 0.1)),
+SEGMENTS = (  # name, label, colour, opacity in 3D
+    ("Brain", 1, (0.95, 0.85, 0.55), 0.2),  # see-through, so the structures inside it show in 3D
+    ("Ventricles", 2, (0.2, 0.4, 1.0), 1.0),
+    ("Lesion", 3, (1.0, 0.1, 0.1), 1.0),
 )
 
 
@@ -74,11 +74,13 @@ def load_demo_scene(backend: Any) -> None:
     for orphan in data_io.orphan_display_nodes(app.scene):  # the import leaves one behind
         app.scene.RemoveNode(orphan)
     seg = segmentation.GetSegmentation()
+    seg_display = segmentation.GetDisplayNode()
     for n in range(seg.GetNumberOfSegments()):
         segment = seg.GetNthSegment(n)
-        name, _, color = SEGMENTS[n]
+        name, _, color, opacity_3d = SEGMENTS[n]
         segment.SetName(name)
         segment.SetColor(*color)
+        seg_display.SetSegmentOpacity3D(seg.GetNthSegmentID(n), opacity_3d)
     for n in range(app.scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
         comp = app.scene.GetNthNodeByClass(n, "vtkMRMLSliceCompositeNode")
         comp.SetBackgroundVolumeID(volume.GetID())
