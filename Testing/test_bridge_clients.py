@@ -88,36 +88,105 @@ def test_claude_code_project_mcp_json(tmp_path: Path) -> None:
     assert "Project config" in details and f"Status: {CONNECTED}" in details
 
 
+def inspector(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The MCP Inspector CLI (2.x, on the Node 22 the test tools bring: it needs >= 22.19)."""
+    env = dict(env or bridge_env())
+    env["PATH"] = f"{TOOLS_BIN}:{env.get('PATH', '')}"  # its `node` first
+    return subprocess.run(
+        [node_tool("mcp-inspector"), "--cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def inspected(done: subprocess.CompletedProcess[str]) -> dict:
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    return json.loads(done.stdout)
+
+
 @pytest.mark.peers
-def test_mcp_inspector_cli_lists_and_calls_tools(tmp_path: Path) -> None:
-    """Issue 3: the MCP Inspector CLI over stdio against `slicer-mcp serve --headless`."""
-    base = [
-        "npx",
-        "--no-install",
-        "@modelcontextprotocol/inspector",
-        "--cli",
-        SLICER_MCP,
-        "serve",
-        "--headless",
-    ]
-    env = bridge_env()
-
-    def inspect(*args: str) -> dict:
-        done = subprocess.run(
-            [*base, *args],
-            cwd=PROJECT_ROOT / ".test-tools",
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads(done.stdout)
-
-    node_tool("mcp-inspector")
-    tools = {t["name"]: t for t in inspect("--method", "tools/list")["tools"]}
+def test_mcp_inspector_cli_over_stdio(tmp_path: Path) -> None:
+    """The MCP Inspector CLI launching `slicer-mcp serve --headless`, as its users configure it."""
+    server = [SLICER_MCP, "serve", "--headless"]
+    env = bridge_env(HOME=str(tmp_path), SLICER_MCP_HOME=str(tmp_path / "slicer-mcp"))
+    tools = {
+        t["name"]: t
+        for t in inspected(inspector(*server, "--method", "tools/list", cwd=tmp_path, env=env))["tools"]
+    }
     assert tools["list_scene_nodes"]["annotations"]["readOnlyHint"] is True
     assert tools["clear_scene"]["annotations"]["destructiveHint"] is True
-    result = inspect("--method", "tools/call", "--tool-name", "list_scene_nodes", "--tool-arg", "limit=5")
+    result = inspected(
+        inspector(
+            *server,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "list_scene_nodes",
+            "--tool-arg",
+            "limit=5",
+            cwd=tmp_path,
+            env=env,
+        )
+    )
     assert result["isError"] is False
     assert result["structuredContent"]["limit"] == 5 and result["structuredContent"]["total"] == 0
+
+
+@pytest.mark.peers
+def test_mcp_inspector_cli_over_http_with_the_token(tmp_path: Path) -> None:
+    """`slicer-mcp serve --transport http` started as a user does; the Inspector sends the bearer token."""
+    import re
+
+    home = tmp_path / "slicer-mcp"
+    env = bridge_env(HOME=str(tmp_path), SLICER_MCP_HOME=str(home))
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        server = subprocess.Popen(
+            [SLICER_MCP, "serve", "--headless", "--demo", "--transport", "http", "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
+    try:
+        import time
+
+        deadline = time.monotonic() + 120
+        url = None
+        while url is None and time.monotonic() < deadline and server.poll() is None:
+            found = re.search(r"serving MCP at (\S+)", log.read_text())
+            url = found.group(1) if found else None
+            time.sleep(0.1)
+        assert url, log.read_text()[-2000:]
+        token = (home / "token").read_text().strip()
+        header = f"Authorization: Bearer {token}"
+        listed = inspected(
+            inspector(url, "--transport", "http", "--header", header, "--method", "tools/list", cwd=tmp_path)
+        )
+        assert "capture_screenshot" in {t["name"] for t in listed["tools"]}
+        called = inspected(
+            inspector(
+                url,
+                "--transport",
+                "http",
+                "--header",
+                header,
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "list_scene_nodes",
+                "--tool-arg",
+                "class_name=vtkMRMLScalarVolumeNode",
+                cwd=tmp_path,
+            )
+        )
+        assert [n["name"] for n in called["structuredContent"]["nodes"]] == ["DemoHead"]
+        refused = inspector(url, "--transport", "http", "--method", "tools/list", cwd=tmp_path)
+        # without the token the server answers 401 with WWW-Authenticate: Bearer; the Inspector then
+        # wants an interactive OAuth login it cannot do here, and says so
+        assert refused.returncode != 0 and "auth_required" in refused.stdout + refused.stderr
+    finally:
+        server.terminate()
+        server.wait(30)
