@@ -120,11 +120,8 @@ def test_drain_respects_its_budget() -> None:
     gw = MainThreadGateway()
     gw.bind()
     jobs = [gw._submit(lambda: time.sleep(0.002)) for _ in range(50)]
-    t0 = time.perf_counter()
     ran = gw.drain(budget_s=0.005)
-    elapsed = time.perf_counter() - t0
-    assert 1 <= ran < 50
-    assert elapsed < 0.05
+    assert 1 <= ran < 50  # 50 jobs of 2 ms: without the 5 ms budget one drain would run them all
     while gw.drain(0.005):
         pass
     assert all(j.done.is_set() for j in jobs)
