@@ -246,10 +246,12 @@ def test_module_file_parses_on_old_slicer_python() -> None:
 )
 def test_install_uses_the_slicer_module_that_has_pip_ensure(tmp_path, monkeypatch, layout) -> None:
     """A FAKE `slicer` package (no Slicer here): its pip_ensure records what it was asked."""
+    monkeypatch.setenv("SLICER_MCP_HOME", str(tmp_path / "home"))
     api = (
         "calls = []\n"
         "def load_requirements(path):\n    return ['from ' + path]\n"
-        "def pip_ensure(reqs, requester=None):\n    calls.append((reqs, requester))\n"
+        "def pip_ensure(reqs, constraints=None, requester=None):\n"
+        "    calls.append((reqs, requester, open(constraints).read().splitlines()))\n"
     )
     name = f"fake_slicer_{'_'.join(sorted(layout)).replace('.', '_')}"  # one per layout (sys.modules)
     package = tmp_path / name
@@ -258,7 +260,7 @@ def test_install_uses_the_slicer_module_that_has_pip_ensure(tmp_path, monkeypatc
     for file, text in layout.items():
         (package / file).write_text(api if text == "API" else text)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
+    import importlib.metadata
 
     fake = importlib.import_module(name)
     reqs = tmp_path / "requirements.txt"
@@ -267,4 +269,8 @@ def test_install_uses_the_slicer_module_that_has_pip_ensure(tmp_path, monkeypatc
         dependencies.install_requirements(fake, path=reqs, reachable=lambda: True)
     assert "still missing" in info.value.message
     used = importlib.import_module(f"{name}.pydeps" if "pydeps.py" in layout else f"{name}.packaging")
-    assert used.calls == [([f"from {reqs}"], "SlicerMCP")]
+    [(asked, requester, constraints)] = used.calls
+    assert (asked, requester) == ([f"from {reqs}"], "SlicerMCP")
+    # the shipped packages installed here are held where they are
+    assert constraints == dependencies.shipped_constraints()
+    assert f"pydicom=={importlib.metadata.version('pydicom')}" in constraints

@@ -243,7 +243,9 @@ def shipped_packages(repo: Path, tag: str) -> dict:
                 "file": "SuperBuild/External_SimpleITK.cmake",
                 "note": "built from Slicer's SimpleITK fork; the version is the one in the pinned tag's name",
             }
-    python = re.search(r'Slicer_REQUIRED_PYTHON_VERSION "([\d.]+)"', git(repo, "show", f"{tag}:CMakeLists.txt"))
+    python = re.search(
+        r'Slicer_REQUIRED_PYTHON_VERSION "([\d.]+)"', git(repo, "show", f"{tag}:CMakeLists.txt")
+    )
     return {
         "commit": git(repo, "rev-parse", f"{tag}^{{commit}}").strip(),
         "python": python.group(1) if python else None,
@@ -270,7 +272,9 @@ def api_names(repo: Path, tag: str, uses: list) -> tuple[dict, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--slicer-git", type=Path, required=True, help="a bare clone (or .git) of Slicer/Slicer")
+    parser.add_argument(
+        "--slicer-git", type=Path, required=True, help="a bare clone (or .git) of Slicer/Slicer"
+    )
     args = parser.parse_args()
     repo = args.slicer_git
     packages = {
