@@ -36,6 +36,8 @@ SUPPORTED_TAGS = ["v5.10.0", "v5.12.0", "v5.12.3", "main"]
 OLD_TAGS = ["v5.6.0", "v5.8.0"]
 PACKAGES_OUT = ROOT / "Testing" / "data" / "slicer_shipped_packages.json"
 API_OUT = ROOT / "Testing" / "data" / "slicer_api_names.json"
+#: submodules of Base/Python/slicer whose names we import or call (dependencies.py finds pip_ensure there)
+SUBMODULES = ("ScriptedLoadableModule", "i18n", "packaging", "pydeps")
 REQUIREMENT_LINE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.-]*)==([^\s\\]+)", re.M)
 
 # Qt 5 (PythonQt wraps Qt 5.15 in Slicer 5.x), CTK and VTK members we use, from their API
@@ -150,7 +152,11 @@ class GitTag(Provider):
 
     @cache  # noqa: B019 (a few objects, alive for the whole run)
     def util_defs(self) -> dict[str, list[str]]:
-        tree = ast.parse(self.show("Base/Python/slicer/util.py"))
+        return self.defs("Base/Python/slicer/util.py")
+
+    def defs(self, path: str) -> dict[str, list[str]]:
+        """Top-level functions (their parameters, `**` for any keyword) and classes of a file."""
+        tree = ast.parse(self.show(path))
         out = {}
         for node in tree.body:
             if isinstance(node, ast.FunctionDef):
@@ -192,6 +198,11 @@ class GitTag(Provider):
 
     def util(self, name: str) -> list[str] | None:
         return self.util_defs().get(name)
+
+    @cache  # noqa: B019
+    def submodule(self, name: str) -> dict[str, list[str]] | None:
+        path = f"Base/Python/slicer/{name}.py"
+        return self.defs(path) if path in self.files else None
 
     def top_level(self, name: str) -> bool:
         return name in self.top_names()
@@ -265,9 +276,23 @@ def api_names(repo: Path, tag: str, uses: list) -> tuple[dict, list[str]]:
         "util": provider.util_defs(),
         "top_level": provider.top_names(),
         "modules": provider.module_names(),
+        "submodules": {name: provider.submodule(name) for name in SUBMODULES},
         "classes": {k: {**v, "members": sorted(v["members"])} for k, v in sorted(provider.classes.items())},
     }
     return data, problems
+
+
+def dump(data: dict) -> str:
+    """JSON with each list of names on one line, so the file stays short and diffs stay readable."""
+    text = json.dumps(data, indent=1)
+    return (
+        re.sub(
+            r"\[\s*([^\[\]{}]*?)\s*\]",
+            lambda m: "[" + ", ".join(re.split(r",\s*\n\s*", m.group(1))) + "]",
+            text,
+        )
+        + "\n"
+    )
 
 
 def main() -> int:
@@ -290,6 +315,13 @@ def main() -> int:
         "command": packages["command"],
         "supported_tags": SUPPORTED_TAGS,
         "old_tags": OLD_TAGS,
+        "about_knowledge": (
+            "classes: Qt 5.15 (PythonQt in Slicer 5.x), CTK and VTK 9 members we use, written by hand from "
+            "doc.qt.io/qt-5, commontk/CTK and vtk.org headers; Qt signals with their Qt5 signature. "
+            "returns: what a call returns where a chain goes on. instances: slicer.app and slicer.mrmlScene. "
+            "A Slicer class member counts as present when its header (or a Slicer base class header) names it "
+            "or declares it with vtkGet/vtkSet macros."
+        ),
         "knowledge": KNOWLEDGE,
         "tags": {},
     }
@@ -298,8 +330,8 @@ def main() -> int:
         api["tags"][tag], found = api_names(repo, tag, uses)
         problems += found
     PACKAGES_OUT.parent.mkdir(parents=True, exist_ok=True)
-    PACKAGES_OUT.write_text(json.dumps(packages, indent=1) + "\n", encoding="utf-8")
-    API_OUT.write_text(json.dumps(api, indent=1) + "\n", encoding="utf-8")
+    PACKAGES_OUT.write_text(dump(packages), encoding="utf-8")
+    API_OUT.write_text(dump(api), encoding="utf-8")
     print(f"{len(uses)} uses, {len({u.chain for u in uses})} distinct chains", file=sys.stderr)
     for line in problems:
         print(line, file=sys.stderr)
