@@ -16,7 +16,7 @@ from functools import cache
 import pytest
 
 from fixtures.module import PROJECT_ROOT
-from fixtures.slicer_api import Provider, Use, check, collect
+from fixtures.slicer_api import Provider, Use, check, collect, dynamic_uses
 
 DATA = json.loads((PROJECT_ROOT / "Testing" / "data" / "slicer_api_names.json").read_text(encoding="utf-8"))
 SUPPORTED = DATA["supported_tags"]
@@ -53,7 +53,7 @@ class DataTag(Provider):
 
 @cache
 def uses() -> list[Use]:
-    return collect()
+    return collect() + dynamic_uses()
 
 
 def problems(tag: str, selected: list[Use]) -> list[str]:
@@ -86,6 +86,9 @@ def test_the_collector_sees_our_slicer_code() -> None:
     ):
         assert chain in chains, chain
     assert len(chains) > 100
+    # reached with getattr: the layout names of set_layout and the look-from axes of screenshots
+    assert "slicer.vtkMRMLLayoutNode.SlicerLayoutCompareView" in chains
+    assert "ctk.ctkAxesWidget.Anterior" in chains
 
 
 @pytest.mark.parametrize("tag", SUPPORTED)

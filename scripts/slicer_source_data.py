@@ -28,8 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "Testing"))
+sys.path.insert(0, str(ROOT / "SlicerMCP"))
 
-from fixtures.slicer_api import Provider, check, collect  # noqa: E402
+from fixtures.slicer_api import Provider, check, collect, dynamic_uses  # noqa: E402
 
 SUPPORTED_TAGS = ["v5.10.0", "v5.12.0", "v5.12.3", "main"]
 #: old releases: listed so the docs can say what they ship; the module only loads there to say why not
@@ -309,7 +310,7 @@ def main() -> int:
         "old_tags": OLD_TAGS,
         "tags": {tag: shipped_packages(repo, tag) for tag in OLD_TAGS + SUPPORTED_TAGS},
     }
-    uses = collect()
+    uses = collect() + dynamic_uses()
     api = {
         "about": "Slicer API names our in-Slicer code uses, looked up in Slicer's source per tag",
         "command": packages["command"],
