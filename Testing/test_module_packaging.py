@@ -10,6 +10,7 @@ import ast
 import json
 import struct
 import tomllib
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -215,6 +216,9 @@ def test_install_reports_offline_clearly(tmp_path) -> None:
     err = info.value
     assert err.code == ErrorCode.CONFIG_ERROR
     assert "cannot be reached" in err.message and str(reqs) in err.message
+    # the hand-run command keeps Slicer's packages: the constraints file is already there
+    constraints = err.message.rsplit("-c ", 1)[1]
+    assert Path(constraints).read_text().split() == dependencies.shipped_constraints()
     assert err.details["missing"] == ["surely-not-installed-pkg-xyz>=1,<2"]
     # nothing missing: nothing to do, Slicer's pip helpers are never touched
     reqs.write_text("pydantic>=2,<3\n")
@@ -246,7 +250,6 @@ def test_module_file_parses_on_old_slicer_python() -> None:
 )
 def test_install_uses_the_slicer_module_that_has_pip_ensure(tmp_path, monkeypatch, layout) -> None:
     """A FAKE `slicer` package (no Slicer here): its pip_ensure records what it was asked."""
-    monkeypatch.setenv("SLICER_MCP_HOME", str(tmp_path / "home"))
     api = (
         "calls = []\n"
         "def load_requirements(path):\n    return ['from ' + path]\n"

@@ -129,11 +129,12 @@ def index_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def offline_error(missing: list[str], path: Path) -> SlicerMCPError:
+def offline_error(missing: list[str], path: Path, constraints: Path) -> SlicerMCPError:
     return SlicerMCPError(
         "SlicerMCP could not install its Python packages: the package index (pypi.org) cannot be "
         "reached. Connect to the internet (or set HTTPS_PROXY) and try again, or install them from a "
-        f"local wheel folder: PythonSlicer -m pip install --no-index --find-links <folder> -r {path}",
+        f"local wheel folder: PythonSlicer -m pip install --no-index --find-links <folder> -r {path} "
+        f"-c {constraints}",
         code=ErrorCode.CONFIG_ERROR,
         details={"missing": missing, "requirements_file": str(path)},
     )
@@ -155,10 +156,10 @@ def install_requirements(
     missing = missing_requirements(read_requirements(path))
     if not missing:
         return []
+    constraints = _constraints_file()  # written first: an offline install by hand needs it too
     if not reachable():
-        raise offline_error(missing, path)
+        raise offline_error(missing, path, constraints)
     packaging_api = _slicer_packaging(slicer)
-    constraints = _constraints_file()
     try:
         if packaging_api is not None:  # Slicer 5.12+: asks the user and shows progress itself
             packaging_api.pip_ensure(
