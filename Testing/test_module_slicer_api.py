@@ -149,6 +149,11 @@ def test_the_qt_socket_notifier_wakeup_is_documented() -> None:
     """The QSocketNotifier wake-up (Qt5: QSocketNotifier(int fd, Read), activated(int), setEnabled)."""
     notifier = KNOWLEDGE["classes"]["QSocketNotifier"]
     assert {"Read", "activated(int)", "setEnabled"} <= set(notifier["members"])
-    for chain in ("qt.QSocketNotifier", "qt.QSocketNotifier.Read", "qt.QSocketNotifier().setEnabled"):
+    for chain in (
+        "qt.QSocketNotifier",
+        "qt.QSocketNotifier.Read",
+        "qt.QSocketNotifier().setEnabled",
+        "qt.QSocketNotifier().activated.connect",  # PythonQt's signal attribute
+    ):
         assert check(Use(chain, "x.py", 1), DataTag(SUPPORTED[0]), KNOWLEDGE) is None, chain
     assert check(Use("qt.QSocketNotifier().connect", "x.py", 1), DataTag(SUPPORTED[0]), KNOWLEDGE) is None

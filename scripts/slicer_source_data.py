@@ -56,13 +56,23 @@ KNOWLEDGE = {
         "QClipboard": {"members": ["setText", "text"], "base": "QObject"},
         "QEvent": {"members": ["registerEventType", "type"], "base": None},
         "QTimer": {
-            "members": ["setInterval", "start", "stop", "isActive", "timeout()", "setSingleShot"],
+            # PythonQt connects a signal by its signature (`connect("timeout()", slot)`) or as an attribute
+            "members": ["setInterval", "start", "stop", "isActive", "timeout()", "timeout", "setSingleShot"],
             "base": "QObject",
         },
         "QSocketNotifier": {
             # QSocketNotifier(qintptr socket, QSocketNotifier::Type type, QObject *parent = nullptr);
             # Qt5 signal activated(int socket) (Qt 6 adds QSocketDescriptor, QSocketNotifier::Type)
-            "members": ["Read", "Write", "Exception", "activated(int)", "setEnabled", "isEnabled", "socket"],
+            "members": [
+                "Read",
+                "Write",
+                "Exception",
+                "activated(int)",
+                "activated",
+                "setEnabled",
+                "isEnabled",
+                "socket",
+            ],
             "base": "QObject",
         },
         "QSettings": {
@@ -78,6 +88,7 @@ KNOWLEDGE = {
         "QIODevice": {"members": ["WriteOnly", "ReadOnly"], "base": "QObject"},
         "QByteArray": {"members": ["data"], "base": None},
         "Qt": {"members": ["KeepAspectRatio", "SmoothTransformation"], "base": None},
+        "PythonQtSignal": {"members": ["connect", "disconnect", "emit"], "base": None},
         "QProgressDialog": {"members": ["labelText", "value", "close"], "base": "QWidget"},
         # CTK (Libs/Widgets/ctkAxesWidget.h, Libs/Visualization/VTK/Widgets/ctkVTK*View.h)
         "ctkAxesWidget": {
@@ -94,8 +105,10 @@ KNOWLEDGE = {
         "vtkImageData": {"members": ["GetSpacing", "GetPointData"], "base": "vtkObject"},
         "vtkPointData": {"members": ["GetScalars"], "base": "vtkObject"},
     },
-    # what a call returns, where a chain goes on after it
+    # what a call (`name()`) or an attribute (`name`) gives, where a chain goes on after it
     "returns": {
+        "QTimer.timeout": "PythonQtSignal",
+        "QSocketNotifier.activated": "PythonQtSignal",
         "slicer.util.mainWindow()": "qSlicerMainWindow",
         "slicer.util.findChild()": "QWidget",
         "slicer.util.createProgressDialog()": "QProgressDialog",
