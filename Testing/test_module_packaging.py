@@ -10,6 +10,7 @@ import ast
 import json
 import struct
 import tomllib
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -215,6 +216,9 @@ def test_install_reports_offline_clearly(tmp_path) -> None:
     err = info.value
     assert err.code == ErrorCode.CONFIG_ERROR
     assert "cannot be reached" in err.message and str(reqs) in err.message
+    # the hand-run command keeps Slicer's packages: the constraints file is already there
+    constraints = err.message.rsplit("-c ", 1)[1]
+    assert Path(constraints).read_text().split() == dependencies.shipped_constraints()
     assert err.details["missing"] == ["surely-not-installed-pkg-xyz>=1,<2"]
     # nothing missing: nothing to do, Slicer's pip helpers are never touched
     reqs.write_text("pydantic>=2,<3\n")
@@ -249,7 +253,8 @@ def test_install_uses_the_slicer_module_that_has_pip_ensure(tmp_path, monkeypatc
     api = (
         "calls = []\n"
         "def load_requirements(path):\n    return ['from ' + path]\n"
-        "def pip_ensure(reqs, requester=None):\n    calls.append((reqs, requester))\n"
+        "def pip_ensure(reqs, constraints=None, requester=None):\n"
+        "    calls.append((reqs, requester, open(constraints).read().splitlines()))\n"
     )
     name = f"fake_slicer_{'_'.join(sorted(layout)).replace('.', '_')}"  # one per layout (sys.modules)
     package = tmp_path / name
@@ -258,7 +263,7 @@ def test_install_uses_the_slicer_module_that_has_pip_ensure(tmp_path, monkeypatc
     for file, text in layout.items():
         (package / file).write_text(api if text == "API" else text)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
+    import importlib.metadata
 
     fake = importlib.import_module(name)
     reqs = tmp_path / "requirements.txt"
@@ -267,4 +272,8 @@ def test_install_uses_the_slicer_module_that_has_pip_ensure(tmp_path, monkeypatc
         dependencies.install_requirements(fake, path=reqs, reachable=lambda: True)
     assert "still missing" in info.value.message
     used = importlib.import_module(f"{name}.pydeps" if "pydeps.py" in layout else f"{name}.packaging")
-    assert used.calls == [([f"from {reqs}"], "SlicerMCP")]
+    [(asked, requester, constraints)] = used.calls
+    assert (asked, requester) == ([f"from {reqs}"], "SlicerMCP")
+    # the shipped packages installed here are held where they are
+    assert constraints == dependencies.shipped_constraints()
+    assert f"pydicom=={importlib.metadata.version('pydicom')}" in constraints

@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Callable
@@ -19,12 +20,31 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.localhost import user_config_dir, write_private_file
 
 log = logging.getLogger(__name__)
 
 MIN_SLICER = (5, 10)
 REQUESTER = "SlicerMCP"
 PACKAGE_INDEX = ("pypi.org", 443)
+CONSTRAINTS_FILE = "slicer-constraints.txt"
+
+#: Python packages Slicer 5.10 and newer install into their own Python (SuperBuild/External_python-*.cmake;
+#: Testing/data/slicer_shipped_packages.json, and a test keeps this list equal to it). Installing
+#: SlicerMCP must never replace them: Slicer's DICOM module, extension manager and others use them.
+SLICER_SHIPPED_PACKAGES = frozenset(
+    {
+        "certifi", "cffi", "chardet", "charset-normalizer", "couchdb", "cryptography", "dcmqi",
+        "deprecated", "dicomweb-client", "gitdb", "gitpython", "highdicom", "idna", "numpy",
+        "packaging", "pillow", "pip", "pycparser", "pydicom", "pygithub", "pyjpegls", "pyjwt",
+        "pynacl", "pyparsing", "python-dateutil", "requests", "retrying", "scipy", "setuptools",
+        "simpleitk", "six", "smmap", "typing-extensions", "urllib3", "wheel", "wrapt",
+    }
+)  # fmt: skip
+#: shipped packages that may move up within their major version: mcp 2 needs typing-extensions
+#: >= 4.14.1 (Slicer 5.10 ships 4.14.0) and idna >= 3.18 (5.10 ships 3.10, 5.12 ships 3.16);
+#: both keep their API within a major, and no Slicer code imports them directly.
+COMPATIBLE_UPGRADES = frozenset({"typing-extensions", "idna"})
 
 
 def requirements_file() -> Path:
@@ -73,6 +93,31 @@ def missing_requirements(requirements: list[str]) -> list[str]:
     return missing
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def shipped_constraints() -> list[str]:
+    """pip constraint lines that hold every installed Slicer-shipped package where it is.
+
+    `name==installed`, or `name>=installed,<next major` for COMPATIBLE_UPGRADES. With them pip
+    picks versions of our packages that fit what Slicer ships (pynetdicom 2.1 beside Slicer
+    5.10's pydicom 2.4) or fails with a conflict, instead of replacing Slicer's package."""
+    lines, seen = [], set()
+    for dist in importlib.metadata.distributions():  # the first of a name is the one Python imports
+        name = _canonical(dist.metadata["Name"] or "")
+        if name not in SLICER_SHIPPED_PACKAGES or name in seen:
+            continue
+        seen.add(name)
+        version = dist.version
+        major = re.match(r"\d+", version)
+        if name in COMPATIBLE_UPGRADES and major:
+            lines.append(f"{name}>={version},<{int(major.group()) + 1}")
+        else:
+            lines.append(f"{name}=={version}")
+    return sorted(lines)
+
+
 def index_reachable(timeout_s: float = 3.0) -> bool:
     """Can we open a connection to the package index? (Skipped behind a proxy: pip knows better.)"""
     if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "PIP_INDEX_URL", "PIP_PROXY")):
@@ -84,11 +129,12 @@ def index_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def offline_error(missing: list[str], path: Path) -> SlicerMCPError:
+def offline_error(missing: list[str], path: Path, constraints: Path) -> SlicerMCPError:
     return SlicerMCPError(
         "SlicerMCP could not install its Python packages: the package index (pypi.org) cannot be "
         "reached. Connect to the internet (or set HTTPS_PROXY) and try again, or install them from a "
-        f"local wheel folder: PythonSlicer -m pip install --no-index --find-links <folder> -r {path}",
+        f"local wheel folder: PythonSlicer -m pip install --no-index --find-links <folder> -r {path} "
+        f"-c {constraints}",
         code=ErrorCode.CONFIG_ERROR,
         details={"missing": missing, "requirements_file": str(path)},
     )
@@ -110,12 +156,15 @@ def install_requirements(
     missing = missing_requirements(read_requirements(path))
     if not missing:
         return []
+    constraints = _constraints_file()  # written first: an offline install by hand needs it too
     if not reachable():
-        raise offline_error(missing, path)
+        raise offline_error(missing, path, constraints)
     packaging_api = _slicer_packaging(slicer)
     try:
         if packaging_api is not None:  # Slicer 5.12+: asks the user and shows progress itself
-            packaging_api.pip_ensure(packaging_api.load_requirements(str(path)), requester=REQUESTER)
+            packaging_api.pip_ensure(
+                packaging_api.load_requirements(str(path)), constraints=str(constraints), requester=REQUESTER
+            )
         else:  # Slicer 5.10
             question = (
                 "SlicerMCP needs these Python packages, which are not installed yet:\n\n  "
@@ -128,11 +177,13 @@ def install_requirements(
                     code=ErrorCode.CONFIG_ERROR,
                     details={"missing": missing},
                 )
-            _pip_install_with_progress(slicer, missing)
+            _pip_install_with_progress(slicer, missing, constraints)
     except subprocess.CalledProcessError as exc:
         raise SlicerMCPError(
             f"pip could not install SlicerMCP's packages (exit code {exc.returncode}); the Python console "
-            f"shows pip's output. Check the network, or install by hand: PythonSlicer -m pip install -r {path}",
+            "shows pip's output. A version conflict means a package would have replaced one Slicer ships "
+            "(see docs/slicer-compatibility.md). Check the network, or install by hand: "
+            f"PythonSlicer -m pip install -r {path} -c {constraints}",
             code=ErrorCode.CONFIG_ERROR,
             details={"missing": missing},
         ) from exc
@@ -167,7 +218,14 @@ def _slicer_packaging(slicer: Any) -> Any:
     return None
 
 
-def _pip_install_with_progress(slicer: Any, missing: list[str]) -> None:
+def _constraints_file() -> Path:
+    """The shipped-package constraints in a file pip can read (`-c`); kept for a hand-run retry."""
+    target = user_config_dir() / CONSTRAINTS_FILE
+    write_private_file(target, "\n".join(shipped_constraints()))
+    return target
+
+
+def _pip_install_with_progress(slicer: Any, missing: list[str], constraints: Path) -> None:
     """Slicer 5.10: one package at a time under a progress dialog, so the user sees it move."""
     dialog = slicer.util.createProgressDialog(
         labelText="Installing SlicerMCP's Python packages...", maximum=len(missing), windowTitle="SlicerMCP"
@@ -177,7 +235,7 @@ def _pip_install_with_progress(slicer: Any, missing: list[str]) -> None:
             dialog.labelText = f"Installing {requirement} ({i + 1} of {len(missing)})..."
             dialog.value = i
             slicer.app.processEvents()
-            slicer.util.pip_install([requirement])
+            slicer.util.pip_install([requirement, "-c", str(constraints)])
         dialog.value = len(missing)
     finally:
         dialog.close()

@@ -30,6 +30,7 @@ from pynetdicom.status import STATUS_FAILURE, STATUS_PENDING, STATUS_SUCCESS
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
 from ..dicom.associations import lost_association, open_association, status_of
+from ..dicom.part10 import write_file
 from ..dicom.send import send
 from .db import RisNotFound
 from .images import MAX_VALUE, Picture, SampleGenerator, generator_for
@@ -273,7 +274,7 @@ class VirtualCR:
                 output_dir.mkdir(parents=True, exist_ok=True)
                 for ds in images:
                     path = output_dir / f"{ds.SOPInstanceUID}.dcm"
-                    ds.save_as(path, enforce_file_format=True)
+                    write_file(ds, path)
                     result.files.append(str(path))
         except BaseException:
             try:
