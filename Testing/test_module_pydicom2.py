@@ -2,10 +2,9 @@
 
 SlicerMCP never replaces Slicer's pydicom (docs/slicer-compatibility.md), so inside Slicer 5.10
 the DICOM and RIS code runs on pydicom 2.4. The test environment has pydicom 3; the pydicom 2
-run needs a folder holding the old pair, made once with
-  .venv/bin/pip install --no-deps --target /tmp/pydicom2 pydicom==2.4.4 pynetdicom==2.1.1
-and named by SLICER_MCP_PYDICOM2_PATH (the test is skipped without it). The same checks run
-on the installed pydicom 3 every time.
+run uses a folder holding the old pair, which `scripts/setup.sh --test` makes with
+  .venv/bin/pip install --no-deps --target .test-tools/pydicom2 pydicom==2.4.4 pynetdicom==2.1.1
+(SLICER_MCP_PYDICOM2_PATH names another folder). The same checks run on the installed pydicom 3.
 """
 
 from __future__ import annotations
@@ -14,12 +13,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from fixtures.module import MODULE_DIR, PROJECT_ROOT
 
-PYDICOM2 = os.environ.get("SLICER_MCP_PYDICOM2_PATH")
+PYDICOM2 = os.environ.get("SLICER_MCP_PYDICOM2_PATH") or str(PROJECT_ROOT / ".test-tools" / "pydicom2")
 
 # writes a CT series as Part 10 files, reads it back as a volume, builds a C-FIND identifier and
 # matches a worklist query: the pydicom calls our dicom/ and ris/ code makes without a peer
@@ -70,7 +70,8 @@ def test_dicom_code_runs_on_the_installed_pydicom() -> None:
     assert run_checks(None).startswith("3.")
 
 
-@pytest.mark.skipif(not PYDICOM2, reason="set SLICER_MCP_PYDICOM2_PATH to a folder with pydicom 2.4.4")
 def test_dicom_code_runs_on_slicer_5_10_pydicom() -> None:
+    if not (Path(PYDICOM2) / "pydicom").is_dir():
+        pytest.fail(f"{PYDICOM2} holds no pydicom 2.4: run scripts/setup.sh --test")
     versions = run_checks(PYDICOM2)
     assert versions.startswith("2.4."), versions

@@ -49,6 +49,11 @@ elif [ "$(cat "$RUNTIME_STAMP" 2>/dev/null)" != "$(fingerprint)" ]; then
     fingerprint >"$RUNTIME_STAMP"
 fi
 
+if [ $WITH_TEST -eq 1 ] && [ ! -d .test-tools/pydicom2/pydicom ]; then
+    # the pydicom/pynetdicom pair Slicer 5.10 ships, for the test that runs our DICOM code on it
+    .venv/bin/python -m pip install -q --no-deps --target .test-tools/pydicom2 pydicom==2.4.4 pynetdicom==2.1.1 >&2
+fi
+
 if [ $WITH_TEST -eq 1 ] && command -v npm >/dev/null 2>&1; then
     # MCP clients used by the tests, pinned, in a project-local folder
     if [ ! -f .test-tools/package-lock.json ] || ! cmp -s Testing/node/package.json .test-tools/package.json; then
