@@ -37,13 +37,17 @@ def raw_request(url: str, method: str, path: str, body: bytes | None = None) -> 
 
 def test_peer_answers_like_slicer(webserver_peer: PeerProcess) -> None:
     head, body = raw_request(webserver_peer.url, "GET", "/slicer/system/version")
-    assert head.startswith(b"HTTP/1.1 200 OK") and b"Access-Control-Allow-Origin: *" in head
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"Access-Control-Allow-Origin" not in head, "CORS is off unless 'Enable CORS' is checked"
     assert b"Connection:" not in head, "Slicer closes without announcing it"
     assert {"applicationName", "applicationVersion", "majorVersion"} <= set(json.loads(body))
 
     head, body = raw_request(webserver_peer.url, "GET", "/slicer/mrml/properties?id=nope")
     assert head.startswith(b"HTTP/1.1 500")
-    assert json.loads(body) == {"success": False, "message": "No nodes matched the filter criteria"}
+    assert json.loads(body) == {
+        "success": False,
+        "message": "Server error: No nodes matched the filter criteria",
+    }
 
     head, body = raw_request(webserver_peer.url, "GET", "/slicer/mrml/names?name=nope")
     assert head.startswith(b"HTTP/1.1 200") and json.loads(body) == []
