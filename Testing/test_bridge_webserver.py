@@ -154,6 +154,9 @@ def test_http_client_reuses_keep_alive_connections(webserver_peer: PeerProcess) 
         for _ in range(5):
             assert client.get("/slicer/system/version", timeout=5).status == 200
         assert client.connections_opened == 1 and not client.closes_connections
+        assert client._conn is not None and client._conn.sock.getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY
+        ), "the client turns Nagle off: a kept-alive request is not held for the server's delayed ACK"
         client.close()
         slicer_like = WebServerHttp(webserver_peer.url)
         for _ in range(3):
