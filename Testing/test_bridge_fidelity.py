@@ -235,3 +235,32 @@ def test_status_says_unreachable_and_why() -> None:
     assert status["backend"] == "webserver" and status["connection"] == "unreachable"
     assert status["error"]["code"] == "SLICER_CONNECTION_ERROR" and url in status["error"]["message"]
     assert status["node_count"] is None
+
+
+def test_exact_geometry_is_fetched_once_per_node_version(
+    fresh_peer: PeerProcess, fine_volume: Path, fine_geometry: dict[str, Any]
+) -> None:
+    """Without exec each volume's NRRD header costs Slicer the whole volume's bytes: one fetch per
+    node and MTime, then the kept values (still exact)."""
+    from SlicerMCPLib.backends.webserver import WebServerBackend
+    from SlicerMCPLib.core.config import Config
+
+    async def main() -> None:
+        setup = WebServerBackend(Config(), fresh_peer.url)
+        await setup.clear_scene()
+        await setup.load_volume(fine_volume, False, "Fine")
+        await setup.close()
+        backend = WebServerBackend(Config(), fresh_peer.url)
+        counts, spacings = [], []
+        for _ in range(2):
+            before = backend.http.connections_opened
+            listing = await backend.list_nodes(None, None, 0, 100)
+            counts.append(backend.http.connections_opened - before)
+            spacings.append(list(listing.nodes[0].volume.spacing))  # type: ignore[union-attr]
+        # first: /slicer/exec (off) and /slicer/volume once each; second: neither
+        assert counts[0] == counts[1] + 2, counts
+        assert spacings == [fine_geometry["spacing"]] * 2
+        await backend.clear_scene()
+        await backend.close()
+
+    asyncio.run(main())

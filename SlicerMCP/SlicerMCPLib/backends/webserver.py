@@ -68,6 +68,7 @@ _ALTERED_PROPERTIES = ("Name", "Description", "Spacing", "Origin")
 _GEOMETRY_PRINTED = ("Spacing", "Origin", "IJKToRASDirections")
 _NRRD_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode")
 _LAYERS = ("BackgroundVolumeID", "ForegroundVolumeID", "LabelVolumeID")
+GEOMETRY_CACHE_SIZE = 4096
 EXEC_RECHECK_S = 30.0  # after "exec is off", ask again only after this long (the user may turn it on)
 NO_EXEC_NOTE = (
     "attributes, description and the storage file are left out: Slicer's WebServer alters them in "
@@ -151,6 +152,8 @@ class WebServerBackend(SceneBackend):
         self.http = http or WebServerHttp(url or config.webserver_url)
         self._timeouts = config.timeouts
         self._exec_off_since: float | None = None  # when Slicer last said exec is off
+        # exact (spacing, origin) by (node id, node MTime): a node's MTime changes with its geometry
+        self._geometry: dict[tuple[str, Any], tuple[Any, Any]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _get(
@@ -248,10 +251,20 @@ class WebServerBackend(SceneBackend):
                 return None
             raise
 
-    async def _exact_volumes(self, summaries: list[NodeSummary]) -> list[str]:
+    async def _exact_volumes(
+        self, summaries: list[NodeSummary], props: dict[str, dict[str, Any]]
+    ) -> list[str]:
         """Put exact spacing and origin into the volume summaries (the printout has 6 digits): from
-        /slicer/exec when enabled, else the NRRD header of /slicer/volume. Returns what stayed rounded."""
-        volumes = [s for s in summaries if s.volume is not None]
+        /slicer/exec when enabled, else the NRRD header of /slicer/volume (Slicer then builds the whole
+        volume's bytes, so results are kept per node id and MTime, which VTK never reuses). Returns what
+        stayed rounded."""
+        volumes = []
+        for summary in (s for s in summaries if s.volume is not None):
+            known = self._geometry.get((summary.id, props.get(summary.id, {}).get("MTime")))
+            if known is None:
+                volumes.append(summary)
+            else:
+                summary.volume.spacing, summary.volume.origin = known  # type: ignore[union-attr]
         if not volumes:
             return []
         exact = await self._exec_if_enabled(
@@ -264,18 +277,24 @@ class WebServerBackend(SceneBackend):
             if isinstance(found, dict) and isinstance(found.get("volume"), dict):
                 summary.volume.spacing = _vec3(found["volume"]["spacing"]) or summary.volume.spacing
                 summary.volume.origin = _vec3(found["volume"]["origin"]) or summary.volume.origin
-                continue
-            ijk_to_ras = (
-                await self._nrrd_geometry(summary.id) if summary.class_name in _NRRD_CLASSES else None
-            )
-            if ijk_to_ras is not None:
+            else:
+                ijk_to_ras = (
+                    await self._nrrd_geometry(summary.id) if summary.class_name in _NRRD_CLASSES else None
+                )
+                if ijk_to_ras is None:
+                    notes.append(
+                        f"{summary.id}: spacing and origin as Slicer's WebServer printed them "
+                        "(6 significant digits)"
+                    )
+                    continue
                 # axis-aligned columns give the spacing exactly (sqrt(x*x) == |x| in IEEE doubles)
                 summary.volume.spacing = _vec3([float(np.linalg.norm(ijk_to_ras[:3, a])) for a in range(3)])
                 summary.volume.origin = _vec3([float(v) for v in ijk_to_ras[:3, 3]])
-                continue
-            notes.append(
-                f"{summary.id}: spacing and origin as Slicer's WebServer printed them (6 significant digits)"
-            )
+            mtime = props.get(summary.id, {}).get("MTime")
+            if isinstance(mtime, int):
+                if len(self._geometry) >= GEOMETRY_CACHE_SIZE:
+                    self._geometry.clear()
+                self._geometry[(summary.id, mtime)] = (summary.volume.spacing, summary.volume.origin)
         return notes
 
     async def _exec(self, source: str, timeout: float) -> Any:
@@ -286,12 +305,14 @@ class WebServerBackend(SceneBackend):
 
     async def _summaries(self, ids: list[str]) -> list[NodeSummary]:
         out = []
+        found: dict[str, dict[str, Any]] = {}
         for node_id in ids:
             props = await self._properties(id=node_id)
             if node_id in props:
+                found[node_id] = props[node_id]
                 names = await self._names(id=node_id)
                 out.append(_summary(node_id, props[node_id], names.get(node_id)))
-        await self._exact_volumes(out)
+        await self._exact_volumes(out, found)
         return out
 
     # -- SceneBackend ------------------------------------------------------------------------
@@ -333,7 +354,7 @@ class WebServerBackend(SceneBackend):
         ]
         page = matches[offset : offset + limit]
         nodes = [_summary(node_id, p, names.get(node_id)) for node_id, p in page]
-        await self._exact_volumes(nodes)
+        await self._exact_volumes(nodes, props)
         return NodeList(
             nodes=nodes,
             total=len(matches),
@@ -357,7 +378,7 @@ class WebServerBackend(SceneBackend):
         exact = found.get(node_id) if isinstance(found, dict) else None
         if not isinstance(exact, dict):
             # exec is off: nothing the WebServer altered is reported; the note says what is missing
-            notes = await self._exact_volumes([summary])
+            notes = await self._exact_volumes([summary], {node_id: props})
             return NodeDetails(
                 **summary.model_dump(),
                 properties={
