@@ -14,7 +14,6 @@ is enabled in Slicer's Web Server module. HTTP details live in `webserver_http`.
 
 from __future__ import annotations
 
-import re
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -48,35 +47,30 @@ from ..core.models import (
     PythonResult,
     SceneStatus,
     ScreenshotInfo,
-    SegmentInfo,
     SegmentVolume,
     ViewType,
-    VolumeInfo,
     VolumeMeasurement,
 )
 from ..core.scene_backend import SceneBackend, Screenshot, VolumeArray
 from ..scene.nodes import APPLICATION_CLASSES, printed_properties
 from . import webserver_exec, webserver_http, webserver_nrrd
 from .webserver_http import Response, WebServerHttp
+from .webserver_props import (
+    ALTERED_PROPERTIES,
+    GEOMETRY_PRINTED,
+    LAYERS,
+    NO_EXEC_NOTE,
+    NRRD_CLASSES,
+    UNLISTED_PROPERTIES,
+    is_listed,
+    node_summary,
+    vec3,
+)
 
 SLICE_VIEWS = {"axial": ("red", "Axial"), "sagittal": ("yellow", "Sagittal"), "coronal": ("green", "Coronal")}
 NO_MATCH = "No nodes matched"
-_CLASS_IN_ID = re.compile(r"^(vtkMRML\w*?Node)")
-_UNLISTED_PROPERTIES = ("ImageData", "Segmentation", "Node references", "Attributes", "IJKToRASDirections")
-# printed fields the WebServer alters (text typed, numbers rounded) that get_node reads another way or leaves out
-_ALTERED_PROPERTIES = ("Name", "Description", "Spacing", "Origin")
-_GEOMETRY_PRINTED = ("Spacing", "Origin", "IJKToRASDirections")
-_NRRD_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode")
-_LAYERS = ("BackgroundVolumeID", "ForegroundVolumeID", "LabelVolumeID")
 GEOMETRY_CACHE_SIZE = 4096
 EXEC_RECHECK_S = 30.0  # after "exec is off", ask again only after this long (the user may turn it on)
-NO_EXEC_NOTE = (
-    "attributes, description and the storage file are left out: Slicer's WebServer alters them in "
-    "/slicer/mrml/properties (text that looks like a number or true/false is converted, lines it can't "
-    "convert vanish) and only /slicer/exec reads them exactly. To get them, enable 'Slicer API exec' in "
-    "Slicer's Web Server module. The other properties are as the WebServer parsed them from the node's "
-    "printout (numbers rounded to 6 digits)."
-)
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -86,62 +80,6 @@ def png_size(png: bytes) -> tuple[int, int]:
             "Slicer's WebServer sent an image that is not a PNG", details={"bytes": len(png)}
         )
     return struct.unpack(">II", png[16:24])
-
-
-def _vec3(value: Any) -> tuple[float, float, float] | None:
-    if isinstance(value, list) and len(value) == 3:
-        return (float(value[0]), float(value[1]), float(value[2]))
-    return None
-
-
-def _class_of(node_id: str, props: dict[str, Any]) -> str:
-    """The node's class; from its id when its PrintSelf skips the MRML base fields (the layout node)."""
-    if "ClassName" in props:
-        return str(props["ClassName"])
-    m = _CLASS_IN_ID.match(node_id)
-    return m.group(1) if m else ""
-
-
-def _summary(node_id: str, props: dict[str, Any], name: str | None = None) -> NodeSummary:
-    """A summary from the WebServer's properties; `name` from /slicer/mrml/names (exact), when known."""
-    class_name = _class_of(node_id, props)
-    volume = None
-    image = props.get("ImageData")
-    if (
-        class_name.endswith("VolumeNode")
-        and isinstance(image, dict)
-        and isinstance(image.get("Dimensions"), list)
-    ):
-        volume = VolumeInfo(
-            dimensions=tuple(int(v) for v in image["Dimensions"]),
-            spacing=_vec3(props.get("Spacing")) or (1.0, 1.0, 1.0),
-            origin=_vec3(props.get("Origin")) or (0.0, 0.0, 0.0),
-            is_labelmap=class_name == "vtkMRMLLabelMapVolumeNode",
-        )
-    segments = None
-    segmentation = props.get("Segmentation")
-    if isinstance(segmentation, dict):
-        found = segmentation.get("Segments")
-        segments = [
-            SegmentInfo(
-                id=str(sid), name=str(seg.get("Name", sid)), color=_vec3(seg.get("Color")) or (1.0, 1.0, 1.0)
-            )
-            for sid, seg in (found.items() if isinstance(found, dict) else [])
-            if isinstance(seg, dict)
-        ]
-    return NodeSummary(
-        id=node_id,
-        name=name if name is not None else str(props.get("Name", "")),
-        class_name=class_name,
-        volume=volume,
-        segments=segments,
-    )
-
-
-def _listed(props: dict[str, Any]) -> bool:
-    """Application nodes (hidden from editors, singletons, or printing no MRML base fields like the
-    layout node) are listed only when asked for by class."""
-    return "ID" in props and props.get("HideFromEditors") is not True and props.get("SingletonTag") is None
 
 
 class WebServerBackend(SceneBackend):
@@ -275,11 +213,11 @@ class WebServerBackend(SceneBackend):
             assert summary.volume is not None
             found = exact.get(summary.id) if isinstance(exact, dict) else None
             if isinstance(found, dict) and isinstance(found.get("volume"), dict):
-                summary.volume.spacing = _vec3(found["volume"]["spacing"]) or summary.volume.spacing
-                summary.volume.origin = _vec3(found["volume"]["origin"]) or summary.volume.origin
+                summary.volume.spacing = vec3(found["volume"]["spacing"]) or summary.volume.spacing
+                summary.volume.origin = vec3(found["volume"]["origin"]) or summary.volume.origin
             else:
                 ijk_to_ras = (
-                    await self._nrrd_geometry(summary.id) if summary.class_name in _NRRD_CLASSES else None
+                    await self._nrrd_geometry(summary.id) if summary.class_name in NRRD_CLASSES else None
                 )
                 if ijk_to_ras is None:
                     notes.append(
@@ -288,8 +226,8 @@ class WebServerBackend(SceneBackend):
                     )
                     continue
                 # axis-aligned columns give the spacing exactly (sqrt(x*x) == |x| in IEEE doubles)
-                summary.volume.spacing = _vec3([float(np.linalg.norm(ijk_to_ras[:3, a])) for a in range(3)])
-                summary.volume.origin = _vec3([float(v) for v in ijk_to_ras[:3, 3]])
+                summary.volume.spacing = vec3([float(np.linalg.norm(ijk_to_ras[:3, a])) for a in range(3)])
+                summary.volume.origin = vec3([float(v) for v in ijk_to_ras[:3, 3]])
             mtime = props.get(summary.id, {}).get("MTime")
             if isinstance(mtime, int):
                 if len(self._geometry) >= GEOMETRY_CACHE_SIZE:
@@ -311,7 +249,7 @@ class WebServerBackend(SceneBackend):
             if node_id in props:
                 found[node_id] = props[node_id]
                 names = await self._names(id=node_id)
-                out.append(_summary(node_id, props[node_id], names.get(node_id)))
+                out.append(node_summary(node_id, props[node_id], names.get(node_id)))
         await self._exact_volumes(out, found)
         return out
 
@@ -349,11 +287,11 @@ class WebServerBackend(SceneBackend):
         matches = [
             (node_id, p)
             for node_id, p in props.items()
-            if (class_name or (_listed(p) and node_id not in hidden))
+            if (class_name or (is_listed(p) and node_id not in hidden))
             and (needle is None or needle in names.get(node_id, str(p.get("Name", ""))).lower())
         ]
         page = matches[offset : offset + limit]
-        nodes = [_summary(node_id, p, names.get(node_id)) for node_id, p in page]
+        nodes = [node_summary(node_id, p, names.get(node_id)) for node_id, p in page]
         await self._exact_volumes(nodes, props)
         return NodeList(
             nodes=nodes,
@@ -366,7 +304,7 @@ class WebServerBackend(SceneBackend):
     async def get_node(self, node_id: str) -> NodeDetails:
         props = await self._node_properties(node_id)
         names = await self._names(id=node_id)
-        summary = _summary(node_id, props, names.get(node_id))
+        summary = node_summary(node_id, props, names.get(node_id))
         references: dict[str, list[str]] = {}
         refs = props.get("Node references")
         for role, value in refs.items() if isinstance(refs, dict) else []:
@@ -384,7 +322,7 @@ class WebServerBackend(SceneBackend):
                 properties={
                     k: v
                     for k, v in props.items()
-                    if k not in _UNLISTED_PROPERTIES and k not in _ALTERED_PROPERTIES
+                    if k not in UNLISTED_PROPERTIES and k not in ALTERED_PROPERTIES
                 },
                 references=references,
                 notes=[NO_EXEC_NOTE, *notes],
@@ -392,13 +330,13 @@ class WebServerBackend(SceneBackend):
         properties: dict[str, Any] = {
             k: v
             for k, v in printed_properties(str(exact.get("printout", ""))).items()
-            if k not in _GEOMETRY_PRINTED
+            if k not in GEOMETRY_PRINTED
         }
         properties["description"] = exact.get("description") or ""
         volume = exact.get("volume")
         if summary.volume is not None and isinstance(volume, dict):
-            summary.volume.spacing = _vec3(volume["spacing"]) or summary.volume.spacing
-            summary.volume.origin = _vec3(volume["origin"]) or summary.volume.origin
+            summary.volume.spacing = vec3(volume["spacing"]) or summary.volume.spacing
+            summary.volume.origin = vec3(volume["origin"]) or summary.volume.origin
             properties["ijk_to_ras"] = volume["ijk_to_ras"]
         attributes = exact.get("attributes")
         return NodeDetails(
@@ -473,7 +411,7 @@ class WebServerBackend(SceneBackend):
         if composite is None:  # no such view node: the scene must at least hold a volume
             shown = volumes
         else:
-            shown = {str(composite[k]) for k in _LAYERS if isinstance(composite.get(k), str)} & volumes
+            shown = {str(composite[k]) for k in LAYERS if isinstance(composite.get(k), str)} & volumes
         if not shown:
             raise ScreenshotFailed(
                 f"the {view_type} view shows no volume: load a volume first (load_volume or load_sample_data). "
@@ -557,7 +495,7 @@ class WebServerBackend(SceneBackend):
         for node_id in new:
             if node_id not in hidden:
                 props.update(await self._properties(id=node_id))
-        nodes = await self._summaries([i for i, p in props.items() if _listed(p)])
+        nodes = await self._summaries([i for i, p in props.items() if is_listed(p)])
         return LoadedNodes(nodes=nodes, source=f"Slicer SampleData {name}")
 
     async def set_layout(self, layout: str, gui_mode: GuiMode | None) -> LayoutResult:
@@ -590,7 +528,7 @@ class WebServerBackend(SceneBackend):
         hidden = await self._application_ids()
         await self._change("DELETE", webserver_http.MRML, None, None, self._timeouts.scene_s)
         after = set(await self._ids())
-        removed = [i for i, p in before.items() if _listed(p) and i not in hidden and i not in after]
+        removed = [i for i, p in before.items() if is_listed(p) and i not in hidden and i not in after]
         return ClearResult(removed_nodes=len(removed))
 
     async def add_volume(self, volume: VolumeArray) -> NodeSummary:
