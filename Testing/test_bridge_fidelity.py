@@ -133,6 +133,23 @@ def test_node_values_come_back_unaltered_through_the_bridge(
             for node in listing["nodes"]:
                 assert node["volume"]["spacing"] == fine_geometry["spacing"], "not 0.488281"
                 assert node["volume"]["origin"] == fine_geometry["origin"]
+            segmentation_id = exec_on(
+                webserver_peer,
+                "seg = slicer.mrmlScene.AddNewNodeByClass('vtkMRMLSegmentationNode', '0.50')\n"
+                "seg.GetSegmentation().AddEmptySegment('s1', '007')\n"
+                "__execResult = seg.GetID()",
+            )
+            _, printed = raw_request(
+                webserver_peer.url, "GET", f"/slicer/mrml/properties?id={segmentation_id}"
+            )
+            segments = json.loads(printed)[segmentation_id]["Segmentation"]["Segments"]
+            assert segments["s1"]["Name"] == 7, "the printout types the segment name"
+            segmentations = ok(
+                await client.call_tool("list_scene_nodes", {"class_name": "vtkMRMLSegmentationNode"})
+            )
+            assert [(n["name"], [s["name"] for s in n["segments"]]) for n in segmentations["nodes"]] == [
+                ("0.50", ["007"])
+            ]
             details = ok(await client.call_tool("get_node", {"node_id": ids[0]}))
             assert details["name"] == TRICKY_NAMES[0]
             assert details["attributes"] == ATTRIBUTES

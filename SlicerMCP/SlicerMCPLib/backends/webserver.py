@@ -47,6 +47,7 @@ from ..core.models import (
     PythonResult,
     SceneStatus,
     ScreenshotInfo,
+    SegmentInfo,
     SegmentVolume,
     ViewType,
     VolumeMeasurement,
@@ -80,6 +81,20 @@ def png_size(png: bytes) -> tuple[int, int]:
             "Slicer's WebServer sent an image that is not a PNG", details={"bytes": len(png)}
         )
     return struct.unpack(">II", png[16:24])
+
+
+def _exact_segments(summary: NodeSummary, exact: Any) -> None:
+    """Segments as /slicer/exec read them (the printout types names like "007")."""
+    if isinstance(exact, dict) and isinstance(exact.get("segments"), list):
+        summary.segments = [
+            SegmentInfo(
+                id=str(s["id"]),
+                name=str(s["name"]),
+                color=vec3(s["color"]) or (1.0, 1.0, 1.0),
+                label_value=int(s["label_value"]),
+            )
+            for s in exact["segments"]
+        ]
 
 
 class WebServerBackend(SceneBackend):
@@ -203,11 +218,16 @@ class WebServerBackend(SceneBackend):
                 volumes.append(summary)
             else:
                 summary.volume.spacing, summary.volume.origin = known  # type: ignore[union-attr]
-        if not volumes:
+        segmented = [
+            s for s in summaries if s.segments is not None or s.class_name.endswith("SegmentationNode")
+        ]
+        if not volumes and not segmented:
             return []
         exact = await self._exec_if_enabled(
-            webserver_exec.details_source([s.id for s in volumes], False), self._timeouts.scene_s
+            webserver_exec.details_source([s.id for s in volumes + segmented], False), self._timeouts.scene_s
         )
+        for summary in segmented:  # segment names and colours: exact only through exec
+            _exact_segments(summary, exact.get(summary.id) if isinstance(exact, dict) else None)
         notes = []
         for summary in volumes:
             assert summary.volume is not None
@@ -333,6 +353,7 @@ class WebServerBackend(SceneBackend):
             if k not in GEOMETRY_PRINTED
         }
         properties["description"] = exact.get("description") or ""
+        _exact_segments(summary, exact)
         volume = exact.get("volume")
         if summary.volume is not None and isinstance(volume, dict):
             summary.volume.spacing = vec3(volume["spacing"]) or summary.volume.spacing

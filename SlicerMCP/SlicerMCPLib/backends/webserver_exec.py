@@ -122,6 +122,12 @@ def __slicer_mcp_details(node_ids, printout):
             item["volume"] = {"spacing": list(node.GetSpacing()), "origin": list(node.GetOrigin()),
                               "ijk_to_ras": [[m.GetElement(r, c) for c in range(4)] for r in range(4)],
                               "dimensions": list(image.GetDimensions()) if image is not None else None}
+        if node.IsA("vtkMRMLSegmentationNode"):
+            seg = node.GetSegmentation()
+            item["segments"] = [{"id": seg.GetNthSegmentID(i), "name": seg.GetNthSegment(i).GetName(),
+                                 "color": list(seg.GetNthSegment(i).GetColor()),
+                                 "label_value": seg.GetNthSegment(i).GetLabelValue()}
+                                for i in range(seg.GetNumberOfSegments())]
         storage = node.GetStorageNode() if node.IsA("vtkMRMLStorableNode") else None
         item["storage_file"] = (storage.GetFileName() or None) if storage is not None else None
         if printout:

@@ -23,8 +23,8 @@ NO_EXEC_NOTE = (
     "attributes, description and the storage file are left out: Slicer's WebServer alters them in "
     "/slicer/mrml/properties (text that looks like a number or true/false is converted, lines it can't "
     "convert vanish) and only /slicer/exec reads them exactly. To get them, enable 'Slicer API exec' in "
-    "Slicer's Web Server module. The other properties are as the WebServer parsed them from the node's "
-    "printout (numbers rounded to 6 digits)."
+    "Slicer's Web Server module. The other properties (and segment names) are as the WebServer parsed "
+    "them from the node's printout (numbers rounded to 6 digits)."
 )
 
 
