@@ -39,6 +39,26 @@ def error_of(result: Any) -> dict[str, Any]:
     return json.loads(result.content[0].text)["error"]
 
 
+# the other answers a listing asks for: exact names, application classes (none here), exec off,
+# and the NRRD header of /slicer/volume (geometry at full precision; the voxels are never read)
+CANNED_ROUTES = {
+    "/slicer/mrml/ids?class=vtkMRMLNode": (b"200 OK", b'["vtkMRMLScalarVolumeNode1"]'),
+    "/slicer/mrml/names?class=vtkMRMLNode": (b"200 OK", b'["MRHead"]'),
+    "/slicer/mrml/ids": (b"200 OK", b"[]"),
+    "/slicer/exec": (
+        b"500 Internal Server Error",
+        b'{"success": false, "message": "Server error: unknown command"}',
+    ),
+    "/slicer/volume": (
+        b"200 OK",
+        b"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 256 256 130\n"
+        b"space directions: (-1.0,-0.0,0.0) (-0.0,-1.0,0.0) (0.0,0.0,1.2999954223632812)\n"
+        b"kinds: domain domain domain\nendian: little\nencoding: raw\n"
+        b"space origin: (-86.64489746093749,133.92860412597656,116.78569793701172)\n\n" + b"\0" * 64,
+    ),
+}
+
+
 def call_once(args: list[str], tool: str, arguments: dict[str, Any], **env: str) -> Any:
     async def main() -> Any:
         async with bridge_client(args, bridge_env(**env)) as client:
@@ -100,11 +120,13 @@ def test_dropped_mid_call_state_change_is_not_retried() -> None:
 
 def test_dropped_twice_then_answered_succeeds_after_two_retries() -> None:
     """Fake (drops the first two connections, then answers like Slicer)."""
-    with FaultyWebServer("drop_then_ok", drops=2, ok_body=CANNED_PROPERTIES) as fake:
+    with FaultyWebServer("drop_then_ok", drops=2, ok_body=CANNED_PROPERTIES, routes=CANNED_ROUTES) as fake:
         result = call_once(["--backend", "webserver", "--webserver-url", fake.url], "list_scene_nodes", {})
     assert not result.is_error, result.content[0].text
-    assert result.structured_content["nodes"][0]["volume"]["dimensions"] == [256, 256, 130]
-    assert fake.connections == 3
+    volume = result.structured_content["nodes"][0]["volume"]
+    assert volume["dimensions"] == [256, 256, 130]
+    assert volume["spacing"] == [1.0, 1.0, 1.2999954223632812], "exact, from the NRRD header"
+    assert fake.paths[:3] == ["/slicer/mrml/properties?class=vtkMRMLNode"] * 3, "two retries, then the answer"
 
 
 def test_slow_beyond_timeout_is_a_timeout_without_retry(tmp_path: Path) -> None:

@@ -37,13 +37,17 @@ def raw_request(url: str, method: str, path: str, body: bytes | None = None) -> 
 
 def test_peer_answers_like_slicer(webserver_peer: PeerProcess) -> None:
     head, body = raw_request(webserver_peer.url, "GET", "/slicer/system/version")
-    assert head.startswith(b"HTTP/1.1 200 OK") and b"Access-Control-Allow-Origin: *" in head
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"Access-Control-Allow-Origin" not in head, "CORS is off unless 'Enable CORS' is checked"
     assert b"Connection:" not in head, "Slicer closes without announcing it"
     assert {"applicationName", "applicationVersion", "majorVersion"} <= set(json.loads(body))
 
     head, body = raw_request(webserver_peer.url, "GET", "/slicer/mrml/properties?id=nope")
     assert head.startswith(b"HTTP/1.1 500")
-    assert json.loads(body) == {"success": False, "message": "No nodes matched the filter criteria"}
+    assert json.loads(body) == {
+        "success": False,
+        "message": "Server error: No nodes matched the filter criteria",
+    }
 
     head, body = raw_request(webserver_peer.url, "GET", "/slicer/mrml/names?name=nope")
     assert head.startswith(b"HTTP/1.1 200") and json.loads(body) == []
@@ -150,6 +154,9 @@ def test_http_client_reuses_keep_alive_connections(webserver_peer: PeerProcess) 
         for _ in range(5):
             assert client.get("/slicer/system/version", timeout=5).status == 200
         assert client.connections_opened == 1 and not client.closes_connections
+        assert client._conn is not None and client._conn.sock.getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY
+        ), "the client turns Nagle off: a kept-alive request is not held for the server's delayed ACK"
         client.close()
         slicer_like = WebServerHttp(webserver_peer.url)
         for _ in range(3):

@@ -329,12 +329,16 @@ def test_resource_on_a_busy_scene_says_slicer_timeout(mcp_server, headless_servi
     async def main() -> list[str]:
         messages = []
         async with Client(mcp_server) as client:
-            for uri in ("slicer://status", "slicer://scene", "slicer://volumes"):
+            for uri in ("slicer://scene", "slicer://volumes"):
                 try:
                     await client.read_resource(uri)
                     messages.append("no error")
                 except Exception as exc:  # the SDK raises the server's resource error
                     messages.append(str(exc))
+            # the status is still read: it says unreachable, with the same coded error
+            status = json.loads((await client.read_resource("slicer://status")).contents[0].text)
+            assert status["connection"] == "unreachable" and status["node_count"] is None
+            messages.append(f"{status['error']['code']}: {status['error']['message']}")
         return messages
 
     with scene_busy(scene_thread.gateway):

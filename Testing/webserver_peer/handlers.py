@@ -1,7 +1,9 @@
 """The `/slicer/...` handlers of the test WebServer, written to answer like Slicer's
-SlicerRequestHandler: same routes (prefix-matched in the same order), parameters,
-defaults, content types and quirks (e.g. `scrollTo=0` and `offset=0` are ignored,
-`size` is ignored, POST /volume answers `{'status': 'success'}`, which is not JSON).
+SlicerRequestHandler (Slicer main, Modules/Scripted/WebServer/WebServerLib/SlicerRequestHandler.py):
+same routes (prefix-matched in the same order, `handleRequest`), parameters, defaults,
+content types and quirks (e.g. `scrollTo=0` and `offset=0` are ignored, `size` is ignored,
+POST /volume answers `{'status': 'success'}`, which is not JSON). Each method names the
+handler function it stands in for.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ class SlicerApi:
         slicer.mrmlScene = self.scene  # what code sent to /exec expects, as in Slicer
         self.exec_globals: dict[str, Any] = {"slicer": slicer, "json": json, "np": np, "numpy": np}
         self.run: Callable[[Any], Any] = lambda coro: None  # set by the server to its event loop
+        # Slicer's layout manager makes the Red, Yellow and Green slice views (and their
+        # vtkMRMLSliceCompositeNode<Color> singletons) at startup; the headless renderer makes them here
+        renderer = self.backend._headless_renderer()
+        self._slice_views = {color: renderer.slice_view(kind) for color, kind in _SLICE_DEFAULT_VIEW.items()}
+        # the last PNG each view's blend produced: slice() hands it out again when the view shows nothing
+        self._last_slice_png: dict[str, bytes] = {}
 
     async def close(self) -> None:
         await self.backend.close()
@@ -103,18 +111,28 @@ class SlicerApi:
         return nodes
 
     def _get_node(self, pattern: str) -> Any:
-        """slicer.util.getNode: by id, else the first node whose name (or id) matches the pattern."""
-        node = self.scene.GetNodeByID(pattern)
-        if node is not None:
-            return node
-        nodes = self.scene.GetNodes()
-        for i in range(nodes.GetNumberOfItems()):
-            n = nodes.GetItemAsObject(i)
-            if fnmatch.fnmatchcase(n.GetName() or "", pattern) or fnmatch.fnmatchcase(
-                n.GetID() or "", pattern
-            ):
-                return n
-        return None
+        """slicer.util.getNode (Base/Python/slicer/util.py, getNode and getNodes): every node whose name
+        or id matches the shell-style pattern, kept in a dict keyed by *name* (a later node with the
+        same name replaces the earlier one in place), then the first entry; none raises."""
+        matches: dict[str, Any] = {}
+        for i in range(self.scene.GetNumberOfNodes()):
+            n = self.scene.GetNthNode(i)
+            name, node_id = n.GetName(), n.GetID()
+            if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(node_id, pattern):
+                matches[name] = n
+        if not matches:
+            raise RuntimeError(f"could not find nodes in the scene by name or id '{pattern}'")
+        return next(iter(matches.values()))
+
+    def _show(self, node: Any) -> None:
+        """What Slicer does after loading a volume (qSlicerVolumesReader::load, SlicerRequestHandler.postNRRD,
+        SampleData): make it the active (label) volume and propagate it to every slice view."""
+        for view in self._slice_views.values():
+            composite = view.logic.GetSliceCompositeNode()
+            if node.IsA("vtkMRMLLabelMapVolumeNode"):
+                composite.SetLabelVolumeID(node.GetID())
+            elif node.IsA("vtkMRMLScalarVolumeNode"):
+                composite.SetBackgroundVolumeID(node.GetID())
 
     def mrml(self, method: str, request: str, q: Query) -> tuple[bytes, bytes]:
         path = urlsplit(request).path
@@ -159,19 +177,40 @@ class SlicerApi:
             loaded = self.run(self.backend.load_volume(Path(local), labelmap, properties.get("name")))
         except Exception as exc:
             raise RuntimeError(f"Failed to load node from file: {local}") from exc
+        if properties.get("show", "true").lower() not in ("false", "0"):
+            for summary in loaded.nodes:
+                self._show(self.scene.GetNodeByID(summary.id))
         return self._json({"success": True, "loadedNodeIDs": [n.id for n in loaded.nodes]})
 
     # -- views -----------------------------------------------------------------------------
     def slice(self, q: Query) -> tuple[bytes, bytes]:
+        """SlicerRequestHandler.slice: the PNG of the view's slice blend.
+
+        With no volume in any layer of the view, Slicer's blend yields no new image: a view that
+        was drawn before (e.g. before DELETE /slicer/mrml) returns its last PNG byte for byte,
+        and one never drawn makes vtkImageDataToPNG hand None to vtk_to_numpy, which fails
+        with `'NoneType' object has no attribute 'GetDataType'` (a 500 "Server error: ...").
+        """
         view = (_first(q, "view") or "red").lower()
         if view not in _SLICE_DEFAULT_VIEW:
             view = "red"
+        composite = self._slice_views[view].logic.GetSliceCompositeNode()
+        layers = (
+            composite.GetBackgroundVolumeID(),
+            composite.GetForegroundVolumeID(),
+            composite.GetLabelVolumeID(),
+        )
+        if not any(self.scene.GetNodeByID(i) is not None for i in layers if i):
+            if view in self._last_slice_png:
+                return b"image/png", self._last_slice_png[view]
+            raise AttributeError("'NoneType' object has no attribute 'GetDataType'")
         orientation = (_first(q, "orientation") or "").lower()
         view_type = (
             orientation if orientation in ("axial", "sagittal", "coronal") else _SLICE_DEFAULT_VIEW[view]
         )
         scroll_to = _float(q, "scrollTo")
         shot = self.run(self.backend.capture_screenshot(view_type, scroll_to or None, None, None))
+        self._last_slice_png[view] = shot.png
         return self._png(shot)
 
     def three_d(self, q: Query) -> tuple[bytes, bytes]:
@@ -233,7 +272,9 @@ class SlicerApi:
         async def fetch_local() -> Path:
             return cache.ensure(name)
 
-        self.run(self.backend.load_sample_data(name, fetch_local))
+        loaded = self.run(self.backend.load_sample_data(name, fetch_local))
+        for summary in loaded.nodes:  # SampleData shows what it loads
+            self._show(self.scene.GetNodeByID(summary.id))
         return b"text/plain", f"Sample data {name} loaded".encode()
 
     def volumes(self) -> tuple[bytes, bytes]:
@@ -255,9 +296,7 @@ class SlicerApi:
     def _get_nrrd(self, volume_id: str) -> tuple[bytes, bytes]:
         from vtk.util import numpy_support
 
-        node = self._get_node(volume_id)
-        if node is None:
-            raise RuntimeError(f'could not find nodes in the scene by name or id "{volume_id}"')
+        node = self._get_node(volume_id)  # getNRRD: slicer.util.getNode raises when nothing matches
         if node.GetClassName() not in ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode"):
             return b"text/plain", b""
         image = node.GetImageData()
@@ -317,12 +356,16 @@ class SlicerApi:
             for col in range(3):
                 ijk_to_ras[row, col] = directions[col][row] * (-1 if row < 2 else 1)
         voxels = np.frombuffer(body[end + 2 :], dtype="<i2").reshape(sizes[2], sizes[1], sizes[0])
-        existing = self._get_node(volume_id)
+        try:
+            existing = self._get_node(volume_id)
+        except RuntimeError:  # postNRRD catches MRMLNodeNotFoundException and makes a new node
+            existing = None
         if existing is not None and existing.IsA("vtkMRMLScalarVolumeNode"):
             self.scene.RemoveNode(existing)  # Slicer overwrites it in place; a fresh node is equivalent here
-        self.run(
+        added = self.run(
             self.backend.add_volume(VolumeArray(array=voxels.copy(), ijk_to_ras=ijk_to_ras, name=volume_id))
         )
+        self._show(self.scene.GetNodeByID(added.id))  # postNRRD: SetReferenceActiveVolumeID + Propagate
         return b"application/json", b"{'status': 'success'}"
 
     def exec(self, q: Query, body: bytes) -> tuple[bytes, bytes]:

@@ -1,10 +1,16 @@
 """The test WebServer: Slicer's `/slicer/...` REST API on a headless slicer-core scene.
 
-Behaves like Slicer's WebServer module (Modules/Scripted/WebServer): one request at a
+Behaves like Slicer's WebServer module (Slicer main, Modules/Scripted/WebServer/WebServer.py,
+`SlicerHTTPServer.SlicerRequestCommunicator.onReadable` / `onWritable`): one request at a
 time on the thread that owns the scene, the connection closed after every response
-(without a `Connection: close` header), `Access-Control-Allow-Origin: *`, handler errors
-as 500 `{"success": false, "message": ...}`, an empty answer as a bare 404, and
+(without a `Connection: close` header), `Access-Control-Allow-Origin: *` only with CORS
+enabled (off by default, the "Enable CORS" checkbox), handler errors as 500
+`{"success": false, "message": "Server error: ..."}`, an empty answer as a bare 404, and
 `/slicer/exec` only when started with exec enabled (off by default, like "Slicer API exec").
+
+One deliberate difference: accepted sockets get TCP_NODELAY (Slicer leaves Nagle on). Since
+the connection closes right after each response, the close flushes the last segment either
+way; the option only matters for servers that keep connections alive, and servers we run set it.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ class PeerServer:
         port: int = 0,
         enable_exec: bool = False,
         config_path: str | None = None,
+        enable_cors: bool = False,
     ):
         self.host = host
         self.enable_exec = enable_exec
+        self.enable_cors = enable_cors
         self.config_path = config_path
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -63,6 +71,7 @@ class PeerServer:
                     conn, _ = self._sock.accept()
                 except TimeoutError:
                     continue
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with conn:
                     self._serve_one(conn, api)
         finally:
@@ -85,10 +94,10 @@ class PeerServer:
         if parts.path.startswith("/slicer"):
             try:
                 ctype, payload = api.handle(method, parts.path[len("/slicer") :], parse_qs(parts.query), body)
-            except Exception as exc:  # like Slicer: any handler error is a 500 with the message
+            except Exception as exc:  # onReadable: any handler error is a 500 "Server error: " + str(e)
                 log.info("handler error on %s: %s", parts.path, exc)
                 status, ctype = 500, b"application/json"
-                payload = json.dumps({"success": False, "message": str(exc)}).encode()
+                payload = json.dumps({"success": False, "message": "Server error: " + str(exc)}).encode()
         self.requests_served += 1
         if status == 500:
             head = b"HTTP/1.1 500 Internal Server Error\r\n"
@@ -97,7 +106,8 @@ class PeerServer:
         else:
             conn.sendall(b"HTTP/1.1 404 Not Found\r\n\r\n")
             return
-        head += b"Access-Control-Allow-Origin: *\r\n"
+        if self.enable_cors:
+            head += b"Access-Control-Allow-Origin: *\r\n"
         head += b"Content-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-cache\r\n\r\n" % (
             ctype,
             len(payload),
@@ -140,13 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--exec", dest="enable_exec", action="store_true", help='like "Slicer API exec" checked'
     )
+    parser.add_argument("--cors", dest="enable_cors", action="store_true", help='like "Enable CORS" checked')
     parser.add_argument("--config", help="slicer-mcp config YAML (sample data mirror)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="webserver_peer %(levelname)s: %(message)s"
     )
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    server = PeerServer(args.host, args.port, args.enable_exec, args.config)
+    server = PeerServer(args.host, args.port, args.enable_exec, args.config, args.enable_cors)
     print(f"webserver_peer listening on http://{args.host}:{server.port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()

@@ -2,7 +2,10 @@
 
 Used by the `slicer-mcp` bridge when the SlicerMCP module isn't running in Slicer. Node
 listing and properties come from `/slicer/mrml/properties` (parsed from each node's VTK
-PrintSelf text by Slicer), pictures from `/slicer/slice`, `/slicer/threeD` and
+PrintSelf text by Slicer, which rounds numbers to 6 digits, converts text that looks like a
+number or true/false and drops lines it can't convert), so names come from
+`/slicer/mrml/names`, exact geometry from `/slicer/exec` or the NRRD header of
+`/slicer/volume`, and attributes only from `/slicer/exec`; pictures from `/slicer/slice`, `/slicer/threeD` and
 `/slicer/screenshot`, volumes from `/slicer/volume` (16-bit NRRD in LPS), loading from
 `POST /slicer/mrml`, sample data from `/slicer/sampledata`, layout from `/slicer/gui`.
 Measuring and Python run through `/slicer/exec`, which works only when "Slicer API exec"
@@ -11,8 +14,8 @@ is enabled in Slicer's Web Server module. HTTP details live in `webserver_http`.
 
 from __future__ import annotations
 
-import re
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,9 @@ from ..core.errors import (
     NotSupported,
     PythonExecutionError,
     ScreenshotFailed,
+    SlicerConnectionError,
     SlicerMCPError,
+    SlicerTimeout,
     VolumeCalculationError,
 )
 from ..core.models import (
@@ -45,17 +50,28 @@ from ..core.models import (
     SegmentInfo,
     SegmentVolume,
     ViewType,
-    VolumeInfo,
     VolumeMeasurement,
 )
 from ..core.scene_backend import SceneBackend, Screenshot, VolumeArray
+from ..scene.nodes import APPLICATION_CLASSES, printed_properties
 from . import webserver_exec, webserver_http, webserver_nrrd
 from .webserver_http import Response, WebServerHttp
+from .webserver_props import (
+    ALTERED_PROPERTIES,
+    GEOMETRY_PRINTED,
+    LAYERS,
+    NO_EXEC_NOTE,
+    NRRD_CLASSES,
+    UNLISTED_PROPERTIES,
+    is_listed,
+    node_summary,
+    vec3,
+)
 
 SLICE_VIEWS = {"axial": ("red", "Axial"), "sagittal": ("yellow", "Sagittal"), "coronal": ("green", "Coronal")}
 NO_MATCH = "No nodes matched"
-_CLASS_IN_ID = re.compile(r"^(vtkMRML\w*?Node)")
-_UNLISTED_PROPERTIES = ("ImageData", "Segmentation", "Node references", "Attributes", "IJKToRASDirections")
+GEOMETRY_CACHE_SIZE = 4096
+EXEC_RECHECK_S = 30.0  # after "exec is off", ask again only after this long (the user may turn it on)
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -67,55 +83,18 @@ def png_size(png: bytes) -> tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 
-def _vec3(value: Any) -> tuple[float, float, float] | None:
-    if isinstance(value, list) and len(value) == 3:
-        return (float(value[0]), float(value[1]), float(value[2]))
-    return None
-
-
-def _class_of(node_id: str, props: dict[str, Any]) -> str:
-    """The node's class; from its id when its PrintSelf skips the MRML base fields (the layout node)."""
-    if "ClassName" in props:
-        return str(props["ClassName"])
-    m = _CLASS_IN_ID.match(node_id)
-    return m.group(1) if m else ""
-
-
-def _summary(node_id: str, props: dict[str, Any]) -> NodeSummary:
-    class_name = _class_of(node_id, props)
-    volume = None
-    image = props.get("ImageData")
-    if (
-        class_name.endswith("VolumeNode")
-        and isinstance(image, dict)
-        and isinstance(image.get("Dimensions"), list)
-    ):
-        volume = VolumeInfo(
-            dimensions=tuple(int(v) for v in image["Dimensions"]),
-            spacing=_vec3(props.get("Spacing")) or (1.0, 1.0, 1.0),
-            origin=_vec3(props.get("Origin")) or (0.0, 0.0, 0.0),
-            is_labelmap=class_name == "vtkMRMLLabelMapVolumeNode",
-        )
-    segments = None
-    segmentation = props.get("Segmentation")
-    if isinstance(segmentation, dict):
-        found = segmentation.get("Segments")
-        segments = [
+def _exact_segments(summary: NodeSummary, exact: Any) -> None:
+    """Segments as /slicer/exec read them (the printout types names like "007")."""
+    if isinstance(exact, dict) and isinstance(exact.get("segments"), list):
+        summary.segments = [
             SegmentInfo(
-                id=str(sid), name=str(seg.get("Name", sid)), color=_vec3(seg.get("Color")) or (1.0, 1.0, 1.0)
+                id=str(s["id"]),
+                name=str(s["name"]),
+                color=vec3(s["color"]) or (1.0, 1.0, 1.0),
+                label_value=int(s["label_value"]),
             )
-            for sid, seg in (found.items() if isinstance(found, dict) else [])
-            if isinstance(seg, dict)
+            for s in exact["segments"]
         ]
-    return NodeSummary(
-        id=node_id, name=str(props.get("Name", "")), class_name=class_name, volume=volume, segments=segments
-    )
-
-
-def _listed(props: dict[str, Any]) -> bool:
-    """Application nodes (hidden from editors, singletons, or printing no MRML base fields like the
-    layout node) are listed only when asked for by class."""
-    return "ID" in props and props.get("HideFromEditors") is not True and props.get("SingletonTag") is None
 
 
 class WebServerBackend(SceneBackend):
@@ -125,6 +104,9 @@ class WebServerBackend(SceneBackend):
         self.config = config
         self.http = http or WebServerHttp(url or config.webserver_url)
         self._timeouts = config.timeouts
+        self._exec_off_since: float | None = None  # when Slicer last said exec is off
+        # exact (spacing, origin) by (node id, node MTime): a node's MTime changes with its geometry
+        self._geometry: dict[tuple[str, Any], tuple[Any, Any]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _get(
@@ -170,6 +152,109 @@ class WebServerBackend(SceneBackend):
         data = response.json(webserver_http.MRML_IDS) if response.status == 200 else []
         return [str(i) for i in data] if isinstance(data, list) else []
 
+    async def _names(self, **query: str) -> dict[str, str]:
+        """Node id -> name as in the scene. /mrml/ids and /mrml/names list the same nodes in the same
+        order (getNodesFilteredByQuery) and names come back untouched, unlike /mrml/properties."""
+        for _ in range(3):
+            ids = await self._ids(**query)
+            response = await self._get(webserver_http.MRML_NAMES, query)
+            names = response.json(webserver_http.MRML_NAMES) if response.status == 200 else []
+            if isinstance(names, list) and len(names) == len(ids):
+                return {i: "" if n is None else str(n) for i, n in zip(ids, names, strict=True)}
+        raise SlicerMCPError(
+            "the scene kept changing while it was listed through Slicer's WebServer; try again",
+            code=ErrorCode.SLICER_WEBSERVER_ERROR,
+        )
+
+    async def _application_ids(self) -> set[str]:
+        """Ids of the nodes the headless backend hides too (scene.nodes.APPLICATION_CLASSES): /mrml/ids?class=
+        uses GetNodesByClass, which matches subclasses as IsA does."""
+        found: set[str] = set()
+        for class_name in APPLICATION_CLASSES:
+            found.update(await self._ids(**{"class": class_name}))
+        return found
+
+    async def _exec_if_enabled(self, source: str, timeout: float) -> Any | None:
+        """The result of read-only code run by /slicer/exec, or None while "Slicer API exec" is off."""
+        if self._exec_off_since is not None and time.monotonic() - self._exec_off_since < EXEC_RECHECK_S:
+            return None
+        try:
+            result = await self._exec(source, timeout)
+        except SlicerMCPError as exc:
+            if exc.code != ErrorCode.OPERATION_DISABLED:
+                raise
+            self._exec_off_since = time.monotonic()
+            return None
+        self._exec_off_since = None
+        return result
+
+    async def _nrrd_geometry(self, node_id: str) -> np.ndarray | None:
+        """IJK->RAS from the header of GET /slicer/volume (full precision); the voxels are not fetched."""
+        try:
+            response = await anyio.to_thread.run_sync(
+                lambda: self.http.get_head(
+                    webserver_http.VOLUME, {"id": node_id}, until=b"\n\n", timeout=self._timeouts.load_s
+                )
+            )
+            if response.status != 200:
+                return None
+            return webserver_nrrd.decode_header(response.body)[3]
+        except SlicerMCPError as exc:
+            if exc.code in (ErrorCode.SLICER_WEBSERVER_ERROR, ErrorCode.NOT_SUPPORTED):
+                return None
+            raise
+
+    async def _exact_volumes(
+        self, summaries: list[NodeSummary], props: dict[str, dict[str, Any]]
+    ) -> list[str]:
+        """Put exact spacing and origin into the volume summaries (the printout has 6 digits): from
+        /slicer/exec when enabled, else the NRRD header of /slicer/volume (Slicer then builds the whole
+        volume's bytes, so results are kept per node id and MTime, which VTK never reuses). Returns what
+        stayed rounded."""
+        volumes = []
+        for summary in (s for s in summaries if s.volume is not None):
+            known = self._geometry.get((summary.id, props.get(summary.id, {}).get("MTime")))
+            if known is None:
+                volumes.append(summary)
+            else:
+                summary.volume.spacing, summary.volume.origin = known  # type: ignore[union-attr]
+        segmented = [
+            s for s in summaries if s.segments is not None or s.class_name.endswith("SegmentationNode")
+        ]
+        if not volumes and not segmented:
+            return []
+        exact = await self._exec_if_enabled(
+            webserver_exec.details_source([s.id for s in volumes + segmented], False), self._timeouts.scene_s
+        )
+        for summary in segmented:  # segment names and colours: exact only through exec
+            _exact_segments(summary, exact.get(summary.id) if isinstance(exact, dict) else None)
+        notes = []
+        for summary in volumes:
+            assert summary.volume is not None
+            found = exact.get(summary.id) if isinstance(exact, dict) else None
+            if isinstance(found, dict) and isinstance(found.get("volume"), dict):
+                summary.volume.spacing = vec3(found["volume"]["spacing"]) or summary.volume.spacing
+                summary.volume.origin = vec3(found["volume"]["origin"]) or summary.volume.origin
+            else:
+                ijk_to_ras = (
+                    await self._nrrd_geometry(summary.id) if summary.class_name in NRRD_CLASSES else None
+                )
+                if ijk_to_ras is None:
+                    notes.append(
+                        f"{summary.id}: spacing and origin as Slicer's WebServer printed them "
+                        "(6 significant digits)"
+                    )
+                    continue
+                # axis-aligned columns give the spacing exactly (sqrt(x*x) == |x| in IEEE doubles)
+                summary.volume.spacing = vec3([float(np.linalg.norm(ijk_to_ras[:3, a])) for a in range(3)])
+                summary.volume.origin = vec3([float(v) for v in ijk_to_ras[:3, 3]])
+            mtime = props.get(summary.id, {}).get("MTime")
+            if isinstance(mtime, int):
+                if len(self._geometry) >= GEOMETRY_CACHE_SIZE:
+                    self._geometry.clear()
+                self._geometry[(summary.id, mtime)] = (summary.volume.spacing, summary.volume.origin)
+        return notes
+
     async def _exec(self, source: str, timeout: float) -> Any:
         response = await self._change("POST", webserver_http.EXEC, None, source.encode("utf-8"), timeout)
         if response.status == 404:
@@ -178,14 +263,30 @@ class WebServerBackend(SceneBackend):
 
     async def _summaries(self, ids: list[str]) -> list[NodeSummary]:
         out = []
+        found: dict[str, dict[str, Any]] = {}
         for node_id in ids:
             props = await self._properties(id=node_id)
             if node_id in props:
-                out.append(_summary(node_id, props[node_id]))
+                found[node_id] = props[node_id]
+                names = await self._names(id=node_id)
+                out.append(node_summary(node_id, props[node_id], names.get(node_id)))
+        await self._exact_volumes(out, found)
         return out
 
     # -- SceneBackend ------------------------------------------------------------------------
     async def status(self) -> SceneStatus:
+        try:
+            return await self._status()
+        except (SlicerConnectionError, SlicerTimeout) as exc:
+            return SceneStatus(
+                backend=self.kind,
+                connection="unreachable",
+                error=exc.to_dict()["error"],
+                gui=True,
+                notes=[f"Slicer's WebServer at {self.http.base_url} is unreachable: {exc.message}"],
+            )
+
+    async def _status(self) -> SceneStatus:
         version = (await self._get(webserver_http.VERSION)).json(webserver_http.VERSION)
         return SceneStatus(
             backend=self.kind,
@@ -198,16 +299,22 @@ class WebServerBackend(SceneBackend):
         )
 
     async def list_nodes(self, class_name: str | None, name: str | None, offset: int, limit: int) -> NodeList:
-        props = await self._properties(**{"class": class_name or "vtkMRMLNode"})
+        query = {"class": class_name or "vtkMRMLNode"}
+        props = await self._properties(**query)
+        names = await self._names(**query)
+        hidden = set() if class_name else await self._application_ids()
         needle = name.lower() if name else None
         matches = [
             (node_id, p)
             for node_id, p in props.items()
-            if (class_name or _listed(p)) and (needle is None or needle in str(p.get("Name", "")).lower())
+            if (class_name or (is_listed(p) and node_id not in hidden))
+            and (needle is None or needle in names.get(node_id, str(p.get("Name", ""))).lower())
         ]
         page = matches[offset : offset + limit]
+        nodes = [node_summary(node_id, p, names.get(node_id)) for node_id, p in page]
+        await self._exact_volumes(nodes, props)
         return NodeList(
-            nodes=[_summary(node_id, p) for node_id, p in page],
+            nodes=nodes,
             total=len(matches),
             offset=offset,
             limit=limit,
@@ -216,26 +323,51 @@ class WebServerBackend(SceneBackend):
 
     async def get_node(self, node_id: str) -> NodeDetails:
         props = await self._node_properties(node_id)
-        summary = _summary(node_id, props)
+        names = await self._names(id=node_id)
+        summary = node_summary(node_id, props, names.get(node_id))
         references: dict[str, list[str]] = {}
         refs = props.get("Node references")
         for role, value in refs.items() if isinstance(refs, dict) else []:
             if value is not None and value != "":
                 references[str(role).split(" [")[0]] = [str(v) for v in str(value).split()]
-        attributes = props.get("Attributes")
-        storage_file = None
-        storage_ids = references.get("storage")
-        if storage_ids:
-            storage = (await self._properties(id=storage_ids[0])).get(storage_ids[0], {})
-            storage_file = str(storage["FileName"]) if storage.get("FileName") else None
+        found = await self._exec_if_enabled(
+            webserver_exec.details_source([node_id], True), self._timeouts.scene_s
+        )
+        exact = found.get(node_id) if isinstance(found, dict) else None
+        if not isinstance(exact, dict):
+            # exec is off: nothing the WebServer altered is reported; the note says what is missing
+            notes = await self._exact_volumes([summary], {node_id: props})
+            return NodeDetails(
+                **summary.model_dump(),
+                properties={
+                    k: v
+                    for k, v in props.items()
+                    if k not in UNLISTED_PROPERTIES and k not in ALTERED_PROPERTIES
+                },
+                references=references,
+                notes=[NO_EXEC_NOTE, *notes],
+            )
+        properties: dict[str, Any] = {
+            k: v
+            for k, v in printed_properties(str(exact.get("printout", ""))).items()
+            if k not in GEOMETRY_PRINTED
+        }
+        properties["description"] = exact.get("description") or ""
+        _exact_segments(summary, exact)
+        volume = exact.get("volume")
+        if summary.volume is not None and isinstance(volume, dict):
+            summary.volume.spacing = vec3(volume["spacing"]) or summary.volume.spacing
+            summary.volume.origin = vec3(volume["origin"]) or summary.volume.origin
+            properties["ijk_to_ras"] = volume["ijk_to_ras"]
+        attributes = exact.get("attributes")
         return NodeDetails(
             **summary.model_dump(),
             attributes={str(k): str(v) for k, v in attributes.items()}
             if isinstance(attributes, dict)
             else {},
-            properties={k: v for k, v in props.items() if k not in _UNLISTED_PROPERTIES},
+            properties=properties,
             references=references,
-            storage_file=storage_file,
+            storage_file=str(exact["storage_file"]) if exact.get("storage_file") else None,
         )
 
     async def capture_screenshot(
@@ -251,11 +383,23 @@ class WebServerBackend(SceneBackend):
         timeout = self._timeouts.screenshot_s
         if view_type in SLICE_VIEWS:
             view, orientation = SLICE_VIEWS[view_type]
+            # Slicer answers a view without a volume with a 500, or with the view's last picture
+            # (stale after a scene clear): ask only when the view's layers hold a volume
+            await self._require_slice_content(view_type, view)
             params: dict[str, Any] = {"view": view, "orientation": orientation}
             if scroll_position is not None:
                 # the WebServer skips scrollTo=0 (it tests truthiness): nudge 0 to the first slice
                 params["scrollTo"] = max(scroll_position, 1e-6)
-            response = await self._get(webserver_http.SLICE, params, timeout)
+            try:
+                response = await self._get(webserver_http.SLICE, params, timeout)
+            except SlicerMCPError as exc:
+                if exc.code != ErrorCode.SLICER_WEBSERVER_ERROR:
+                    raise
+                raise ScreenshotFailed(
+                    f"Slicer could not draw the {view_type} view ({exc.details.get('slicer_message')}); "
+                    "load a volume first (load_volume or load_sample_data)",
+                    details={"view_type": view_type, **exc.details},
+                ) from exc
         elif view_type == "3d":
             params = {"lookFromAxis": look_from_axis} if look_from_axis else None
             response = await self._get(webserver_http.THREE_D, params, timeout)
@@ -278,6 +422,24 @@ class WebServerBackend(SceneBackend):
             notes=notes,
         )
         return Screenshot(png=response.body, info=info)
+
+    async def _require_slice_content(self, view_type: str, view: str) -> None:
+        """SCREENSHOT_FAILED unless the view's slice composite node (vtkMRMLSliceCompositeNode<Color>, a
+        singleton of Slicer's layout) shows a volume that is in the scene."""
+        composite_id = f"vtkMRMLSliceCompositeNode{view.capitalize()}"
+        composite = (await self._properties(id=composite_id)).get(composite_id)
+        volumes = set(await self._ids(**{"class": "vtkMRMLVolumeNode"}))
+        if composite is None:  # no such view node: the scene must at least hold a volume
+            shown = volumes
+        else:
+            shown = {str(composite[k]) for k in LAYERS if isinstance(composite.get(k), str)} & volumes
+        if not shown:
+            raise ScreenshotFailed(
+                f"the {view_type} view shows no volume: load a volume first (load_volume or load_sample_data). "
+                "Slicer's WebServer would answer with an error, or with the view's last picture from before "
+                "the scene changed.",
+                details={"view_type": view_type, "view": view},
+            )
 
     async def measure_volume(self, node_id: str, segment: str | None) -> VolumeMeasurement:
         result = await self._exec(webserver_exec.measure_source(node_id, segment), self._timeouts.python_s)
@@ -349,10 +511,12 @@ class WebServerBackend(SceneBackend):
         before = set(await self._ids())
         await self._change("GET", webserver_http.SAMPLEDATA, {"name": name}, None, self._timeouts.load_s)
         new = [i for i in await self._ids() if i not in before]
+        hidden = await self._application_ids()
         props = {}
         for node_id in new:
-            props.update(await self._properties(id=node_id))
-        nodes = [_summary(i, p) for i, p in props.items() if _listed(p)]
+            if node_id not in hidden:
+                props.update(await self._properties(id=node_id))
+        nodes = await self._summaries([i for i, p in props.items() if is_listed(p)])
         return LoadedNodes(nodes=nodes, source=f"Slicer SampleData {name}")
 
     async def set_layout(self, layout: str, gui_mode: GuiMode | None) -> LayoutResult:
@@ -382,9 +546,10 @@ class WebServerBackend(SceneBackend):
 
     async def clear_scene(self) -> ClearResult:
         before = await self._properties(**{"class": "vtkMRMLNode"})
+        hidden = await self._application_ids()
         await self._change("DELETE", webserver_http.MRML, None, None, self._timeouts.scene_s)
         after = set(await self._ids())
-        removed = [i for i, p in before.items() if _listed(p) and i not in after]
+        removed = [i for i, p in before.items() if is_listed(p) and i not in hidden and i not in after]
         return ClearResult(removed_nodes=len(removed))
 
     async def add_volume(self, volume: VolumeArray) -> NodeSummary:
@@ -433,11 +598,17 @@ class WebServerBackend(SceneBackend):
                 details={"node_id": node_id},
             ) from exc
         array, ijk_to_ras = webserver_nrrd.decode(response.body)
-        attributes = props.get("Attributes")
+        names = await self._names(id=node_id)
+        # attributes (DICOM UIDs) only exactly, through exec; /mrml/properties alters or drops them
+        found = await self._exec_if_enabled(
+            webserver_exec.details_source([node_id], False), self._timeouts.scene_s
+        )
+        exact = found.get(node_id) if isinstance(found, dict) else None
+        attributes = exact.get("attributes") if isinstance(exact, dict) else None
         return VolumeArray(
             array=np.asarray(array),
             ijk_to_ras=ijk_to_ras,
-            name=str(props.get("Name", node_id)),
+            name=names.get(node_id, node_id),
             attributes={str(k): str(v) for k, v in attributes.items()}
             if isinstance(attributes, dict)
             else {},

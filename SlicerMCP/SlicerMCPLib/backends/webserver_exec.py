@@ -101,8 +101,45 @@ def __slicer_mcp_attributes(node_id, attributes):
 __execResult = __slicer_mcp_attributes(@ARGS@)
 """
 
+_DETAILS = r"""
+def __slicer_mcp_details(node_ids, printout):
+    import vtk
+    out = {}
+    for node_id in node_ids:
+        node = slicer.mrmlScene.GetNodeByID(node_id)
+        if node is None:
+            continue
+        item = {"name": node.GetName(), "class_name": node.GetClassName(),
+                "description": node.GetDescription(), "attributes": {}}
+        for key in node.GetAttributeNames() or ():
+            value = node.GetAttribute(key)
+            if value is not None:
+                item["attributes"][key] = value
+        if node.IsA("vtkMRMLVolumeNode"):
+            m = vtk.vtkMatrix4x4()
+            node.GetIJKToRASMatrix(m)
+            image = node.GetImageData()
+            item["volume"] = {"spacing": list(node.GetSpacing()), "origin": list(node.GetOrigin()),
+                              "ijk_to_ras": [[m.GetElement(r, c) for c in range(4)] for r in range(4)],
+                              "dimensions": list(image.GetDimensions()) if image is not None else None}
+        if node.IsA("vtkMRMLSegmentationNode"):
+            seg = node.GetSegmentation()
+            item["segments"] = [{"id": seg.GetNthSegmentID(i), "name": seg.GetNthSegment(i).GetName(),
+                                 "color": list(seg.GetNthSegment(i).GetColor()),
+                                 "label_value": seg.GetNthSegment(i).GetLabelValue()}
+                                for i in range(seg.GetNumberOfSegments())]
+        storage = node.GetStorageNode() if node.IsA("vtkMRMLStorableNode") else None
+        item["storage_file"] = (storage.GetFileName() or None) if storage is not None else None
+        if printout:
+            item["printout"] = str(node)
+        out[node_id] = item
+    return out
 
-def _call(template: str, *args: str | dict[str, str] | None) -> str:
+__execResult = __slicer_mcp_details(@ARGS@)
+"""
+
+
+def _call(template: str, *args: str | dict[str, str] | list[str] | bool | None) -> str:
     return template.replace("@ARGS@", ", ".join(repr(a) for a in args))
 
 
@@ -116,3 +153,9 @@ def run_source(code: str, session_key: str) -> str:
 
 def attributes_source(node_id: str, attributes: dict[str, str]) -> str:
     return _call(_ATTRIBUTES, str(node_id), {str(k): str(v) for k, v in attributes.items()})
+
+
+def details_source(node_ids: list[str], printout: bool) -> str:
+    """Exact name, description, attributes, geometry and storage file of each node (and its PrintSelf
+    text when `printout`): what /slicer/mrml/properties rounds, converts or drops."""
+    return _call(_DETAILS, [str(i) for i in node_ids], bool(printout))

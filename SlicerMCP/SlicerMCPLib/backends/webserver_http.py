@@ -112,6 +112,15 @@ class WebServerHttp:
     def get(self, path: str, params: dict[str, Any] | None = None, *, timeout: float) -> Response:
         return self.request("GET", path, params, timeout=timeout, changes_state=False)
 
+    def get_head(
+        self, path: str, params: dict[str, Any] | None, *, until: bytes, timeout: float, limit: int = 1 << 16
+    ) -> Response:
+        """A GET whose body is read only up to `until` (e.g. an NRRD header); then the connection is
+        closed, so a large answer (a whole volume) is not transferred."""
+        return self.request(
+            "GET", path, params, timeout=timeout, changes_state=False, head_until=(until, limit)
+        )
+
     def request(
         self,
         method: str,
@@ -122,6 +131,7 @@ class WebServerHttp:
         timeout: float,
         changes_state: bool,
         content_type: str = "application/octet-stream",
+        head_until: tuple[bytes, int] | None = None,
     ) -> Response:
         """Send one request; 200 and 404 come back, anything else raises a coded error."""
         target = path + (
@@ -131,7 +141,9 @@ class WebServerHttp:
         for attempt in range(attempts):
             try:
                 with self._lock:
-                    response = self._send(method, target, body, timeout, changes_state, content_type)
+                    response = self._send(
+                        method, target, body, timeout, changes_state, content_type, head_until
+                    )
                 return self._check(path, response)
             except SlicerConnectionError as exc:
                 if attempt + 1 >= attempts:
@@ -188,7 +200,14 @@ class WebServerHttp:
         return conn, False
 
     def _send(
-        self, method: str, target: str, body: bytes | None, timeout: float, changes_state: bool, ctype: str
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        timeout: float,
+        changes_state: bool,
+        ctype: str,
+        head_until: tuple[bytes, int] | None = None,
     ) -> Response:
         if changes_state and not self._reuse_confirmed:
             self._drop()  # never risk a state change on a connection the server may have closed
@@ -197,7 +216,7 @@ class WebServerHttp:
         if body is not None:
             headers["Content-Type"] = ctype
         try:
-            raw, data = self._exchange(conn, method, target, body, headers, timeout)
+            raw, data = self._exchange(conn, method, target, body, headers, timeout, head_until)
         except _DROPPED as exc:
             self._drop()
             if not reused or self._reuse_confirmed:
@@ -207,14 +226,14 @@ class WebServerHttp:
             self.closes_connections = True
             conn, reused = self._connection(timeout)
             try:
-                raw, data = self._exchange(conn, method, target, body, headers, timeout)
+                raw, data = self._exchange(conn, method, target, body, headers, timeout, head_until)
             except _DROPPED as exc2:
                 self._drop()
                 raise self._connection_error(type(exc2).__name__, sent=True) from exc2
         if reused:
             self._reuse_confirmed = True
-        if raw.will_close:
-            self._drop()
+        if raw.will_close or (head_until is not None and not raw.isclosed()):
+            self._drop()  # a partly read answer leaves the connection unusable
         return Response(raw.status, raw.getheader("Content-Type", "") or "", data)
 
     def _exchange(
@@ -225,13 +244,23 @@ class WebServerHttp:
         body: bytes | None,
         headers: dict[str, str],
         timeout: float,
+        head_until: tuple[bytes, int] | None = None,
     ) -> tuple[http.client.HTTPResponse, bytes]:
-        """One request and its whole answer; a dropped connection is left to the caller."""
+        """One request and its answer (whole, or up to a marker); a dropped connection is left to the caller."""
         path = target.split("?")[0]
         try:
             conn.request(method, target, body=body, headers=headers)
             raw = conn.getresponse()
-            return raw, raw.read()
+            if head_until is None or raw.status != 200:
+                return raw, raw.read()
+            marker, limit = head_until
+            data = b""
+            while marker not in data and len(data) < limit:
+                chunk = raw.read1(8192)
+                if not chunk:
+                    break
+                data += chunk
+            return raw, data
         except _DROPPED:
             raise
         except TimeoutError as exc:

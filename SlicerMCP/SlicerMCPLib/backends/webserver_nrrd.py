@@ -82,8 +82,10 @@ def _floats(text: str) -> list[float]:
     return [float(v) for v in text.replace("(", " ").replace(")", " ").replace(",", " ").split()]
 
 
-def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The WebServer's GET /slicer/volume body as (voxels [k, j, i], IJK->RAS 4x4)."""
+def decode_header(data: bytes) -> tuple[dict[str, str], list[int], np.dtype, np.ndarray, int]:
+    """The header of the WebServer's GET /slicer/volume answer: (fields, sizes, dtype, IJK->RAS 4x4,
+    offset of the voxels). Slicer writes the geometry with Python's `str(float)`, which round-trips
+    doubles: spacing and origin read from here are exact (unlike /slicer/mrml/properties)."""
     end = data.find(b"\n\n")
     if not data.startswith(b"NRRD") or end < 0:
         raise SlicerMCPError(
@@ -113,19 +115,30 @@ def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise NotSupported(
             "only raw 3-D volumes can be read through Slicer's WebServer", details={"fields": fields}
         )
+    if any(len(v) != 3 for v in (*axes, origin)):
+        raise SlicerMCPError(
+            "Slicer's WebServer sent a volume with a broken geometry; export it again",
+            code=ErrorCode.SLICER_WEBSERVER_ERROR,
+            details={"fields": fields},
+        )
     if fields.get("endian", "little") == "big":
         dtype = dtype.newbyteorder(">")
-    count = sizes[0] * sizes[1] * sizes[2]
-    if any(len(v) != 3 for v in (*axes, origin)) or len(data) - (end + 2) < count * dtype.itemsize:
-        raise SlicerMCPError(
-            "Slicer's WebServer sent a volume with a broken geometry or fewer voxels than its header says; "
-            "export it again",
-            code=ErrorCode.SLICER_WEBSERVER_ERROR,
-            details={"fields": fields, "voxel_bytes": len(data) - (end + 2)},
-        )
-    voxels = np.frombuffer(data, dtype=dtype, count=count, offset=end + 2)
     ijk_to_ras = np.eye(4)
     for axis in range(3):
         ijk_to_ras[:3, axis] = np.asarray(axes[axis]) * _LPS_FLIP
     ijk_to_ras[:3, 3] = np.asarray(origin) * _LPS_FLIP
+    return fields, sizes, dtype, ijk_to_ras, end + 2
+
+
+def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The WebServer's GET /slicer/volume body as (voxels [k, j, i], IJK->RAS 4x4)."""
+    fields, sizes, dtype, ijk_to_ras, start = decode_header(data)
+    count = sizes[0] * sizes[1] * sizes[2]
+    if len(data) - start < count * dtype.itemsize:
+        raise SlicerMCPError(
+            "Slicer's WebServer sent a volume with fewer voxels than its header says; export it again",
+            code=ErrorCode.SLICER_WEBSERVER_ERROR,
+            details={"fields": fields, "voxel_bytes": len(data) - start},
+        )
+    voxels = np.frombuffer(data, dtype=dtype, count=count, offset=start)
     return voxels.reshape(sizes[2], sizes[1], sizes[0]).astype(dtype.newbyteorder("=")), ijk_to_ras

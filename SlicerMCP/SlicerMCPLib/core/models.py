@@ -68,6 +68,9 @@ class NodeDetails(NodeSummary):
     properties: dict[str, Any] = Field(default_factory=dict, description="node properties by name")
     references: dict[str, list[str]] = Field(default_factory=dict, description="role -> referenced node ids")
     storage_file: str | None = None
+    notes: list[str] = Field(
+        default_factory=list, description="what this backend could not read exactly, and how to get it"
+    )
 
 
 class ScreenshotInfo(BaseModel):
@@ -126,11 +129,18 @@ class ClearResult(BaseModel):
 
 class SceneStatus(BaseModel):
     backend: str = Field(description="mrml (in Slicer), headless, webserver or proxy")
+    connection: Literal["connected", "unreachable"] = Field(
+        default="connected",
+        description="unreachable: Slicer did not answer; `error` says why, the counts are unknown (None)",
+    )
+    error: dict[str, Any] | None = Field(
+        default=None, description="when unreachable: the coded error (code, message, details)"
+    )
     slicer_version: str | None = None
-    node_count: int
-    volume_count: int
-    segmentation_count: int
-    gui: bool = Field(description="whether a GUI shows the views")
+    node_count: int | None = None
+    volume_count: int | None = None
+    segmentation_count: int | None = None
+    gui: bool | None = Field(default=None, description="whether a GUI shows the views")
     rendering_3d: bool | None = None
     notes: list[str] = Field(default_factory=list)
 

@@ -321,8 +321,14 @@ def _segmentation_properties(node: Any) -> dict[str, Any]:
 
 def _generic_properties(node: Any) -> dict[str, Any]:
     """The simple `Key: value` lines of the node's PrintSelf, for node types not described above."""
-    props: dict[str, Any] = {}
-    for line in str(node).splitlines():
+    return printed_properties(str(node))
+
+
+def printed_properties(text: str) -> dict[str, str]:
+    """The top-level `Key: value` lines of a PrintSelf text, as text (the WebServer backend reads
+    the same printout through /slicer/exec, and must not type or round its values)."""
+    props: dict[str, str] = {}
+    for line in text.splitlines():
         m = _PRINT_LINE.match(line)
         if not m:
             continue

@@ -12,7 +12,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel
 
-from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.errors import ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
+from ..core.models import SceneStatus
 from ..core.scene_backend import SceneBackend
 
 
@@ -30,8 +31,20 @@ def register_resources(server: MCPServer, backend: SceneBackend) -> None:
 
     @server.resource("slicer://status", name="status", title="Slicer status", mime_type="application/json")
     async def status() -> str:
-        """Backend, Slicer version, node counts and what this host can render."""
-        return await _json_of(backend.status())
+        """Backend, Slicer version, node counts and what this host can render; "unreachable" and why
+        when Slicer doesn't answer (a status that can't be read is itself the answer)."""
+        try:
+            return (await backend.status()).model_dump_json()
+        except (SlicerConnectionError, SlicerTimeout) as exc:
+            down = SceneStatus(
+                backend=backend.kind,
+                connection="unreachable",
+                error=exc.to_dict()["error"],
+                notes=[f"Slicer is unreachable: {exc.message}"],
+            )
+            return down.model_dump_json()
+        except SlicerMCPError as exc:
+            raise ResourceError(exc.to_json()) from exc
 
     @server.resource("slicer://scene", name="scene", title="Scene nodes", mime_type="application/json")
     async def scene() -> str:
