@@ -15,12 +15,19 @@ import time
 
 import anyio
 import numpy as np
+import pytest
 
 from fixtures.client_process import run_client_process
 from fixtures.core import free_port
 from fixtures.pythonqt_gil import hold_gil_in_c
 from SlicerMCPLib.core.scene_backend import VolumeArray
-from SlicerMCPLib.hosts.selftest import call_tools_over_http
+from SlicerMCPLib.hosts.qt_driver import pyside6_api
+from SlicerMCPLib.hosts.selftest import (
+    SelfTestFailure,
+    call_tools_over_http,
+    check_module,
+    panel_on_recording_view,
+)
 
 VOLUME = "GilLoopVolume"
 
@@ -135,3 +142,36 @@ def test_selftest_client_runs_while_the_main_thread_processes_events_like_python
     )
     assert not listed.is_error
     assert listed.structured_content["nodes"][0]["name"] == VOLUME
+
+
+def test_module_self_test_steps_pass_under_the_gil_loop(gil_loop, qt_controller, tmp_path) -> None:
+    """SlicerMCPTest's first-run check (start, call over HTTP, panel refresh, stop), with the panel
+    the test builds when the widget was never opened, and processEvents as PythonQt runs it."""
+    from PySide6.QtCore import QSettings, QTimer
+
+    store = QSettings(str(tmp_path / "slicer.ini"), QSettings.Format.IniFormat)
+    presenter, shown = panel_on_recording_view(qt_controller, store, QTimer(), pyside6_api().connect_timeout)
+    try:
+        steps = check_module(qt_controller, presenter, shown, gil_loop.process_events)
+    finally:
+        presenter.close()
+    assert [step.split(":")[0] for step in steps] == ["start", "tool call over HTTP", "panel refresh", "stop"]
+    assert shown() == (False, "list_scene_nodes")
+
+
+def test_module_self_test_names_the_failing_step(gil_loop, qt_controller, tmp_path) -> None:
+    from PySide6.QtCore import QSettings, QTimer
+
+    store = QSettings(str(tmp_path / "slicer.ini"), QSettings.Format.IniFormat)
+    presenter, shown = panel_on_recording_view(qt_controller, store, QTimer(), pyside6_api().connect_timeout)
+    try:
+        with pytest.raises(SelfTestFailure, match="^tool call over HTTP: get_node failed"):
+            check_module(
+                qt_controller,
+                presenter,
+                shown,
+                gil_loop.process_events,
+                call=("get_node", {"node_id": "nope"}),
+            )
+    finally:
+        presenter.close()
