@@ -175,3 +175,60 @@ def test_module_self_test_names_the_failing_step(gil_loop, qt_controller, tmp_pa
             )
     finally:
         presenter.close()
+
+
+def test_http_server_says_when_its_thread_needs_to_run() -> None:
+    """The probe the driver lends the GIL on: true while a request is handled or bytes wait unread,
+    false when idle, and an open event stream alone does not count."""
+    import asyncio
+
+    import httpx
+
+    from SlicerMCPLib.core.config import ServerSettings
+    from SlicerMCPLib.core.http_server import HttpServer
+
+    release = threading.Event()
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        stream = scope["method"] == "GET"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if stream:  # an event stream that stays open while idle
+            await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": True})
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b"done"})
+
+    server = HttpServer(app, ServerSettings(port=0)).start()
+    try:
+        assert not server.needs_to_run()
+        with httpx.Client(timeout=30) as client:
+            with client.stream(
+                "GET", f"http://127.0.0.1:{server.port}/", headers={"Accept": "text/event-stream"}
+            ):
+                deadline = time.monotonic() + 10
+                while server.open_connections < 1 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.1)
+                assert not server.needs_to_run()  # the idle stream is not work
+                poster = threading.Thread(
+                    target=lambda: httpx.post(f"http://127.0.0.1:{server.port}/", timeout=30)
+                )
+                poster.start()
+                deadline = time.monotonic() + 10
+                while not server.needs_to_run() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert server.needs_to_run()  # a request being handled
+                release.set()
+                poster.join(10)
+        deadline = time.monotonic() + 10
+        while server.needs_to_run() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not server.needs_to_run()
+    finally:
+        release.set()
+        server.stop()
