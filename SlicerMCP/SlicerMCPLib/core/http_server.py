@@ -128,6 +128,7 @@ class _RequestCounter:
     def __init__(self, app: ASGIApp):
         self.app = app
         self.in_flight = 0
+        self.on_idle: list[Callable[[], None]] = []
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or _is_event_stream(scope):
@@ -138,6 +139,9 @@ class _RequestCounter:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            if not self.in_flight:
+                for callback in list(self.on_idle):
+                    callback()
 
 
 def _any_readable(fds: list[int]) -> bool:
@@ -184,6 +188,11 @@ class HttpServer:
     def open_connections(self) -> int:
         """HTTP connections open right now (sessionless MCP clients are only visible this way)."""
         return len(self._uvicorn.server_state.connections) if self._uvicorn is not None else 0
+
+    def notify_when_idle(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` (on the server thread; it must be quick) each time the last request
+        being handled ends, so a host lending the GIL can take it back at once; None: stop."""
+        self._counter.on_idle[:] = [callback] if callback is not None else []
 
     def needs_to_run(self) -> bool:
         """True while the server thread has work: a request being handled, or bytes waiting

@@ -418,11 +418,13 @@ def _watch(driver: Driver, http: HttpServer) -> None:
     watch = getattr(driver, "watch", None)
     if watch is not None:
         watch(http.needs_to_run)
+        http.notify_when_idle(driver.wake)  # ends a lend as soon as the server is done
 
 
 def _unwatch(driver: Driver, http: HttpServer) -> None:
     unwatch = getattr(driver, "unwatch", None)
     if unwatch is not None:
+        http.notify_when_idle(None)
         unwatch(http.needs_to_run)
 
 

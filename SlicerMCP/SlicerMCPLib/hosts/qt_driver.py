@@ -138,6 +138,7 @@ class QtDriver:
         self.period_ms = period_ms
         self.budget_s = budget_s
         self.lend_s = lend_s
+        self.lend_slice_s = LEND_SLICE_S
         self.stats = TickStats(keep_durations=keep_durations)
         self._probes: list[Probe] = []
         self._timer: Any = None
@@ -308,7 +309,7 @@ class QtDriver:
             if left <= 0:
                 break
             try:
-                readable, _, _ = select.select([self._wake_r], [], [], min(LEND_SLICE_S, left))
+                readable, _, _ = select.select([self._wake_r], [], [], min(self.lend_slice_s, left))
             except (OSError, ValueError):
                 break
             if readable:
