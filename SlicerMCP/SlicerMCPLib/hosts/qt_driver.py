@@ -8,12 +8,14 @@ gives them that time without ever freezing Slicer:
 - `wake()` (any thread, when the gateway gets work) writes one byte to a `socket.socketpair()`;
   a `QSocketNotifier` created on the main thread sees it, as Slicer's WebServer watches its
   sockets, and the slot drains the gateway at once. No Qt call is made from a worker thread.
-- The timer (about 10 ms) drains the gateway too (a safety net), and asks the watched servers
-  (`watch(probe)`) whether a worker thread needs the GIL: bytes waiting on a socket, a request
-  being handled. Then, and only then, the main thread lends the GIL: it waits on the wake-up
-  socket (which releases the GIL) in short slices, running gateway work as it arrives, until
-  the servers are done or the lend budget (about 4 ms) is spent. One tick never holds the main
-  thread for more than the drain budget, the lend budget and one scene operation.
+- The timer (10 ms; 2 ms for a second after the server had work) drains the gateway too (a
+  safety net), and asks the watched servers (`watch(probe)`) whether a worker thread needs the
+  GIL: bytes waiting on a socket, a request being handled. Then, and only then (or when the
+  tick ran work whose callers must go on), the main thread lends the GIL: it waits on the
+  wake-up socket (which releases the GIL) in short slices, running gateway work as it arrives,
+  until the servers are done (the server's last request ending also wakes it) or 8 ms from the
+  tick's start. A tick holds the main thread for at most that, one scene operation more, and
+  the time to take the GIL back from the server thread.
 
 `QtApi` is a tiny shim so the same driver runs with Slicer's PythonQt `qt` module (Qt5) and
 with PySide6 (Qt6: tests, benchmarks).
@@ -38,7 +40,7 @@ DEFAULT_PERIOD_MS = 10
 HOT_PERIOD_MS = 2
 HOT_FOR_S = 1.0
 DEFAULT_BUDGET_S = 0.005
-DEFAULT_LEND_S = 0.004
+DEFAULT_LEND_S = 0.008
 LEND_SLICE_S = 0.0005
 LEND_SWITCH_S = 0.0005
 
