@@ -198,6 +198,12 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
         self.ui.allowWarningLabel.text = text
         self.ui.allowWarningLabel.visible = bool(text)
 
+    def shownState(self) -> tuple:
+        """(the panel shows the server running, the recent calls' tool names): for the self-test."""
+        table = self.ui.recentCallsTable
+        tools = [table.item(row, 1).text() for row in range(table.rowCount) if table.item(row, 1) is not None]
+        return self.ui.stopButton.enabled, " ".join(tools)
+
     # -- slots ----------------------------------------------------------------------------
     def onStart(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the MCP server."), waitCursor=True):
@@ -406,7 +412,12 @@ class SlicerMCPTest(ScriptedLoadableModuleTest):
         SlicerMCPLogic().stop()
 
     def runTest(self):
-        for test in (self.test_console_api, self.test_http_client, self.test_restart_after_scene_close):
+        for test in (
+            self.test_module_works_here,
+            self.test_console_api,
+            self.test_http_client,
+            self.test_restart_after_scene_close,
+        ):
             self.setUp()
             try:
                 test()
@@ -420,6 +431,30 @@ class SlicerMCPTest(ScriptedLoadableModuleTest):
         slicer.util.updateVolumeFromArray(node, np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6))
         node.SetSpacing(0.5, 0.5, 2.0)
         return node
+
+    def test_module_works_here(self):
+        """Start, one tool call over HTTP, the panel's refresh, stop: the first thing to know in a new Slicer."""
+        self.delayDisplay("Start, one call over HTTP, panel refresh, stop")
+        from SlicerMCPLib.hosts.qt_driver import pythonqt_api
+        from SlicerMCPLib.hosts.selftest import check_module, panel_on_recording_view
+
+        logic = SlicerMCPLogic()
+        widget = getattr(slicer.modules, "SlicerMCPWidget", None)
+        ownPresenter = None
+        if widget is not None and widget.presenter is not None:
+            presenter, shown = widget.presenter, widget.shownState
+        else:  # the panel was never opened: the same presenter on a view that records
+            ownPresenter, shown = panel_on_recording_view(
+                logic.controller, qt.QSettings(), qt.QTimer(), pythonqt_api().connect_timeout
+            )
+            presenter = ownPresenter
+        try:
+            steps = check_module(logic.controller, presenter, shown, slicer.app.processEvents)
+        finally:
+            if ownPresenter is not None:
+                ownPresenter.close()
+        for step in steps:
+            log.info("SlicerMCP self-test: %s", step)
 
     def test_console_api(self):
         self.delayDisplay("Console API")

@@ -17,7 +17,7 @@ from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import http_client
 from SlicerMCPLib.core.gateway import MainThreadGateway
 from SlicerMCPLib.core.scene_backend import VolumeArray
-from SlicerMCPLib.hosts.qt_driver import DEFAULT_BUDGET_S, QtDriver, pyside6_api
+from SlicerMCPLib.hosts.qt_driver import DEFAULT_BUDGET_S, QtApi, QtDriver, pyside6_api
 from SlicerMCPLib.serving.endpoint import read_endpoint
 
 CONCURRENT_CALLS = 50
@@ -84,7 +84,7 @@ def test_fifty_concurrent_http_calls_complete_and_ticks_stay_within_budget(qt_ap
     assert seen_threads == {main_ident}, "scene work ran off the Qt main thread"
     stats = driver.stats
     assert stats.jobs >= CONCURRENT_CALLS
-    assert stats.wakeups > 0, "the posted wake-up event was never delivered"
+    assert stats.wakeups > 0, "the wake-up socket never woke the main thread"
     # A tick stops taking work once the budget is spent, so it can exceed the budget by one job
     # at most. CPU time of the main thread is immune to the other engineers' load on this machine.
     assert stats.longest_tick_cpu_s <= driver.budget_s + gateway.longest_block_s + 0.002, (
@@ -200,3 +200,56 @@ def test_a_restarted_driver_wakes_again_after_a_wake_lost_at_stop(qt_app) -> Non
     finally:
         driver.stop()
     assert result == ["woken"]
+
+
+class _MainThreadOnly:
+    """Wraps a Qt object or class: any use from another thread than the creating one is recorded."""
+
+    def __init__(self, target, violations: list[str], main: int):
+        self._target, self._violations, self._main = target, violations, main
+
+    def __getattr__(self, name: str):
+        if threading.get_ident() != self._main:
+            self._violations.append(f"{name} from {threading.current_thread().name}")
+        return getattr(self._target, name)
+
+    def __call__(self, *args, **kwargs):
+        if threading.get_ident() != self._main:
+            self._violations.append(f"call from {threading.current_thread().name}")
+        return _MainThreadOnly(self._target(*args, **kwargs), self._violations, self._main)
+
+
+def test_worker_threads_never_touch_qt_objects(gil_loop) -> None:
+    """Calls arriving from worker threads reach the main thread through the wake-up socket only."""
+    real = pyside6_api()
+    violations: list[str] = []
+    main = threading.get_ident()
+    api = QtApi(
+        name="checked",
+        QTimer=_MainThreadOnly(real.QTimer, violations, main),
+        new_read_notifier=lambda fd: _MainThreadOnly(real.new_read_notifier(fd), violations, main),
+        connect_timeout=lambda timer, slot: real.connect_timeout(timer._target, slot),
+        connect_activated=lambda notifier, slot: real.connect_activated(notifier._target, slot),
+    )
+    gateway = MainThreadGateway()
+    driver = QtDriver(gateway, api)
+    driver.start()
+    try:
+
+        def callers() -> list[int]:
+            results: list[int] = []
+            threads = [
+                threading.Thread(target=lambda k=k: results.append(gateway.call(lambda: k, timeout=30)))
+                for k in range(20)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return sorted(results)
+
+        assert gil_loop.run(callers, timeout_s=60) == list(range(20))
+    finally:
+        driver.stop()
+    assert violations == []
+    assert driver.stats.wakeups >= 1

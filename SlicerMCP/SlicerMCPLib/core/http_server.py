@@ -13,6 +13,7 @@ import errno
 import hmac
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -117,13 +118,57 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _RequestCounter:
+    """Counts the requests being handled, so a host can tell when the server thread needs to run.
+
+    Long-lived event streams (GET with Accept: text/event-stream) are not counted: they stay
+    open while idle.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.in_flight = 0
+        self.on_idle: list[Callable[[], None]] = []
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or _is_event_stream(scope):
+            await self.app(scope, receive, send)
+            return
+        self.in_flight += 1  # only the server's event-loop thread changes it
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                for callback in list(self.on_idle):
+                    callback()
+
+
+def _any_readable(fds: list[int]) -> bool:
+    """Whether any of `fds` has bytes (or a new connection) waiting, without blocking."""
+    if hasattr(select, "poll"):  # no FD_SETSIZE limit: Slicer may hold many descriptors
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select(fds, [], [], 0)
+    return bool(readable)
+
+
+def _is_event_stream(scope: Scope) -> bool:
+    if scope.get("method") != "GET":
+        return False
+    return any(k == b"accept" and b"text/event-stream" in v for k, v in scope.get("headers", []))
+
+
 class HttpServer:
     """uvicorn serving one ASGI app (already wrapped in AuthMiddleware) on a daemon thread."""
 
     def __init__(self, app: ASGIApp, settings: ServerSettings, *, path: str = ""):
         """`path` is the app's endpoint, appended to `url` (e.g. "/mcp")."""
         self.settings = settings
-        self._app = app
+        self._counter = _RequestCounter(app)
+        self._app: ASGIApp = self._counter
         self._path = path
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -143,6 +188,35 @@ class HttpServer:
     def open_connections(self) -> int:
         """HTTP connections open right now (sessionless MCP clients are only visible this way)."""
         return len(self._uvicorn.server_state.connections) if self._uvicorn is not None else 0
+
+    def notify_when_idle(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` (on the server thread; it must be quick) each time the last request
+        being handled ends, so a host lending the GIL can take it back at once; None: stop."""
+        self._counter.on_idle[:] = [callback] if callback is not None else []
+
+    def needs_to_run(self) -> bool:
+        """True while the server thread has work: a request being handled, or bytes waiting
+        unread on the listening socket or a connection.
+
+        A host whose main thread keeps the GIL while idle (Slicer's PythonQt) asks this to know
+        when to let the server thread run; see hosts/qt_driver.py.
+        """
+        if self._counter.in_flight:
+            return True
+        server, sock = self._uvicorn, self._sock
+        if server is None or sock is None:
+            return False
+        fds = [sock.fileno()]
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            raw = transport.get_extra_info("socket") if transport is not None else None
+            fd = raw.fileno() if raw is not None else -1
+            if fd >= 0:
+                fds.append(fd)
+        try:
+            return _any_readable(fds)
+        except (OSError, ValueError):  # a connection closed meanwhile: let the server see to it
+            return True
 
     def start(self, timeout: float = 10.0) -> HttpServer:
         if self.running:

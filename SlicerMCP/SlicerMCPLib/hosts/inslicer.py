@@ -171,6 +171,7 @@ class ServerController:
                 self._drop_session_token()
                 raise
             self._started_at = time.time()
+            _watch(core.driver, self._http)
             try:
                 write_endpoint(self._http.url, self._http.port or 0, self._token_file)
             except OSError as exc:  # a server nobody can discover is still a server: say so, keep it
@@ -187,6 +188,8 @@ class ServerController:
             http, self._http = self._http, None
             if http is not None:
                 remove_endpoint()
+                if self._core is not None:
+                    _unwatch(self._core.driver, http)
                 self._while_draining(http.stop)
                 log.info("SlicerMCP stopped")
             self._drop_session_token()
@@ -284,6 +287,7 @@ class ServerController:
             if api and self._ris_api is None:
                 token = self._token or load_or_create_token(token_path(core.config.server))
                 self._ris_api = serve_api(service, core.config, token, api_port)
+                _watch(core.driver, self._ris_api)
             return self.ris_status()
 
     def stop_ris(self) -> None:
@@ -293,6 +297,8 @@ class ServerController:
         with self._lock:
             api, self._ris_api = self._ris_api, None
             if api is not None:
+                if self._core is not None:
+                    _unwatch(self._core.driver, api)
                 api.stop()
             if self._core is not None and self.ris_status().running:
                 ris_service(self._core.services).close()
@@ -404,6 +410,22 @@ class ServerController:
         if self._session_token_file is not None:
             self._session_token_file.unlink(missing_ok=True)
             self._session_token_file = None
+
+
+def _watch(driver: Driver, http: HttpServer) -> None:
+    """Let the driver lend the GIL to `http`'s thread when it has work (Slicer's main thread keeps
+    the GIL while idle); drivers that never hold it (headless loops) have no `watch`."""
+    watch = getattr(driver, "watch", None)
+    if watch is not None:
+        watch(http.needs_to_run)
+        http.notify_when_idle(driver.wake)  # ends a lend as soon as the server is done
+
+
+def _unwatch(driver: Driver, http: HttpServer) -> None:
+    unwatch = getattr(driver, "unwatch", None)
+    if unwatch is not None:
+        http.notify_when_idle(None)
+        unwatch(http.needs_to_run)
 
 
 def _in_slicer_words(exc: SlicerMCPError) -> SlicerMCPError:
