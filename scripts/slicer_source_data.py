@@ -102,7 +102,7 @@ KNOWLEDGE = {
         "ctkLayoutManager": {"members": ["viewport"], "base": "QObject"},
         # VTK 9 (vtkObject.h, vtkImageData.h, vtkDataSet.h, vtkDataSetAttributes.h)
         "vtkObject": {"members": ["GetClassName", "IsA"], "base": None},
-        "vtkImageData": {"members": ["GetSpacing", "GetPointData"], "base": "vtkObject"},
+        "vtkImageData": {"members": ["GetSpacing", "GetPointData", "GetDimensions"], "base": "vtkObject"},
         "vtkPointData": {"members": ["GetScalars"], "base": "vtkObject"},
     },
     # what a call (`name()`) or an attribute (`name`) gives, where a chain goes on after it
@@ -130,6 +130,7 @@ KNOWLEDGE = {
         "vtkMRMLScene.AddNewNodeByClass()": "vtkMRMLScalarVolumeNode",
         "vtkMRMLSegmentationNode.GetSegmentation()": "vtkSegmentation",
         "vtkSegmentation.GetSegment()": "vtkSegment",
+        "vtkSegmentation.GetNthSegment()": "vtkSegment",
         "vtkSegment.GetRepresentation()": "vtkOrientedImageData",
         "vtkMRMLVolumeNode.GetImageData()": "vtkImageData",
         "vtkMRMLDisplayableNode.GetDisplayNode()": "vtkMRMLLabelMapVolumeDisplayNode",
