@@ -95,6 +95,7 @@ class Connection:
 
     def __init__(self, url: str, token: str, *, validate: bool = True):
         self.url = url
+        self.token = token
         self.sent_headers: dict[str, str] = {}
         self.meta: dict[str, Any] = {}  # the protocol envelope of the SDK's requests (2026 protocol)
 
@@ -145,7 +146,9 @@ class Connection:
             raise RuntimeError(out.get("traceback") or out.get("error"))
         return json.loads(ast.literal_eval(out["result"])) if out.get("result") else None
 
-    async def raw(self, method: str = "server/discover", params: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def raw(
+        self, method: str = "server/discover", params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """One JSON-RPC request as a bare HTTP POST on the same connection pool."""
         self._next_id += 1
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
@@ -161,8 +164,12 @@ class Connection:
             },
         )
         if response.status_code >= 400:
-            raise RuntimeError(f"{method}: HTTP {response.status_code} {response.text[:300]} (sent {self.sent_headers})")
-        return response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+            raise RuntimeError(
+                f"{method}: HTTP {response.status_code} {response.text[:300]} (sent {self.sent_headers})"
+            )
+        return (
+            response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        )
 
 
 async def timed(fn: Callable[[], Awaitable[Any]], n: int, warmup: int = 2) -> list[float]:
@@ -177,7 +184,9 @@ async def timed(fn: Callable[[], Awaitable[Any]], n: int, warmup: int = 2) -> li
     return out
 
 
-async def interleaved(fns: dict[str, Callable[[], Awaitable[Any]]], n: int, warmup: int = 2) -> dict[str, list[float]]:
+async def interleaved(
+    fns: dict[str, Callable[[], Awaitable[Any]]], n: int, warmup: int = 2
+) -> dict[str, list[float]]:
     """Like `timed` for several calls, alternated call by call so machine load hits all alike."""
     for fn in fns.values():
         for _ in range(warmup):

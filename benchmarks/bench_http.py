@@ -54,7 +54,11 @@ async def run(n: int) -> None:
     line = row("list_dicom_nodes through the SDK client", tool, ref)
     extra = p50(tool) - ref
     print(f"{line}  +{extra:.2f} ms (target <= +3 ms: {'met' if extra <= 3 else 'MISSED'})")
-    print(row("list_dicom_nodes, SDK send_request (no output-schema check)", times["tool, no output check"], ref))
+    print(
+        row(
+            "list_dicom_nodes, SDK send_request (no output-schema check)", times["tool, no output check"], ref
+        )
+    )
     print(row("list_dicom_nodes on a fresh connection (connect + discover + call)", fresh, ref))
 
 
