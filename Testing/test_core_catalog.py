@@ -182,3 +182,14 @@ def test_compact_schema_leaves_recursive_schemas_and_mixed_tuples_alone() -> Non
     assert compact_schema(tree) == tree
     mixed = {"prefixItems": [{"type": "string"}, {"type": "number"}], "minItems": 2, "maxItems": 2}
     assert compact_schema({"properties": {"pair": mixed}}) == {"properties": {"pair": mixed}}
+
+
+def test_compact_schema_keeps_null_allowed_for_optional_enums(mcp_server) -> None:
+    from jsonschema import Draft202012Validator
+
+    tools = {tool.name: tool for tool in list_tools(mcp_server)}
+    validator = Draft202012Validator(tools["capture_screenshot"].output_schema)
+    shot = {"view_type": "axial", "width": 8, "height": 8, "renderer": "headless-vtk", "look_from_axis": None}
+    assert list(validator.iter_errors(shot)) == []
+    assert list(validator.iter_errors({**shot, "look_from_axis": "up"}))
+    assert list(validator.iter_errors({**shot, "view_type": None}))

@@ -76,10 +76,14 @@ def _nullable_type(node: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(options, list) or len(options) != 2 or {"type": "null"} not in options:
         return None
     other = options[0] if options[1] == {"type": "null"} else options[1]
-    if not isinstance(other.get("type"), str) or any(k in other for k in ("anyOf", "oneOf", "allOf")):
+    if not isinstance(other.get("type"), str) or any(
+        k in other for k in ("anyOf", "oneOf", "allOf", "const")
+    ):
         return None
     merged = {**other, **{k: v for k, v in node.items() if k != "anyOf"}}
     merged["type"] = [other["type"], "null"]
+    if isinstance(other.get("enum"), list):  # an enum lists its values: null must be one of them
+        merged["enum"] = [*other["enum"], None]
     return merged
 
 
