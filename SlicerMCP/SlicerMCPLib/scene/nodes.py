@@ -45,11 +45,32 @@ APPLICATION_CLASSES = (
 )
 
 
+_IS_A: dict[tuple[str, str], bool] = {}  # (node class, asked class) -> IsA: fixed per class
+
+
+def is_a(node: Any, class_name: str) -> bool:
+    """`node.IsA(class_name)`, answered from a per-class table after the first node of each class.
+
+    A listing asks each of ~1,000 nodes about a dozen classes; every wrapped VTK call costs ~1 µs.
+    """
+    key = (node.GetClassName(), class_name)
+    found = _IS_A.get(key)
+    if found is None:
+        found = bool(node.IsA(class_name))
+        if len(_IS_A) < 10_000:  # class filters come from clients: bounded
+            _IS_A[key] = found
+    return found
+
+
 def is_application_node(node: Any) -> bool:
     """Singletons, nodes hidden from editors (slice-plane models, presets) and view/colour nodes."""
-    return bool(node.GetSingletonTag() or node.GetHideFromEditors()) or any(
-        node.IsA(c) for c in APPLICATION_CLASSES
-    )
+    if node.GetSingletonTag() or node.GetHideFromEditors():
+        return True
+    kind = node.GetClassName()
+    found = _IS_A.get((kind, "application"))
+    if found is None:
+        found = _IS_A[(kind, "application")] = any(node.IsA(c) for c in APPLICATION_CLASSES)
+    return found
 
 
 def _finite(values: Any) -> tuple[float, ...]:
@@ -188,7 +209,7 @@ def segment_infos(node: Any) -> list[SegmentInfo]:
 
 def summary(node: Any, volumes: VolumeInfoCache | None = None) -> NodeSummary:
     visible = None
-    if node.IsA("vtkMRMLDisplayableNode"):
+    if is_a(node, "vtkMRMLDisplayableNode"):
         display = node.GetDisplayNode()
         visible = bool(display.GetVisibility()) if display is not None else False
     return NodeSummary(
@@ -197,9 +218,9 @@ def summary(node: Any, volumes: VolumeInfoCache | None = None) -> NodeSummary:
         class_name=node.GetClassName(),
         visible=visible,
         volume=(volumes.get(node) if volumes else volume_info(node))
-        if node.IsA("vtkMRMLVolumeNode")
+        if is_a(node, "vtkMRMLVolumeNode")
         else None,
-        segments=segment_infos(node) if node.IsA("vtkMRMLSegmentationNode") else None,
+        segments=segment_infos(node) if is_a(node, "vtkMRMLSegmentationNode") else None,
     )
 
 
@@ -221,7 +242,7 @@ def list_nodes(
     matches = []
     for node in index.nodes() if index else scene.GetNodes():
         if class_name:
-            if not node.IsA(class_name):
+            if not is_a(node, class_name):
                 continue
         elif is_application_node(node):
             continue
