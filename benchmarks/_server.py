@@ -157,7 +157,8 @@ class Connection:
             self.url,
             content=json.dumps(body).encode(),
             headers={
-                **self.sent_headers,
+                **{k: v for k, v in self.sent_headers.items() if k not in ("mcp-name", "mcp-method")},
+                **({"mcp-name": params["name"]} if params and "name" in params else {}),
                 "mcp-method": method,
                 "content-type": "application/json",
                 "accept": "application/json, text/event-stream",
