@@ -29,7 +29,12 @@ MAX_WORKERS = 4
 
 
 def _workers() -> int:
-    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    """Threads for one count: half the cores (the server's own threads and the GUI need the rest).
+
+    On 2 shared cores a second counting thread measured slower than one, so small machines count
+    serially.
+    """
+    return max(1, min(MAX_WORKERS, (os.cpu_count() or 1) // 2))
 
 
 def _parts(flat: np.ndarray) -> list[np.ndarray]:
@@ -121,7 +126,7 @@ def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
     counts = np.zeros(256, dtype=np.int64)
     mask = np.empty(CHUNK_BYTES, dtype=bool)
     whole = flat.size - flat.size % 8
-    seen: list[int] = []  # labels found so far: neighbouring chunks mostly hold the same ones
+    seen: list[int] = []  # labels found so far, those of the previous chunk first: neighbours look alike
     for start in range(0, whole, CHUNK_BYTES):
         chunk = flat[start : min(start + CHUNK_BYTES, whole)]
         bits = _byte_or(chunk)
@@ -131,15 +136,17 @@ def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
         buf = mask[: chunk.size]
         known = [v for v in seen if v | bits == bits]
         candidates = known + [v for v in range(bits, 0, -1) if v | bits == bits and v not in known]
+        found: list[int] = []
         for i, value in enumerate(candidates):
             last = i == len(candidates) - 1
             n = remaining if last else int(np.count_nonzero(np.equal(chunk, value, out=buf)))
             counts[value] += n
             remaining -= n
-            if n and value not in seen:
-                seen.append(value)
+            if n:
+                found.append(value)
             if not remaining:
                 break
+        seen = found + [v for v in seen if v not in found]
     if whole < flat.size:
         tail = flat[whole:]
         counts += np.bincount(tail, minlength=256)
