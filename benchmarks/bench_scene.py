@@ -25,7 +25,7 @@ import asyncio
 import sys
 from typing import Any
 
-from _server import Connection, SlicerMcpProcess, in_server_timer, interleaved, p50, row
+from _server import Connection, SlicerMcpProcess, in_server_timer, interleaved, p50, row, timed
 
 POPULATE = """
 import numpy as np
@@ -119,6 +119,31 @@ async def bench_listing(conn: Connection, n: int) -> None:
     print(row("SDK client (validates the output schema)", times["sdk"], r, 2))
     print(row("SDK client without the output-schema check", times["nocheck"], r))
     print(row("raw POST of the same tools/call (no client parsing)", times["raw"], r))
+    published, pydantic_default = await schema_check_times(conn, listing.structured_content, n)
+    print(row("client: jsonschema check of the result, published schema", published))
+    print(row("client: the same check against pydantic's own schema", pydantic_default))
+
+
+async def schema_check_times(
+    conn: Connection, result: dict[str, Any], n: int
+) -> tuple[list[float], list[float]]:
+    """What the SDK client spends checking one 100-node result: the flat schema we publish vs pydantic's."""
+    from jsonschema import exceptions
+    from jsonschema.validators import validator_for
+    from referencing import Registry
+
+    from SlicerMCPLib.core.models import NodeList
+
+    tools = {t.name: t for t in (await conn.client.list_tools()).tools}
+    out = []
+    for schema in (tools["list_scene_nodes"].output_schema, NodeList.model_json_schema()):
+        validator = validator_for(schema)(schema, registry=Registry())
+
+        async def check(v: Any = validator) -> None:
+            assert exceptions.best_match(v.iter_errors(result)) is None
+
+        out.append(await timed(check, n))
+    return out[0], out[1]
 
 
 async def bench_screenshot(conn: Connection, n: int) -> None:
