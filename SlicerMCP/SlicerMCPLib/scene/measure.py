@@ -165,12 +165,6 @@ def _byte_or(chunk: np.ndarray) -> int | None:
     return bits
 
 
-def _may_hold(chunk: np.ndarray, label: int) -> bool:
-    """False when a byte chunk certainly lacks `label` (its bits are not all in the chunk's OR)."""
-    bits = _byte_or(chunk)
-    return bits is None or (label & bits) == label
-
-
 def _add_unique(counts: dict[int, int], chunk: np.ndarray) -> None:
     labels, found = np.unique(chunk, return_counts=True)
     for value, n in zip(labels.tolist(), found.tolist(), strict=True):
@@ -193,9 +187,11 @@ def _count_label(flat: np.ndarray, label: int) -> int:
     total = 0
     for start in range(0, flat.size, step):
         chunk = flat[start : start + step]
-        if label != 0 and not _may_hold(
-            chunk, label
-        ):  # most chunks of a labelmap: background or other labels
+        bits = _byte_or(chunk) if label != 0 else None
+        if bits is not None and (label & bits) != label:
+            continue  # most chunks of a labelmap: background or other labels
+        if bits == label and label & (label - 1) == 0:  # a one-bit label is the only value possible
+            total += int(np.count_nonzero(chunk))
             continue
         total += int(np.count_nonzero(np.equal(chunk, label, out=mask[: chunk.size])))
     return total
