@@ -38,6 +38,50 @@ def test_structured_output_is_declared(mcp_server) -> None:
         assert tool.output_schema is not None, f"{tool.name}: no output schema (structured output)"
 
 
+def test_output_schemas_are_flat_and_still_strict(mcp_server) -> None:
+    """Clients re-validate every result: no $ref and no anyOf to walk per value, the same fields
+    required and typed as the pydantic models say."""
+    from jsonschema import Draft202012Validator
+
+    from SlicerMCPLib.core.models import NodeList, NodeSummary, SegmentInfo, VolumeInfo
+
+    tools = {tool.name: tool for tool in list_tools(mcp_server)}
+    for name, tool in tools.items():
+        text = json.dumps(tool.output_schema)
+        assert "$ref" not in text and '"anyOf"' not in text and "prefixItems" not in text, name
+    schema = tools["list_scene_nodes"].output_schema
+    Draft202012Validator.check_schema(schema)
+    node = schema["properties"]["nodes"]["items"]
+    assert node["required"] == ["id", "name", "class_name"]
+    assert node["properties"]["visible"]["type"] == ["boolean", "null"]
+    assert node["properties"]["volume"]["properties"]["spacing"]["type"] == "array"
+    volume = VolumeInfo(dimensions=(2, 3, 4), spacing=(1, 1, 2), origin=(0, 0, 0), scalar_range=(0, 9))
+    segment = SegmentInfo(id="s1", name="Tumor", color=(1, 0, 0), label_value=1)
+    good = NodeList(
+        nodes=[
+            NodeSummary(
+                id="v1", name="CT", class_name="vtkMRMLScalarVolumeNode", visible=True, volume=volume
+            ),
+            NodeSummary(id="s", name="Seg", class_name="vtkMRMLSegmentationNode", segments=[segment]),
+            NodeSummary(id="t", name="note", class_name="vtkMRMLTextNode"),
+        ],
+        total=3,
+        offset=0,
+        limit=100,
+        has_more=False,
+    ).model_dump(mode="json")
+    validator = Draft202012Validator(schema)
+    assert list(validator.iter_errors(good)) == []
+    bad_type = json.loads(json.dumps(good))
+    bad_type["nodes"][0]["visible"] = "yes"
+    missing = json.loads(json.dumps(good))
+    del missing["nodes"][0]["volume"]["spacing"]
+    bad_segment = json.loads(json.dumps(good))
+    bad_segment["nodes"][1]["segments"][0]["label_value"] = "one"
+    for broken in (bad_type, missing, bad_segment):
+        assert list(validator.iter_errors(broken)), broken
+
+
 def test_gated_tools_say_how_to_enable_them(mcp_server) -> None:
     async def main():
         async with Client(mcp_server) as client:
@@ -137,3 +181,26 @@ def test_every_tool_has_reference_docs(mcp_server) -> None:
         t.name for t in list_tools(mcp_server) if f"`{t.name}`" not in text and f"{t.name}(" not in text
     ]
     assert not missing, f"tools without reference docs: {missing}"
+
+
+def test_compact_schema_leaves_recursive_schemas_and_mixed_tuples_alone() -> None:
+    from SlicerMCPLib.serving.output_schema import compact_schema
+
+    tree = {
+        "$defs": {"Node": {"type": "object", "properties": {"kids": {"items": {"$ref": "#/$defs/Node"}}}}},
+        "$ref": "#/$defs/Node",
+    }
+    assert compact_schema(tree) == tree
+    mixed = {"prefixItems": [{"type": "string"}, {"type": "number"}], "minItems": 2, "maxItems": 2}
+    assert compact_schema({"properties": {"pair": mixed}}) == {"properties": {"pair": mixed}}
+
+
+def test_compact_schema_keeps_null_allowed_for_optional_enums(mcp_server) -> None:
+    from jsonschema import Draft202012Validator
+
+    tools = {tool.name: tool for tool in list_tools(mcp_server)}
+    validator = Draft202012Validator(tools["capture_screenshot"].output_schema)
+    shot = {"view_type": "axial", "width": 8, "height": 8, "renderer": "headless-vtk", "look_from_axis": None}
+    assert list(validator.iter_errors(shot)) == []
+    assert list(validator.iter_errors({**shot, "look_from_axis": "up"}))
+    assert list(validator.iter_errors({**shot, "view_type": None}))

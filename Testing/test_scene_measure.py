@@ -29,6 +29,63 @@ def test_count_labels_matches_numpy(dtype) -> None:
         assert count_label(a, label) == int(np.count_nonzero(a == label))
 
 
+def test_count_labels_split_across_threads_matches_numpy(monkeypatch) -> None:
+    """Large volumes are counted by a few threads, each on its own run of chunks."""
+    from SlicerMCPLib.scene import measure
+
+    monkeypatch.setattr(measure, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(measure, "_workers", lambda: 3)
+    rng = np.random.default_rng(11)
+    a = np.zeros(CHUNK_BYTES * 7 + 13, np.uint8)
+    a[CHUNK_BYTES : 3 * CHUNK_BYTES] = 1
+    a[2 * CHUNK_BYTES + 5 : 5 * CHUNK_BYTES : 3] = 2  # shares chunks with 1 and 6
+    a[4 * CHUNK_BYTES :: 7] = 6
+    a[-13:] = rng.integers(0, 9, 13)
+    assert len(measure._parts(a)) == 3
+    values, counts = np.unique(a, return_counts=True)
+    expected = {int(v): int(c) for v, c in zip(values, counts, strict=True) if v}
+    assert count_labels(a) == expected
+    for label in (1, 2, 3, 6, 8):
+        assert count_label(a, label) == int(np.count_nonzero(a == label))
+
+
+def test_measure_reuses_counts_until_the_voxels_change(
+    mcp_server, clean_backend, run_on_scene, monkeypatch
+) -> None:
+    from SlicerMCPLib.scene import measure
+
+    labels = np.zeros((20, 30, 40), np.uint8)
+    labels[2:5, 3:9, 4:20] = 3
+    labels[10:12, :, :] = 1
+    summary = asyncio.run(clean_backend.add_volume(VolumeArray(labels, np.eye(4), "seg", is_labelmap=True)))
+    counted: list[str] = []
+    for name in ("count_labels", "count_label"):
+        original = getattr(measure, name)
+        monkeypatch.setattr(measure, name, lambda *a, _f=original, _n=name: counted.append(_n) or _f(*a))
+
+    def volumes(segment: str | None = None) -> dict[int, int]:
+        args = {"node_id": summary.id} | ({"segment": segment} if segment else {})
+        result = call_tool(mcp_server, "measure_volume", args).structured_content
+        return {row["label_value"]: row["voxel_count"] for row in result["segments"]}
+
+    assert volumes("3") == {3: 3 * 6 * 16} and counted == ["count_label"]
+    assert volumes("3") == {3: 3 * 6 * 16} and counted == ["count_label"]
+    assert volumes() == {1: 2 * 30 * 40, 3: 3 * 6 * 16} and counted == ["count_label", "count_labels"]
+    assert volumes() == {1: 2 * 30 * 40, 3: 3 * 6 * 16} and volumes("1") == {1: 2 * 30 * 40}
+    assert counted == ["count_label", "count_labels"]
+
+    def edit() -> None:
+        import slicer
+
+        node = clean_backend.scene.GetNodeByID(summary.id)
+        slicer.util.arrayFromVolume(node)[0, 0, :7] = 3
+        slicer.util.arrayFromVolumeModified(node)
+
+    run_on_scene(edit)
+    assert volumes() == {1: 2 * 30 * 40, 3: 3 * 6 * 16 + 7} and counted[-1] == "count_labels"
+    assert len(counted) == 3
+
+
 def test_listing_follows_in_place_voxel_edits(mcp_server, clean_backend, run_on_scene) -> None:
     summary = asyncio.run(
         clean_backend.add_volume(VolumeArray(np.zeros((4, 5, 6), np.int16), np.eye(4), "edit"))

@@ -258,3 +258,13 @@ def test_gui_view_not_created_yet_is_screenshot_failed(view_type) -> None:
     app.slicer = SimpleNamespace(app=SimpleNamespace(layoutManager=lambda: layout_manager))
     with pytest.raises(ScreenshotFailed, match="set_layout"):
         app.grab_view(view_type, 0.5, None)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (512, 512)])
+def test_png_encoding_round_trips_exactly(shape) -> None:
+    """The encoder's row filter (Up, differences modulo 256) decodes to the very same pixels."""
+    from SlicerMCPLib.scene.rendering import encode_png
+
+    rgb = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    assert np.array_equal(decode_png(encode_png(rgb)), rgb)
+    assert np.array_equal(decode_png(encode_png(rgb[:, ::-1])), rgb[:, ::-1])  # a non-contiguous view

@@ -345,3 +345,39 @@ def test_resource_on_a_busy_scene_says_slicer_timeout(mcp_server, headless_servi
         messages = asyncio.run(main())
     for message in messages:
         assert "SLICER_TIMEOUT" in message and "main thread is busy" in message
+
+
+def test_listing_follows_hide_from_editors_and_removal(mcp_server, clean_backend, run_on_scene) -> None:
+    """The node index caches which nodes are data; switching HideFromEditors or removing a node shows
+    in the very next listing."""
+
+    def add() -> list[str]:
+        return [
+            clean_backend.scene.AddNewNodeByClass("vtkMRMLTextNode", f"note {i}").GetID() for i in range(3)
+        ]
+
+    ids = run_on_scene(add)
+
+    def listed() -> list[str]:
+        return [n["id"] for n in call_tool(mcp_server, "list_scene_nodes", {}).structured_content["nodes"]]
+
+    assert listed() == ids
+
+    def hide(node_id: str, hidden: bool) -> None:
+        clean_backend.scene.GetNodeByID(node_id).SetHideFromEditors(hidden)
+
+    run_on_scene(lambda: hide(ids[1], True))
+    assert listed() == [ids[0], ids[2]]
+    assert ids[1] in [
+        n["id"]
+        for n in call_tool(
+            mcp_server, "list_scene_nodes", {"class_name": "vtkMRMLTextNode"}
+        ).structured_content["nodes"]
+    ]
+    run_on_scene(lambda: hide(ids[1], False))
+    assert listed() == ids
+    run_on_scene(lambda: clean_backend.scene.RemoveNode(clean_backend.scene.GetNodeByID(ids[0])))
+    assert listed() == ids[1:]
+    assert not any(key == ids[0] for key in clean_backend._scene_index()._watched), (
+        "a removed node is not held by the index"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import socket
 
@@ -12,6 +13,7 @@ import pytest
 from fixtures.transport import INITIALIZE, RunningHttp, http_client
 from SlicerMCPLib.core.config import ServerSettings
 from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.core.http_server import HttpServer
 from SlicerMCPLib.serving.http_transport import mcp_http_server
 
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -149,3 +151,56 @@ def test_websocket_upgrade_is_refused_before_the_app(http_server: RunningHttp) -
         )
         reply = s.recv(4096).decode("latin-1")
     assert " 101 " not in reply.split("\r\n")[0]  # no switch to the websocket protocol
+
+
+def _kept_alive_sockets(server: HttpServer, path: str, token: str) -> tuple[http.client.HTTPConnection, list]:
+    """One request on a connection the client keeps open; returns it and the server's accepted sockets."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    conn.getresponse().read()
+    return conn, server.connection_sockets()
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_kind(request, monkeypatch) -> str:
+    """Serve with asyncio's own loop (as inside Slicer) and with uvloop (picked where installed)."""
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
+    monkeypatch.setattr(HttpServer, "loop", request.param)
+    return request.param
+
+
+def test_accepted_connections_have_tcp_nodelay(event_loop_kind: str, mcp_server) -> None:
+    """Without TCP_NODELAY a response written in two pieces waits for the client's delayed ACK
+    (~40 ms on loopback) on every kept-alive call; asyncio sets it only for IPPROTO_TCP listeners."""
+    server = mcp_http_server(mcp_server, ServerSettings(port=0), "n" * 32).start()
+    conn = None
+    try:
+        conn, sockets = _kept_alive_sockets(server, "/mcp", "n" * 32)
+        assert len(sockets) == 1
+        assert sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        if conn is not None:
+            conn.close()
+        server.stop()
+
+
+def test_ris_api_connections_have_tcp_nodelay(event_loop_kind: str, tmp_path) -> None:
+    from SlicerMCPLib.core.config import load_config
+    from SlicerMCPLib.ris.api import serve_api
+    from SlicerMCPLib.ris.service import RisService
+
+    block = {"sqlite_path": str(tmp_path / "ris.sqlite"), "mwl_port": 0, "api_port": 0}
+    config = load_config(env={}, overrides={"mini_ris": block})
+    service = RisService(config)
+    server = serve_api(service, config, "k" * 32, 0)
+    conn = None
+    try:
+        conn, sockets = _kept_alive_sockets(server, "/ris/api/worklist", "k" * 32)
+        assert len(sockets) == 1
+        assert sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        if conn is not None:
+            conn.close()
+        server.stop()
+        service.close()

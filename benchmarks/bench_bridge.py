@@ -1,13 +1,18 @@
-"""What the stdio bridge costs: tool calls through `slicer-mcp` per backend vs. the in-process call.
+"""What the stdio bridge costs: tool calls through `slicer-mcp` per backend, against the same server
+reached directly over HTTP.
 
     python benchmarks/bench_bridge.py [--n 30]
 
-Scene: 999 text nodes + one 256x256x64 volume (1,000 listed nodes). Calls: list_scene_nodes
-(limit 1000) and an axial capture_screenshot. Reference: the same server in this process
-through the SDK's in-memory client. Then the same calls by an SDK client over stdio to
-`slicer-mcp --backend proxy` (to that same server over HTTP, found by its endpoint file),
-`--backend webserver` (the test WebServer, Testing/webserver_peer, in its own process) and
-`--backend headless` (its own scene). Prints p50/p99 in ms and as ratios to the reference.
+Every server runs as users run it, in its own process. "Slicer" is `slicer-mcp serve --headless
+--transport http --port 0` (its token file in its own SLICER_MCP_HOME, announced in the endpoint
+file there, as the SlicerMCP module inside Slicer does). Reference (same run): the MCP SDK's
+streamable HTTP client talking to it directly over one kept-alive connection. Then an SDK client
+over stdio to `slicer-mcp --backend proxy` (which forwards to that server), `--backend webserver`
+(the test WebServer, Testing/webserver_peer, in its own process) and `--backend headless` (its
+own scene). Scene: 999 text nodes + one 256x256x64 volume (1,000 listed nodes). Calls:
+list_scene_nodes (limit 100 and 1000) and an axial capture_screenshot. Prints p50/p99 in ms and
+as ratios to the direct HTTP call; the in-process time of the same work in the server (through
+execute_python, untimed setup) explains the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "Testing"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 POPULATE = """
@@ -33,6 +39,7 @@ for i in range(999):
     sc.AddNewNodeByClass("vtkMRMLTextNode", "note %d" % i)
 """
 CALLS: dict[str, tuple[str, dict[str, Any]]] = {
+    "list_scene_nodes (100 of 1,000 nodes)": ("list_scene_nodes", {"limit": 100}),
     "list_scene_nodes (1,000 nodes)": ("list_scene_nodes", {"limit": 1000}),
     "axial screenshot": ("capture_screenshot", {"view_type": "axial", "scroll_position": 0.5}),
 }
@@ -89,64 +96,79 @@ def run_case(make_client: Callable[[], Any], volume: Path, n: int) -> dict[str, 
     return asyncio.run(main())
 
 
+IN_PROCESS = {
+    "list_scene_nodes (100 of 1,000 nodes)": "_nodes.list_nodes(scene, None, None, 0, 100, _cache, _index)",
+    "list_scene_nodes (1,000 nodes)": "_nodes.list_nodes(scene, None, None, 0, 1000, _cache, _index)",
+    "axial screenshot": "backend._headless_renderer().capture('axial', 0.5, None, None)",
+}
+IN_PROCESS_SETUP = """
+import gc
+from SlicerMCPLib.backends.mrml import MrmlBackend
+from SlicerMCPLib.scene import nodes as _nodes
+backend = next(o for o in gc.get_objects() if isinstance(o, MrmlBackend))
+_cache, _index = _nodes.VolumeInfoCache(scene), _nodes.SceneIndex(scene)
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30, help="calls per measurement")
     args = parser.parse_args()
 
-    from mcp import Client
+    from _server import Connection, SlicerMcpProcess, in_server_timer
 
     from fixtures.bridge import bridge_client, bridge_env, start_peer, stop_peer
-    from SlicerMCPLib.core.config import Config, ServerSettings
-    from SlicerMCPLib.core.gateway import SceneThread
-    from SlicerMCPLib.core.services import Services
-    from SlicerMCPLib.hosts.headless import create_headless_backend
-    from SlicerMCPLib.serving.auth import load_or_create_token, token_path
-    from SlicerMCPLib.serving.endpoint import remove_endpoint, write_endpoint
-    from SlicerMCPLib.serving.http_transport import mcp_http_server
-    from SlicerMCPLib.serving.server import build_server
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
-    os.environ["SLICER_MCP_HOME"] = str(tmp / "home")
-    os.environ["SLICER_MCP_ALLOW_EXECUTE_PYTHON"] = "true"
     volume = write_volume(tmp)
-    config = Config()
-    config.allow.execute_python = True
-    scene = SceneThread().start()
-    backend = scene.gateway.call(lambda: create_headless_backend(scene.gateway, config), 120)
-    server = build_server(Services(config=config, backend=backend))
-    settings = ServerSettings(port=0)
-    http = mcp_http_server(server, settings, load_or_create_token(token_path(settings))).start()
-    write_endpoint(http.url, http.port or 0, token_path(settings))
     peer = start_peer(tmp, enable_exec=True)
-    env = bridge_env()
     results: dict[str, dict[str, list[float]]] = {}
+    in_process: dict[str, list[float]] = {}
     try:
-        results["in-process"] = run_case(lambda: Client(server), volume, args.n)
-        results["proxy"] = run_case(lambda: bridge_client(["--backend", "proxy"], env), volume, args.n)
-        results["webserver"] = run_case(
-            lambda: bridge_client(["--backend", "webserver", "--webserver-url", peer.url], env),
-            volume,
-            args.n,
-        )
-        results["headless"] = run_case(lambda: bridge_client(["--backend", "headless"], env), volume, args.n)
+        with SlicerMcpProcess() as slicer:
+            # announce it as the SlicerMCP module inside Slicer does: the proxy finds it this way
+            os.environ["SLICER_MCP_HOME"] = str(slicer.home)
+            from SlicerMCPLib.serving.endpoint import write_endpoint
+
+            port = int(slicer.url.rsplit(":", 1)[1].split("/")[0])
+            write_endpoint(
+                slicer.url, port, slicer.home / "token", pid=slicer.proc.pid if slicer.proc else None
+            )
+            env = bridge_env(SLICER_MCP_HOME=str(slicer.home), SLICER_MCP_ALLOW_EXECUTE_PYTHON="true")
+
+            async def direct() -> dict[str, list[float]]:
+                async with Connection(slicer.url, slicer.token) as conn:
+                    await populate(conn.client, volume)
+                    out = await measure(conn.client, args.n)
+                    for label, body in IN_PROCESS.items():
+                        in_process[label] = await conn.python(in_server_timer(body, args.n, IN_PROCESS_SETUP))
+                    return out
+
+            results["direct HTTP"] = asyncio.run(direct())
+            results["proxy"] = run_case(lambda: bridge_client(["--backend", "proxy"], env), volume, args.n)
+            results["webserver"] = run_case(
+                lambda: bridge_client(["--backend", "webserver", "--webserver-url", peer.url], env),
+                volume,
+                args.n,
+            )
+            results["headless"] = run_case(
+                lambda: bridge_client(["--backend", "headless"], env), volume, args.n
+            )
     finally:
         stop_peer(peer)
-        remove_endpoint()
-        http.stop()
-        scene.stop()
 
-    print(f"n={args.n} calls each; p50 / p99 in ms; ratio = backend / in-process (same percentile)")
+    print(f"n={args.n} calls each; p50 / p99 in ms; ratio = backend / direct HTTP (same percentile)")
     for label in CALLS:
-        ref = results["in-process"][label]
+        ref = results["direct HTTP"][label]
         ref50, ref99 = pct(ref, 0.5), pct(ref, 0.99)
         print(f"\n{label}")
-        print(f"  {'backend':<11} {'p50 ms':>9} {'p99 ms':>9} {'p50 x':>8} {'p99 x':>8}")
+        print(f"  {'backend':<12} {'p50 ms':>9} {'p99 ms':>9} {'p50 x':>8} {'p99 x':>8}")
         for name, per_call in results.items():
             v = per_call[label]
             p50, p99 = pct(v, 0.5), pct(v, 0.99)
-            print(f"  {name:<11} {p50 * 1e3:9.1f} {p99 * 1e3:9.1f} {p50 / ref50:8.2f} {p99 / ref99:8.2f}")
-        print(f"  (mean in-process {statistics.mean(ref) * 1e3:.1f} ms)")
+            print(f"  {name:<12} {p50 * 1e3:9.1f} {p99 * 1e3:9.1f} {p50 / ref50:8.2f} {p99 / ref99:8.2f}")
+        inner = in_process[label]
+        print(f"  (in the server's process, no MCP: p50 {statistics.median(inner):.1f} ms)")
     return 0
 
 

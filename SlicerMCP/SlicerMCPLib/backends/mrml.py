@@ -55,6 +55,7 @@ class MrmlBackend(SceneBackend):
         self._namespaces = Namespaces()
         self._volumes = mrml_nodes.VolumeInfoCache(app.scene)
         self._index: mrml_nodes.SceneIndex | None = None  # made on the main thread, on first use
+        self._label_counts = mrml_measure.LabelCounts()
 
     @property
     def scene(self) -> Any:
@@ -111,7 +112,9 @@ class MrmlBackend(SceneBackend):
         return await self._scene_call(lambda: mrml_nodes.details(self.scene, node_id))
 
     async def measure_volume(self, node_id: str, segment: str | None) -> VolumeMeasurement:
-        return await self._scene_call(lambda: mrml_measure.measure(self.scene, node_id, segment))
+        return await self._scene_call(
+            lambda: mrml_measure.measure(self.scene, node_id, segment, self._label_counts)
+        )
 
     async def capture_screenshot(
         self,
@@ -248,7 +251,9 @@ class MrmlBackend(SceneBackend):
 
     async def close(self) -> None:
         """Release render windows and scene observers (on the main thread)."""
-        helpers = [h for h in (self._renderer, self._index, self._volumes) if h is not None]
+        helpers = [
+            h for h in (self._renderer, self._index, self._volumes, self._label_counts) if h is not None
+        ]
         self._renderer = self._index = None
         for helper in helpers:
             try:

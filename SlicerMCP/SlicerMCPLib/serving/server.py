@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.services import CallRecord, Services
+from .output_schema import compact_schema
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,12 @@ class SlicerMCPServer(MCPServer[Services]):
             lifespan=lifespan,
             **kwargs,
         )
+
+    def compact_output_schemas(self) -> None:
+        """Publish every tool's output schema flat (see output_schema.py): clients check results faster."""
+        for tool in self._tool_manager.list_tools():
+            if tool.fn_metadata.output_schema is not None:
+                tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
         started = time.time()
@@ -133,4 +140,5 @@ def build_server(services: Services) -> SlicerMCPServer:
     server = SlicerMCPServer(services)
     register_all(server)
     register_resources(server, services.backend)
+    server.compact_output_schemas()
     return server
