@@ -214,6 +214,12 @@ class MrmlBackend(SceneBackend):
             namespace = self._namespaces.get(session_key)
             if "scene" not in namespace:
                 namespace.update(self._python_seed())
+            if not self.app.gui:
+                # slicer.util's helpers (addVolumeFromArray, getNode...) use slicer.mrmlScene: in a
+                # process with more than one headless scene it must be this one while the code runs
+                import slicer
+
+                slicer.mrmlScene = self.scene
             return run_code(code, namespace)
 
         return await self.gateway.acall(run, timeout_s)
