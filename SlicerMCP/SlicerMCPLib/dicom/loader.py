@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.scene_backend import VolumeArray
+from .header import read_image
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,13 @@ class _Slice:
     slope: float
     intercept: float
     pixels: np.ndarray  # (rows, columns) stored values
+    _bounds: tuple[int, int] | None = None
+
+    def bounds(self) -> tuple[int, int]:
+        """Smallest and largest stored value (integer pixels), computed once."""
+        if self._bounds is None:
+            self._bounds = (int(self.pixels.min()), int(self.pixels.max()))
+        return self._bounds
 
 
 @dataclass
@@ -174,58 +183,172 @@ def _enhanced_slices(ds: Dataset) -> list[_Slice]:
     return out
 
 
+Allocate = Callable[[tuple[int, ...], np.dtype], np.ndarray]
+
+
+@dataclass
+class _Instance:
+    """What the volume needs from one instance, read by the fast reader or by pydicom."""
+
+    sop_uid: str
+    slices: list[_Slice]  # empty for a non-image object
+    study_uid: str = ""
+    series_uid: str = ""
+    modality: str = ""
+    name: str = ""
+    window_level: tuple[float, float] | None = None
+
+
 def read_datasets(sources: Sequence[Path | bytes]) -> list[Dataset]:
     """Read every file (or encoded instance in memory); an unreadable one fails the load."""
-    datasets = []
-    for index, source in enumerate(sources):
-        label = Path(source).name if isinstance(source, (str, Path)) else f"instance #{index + 1}"
-        try:
-            ds = pydicom.dcmread(source if isinstance(source, (str, Path)) else io.BytesIO(source))
-            str(ds.SOPInstanceUID), str(ds.SOPClassUID)  # noqa: B018 - a DICOM object must identify itself
-            datasets.append(ds)
-        except Exception as exc:  # pydicom raises several types for corrupt input
-            raise _fail(f"{label} is not a readable DICOM object ({type(exc).__name__})", item=label) from exc
-    return datasets
+    return [_dcmread(source, index) for index, source in enumerate(sources)]
 
 
-def load_series(sources: Sequence[Path | bytes]) -> LoadedVolume:
+def _label(source: Path | bytes, index: int) -> str:
+    return Path(source).name if isinstance(source, (str, Path)) else f"instance #{index + 1}"
+
+
+def _dcmread(source: Path | bytes, index: int) -> Dataset:
+    label = _label(source, index)
+    try:
+        ds = pydicom.dcmread(source if isinstance(source, (str, Path)) else io.BytesIO(source))
+        str(ds.SOPInstanceUID), str(ds.SOPClassUID)  # noqa: B018 - a DICOM object must identify itself
+    except Exception as exc:  # pydicom raises several types for corrupt input
+        raise _fail(f"{label} is not a readable DICOM object ({type(exc).__name__})", item=label) from exc
+    return ds
+
+
+def _series_name(description: str, number: str) -> str:
+    return description or f"Series {number}".strip()
+
+
+def read_instance(source: Path | bytes, index: int = 0) -> _Instance:
+    """One instance's slices and series attributes: the fast reader for plain single-frame images
+    (no copy of the pixels), pydicom for everything else."""
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+    fast = read_image(data) if isinstance(data, bytes) else None
+    if fast is not None:
+        description = ""
+        if fast.series_description:
+            encodings = convert_encodings(fast.character_set or ["ISO_IR 6"])
+            description = decode_bytes(fast.series_description, encodings, set()).rstrip("\0 ")
+        return _Instance(
+            fast.sop_instance_uid,
+            [
+                _Slice(
+                    np.array(fast.position, dtype=float),
+                    np.array(fast.orientation, dtype=float),
+                    fast.spacing,
+                    fast.slope,
+                    fast.intercept,
+                    fast.pixels,
+                )
+            ],
+            fast.study_instance_uid,
+            fast.series_instance_uid,
+            fast.modality,
+            _series_name(description, fast.series_number),
+            _window_level(fast.window_center, fast.window_width),
+        )
+    ds = _dcmread(source, index)
+    image = "PixelData" in ds
+    return _Instance(
+        str(ds.SOPInstanceUID),
+        _checked_slices(ds) if image else [],
+        str(ds.get("StudyInstanceUID", "")),
+        str(ds.get("SeriesInstanceUID", "")),
+        str(ds.get("Modality", "") or ""),
+        _series_name(str(ds.get("SeriesDescription") or ""), str(ds.get("SeriesNumber", ""))),
+        _window_level(ds.get("WindowCenter"), ds.get("WindowWidth")) if image else None,
+    )
+
+
+def load_series(sources: Sequence[Path | bytes], allocate: Allocate | None = None) -> LoadedVolume:
     """Build one series' volume from its files or encoded instances. Raises NotAVolume for non-images."""
-    datasets = read_datasets(sources)
-    images = [ds for ds in datasets if "PixelData" in ds]
+    return build_volume([read_instance(source, index) for index, source in enumerate(sources)], allocate)
+
+
+class SeriesCollector:
+    """Reads instances while a retrieve is still running (the reader is called per arrival), so
+    decoding overlaps the transfer; `build` then assembles one series from the instances asked for.
+
+    A failure to read one instance is kept and raised by `build`, after the retrieve has been
+    verified (an incomplete retrieve is reported as such, not as a decode error).
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, _Instance | SlicerMCPError] = {}
+        self._count = 0
+
+    def add(self, sop_uid: str, source: Path | bytes) -> None:
+        self._count += 1
+        try:
+            self._items[sop_uid] = read_instance(source, self._count - 1)
+        except SlicerMCPError as exc:
+            self._items[sop_uid] = exc
+        except Exception as exc:  # never let a reader bug break the transfer: report it at build
+            self._items[sop_uid] = _fail(f"instance #{self._count} could not be read ({type(exc).__name__})")
+
+    def build(self, sop_uids: Sequence[str], allocate: Allocate | None = None) -> LoadedVolume:
+        instances = []
+        for uid in sop_uids:
+            item = self._items.pop(uid, None)
+            if item is None:
+                raise _fail(f"instance {uid} was retrieved but not read", sop_instance_uid=uid)
+            if isinstance(item, SlicerMCPError):
+                raise item
+            instances.append(item)
+        return build_volume(instances, allocate)
+
+
+def build_volume(instances: Sequence[_Instance], allocate: Allocate | None = None) -> LoadedVolume:
+    """The volume of one series' instances (in the order given); `allocate` provides the voxel memory."""
+    images = [item for item in instances if item.slices]
     if not images:
-        kinds = sorted({str(ds.get("Modality", "?")) for ds in datasets})
+        kinds = sorted({item.modality or "?" for item in instances})
         raise NotAVolume(f"the series has no images (modality {', '.join(kinds)}); it is not a volume")
     first = images[0]
-    slices = [s for ds in images for s in _checked_slices(ds)]
+    slices = [s for item in images for s in item.slices]
     warnings: list[str] = []
     slices = _consistent(slices, warnings)
-    array, ijk_to_ras = _assemble(slices, warnings)
-    name = str(first.get("SeriesDescription") or "") or f"Series {first.get('SeriesNumber', '')}".strip()
+    array, ijk_to_ras, value_range = _assemble(slices, warnings, allocate or np.empty)
     attributes = {
-        "DICOM.StudyInstanceUID": str(first.get("StudyInstanceUID", "")),
-        "DICOM.SeriesInstanceUID": str(first.get("SeriesInstanceUID", "")),
-        "DICOM.Modality": str(first.get("Modality", "")),
-        "DICOM.instanceUIDs": " ".join(str(ds.SOPInstanceUID) for ds in images),
+        "DICOM.StudyInstanceUID": first.study_uid,
+        "DICOM.SeriesInstanceUID": first.series_uid,
+        "DICOM.Modality": first.modality,
+        "DICOM.instanceUIDs": " ".join(item.sop_uid for item in images),
     }
     for w in warnings:
         log.warning("series %s: %s", attributes["DICOM.SeriesInstanceUID"], w)
     volume = VolumeArray(
-        array, ijk_to_ras, name or "DICOM volume", attributes, window_level=_window_level(first)
+        array,
+        ijk_to_ras,
+        first.name or "DICOM volume",
+        attributes,
+        window_level=first.window_level,
+        value_range=value_range,
     )
     return LoadedVolume(volume, len(slices), warnings)
 
 
-def _window_level(ds: Dataset) -> tuple[float, float] | None:
+def _window_level(center: object, width: object) -> tuple[float, float] | None:
     """The series' own display window (first value when several), in rescaled units like the voxels."""
-    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is None or width is None:
         return None
     try:
-        c = float(center[0] if isinstance(center, MultiValue) else center)
-        w = float(width[0] if isinstance(width, MultiValue) else width)
+        c = float(_first_value(center))
+        w = float(_first_value(width))
     except (TypeError, ValueError, IndexError):
         return None
     return (w, c) if w > 0 else None
+
+
+def _first_value(value: object) -> object:
+    if isinstance(value, MultiValue):
+        return value[0]
+    if isinstance(value, str) and "\\" in value:
+        return value.split("\\")[0]
+    return value
 
 
 def _consistent(slices: list[_Slice], warnings: list[str]) -> list[_Slice]:
@@ -234,10 +357,12 @@ def _consistent(slices: list[_Slice], warnings: list[str]) -> list[_Slice]:
     for s in slices:
         for g in groups:
             ref = g[0]
-            if (
-                ref.pixels.shape == s.pixels.shape
-                and np.allclose(ref.orientation, s.orientation, atol=_ORIENTATION_TOL)
-                and np.allclose(ref.spacing, s.spacing, rtol=1e-4)
+            if ref.pixels.shape == s.pixels.shape and (
+                (np.array_equal(ref.orientation, s.orientation) and ref.spacing == s.spacing)
+                or (
+                    np.allclose(ref.orientation, s.orientation, atol=_ORIENTATION_TOL)
+                    and np.allclose(ref.spacing, s.spacing, rtol=1e-4)
+                )
             ):
                 g.append(s)
                 break
@@ -252,7 +377,10 @@ def _consistent(slices: list[_Slice], warnings: list[str]) -> list[_Slice]:
     return groups[0]
 
 
-def _assemble(slices: list[_Slice], warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _assemble(
+    slices: list[_Slice], warnings: list[str], allocate: Allocate
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None]:
+    """(voxels, IJK->RAS, value range when known exactly) of the sorted slices."""
     ref = slices[0]
     row_dir, col_dir = ref.orientation[:3], ref.orientation[3:]
     normal = np.cross(row_dir, col_dir)
@@ -264,20 +392,22 @@ def _assemble(slices: list[_Slice], warnings: list[str]) -> tuple[np.ndarray, np
             "this series cannot be loaded as a single volume",
             slices=len(slices),
         )
-    stored = np.empty((len(slices), *ref.pixels.shape), dtype=ref.pixels.dtype)
-    for k, s in enumerate(slices):
-        stored[k] = s.pixels
-    data = _apply_rescale(stored, slices)
     spacing_k = 1.0
+    uniform = True
     if len(slices) > 1:
         steps = np.diff(distances)
         spacing_k = float(np.median(steps))
-        if np.max(np.abs(steps - spacing_k)) > _SPACING_REL_TOL * spacing_k:
-            data, distances = _resample_uniform(data, distances, spacing_k)
-            warnings.append(
-                f"slice spacing is not uniform ({steps.min():.3g}-{steps.max():.3g} mm); resampled to "
-                f"{spacing_k:.3g} mm along the slice normal"
-            )
+        uniform = not np.max(np.abs(steps - spacing_k)) > _SPACING_REL_TOL * spacing_k
+    if uniform:
+        data, value_range = _modality_values(slices, allocate)
+    else:
+        data, distances = _resample_uniform(_modality_values(slices, np.empty)[0], distances, spacing_k)
+        value_range = None
+        warnings.append(
+            f"slice spacing is not uniform ({steps.min():.3g}-{steps.max():.3g} mm); resampled to "
+            f"{spacing_k:.3g} mm along the slice normal"
+        )
+    if len(slices) > 1:
         span = slices[-1].position - slices[0].position
         cos = abs(float(np.dot(span, normal))) / float(np.linalg.norm(span))
         tilt = float(np.degrees(np.arccos(min(1.0, cos))))
@@ -292,31 +422,56 @@ def _assemble(slices: list[_Slice], warnings: list[str]) -> tuple[np.ndarray, np
     ijk_to_lps[:3, 1] = col_dir * row_spacing
     ijk_to_lps[:3, 2] = normal * spacing_k
     ijk_to_lps[:3, 3] = slices[0].position
-    return np.ascontiguousarray(data), LPS_TO_RAS @ ijk_to_lps
+    return np.ascontiguousarray(data), LPS_TO_RAS @ ijk_to_lps, value_range
 
 
-def _apply_rescale(stored: np.ndarray, slices: list[_Slice]) -> np.ndarray:
-    """Modality values; stays integer (int16 when it fits) when slope is 1 and intercepts are whole."""
+def _modality_values(
+    slices: list[_Slice], allocate: Allocate
+) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """Modality values (rescale applied) written slice by slice into one array from `allocate`: the
+    stored pixels are read once and never stacked first. Stays integer (int16 when it fits) when the
+    slope is 1 and the intercepts are one whole number. Also returns the exact value range."""
+    shape = (len(slices), *slices[0].pixels.shape)
+    stored = slices[0].pixels.dtype
     slopes = np.array([s.slope for s in slices])
     intercepts = np.array([s.intercept for s in slices])
-    if np.all(slopes == 1.0) and np.all(intercepts == intercepts[0]) and float(intercepts[0]).is_integer():
+    integer = stored.kind in "iu" and all(s.pixels.dtype == stored for s in slices)
+    if (
+        integer
+        and np.all(slopes == 1.0)
+        and np.all(intercepts == intercepts[0])
+        and float(intercepts[0]).is_integer()
+    ):
         shift = int(intercepts[0])
-        if shift == 0:
-            return stored
-        smin, smax = int(stored.min()), int(stored.max())
+        bounds = [s.bounds() for s in slices]
+        smin, smax = min(b[0] for b in bounds), max(b[1] for b in bounds)
         lo, hi = smin + shift, smax + shift
-        for dtype in (np.int16, np.int32):
+        candidates = (stored.newbyteorder("="),) if shift == 0 else (np.dtype(np.int16), np.dtype(np.int32))
+        for dtype in candidates:
             info = np.iinfo(dtype)
             if info.min <= lo and hi <= info.max:
-                if info.min <= smin and smax <= info.max:
-                    out = stored if stored.dtype == dtype else stored.astype(dtype)
-                    out += dtype(shift)  # `stored` is our own fresh array: changing it in place is safe
-                    return out
-                return (stored.astype(np.int64) + shift).astype(dtype)
-    out = stored.astype(np.float32)
-    out *= slopes.astype(np.float32)[:, None, None]
-    out += intercepts.astype(np.float32)[:, None, None]
-    return out
+                out = allocate(shape, dtype)
+                for k, s in enumerate(slices):
+                    if shift == 0:
+                        np.copyto(out[k], s.pixels)
+                    else:  # computed wide enough for the stored values, written as `dtype`
+                        wide = (
+                            dtype
+                            if info.min <= min(smin, shift) and max(smax, shift) <= info.max
+                            else np.dtype(np.int64)
+                        )
+                        np.add(s.pixels, shift, out=out[k], dtype=wide, casting="unsafe")
+                return out, (float(lo), float(hi))
+    out = allocate(shape, np.dtype(np.float32))
+    lo_hi: list[float] = []
+    for k, s in enumerate(slices):
+        slope, intercept = np.float32(s.slope), np.float32(s.intercept)
+        np.multiply(s.pixels, slope, out=out[k], dtype=np.float32, casting="unsafe")
+        np.add(out[k], intercept, out=out[k])
+        if integer:  # float32 rescale is monotonic: the ends of the stored range map to the ends
+            ends = np.array(s.bounds(), dtype=np.float32) * slope + intercept
+            lo_hi += [float(ends.min()), float(ends.max())]
+    return out, ((min(lo_hi), max(lo_hi)) if integer else None)
 
 
 def _resample_uniform(

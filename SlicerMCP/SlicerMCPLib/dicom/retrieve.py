@@ -115,11 +115,16 @@ class Arrivals:
     """
 
     def __init__(
-        self, expected: Expected | Future[Expected], directory: Path | None, progress: Progress | None = None
+        self,
+        expected: Expected | Future[Expected],
+        directory: Path | None,
+        progress: Progress | None = None,
+        on_item: Callable[[str, Path | bytes], None] | None = None,
     ):
         self._expected = expected
         self.directory = directory
         self.progress = progress
+        self.on_item = on_item  # e.g. a decoder reading each instance while the next one arrives
         self.items: dict[str, Path | bytes] = {}
         self.bytes = 0
         if directory is not None:
@@ -150,6 +155,8 @@ class Arrivals:
             path.write_bytes(data)
             self.items[sop_uid] = path
         self.bytes += len(data)
+        if self.on_item is not None:
+            self.on_item(sop_uid, self.items[sop_uid])
         if self.progress is not None:
             self.progress(len(self.items), len(known.instances) if known is not None else 0)
         return True

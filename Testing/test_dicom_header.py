@@ -1,0 +1,105 @@
+"""The fast image reader against pydicom: same values where it reads, None (pydicom's turn) elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian, RLELossless
+
+from fixtures.orthanc import make_ct_series, make_mr_series
+from SlicerMCPLib.dicom import loader
+from SlicerMCPLib.dicom.header import read_image
+from SlicerMCPLib.dicom.loader import build_volume, load_series, read_instance
+
+
+def encode(ds: Dataset, syntax: str | None = None) -> bytes:
+    if syntax is not None:
+        ds.file_meta.TransferSyntaxUID = syntax
+    buf = io.BytesIO()
+    ds.save_as(
+        buf,
+        enforce_file_format=True,
+        implicit_vr=syntax == ImplicitVRLittleEndian,
+        little_endian=syntax != ExplicitVRBigEndian,
+    )
+    return buf.getvalue()
+
+
+def with_sequences(ds: Dataset) -> Dataset:
+    """Nested sequences of undefined length before the image attributes, as modalities write them."""
+    inner = Dataset()
+    inner.CodeValue = "T-D1100"
+    inner.CodingSchemeDesignator = "SRT"
+    outer = Dataset()
+    outer.ReferencedSOPInstanceUID = "1.2.3.4"
+    outer.AnatomicRegionSequence = Sequence([inner])
+    ds.ReferencedImageSequence = Sequence([outer, Dataset()])
+    ds.ReferencedImageSequence.is_undefined_length = True
+    ds.SeriesDescription = "Kopf ÄÖÜ"
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    return ds
+
+
+@pytest.mark.parametrize("syntax", [None, ImplicitVRLittleEndian], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("maker", [make_ct_series, make_mr_series], ids=["ct", "mr-oblique"])
+def test_reads_what_pydicom_reads(maker, syntax) -> None:
+    _, datasets = maker(slices=3)
+    for ds in datasets:
+        data = encode(with_sequences(ds), syntax)
+        fast = read_image(data)
+        assert fast is not None
+        ref = pydicom.dcmread(io.BytesIO(data))
+        assert fast.sop_instance_uid == ref.SOPInstanceUID
+        assert fast.series_instance_uid == ref.SeriesInstanceUID
+        assert fast.study_instance_uid == ref.StudyInstanceUID
+        assert fast.modality == ref.Modality
+        assert fast.position == tuple(float(v) for v in ref.ImagePositionPatient)
+        assert fast.orientation == tuple(float(v) for v in ref.ImageOrientationPatient)
+        assert fast.spacing == (float(ref.PixelSpacing[0]), float(ref.PixelSpacing[1]))
+        assert (fast.slope, fast.intercept) == (float(ref.RescaleSlope), float(ref.RescaleIntercept))
+        np.testing.assert_array_equal(fast.pixels, ref.pixel_array)
+        assert read_instance(data).name == "Kopf ÄÖÜ"
+
+
+def test_big_endian_goes_to_pydicom() -> None:
+    _, datasets = make_ct_series(slices=1)
+    assert read_image(encode(datasets[0], ExplicitVRBigEndian)) is None
+
+
+@pytest.mark.parametrize("maker", [make_ct_series, make_mr_series], ids=["ct", "mr-oblique"])
+def test_volume_same_by_both_readers(maker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader's result does not depend on which reader read the instances."""
+    _, datasets = maker(slices=4)
+    encoded = [encode(ds) for ds in datasets]
+    fast = load_series(encoded).volume
+    monkeypatch.setattr(loader, "read_image", lambda data: None)
+    slow = build_volume([read_instance(data) for data in encoded]).volume
+    np.testing.assert_array_equal(fast.array, slow.array)
+    assert fast.array.dtype == slow.array.dtype
+    np.testing.assert_allclose(fast.ijk_to_ras, slow.ijk_to_ras)
+    assert (fast.name, fast.attributes, fast.window_level) == (slow.name, slow.attributes, slow.window_level)
+    assert fast.value_range == (float(fast.array.min()), float(fast.array.max()))
+
+
+def test_leaves_other_cases_to_pydicom() -> None:
+    _, datasets = make_ct_series(slices=1)
+    ds = datasets[0]
+    twelve = ds.copy()
+    twelve.BitsStored = 12
+    assert read_image(encode(twelve)) is None
+    frames = ds.copy()
+    frames.NumberOfFrames = 2
+    assert read_image(encode(frames)) is None
+    no_position = ds.copy()
+    del no_position.ImagePositionPatient
+    assert read_image(encode(no_position)) is None
+    truncated = encode(ds.copy())[:-100]
+    assert read_image(truncated) is None
+    compressed = encode(ds.copy())
+    assert read_image(compressed.replace(b"1.2.840.10008.1.2.1\0", RLELossless.encode() + b"\0")) is None
+    assert read_image(b"\0" * 200) is None
