@@ -34,7 +34,7 @@ from .associations import (
 )
 from .move import Target, move
 from .query import find
-from .storage_scp import CANNOT_UNDERSTAND, StorageScp
+from .storage_scp import CANNOT_UNDERSTAND, StorageScp, encoded_instance
 from .validation import check_uid
 
 log = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ def _c_get(
     roles = [build_role(c, scp_role=True) for c in sop_classes]
 
     def on_store(event: Event) -> int:
-        accepted = arrivals.put(str(event.request.AffectedSOPInstanceUID), event.encoded_dataset())
+        accepted = arrivals.put(str(event.request.AffectedSOPInstanceUID), encoded_instance(event))
         return Status.SUCCESS if accepted else CANNOT_UNDERSTAND
 
     label = node_label(node, node_name)
