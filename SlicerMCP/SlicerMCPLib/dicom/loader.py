@@ -279,6 +279,7 @@ class SeriesCollector:
     def __init__(self) -> None:
         self._items: dict[str, _Instance | SlicerMCPError] = {}
         self._count = 0
+        self._ahead: tuple[list[str], LoadedVolume | SlicerMCPError] | None = None
 
     def add(self, sop_uid: str, source: Path | bytes) -> None:
         self._count += 1
@@ -289,7 +290,31 @@ class SeriesCollector:
         except Exception as exc:  # never let a reader bug break the transfer: report it at build
             self._items[sop_uid] = _fail(f"instance #{self._count} could not be read ({type(exc).__name__})")
 
+    def build_ahead(self, series_uid: str, allocate: Allocate | None = None) -> None:
+        """Assemble `series_uid` from every instance read so far, before the retrieve is verified
+        (the expected-instance query may still be running): `build` reuses the result when it
+        is asked for exactly these instances, in this order, and builds again otherwise."""
+        uids = [
+            u
+            for u, item in self._items.items()
+            if isinstance(item, _Instance) and item.series_uid == series_uid
+        ]
+        if not uids or len(uids) != len(self._items):
+            return  # other series or unreadable instances around: leave it to `build`
+        try:
+            result: LoadedVolume | SlicerMCPError = build_volume([self._items[u] for u in uids], allocate)  # type: ignore[misc]
+        except SlicerMCPError as exc:
+            result = exc
+        self._ahead = (uids, result)
+
     def build(self, sop_uids: Sequence[str], allocate: Allocate | None = None) -> LoadedVolume:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == list(sop_uids):
+            for uid in sop_uids:
+                self._items.pop(uid, None)
+            if isinstance(ahead[1], SlicerMCPError):
+                raise ahead[1]
+            return ahead[1]
         instances = []
         for uid in sop_uids:
             item = self._items.pop(uid, None)

@@ -181,10 +181,13 @@ def retrieve(
     method: RetrieveMethod,
     scp: StorageScp | None = None,
     node_name: str | None = None,
+    transferred: Callable[[], None] | None = None,
 ) -> dict[str, Path | bytes]:
     """Fetch the expected instances into `arrivals`; returns SOP Instance UID -> file or bytes.
 
-    Raises RETRIEVE_INCOMPLETE with the missing UIDs when any expected instance did not arrive.
+    `transferred` runs when the transfer is over but before the arrivals are checked against
+    the expected list (whose query may still be running). Raises RETRIEVE_INCOMPLETE with the
+    missing UIDs when any expected instance did not arrive.
     """
     started = time.perf_counter()
     if method == "dicomweb":
@@ -196,6 +199,8 @@ def retrieve(
             raise SlicerMCPError("C-MOVE retrieve needs our Storage SCP", code=ErrorCode.INTERNAL_ERROR)
         with scp.receiving(set(arrivals.expected.instances), arrivals.put):
             move(node, calling_aet, scp.ae_title, target, node_name=node_name)
+    if transferred is not None:
+        transferred()
     missing = arrivals.settle()
     expected = arrivals.expected
     log.info(

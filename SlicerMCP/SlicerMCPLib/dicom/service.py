@@ -6,6 +6,7 @@ disk, decoding) and is meant to run in a worker thread; nothing here touches the
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import shutil
@@ -158,6 +159,7 @@ class DicomService:
         progress: Progress | None,
         expected: Expected | None = None,
         on_item: Callable[[str, Path | bytes], None] | None = None,
+        transferred: Callable[[], None] | None = None,
     ) -> tuple[RetrieveMethod, Expected, dict[str, Path | bytes]]:
         """Retrieve into `directory`, or into memory when it is None (nothing touches the disk)."""
         name, node = self.node()
@@ -176,7 +178,14 @@ class DicomService:
             )
             arrivals = Arrivals(pending, directory, per_instance, on_item)
             items = retrieve(
-                node, self.calling_aet, target, arrivals, method=chosen, scp=self.scp, node_name=name
+                node,
+                self.calling_aet,
+                target,
+                arrivals,
+                method=chosen,
+                scp=self.scp,
+                node_name=name,
+                transferred=transferred,
             )
         if progress is not None:
             progress(len(items), len(items), f"all {len(items)} expected instances arrived")
@@ -234,7 +243,11 @@ class DicomService:
         """
         t0 = time.perf_counter()
         collector = SeriesCollector()
-        chosen, expected, items = self._fetch(target, None, method, progress, expected, collector.add)
+        ahead = None
+        if target.series_uid and not target.sop_uid:
+            # assemble while the expected-instance query may still run; kept when it lists the same
+            ahead = functools.partial(collector.build_ahead, target.series_uid, allocate)
+        chosen, expected, items = self._fetch(target, None, method, progress, expected, collector.add, ahead)
         t1 = time.perf_counter()
         by_series: dict[str, list[str]] = {}
         for sop_uid in items:

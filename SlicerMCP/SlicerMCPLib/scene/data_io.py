@@ -7,9 +7,7 @@ so the scene looks exactly as before.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,29 +148,7 @@ def allocate_voxels(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.empty(shape, dtype)
     scalars = numpy_support.create_vtk_array(numpy_support.get_vtk_array_type(dtype))
     scalars.SetNumberOfValues(count)
-    view = numpy_support.vtk_to_numpy(scalars)
-    _huge_pages(view)
-    return view.reshape(shape)
-
-
-_MADV_HUGEPAGE = 14
-_PAGE = 4096
-
-
-def _huge_pages(array: np.ndarray) -> None:
-    """Ask Linux for transparent huge pages on a large buffer before it is first written, as numpy
-    does for its own: VTK's plain malloc otherwise costs one page fault per 4 kB (0.19 s instead of
-    0.03 s for a 300 MB volume on the benchmark machine). Best effort; nothing elsewhere."""
-    if not sys.platform.startswith("linux") or array.nbytes < (4 << 20):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        start = (array.ctypes.data + _PAGE - 1) & ~(_PAGE - 1)
-        length = (array.ctypes.data + array.nbytes - start) & ~(_PAGE - 1)
-        libc.madvise(start, length, _MADV_HUGEPAGE)
-    except (OSError, AttributeError):
-        pass
+    return numpy_support.vtk_to_numpy(scalars).reshape(shape)
 
 
 def _vtk_owner(array: np.ndarray) -> Any:
