@@ -89,9 +89,9 @@ def test_volume_same_by_both_readers(maker, monkeypatch: pytest.MonkeyPatch) -> 
 def test_leaves_other_cases_to_pydicom() -> None:
     _, datasets = make_ct_series(slices=1)
     ds = datasets[0]
-    twelve = ds.copy()
-    twelve.BitsStored = 12
-    assert read_image(encode(twelve)) is None
+    odd = ds.copy()
+    odd.BitsStored, odd.HighBit = 12, 15
+    assert read_image(encode(odd)) is None
     frames = ds.copy()
     frames.NumberOfFrames = 2
     assert read_image(encode(frames)) is None
@@ -103,3 +103,19 @@ def test_leaves_other_cases_to_pydicom() -> None:
     compressed = encode(ds.copy())
     assert read_image(compressed.replace(b"1.2.840.10008.1.2.1\0", RLELossless.encode() + b"\0")) is None
     assert read_image(b"\0" * 200) is None
+
+
+@pytest.mark.parametrize("signed", [0, 1])
+def test_bits_stored_below_bits_allocated(signed: int) -> None:
+    """12-bit values in 16-bit words (most CTs): masked, or sign-extended, exactly as pydicom does."""
+    _, datasets = make_ct_series(slices=1)
+    ds = datasets[0]
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, signed
+    ds.Rows, ds.Columns = 2, 4
+    ds.PixelData = np.array([0x0FFF, 0x0800, 0x07FF, 0xF123, 5, 0, 0x8000, 0x1FFF], dtype="<u2").tobytes()
+    data = encode(ds)
+    fast = read_image(data)
+    assert fast is not None
+    expected = pydicom.dcmread(io.BytesIO(data)).pixel_array
+    np.testing.assert_array_equal(fast.pixels, expected)
+    assert fast.pixels.dtype == expected.dtype

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
@@ -36,6 +37,7 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 from mcp import Client  # noqa: E402
 
 from fixtures.bridge import bridge_client, bridge_env  # noqa: E402
+from fixtures.core import free_port  # noqa: E402
 from fixtures.orthanc import (  # noqa: E402
     DCMTK_AET,
     OUR_AET,
@@ -127,8 +129,15 @@ def main() -> None:
             assert len(list(out.iterdir())) == slices
             return elapsed
 
-        # slicer-mcp as its own process, configured for this Orthanc (the config a user would write)
-        config = orthanc_config(orthanc)
+        # slicer-mcp as its own process, configured for this Orthanc (the config a user would write);
+        # the in-process server gets a C-MOVE destination of its own (both Storage SCPs stay up)
+        second_port = free_port()
+        requests.put(
+            f"{orthanc.url}/modalities/BENCHLOCAL",
+            json={"AET": "BENCHLOCAL", "Host": "127.0.0.1", "Port": second_port},
+            timeout=10,
+        ).raise_for_status()
+        config = orthanc_config(orthanc, storage_scp={"ae_title": "BENCHLOCAL", "port": second_port})
         config_path = work / "slicer-mcp.yaml"
         config_path.write_text(
             yaml.safe_dump(

@@ -5,7 +5,7 @@ pydicom's `dcmread` builds a dataset of every element and converts values on acc
 headers of an uncompressed little-endian instance (explicit or implicit VR), keeps the raw
 values of the wanted tags and stops at Pixel Data, whose bytes it returns as a view: tens of
 microseconds per slice and no copy. Anything it does not handle (compressed or big-endian
-syntaxes, multi-frame, colour, BitsStored < BitsAllocated, a missing or malformed value)
+syntaxes, multi-frame, colour, a HighBit other than BitsStored - 1, a missing or malformed value)
 returns None, and the loader reads that instance with pydicom, so errors and edge cases keep
 one implementation.
 """
@@ -46,6 +46,7 @@ _WANTED: dict[int, tuple[str, str]] = {
     0x00280030: ("PixelSpacing", "s"),
     0x00280100: ("BitsAllocated", "u"),
     0x00280101: ("BitsStored", "u"),
+    0x00280102: ("HighBit", "u"),
     0x00280103: ("PixelRepresentation", "u"),
     0x00281050: ("WindowCenter", "s"),
     0x00281051: ("WindowWidth", "s"),
@@ -204,7 +205,9 @@ def _read(data: bytes) -> FastImage:
     frames = _text(found.get("NumberOfFrames", b"")) or "1"
     bits, rows, columns = short("BitsAllocated"), short("Rows"), short("Columns")
     stored_bits = short("BitsStored") if "BitsStored" in found else bits
-    if samples != 1 or int(frames) != 1 or bits not in (8, 16, 32) or stored_bits != bits:
+    if samples != 1 or int(frames) != 1 or bits not in (8, 16, 32) or not 0 < stored_bits <= bits:
+        raise _Unsupported
+    if "HighBit" in found and short("HighBit") != stored_bits - 1:
         raise _Unsupported
     dtype = np.dtype(f"{'i' if short('PixelRepresentation') else 'u'}{bits // 8}").newbyteorder("<")
     count = rows * columns
@@ -212,6 +215,13 @@ def _read(data: bytes) -> FastImage:
     if length < count * dtype.itemsize or pixel_at + count * dtype.itemsize > len(data):
         raise _Unsupported
     pixels = np.frombuffer(data, dtype=dtype, count=count, offset=pixel_at).reshape(rows, columns)
+    if stored_bits < bits:
+        # as pydicom does: bits above BitsStored are not part of the value (e.g. 12-bit CT in 16 bits)
+        unused = bits - stored_bits
+        if dtype.kind == "i":
+            pixels = (pixels << unused) >> unused  # sign-extends from the highest stored bit
+        else:
+            pixels = pixels & dtype.type((1 << stored_bits) - 1)
     if "RescaleSlope" in found:
         slope = _numbers(found["RescaleSlope"], 1)[0]
         intercept = _numbers(found["RescaleIntercept"], 1)[0] if "RescaleIntercept" in found else 0.0
