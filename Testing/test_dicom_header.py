@@ -119,3 +119,28 @@ def test_bits_stored_below_bits_allocated(signed: int) -> None:
     expected = pydicom.dcmread(io.BytesIO(data)).pixel_array
     np.testing.assert_array_equal(fast.pixels, expected)
     assert fast.pixels.dtype == expected.dtype
+
+
+def test_collector_reuses_the_early_assembly_only_for_the_same_instances() -> None:
+    """The series assembled before verification is used when exactly those instances are
+    expected; otherwise (an instance dropped as unexpected) the volume is built again."""
+    from SlicerMCPLib.dicom.loader import SeriesCollector
+
+    spec, datasets = make_ct_series(slices=5)
+    encoded = {str(ds.SOPInstanceUID): encode(ds) for ds in datasets}
+    uids = list(encoded)
+
+    collector = SeriesCollector()
+    for uid, data in encoded.items():
+        collector.add(uid, data)
+    collector.build_ahead(spec.series_uid)
+    early = collector._ahead[1] if collector._ahead else None
+    assert collector.build(uids) is early is not None
+
+    collector = SeriesCollector()
+    for uid, data in encoded.items():
+        collector.add(uid, data)
+    collector.build_ahead(spec.series_uid)
+    fewer = collector.build(uids[:-1])
+    assert fewer.slices == 4
+    assert fewer.volume.attributes["DICOM.instanceUIDs"] == " ".join(uids[:-1])

@@ -294,15 +294,12 @@ class SeriesCollector:
         """Assemble `series_uid` from every instance read so far, before the retrieve is verified
         (the expected-instance query may still be running): `build` reuses the result when it
         is asked for exactly these instances, in this order, and builds again otherwise."""
-        uids = [
-            u
-            for u, item in self._items.items()
-            if isinstance(item, _Instance) and item.series_uid == series_uid
-        ]
-        if not uids or len(uids) != len(self._items):
+        items = list(self._items.items())  # a snapshot: a late arrival must not break the iteration
+        uids = [u for u, item in items if isinstance(item, _Instance) and item.series_uid == series_uid]
+        if not uids or len(uids) != len(items):
             return  # other series or unreadable instances around: leave it to `build`
         try:
-            result: LoadedVolume | SlicerMCPError = build_volume([self._items[u] for u in uids], allocate)  # type: ignore[misc]
+            result: LoadedVolume | SlicerMCPError = build_volume([item for _, item in items], allocate)  # type: ignore[misc]
         except SlicerMCPError as exc:
             result = exc
         self._ahead = (uids, result)
