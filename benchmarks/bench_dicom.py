@@ -50,7 +50,11 @@ from SlicerMCPLib.core.gateway import SceneThread  # noqa: E402
 from SlicerMCPLib.core.services import Services  # noqa: E402
 from SlicerMCPLib.dicom import retrieve as retrieve_module  # noqa: E402
 from SlicerMCPLib.dicom import service as service_module  # noqa: E402
-from SlicerMCPLib.dicom.loader import SeriesCollector  # noqa: E402
+
+try:  # absent before the incremental loader: the benchmark then runs without the assembly phase
+    from SlicerMCPLib.dicom.loader import SeriesCollector  # noqa: E402
+except ImportError:  # pragma: no cover
+    SeriesCollector = None  # type: ignore[assignment,misc]
 from SlicerMCPLib.hosts.headless import create_headless_backend  # noqa: E402
 from SlicerMCPLib.serving.server import build_server  # noqa: E402
 
@@ -243,10 +247,12 @@ def _instrument(probe: Phases, backend: Any) -> Callable[[], None]:
         (retrieve_module, "_dicomweb", "transfer"),
         (retrieve_module, "_c_get", "transfer"),
         (retrieve_module, "move", "transfer"),
-        (SeriesCollector, "build_ahead", "assembly"),
-        (SeriesCollector, "build", "assembly"),
         (backend, "add_volume", "scene"),
     ]
+    if SeriesCollector is not None:
+        targets += [(SeriesCollector, "build_ahead", "assembly"), (SeriesCollector, "build", "assembly")]
+    if hasattr(service_module, "load_series"):  # the loader before it read instances as they arrive
+        targets.append((service_module, "load_series", "assembly"))
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in targets]
     for owner, name, phase in targets:
         if name == "add_volume":
