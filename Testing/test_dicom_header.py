@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -144,3 +145,50 @@ def test_collector_reuses_the_early_assembly_only_for_the_same_instances() -> No
     fewer = collector.build(uids[:-1])
     assert fewer.slices == 4
     assert fewer.volume.attributes["DICOM.instanceUIDs"] == " ".join(uids[:-1])
+
+
+def twelve_bit_ct(signed: int) -> tuple[Any, list[bytes]]:
+    spec, datasets = make_ct_series(slices=7, rows=16, columns=12, shuffle=True)
+    out = []
+    for ds in datasets:
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, signed
+        out.append(encode(ds))
+    return spec, out
+
+
+@pytest.mark.parametrize("signed", [0, 1])
+@pytest.mark.parametrize("hint", ["before", "midway", "too-small", "too-large", "none"])
+def test_staged_slices_give_the_same_volume(signed: int, hint: str) -> None:
+    """Slices copied into the volume as they arrive (12-bit CT, shuffled arrival) end up exactly as
+    the plain build makes them; a wrong or missing count only means the plain build is used."""
+    from SlicerMCPLib.dicom.loader import SeriesCollector
+
+    spec, encoded = twelve_bit_ct(signed)
+    reference = load_series(encoded).volume
+    allocated: list[np.ndarray] = []
+
+    def allocate(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        allocated.append(np.empty(shape, dtype))
+        return allocated[-1]
+
+    count = {"before": 7, "midway": 7, "too-small": 6, "too-large": 8, "none": 0}[hint]
+    collector = SeriesCollector(allocate)
+    if hint != "midway":
+        collector.expect(spec.series_uid, count)
+    uids = []
+    for n, data in enumerate(encoded):
+        uid = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+        uids.append(uid)
+        collector.add(uid, data)
+        if hint == "midway" and n == 3:
+            collector.expect(spec.series_uid, count)
+    volume = collector.build(uids).volume
+    np.testing.assert_array_equal(volume.array, reference.array)
+    assert volume.array.dtype == reference.array.dtype == np.int16
+    np.testing.assert_allclose(volume.ijk_to_ras, reference.ijk_to_ras)
+    assert volume.attributes == reference.attributes
+    assert volume.value_range == reference.value_range
+    staged = hint in ("before", "midway")
+    if staged:  # the staging buffer is the volume: nothing was written twice
+        assert np.shares_memory(volume.array, allocated[0])
+    assert len(allocated) == (1 if staged else 1 + (hint in ("too-small", "too-large")))

@@ -83,6 +83,7 @@ class FastImage:
     intercept: float
     window_center: str | None
     window_width: str | None
+    bits_stored: int
     pixels: np.ndarray  # (rows, columns) stored values, read-only view
 
 
@@ -250,5 +251,6 @@ def _read(data: bytes) -> FastImage:
         intercept=intercept,
         window_center=_text(found["WindowCenter"]) if "WindowCenter" in found else None,
         window_width=_text(found["WindowWidth"]) if "WindowWidth" in found else None,
+        bits_stored=stored_bits,
         pixels=pixels,
     )

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -49,6 +51,7 @@ class _Slice:
     intercept: float
     pixels: np.ndarray  # (rows, columns) stored values
     _bounds: tuple[int, int] | None = None
+    slot: int | None = None  # where SeriesCollector staged these pixels, if it did
 
     def bounds(self) -> tuple[int, int]:
         """Smallest and largest stored value (integer pixels), computed once."""
@@ -197,6 +200,7 @@ class _Instance:
     modality: str = ""
     name: str = ""
     window_level: tuple[float, float] | None = None
+    bits_stored: int | None = None  # known for instances the fast reader read
 
 
 def read_datasets(sources: Sequence[Path | bytes]) -> list[Dataset]:
@@ -249,6 +253,7 @@ def read_instance(source: Path | bytes, index: int = 0) -> _Instance:
             fast.modality,
             _series_name(description, fast.series_number),
             _window_level(fast.window_center, fast.window_width),
+            fast.bits_stored,
         )
     ds = _dcmread(source, index)
     image = "PixelData" in ds
@@ -268,43 +273,141 @@ def load_series(sources: Sequence[Path | bytes], allocate: Allocate | None = Non
     return build_volume([read_instance(source, index) for index, source in enumerate(sources)], allocate)
 
 
+def _staged_dtype(stored: np.dtype, bits_stored: int, slope: float, intercept: float) -> np.dtype | None:
+    """The volume's type when the header alone decides it (as `_modality_values` would), else None:
+    the stored type when there is no rescale, int16 when every value BitsStored allows fits after
+    the intercept (12-bit CT). Values that only the data decides are not staged."""
+    if stored.kind not in "iu" or slope != 1.0 or not float(intercept).is_integer():
+        return None
+    shift = int(intercept)
+    if shift == 0:
+        return stored.newbyteorder("=")
+    lo, hi = (
+        (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1)
+        if stored.kind == "i"
+        else (0, (1 << bits_stored) - 1)
+    )
+    info = np.iinfo(np.int16)
+    if info.min <= min(lo, lo + shift, shift) and max(hi, hi + shift, shift) <= info.max:
+        return np.dtype(np.int16)
+    return None
+
+
+@dataclass
+class _Staging:
+    key: tuple[Any, ...]  # shape, stored type, slope, intercept, BitsStored of the first slice
+    buffer: np.ndarray  # [slot, rows, columns] in the volume's type
+    slots: dict[str, int] = field(default_factory=dict)
+
+
 class SeriesCollector:
     """Reads instances while a retrieve is still running (the reader is called per arrival), so
     decoding overlaps the transfer; `build` then assembles one series from the instances asked for.
 
-    A failure to read one instance is kept and raised by `build`, after the retrieve has been
-    verified (an incomplete retrieve is reported as such, not as a decode error).
+    Once `expect` says how many instances a series has, each plain slice is also copied into the
+    volume's own memory (from `allocate`) as it arrives, in arrival order: the build then only
+    reorders the slices in place and adds the intercept, instead of writing the whole volume
+    into fresh memory after the transfer. Anything unusual drops that staging and the build
+    writes the volume as usual. A failure to read one instance is kept and raised by `build`,
+    after the retrieve has been verified (an incomplete retrieve is reported as such).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, allocate: Allocate | None = None) -> None:
         self._items: dict[str, _Instance | SlicerMCPError] = {}
         self._count = 0
         self._ahead: tuple[list[str], LoadedVolume | SlicerMCPError] | None = None
+        self._allocate = allocate or np.empty
+        self._lock = threading.Lock()
+        self._expected: dict[str, int] = {}
+        self._staging: dict[str, _Staging | None] = {}  # None: given up for that series
+
+    def expect(self, series_uid: str, count: int) -> None:
+        """How many instances `series_uid` will have (a hint: a wrong one only costs the staging)."""
+        with self._lock:
+            if series_uid in self._expected or count <= 0:
+                return
+            self._expected[series_uid] = count
+            for uid, item in list(self._items.items()):
+                if isinstance(item, _Instance) and item.series_uid == series_uid:
+                    self._stage(uid, item)
 
     def add(self, sop_uid: str, source: Path | bytes) -> None:
         self._count += 1
         try:
-            self._items[sop_uid] = read_instance(source, self._count - 1)
+            item: _Instance | SlicerMCPError = read_instance(source, self._count - 1)
         except SlicerMCPError as exc:
-            self._items[sop_uid] = exc
+            item = exc
         except Exception as exc:  # never let a reader bug break the transfer: report it at build
-            self._items[sop_uid] = _fail(f"instance #{self._count} could not be read ({type(exc).__name__})")
+            item = _fail(f"instance #{self._count} could not be read ({type(exc).__name__})")
+        if isinstance(item, _Instance) and item.bits_stored is not None:
+            item.slices[0].bounds()  # while the next instance downloads
+        with self._lock:
+            self._items[sop_uid] = item
+            if isinstance(item, _Instance) and item.series_uid in self._expected:
+                self._stage(sop_uid, item)
 
-    def build_ahead(self, series_uid: str, allocate: Allocate | None = None) -> None:
+    def _stage(self, sop_uid: str, item: _Instance) -> None:
+        """Copy one slice into the series' staging buffer (caller holds the lock)."""
+        series = item.series_uid
+        staging = self._staging.get(series)
+        if series in self._staging and staging is None:
+            return
+        if item.bits_stored is None or len(item.slices) != 1:
+            self._staging[series] = None
+            return
+        s = item.slices[0]
+        key = (s.pixels.shape, s.pixels.dtype, s.slope, s.intercept, item.bits_stored)
+        if staging is None:
+            dtype = _staged_dtype(s.pixels.dtype, item.bits_stored, s.slope, s.intercept)
+            if dtype is None:
+                self._staging[series] = None
+                return
+            staging = _Staging(key, self._allocate((self._expected[series], *s.pixels.shape), dtype))
+            self._staging[series] = staging
+        slot = staging.slots.get(sop_uid, len(staging.slots))
+        if key != staging.key or slot >= staging.buffer.shape[0]:
+            self._staging[series] = None
+            return
+        staging.slots[sop_uid] = slot
+        np.copyto(staging.buffer[slot], s.pixels, casting="unsafe")  # exact: the type holds BitsStored
+        s.slot = slot
+
+    def _take_staged(self, instances: Sequence[_Instance]) -> np.ndarray | None:
+        """The staging buffer when it holds exactly these instances (it is then used up)."""
+        if not instances:
+            return None
+        with self._lock:
+            staging = self._staging.get(instances[0].series_uid)
+            if staging is None or len(staging.slots) != staging.buffer.shape[0]:
+                return None
+            if len(instances) != len(staging.slots) or any(i.sop_uid not in staging.slots for i in instances):
+                return None
+            self._staging[instances[0].series_uid] = None  # reordered in place by the build
+            for i in instances:
+                i.slices[0].slot = staging.slots[i.sop_uid]
+            return staging.buffer
+
+    def build_ahead(self, series_uid: str) -> None:
         """Assemble `series_uid` from every instance read so far, before the retrieve is verified
         (the expected-instance query may still be running): `build` reuses the result when it
         is asked for exactly these instances, in this order, and builds again otherwise."""
-        items = list(self._items.items())  # a snapshot: a late arrival must not break the iteration
+        with self._lock:
+            items = list(self._items.items())
         uids = [u for u, item in items if isinstance(item, _Instance) and item.series_uid == series_uid]
         if not uids or len(uids) != len(items):
             return  # other series or unreadable instances around: leave it to `build`
+        instances = [item for _, item in items]
         try:
-            result: LoadedVolume | SlicerMCPError = build_volume([item for _, item in items], allocate)  # type: ignore[misc]
+            result: LoadedVolume | SlicerMCPError = build_volume(
+                instances,  # type: ignore[arg-type]
+                self._allocate,
+                self._take_staged(instances),  # type: ignore[arg-type]
+            )
         except SlicerMCPError as exc:
             result = exc
         self._ahead = (uids, result)
 
-    def build(self, sop_uids: Sequence[str], allocate: Allocate | None = None) -> LoadedVolume:
+    def build(self, sop_uids: Sequence[str]) -> LoadedVolume:
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == list(sop_uids):
             for uid in sop_uids:
@@ -320,11 +423,14 @@ class SeriesCollector:
             if isinstance(item, SlicerMCPError):
                 raise item
             instances.append(item)
-        return build_volume(instances, allocate)
+        return build_volume(instances, self._allocate, self._take_staged(instances))
 
 
-def build_volume(instances: Sequence[_Instance], allocate: Allocate | None = None) -> LoadedVolume:
-    """The volume of one series' instances (in the order given); `allocate` provides the voxel memory."""
+def build_volume(
+    instances: Sequence[_Instance], allocate: Allocate | None = None, staged: np.ndarray | None = None
+) -> LoadedVolume:
+    """The volume of one series' instances (in the order given); `allocate` provides the voxel memory,
+    `staged` the slices already copied into it (see SeriesCollector), when there are any."""
     images = [item for item in instances if item.slices]
     if not images:
         kinds = sorted({item.modality or "?" for item in instances})
@@ -333,7 +439,7 @@ def build_volume(instances: Sequence[_Instance], allocate: Allocate | None = Non
     slices = [s for item in images for s in item.slices]
     warnings: list[str] = []
     slices = _consistent(slices, warnings)
-    array, ijk_to_ras, value_range = _assemble(slices, warnings, allocate or np.empty)
+    array, ijk_to_ras, value_range = _assemble(slices, warnings, allocate or np.empty, staged)
     attributes = {
         "DICOM.StudyInstanceUID": first.study_uid,
         "DICOM.SeriesInstanceUID": first.series_uid,
@@ -400,7 +506,7 @@ def _consistent(slices: list[_Slice], warnings: list[str]) -> list[_Slice]:
 
 
 def _assemble(
-    slices: list[_Slice], warnings: list[str], allocate: Allocate
+    slices: list[_Slice], warnings: list[str], allocate: Allocate, staged: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None]:
     """(voxels, IJK->RAS, value range when known exactly) of the sorted slices."""
     ref = slices[0]
@@ -421,7 +527,7 @@ def _assemble(
         spacing_k = float(np.median(steps))
         uniform = not np.max(np.abs(steps - spacing_k)) > _SPACING_REL_TOL * spacing_k
     if uniform:
-        data, value_range = _modality_values(slices, allocate)
+        data, value_range = _modality_values(slices, allocate, staged)
     else:
         data, distances = _resample_uniform(_modality_values(slices, np.empty)[0], distances, spacing_k)
         value_range = None
@@ -448,7 +554,7 @@ def _assemble(
 
 
 def _modality_values(
-    slices: list[_Slice], allocate: Allocate
+    slices: list[_Slice], allocate: Allocate, staged: np.ndarray | None = None
 ) -> tuple[np.ndarray, tuple[float, float] | None]:
     """Modality values (rescale applied) written slice by slice into one array from `allocate`: the
     stored pixels are read once and never stacked first. Stays integer (int16 when it fits) when the
@@ -472,6 +578,8 @@ def _modality_values(
         for dtype in candidates:
             info = np.iinfo(dtype)
             if info.min <= lo and hi <= info.max:
+                if _usable(staged, slices, dtype):
+                    return _reorder_in_place(staged, slices, shift), (float(lo), float(hi))  # type: ignore[arg-type]
                 out = allocate(shape, dtype)
                 for k, s in enumerate(slices):
                     if shift == 0:
@@ -494,6 +602,39 @@ def _modality_values(
             ends = np.array(s.bounds(), dtype=np.float32) * slope + intercept
             lo_hi += [float(ends.min()), float(ends.max())]
     return out, ((min(lo_hi), max(lo_hi)) if integer else None)
+
+
+def _usable(staged: np.ndarray | None, slices: list[_Slice], dtype: np.dtype) -> bool:
+    return (
+        staged is not None
+        and staged.dtype == dtype
+        and staged.shape == (len(slices), *slices[0].pixels.shape)
+        and sorted(s.slot for s in slices if s.slot is not None) == list(range(len(slices)))
+    )
+
+
+def _reorder_in_place(staged: np.ndarray, slices: list[_Slice], shift: int) -> np.ndarray:
+    """Put slot `slices[k].slot` at position k (following cycles, one slice of scratch), then add
+    the intercept; the values fit the type (checked by the caller)."""
+    source = [int(s.slot) for s in slices]  # type: ignore[arg-type]
+    done = [False] * len(source)
+    for start in range(len(source)):
+        if done[start] or source[start] == start:
+            done[start] = True
+            continue
+        scratch = staged[start].copy()
+        k = start
+        while True:
+            done[k] = True
+            nxt = source[k]
+            if nxt == start:
+                staged[k] = scratch
+                break
+            staged[k] = staged[nxt]
+            k = nxt
+    if shift:
+        np.add(staged, shift, out=staged, dtype=staged.dtype, casting="unsafe")
+    return staged
 
 
 def _resample_uniform(

@@ -42,7 +42,7 @@ from .models import (
 from .move import Target, move
 from .pdf import pdf_text
 from .query import find
-from .retrieve import Arrivals, Expected, choose_method, expected_instances, retrieve
+from .retrieve import MAX_INSTANCES, Arrivals, Expected, choose_method, expected_instances, retrieve
 from .send import send
 from .storage_scp import StorageScp
 
@@ -160,6 +160,8 @@ class DicomService:
         expected: Expected | None = None,
         on_item: Callable[[str, Path | bytes], None] | None = None,
         transferred: Callable[[], None] | None = None,
+        on_expected: Callable[[Expected], None] | None = None,
+        early: Callable[[DicomNode, str], None] | None = None,
     ) -> tuple[RetrieveMethod, Expected, dict[str, Path | bytes]]:
         """Retrieve into `directory`, or into memory when it is None (nothing touches the disk)."""
         name, node = self.node()
@@ -171,11 +173,18 @@ class DicomService:
             if progress is not None:
                 progress(done, count, f"retrieved {done}/{count or '?'} instances")
 
-        with ThreadPoolExecutor(1, thread_name_prefix="dicom-expected") as pool:
+        with ThreadPoolExecutor(2, thread_name_prefix="dicom-expected") as pool:
+            if early is not None:
+                pool.submit(early, node, name)
             # DICOMweb streams while the C-FIND lists what must arrive; DIMSE methods wait for the list
             pending: Expected | Future[Expected] = expected or pool.submit(
                 expected_instances, node, self.calling_aet, target, name
             )
+            if on_expected is not None:
+                if isinstance(pending, Future):
+                    pending.add_done_callback(lambda f: None if f.exception() else on_expected(f.result()))
+                else:
+                    on_expected(pending)
             arrivals = Arrivals(pending, directory, per_instance, on_item)
             items = retrieve(
                 node,
@@ -242,12 +251,26 @@ class DicomService:
         seconds until every instance arrived, seconds after).
         """
         t0 = time.perf_counter()
-        collector = SeriesCollector()
-        ahead = None
+        collector = SeriesCollector(allocate)
+        ahead = on_expected = early = None
         if target.series_uid and not target.sop_uid:
-            # assemble while the expected-instance query may still run; kept when it lists the same
-            ahead = functools.partial(collector.build_ahead, target.series_uid, allocate)
-        chosen, expected, items = self._fetch(target, None, method, progress, expected, collector.add, ahead)
+            series_uid = target.series_uid
+
+            def count_hint(node: DicomNode, name: str) -> None:
+                count = self._series_size(node, name, target)
+                if count is not None:
+                    collector.expect(series_uid, count)
+
+            def expected_count(found: Expected) -> None:
+                collector.expect(series_uid, sum(1 for s, _ in found.instances.values() if s == series_uid))
+
+            # the series' size (one fast series-level C-FIND) lets slices go straight into the volume
+            # as they arrive; assemble while the expected-instance query may still run
+            early, on_expected = count_hint, expected_count
+            ahead = functools.partial(collector.build_ahead, series_uid)
+        chosen, expected, items = self._fetch(
+            target, None, method, progress, expected, collector.add, ahead, on_expected, early
+        )
         t1 = time.perf_counter()
         by_series: dict[str, list[str]] = {}
         for sop_uid in items:
@@ -258,12 +281,29 @@ class DicomService:
             if progress is not None:
                 progress(len(expected.instances), len(expected.instances), f"decoding series {series_uid}")
             try:
-                decoded.append(
-                    DecodedSeries(series_uid, collector.build(by_series.pop(series_uid), allocate))
-                )
+                decoded.append(DecodedSeries(series_uid, collector.build(by_series.pop(series_uid))))
             except NotAVolume as exc:
                 skipped.append(SkippedSeries(series_instance_uid=series_uid, reason=exc.message))
         return chosen, decoded, skipped, t1 - t0, time.perf_counter() - t1
+
+    def _series_size(self, node: DicomNode, name: str, target: Target) -> int | None:
+        """NumberOfSeriesRelatedInstances from a series-level C-FIND (one answer, so it comes long
+        before the instance list); None when the node does not say. Only a hint: the instance
+        list remains the contract."""
+        try:
+            found = find(
+                node,
+                self.calling_aet,
+                "series",
+                ["SeriesInstanceUID", "NumberOfSeriesRelatedInstances"],
+                {"StudyInstanceUID": target.study_uid, "SeriesInstanceUID": target.series_uid or ""},
+                limit=1,
+                node_name=name,
+            )
+            count = int(found.records[0]["NumberOfSeriesRelatedInstances"]) if found.records else 0
+        except (SlicerMCPError, KeyError, TypeError, ValueError):
+            return None
+        return count if 0 < count <= MAX_INSTANCES else None
 
     def pdf_text(self, target: Target) -> PdfText:
         """Fetch one Encapsulated PDF instance into memory and extract its text."""
