@@ -9,7 +9,7 @@ dcmtk tools), uploads a synthetic CT, then runs N rounds; each round times, one 
   load_series in this process (in-memory client) with its phases timed: expected-instance
               query, transfer, assembly, scene add
 Prints medians over the rounds, each round's ratio to that round's getscu, and the phases.
-Run: python benchmarks/bench_dicom.py [ROUNDS] [SLICES]
+Run: python benchmarks/bench_dicom.py [ROUNDS] [SLICES] [gradient16|ct12]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import requests
 import yaml
 
@@ -59,6 +60,13 @@ from SlicerMCPLib.hosts.headless import create_headless_backend  # noqa: E402
 from SlicerMCPLib.serving.server import build_server  # noqa: E402
 
 METHODS = ("dicomweb", "c-get", "c-move")
+KINDS = {
+    # the test fixture's gradient: every voxel tells where it is; past slice ~200 the int16 values
+    # wrap, so with the -1024 intercept the volume needs int32
+    "gradient16": "16-bit signed gradient (int32 volume)",
+    # what CT scanners write: 12 bits stored in 16, intercept -1024: the volume is int16
+    "ct12": "12-bit stored CT (int16 volume)",
+}
 
 
 class Phases:
@@ -87,11 +95,19 @@ class Phases:
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     slices = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+    kind = sys.argv[3] if len(sys.argv) > 3 else "gradient16"
+    if kind not in KINDS:
+        raise SystemExit(f"series kind: one of {', '.join(KINDS)}")
     work = Path(tempfile.mkdtemp(prefix="bench-dicom-"))
     orthanc = start_orthanc(work)
     scene = SceneThread().start()
     try:
         spec, datasets = make_ct_series(slices=slices, rows=512, columns=512, shuffle=False)
+        if kind == "ct12":
+            for ds in datasets:  # as CT scanners store it: 12 bits in 16, unsigned, intercept -1024
+                values = np.frombuffer(ds.PixelData, dtype="<i2").view("<u2") & 0x0FFF
+                ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+                ds.PixelData = values.tobytes()
         t0 = time.perf_counter()
         orthanc.upload(datasets)
         size_mb = sum(len(d.PixelData) for d in datasets) / 1e6
@@ -214,7 +230,7 @@ def main() -> None:
         asyncio.run(services.close())
 
         print(
-            f"\n{rounds} rounds, {slices} slices 512x512 int16; medians; ratio = median of per-round ratios\n"
+            f"\n{rounds} rounds, {slices} slices 512x512, {KINDS[kind]}; medians; ratio = median of per-round ratios\n"
         )
         print("| what | median time | ratio to getscu |\n| --- | --- | --- |")
         print(
