@@ -13,6 +13,7 @@ import io
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,8 @@ class SeriesCollector:
         self._lock = threading.Lock()
         self._expected: dict[str, int] = {}
         self._staging: dict[str, _Staging | None] = {}  # None: given up for that series
+        self._reader: ThreadPoolExecutor | None = None
+        self._last: Future[None] | None = None
 
     def expect(self, series_uid: str, count: int) -> None:
         """How many instances `series_uid` will have (a hint: a wrong one only costs the staging)."""
@@ -332,6 +335,25 @@ class SeriesCollector:
                     self._stage(uid, item)
 
     def add(self, sop_uid: str, source: Path | bytes) -> None:
+        """Read one arrival on the collector's own thread, so the receiving thread goes back to the
+        network at once (the copy into the volume's memory releases the GIL)."""
+        with self._lock:
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(1, thread_name_prefix="dicom-read")
+            self._last = self._reader.submit(self._read, sop_uid, source)
+
+    def _drain(self) -> None:
+        """Wait until every arrival handed to `add` has been read."""
+        last = self._last
+        if last is not None:
+            last.result()
+
+    def close(self) -> None:
+        """Stop the reading thread (after the last build)."""
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+
+    def _read(self, sop_uid: str, source: Path | bytes) -> None:
         self._count += 1
         try:
             item: _Instance | SlicerMCPError = read_instance(source, self._count - 1)
@@ -391,6 +413,7 @@ class SeriesCollector:
         """Assemble `series_uid` from every instance read so far, before the retrieve is verified
         (the expected-instance query may still be running): `build` reuses the result when it
         is asked for exactly these instances, in this order, and builds again otherwise."""
+        self._drain()
         with self._lock:
             items = list(self._items.items())
         uids = [u for u, item in items if isinstance(item, _Instance) and item.series_uid == series_uid]
@@ -408,6 +431,7 @@ class SeriesCollector:
         self._ahead = (uids, result)
 
     def build(self, sop_uids: Sequence[str]) -> LoadedVolume:
+        self._drain()
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == list(sop_uids):
             for uid in sop_uids:

@@ -268,22 +268,27 @@ class DicomService:
             # as they arrive; assemble while the expected-instance query may still run
             early, on_expected = count_hint, expected_count
             ahead = functools.partial(collector.build_ahead, series_uid)
-        chosen, expected, items = self._fetch(
-            target, None, method, progress, expected, collector.add, ahead, on_expected, early
-        )
-        t1 = time.perf_counter()
-        by_series: dict[str, list[str]] = {}
-        for sop_uid in items:
-            by_series.setdefault(expected.instances[sop_uid][0], []).append(sop_uid)
-        items.clear()
-        decoded, skipped = [], []
-        for series_uid in sorted(by_series):
-            if progress is not None:
-                progress(len(expected.instances), len(expected.instances), f"decoding series {series_uid}")
-            try:
-                decoded.append(DecodedSeries(series_uid, collector.build(by_series.pop(series_uid))))
-            except NotAVolume as exc:
-                skipped.append(SkippedSeries(series_instance_uid=series_uid, reason=exc.message))
+        try:
+            chosen, expected, items = self._fetch(
+                target, None, method, progress, expected, collector.add, ahead, on_expected, early
+            )
+            t1 = time.perf_counter()
+            by_series: dict[str, list[str]] = {}
+            for sop_uid in items:
+                by_series.setdefault(expected.instances[sop_uid][0], []).append(sop_uid)
+            items.clear()
+            decoded, skipped = [], []
+            for series_uid in sorted(by_series):
+                if progress is not None:
+                    progress(
+                        len(expected.instances), len(expected.instances), f"decoding series {series_uid}"
+                    )
+                try:
+                    decoded.append(DecodedSeries(series_uid, collector.build(by_series.pop(series_uid))))
+                except NotAVolume as exc:
+                    skipped.append(SkippedSeries(series_instance_uid=series_uid, reason=exc.message))
+        finally:
+            collector.close()
         return chosen, decoded, skipped, t1 - t0, time.perf_counter() - t1
 
     def _series_size(self, node: DicomNode, name: str, target: Target) -> int | None:
