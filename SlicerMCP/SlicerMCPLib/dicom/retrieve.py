@@ -56,24 +56,36 @@ class Expected:
 
     @property
     def sop_classes(self) -> list[str]:
-        return sorted({c for _, c in self.instances.values()})
+        return sorted({c for _, c in self.instances.values() if c})
 
 
 def expected_instances(
-    node: DicomNode, calling_aet: str, target: Target, node_name: str | None = None
+    node: DicomNode,
+    calling_aet: str,
+    target: Target,
+    node_name: str | None = None,
+    with_classes: bool = True,
 ) -> Expected:
-    """C-FIND at instance level: the SOP instances a retrieve must deliver."""
+    """C-FIND at instance level: the SOP instances a retrieve must deliver.
+
+    Without `with_classes` the SOP Class UIDs (needed only to negotiate C-GET) are not asked
+    for and stay empty: SOPClassUID is not in Orthanc's index, so asking for it makes Orthanc
+    read every instance from its storage (300 instances: 0.32 s -> 0.23 s without it).
+    """
     study_uid, series_uid = target.study_uid, target.series_uid
     filters = {"StudyInstanceUID": study_uid}
     if series_uid:
         filters["SeriesInstanceUID"] = series_uid
     if target.sop_uid:
         filters["SOPInstanceUID"] = target.sop_uid
+    keys = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"] + (
+        ["SOPClassUID"] if with_classes else []
+    )
     result = find(
         node,
         calling_aet,
         "instance",
-        ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"],
+        keys,
         filters,
         limit=MAX_INSTANCES,
         node_name=node_name,
@@ -87,7 +99,7 @@ def expected_instances(
         )
         expected.instances[sop] = (
             series,
-            check_uid(str(rec.get("SOPClassUID") or ""), "SOPClassUID from the node"),
+            check_uid(str(rec.get("SOPClassUID") or ""), "SOPClassUID from the node") if with_classes else "",
         )
     if not expected.instances:
         what = f"{target.level} {target.sop_uid or series_uid or study_uid}"

@@ -178,7 +178,7 @@ class DicomService:
                 pool.submit(early, node, name)
             # DICOMweb streams while the C-FIND lists what must arrive; DIMSE methods wait for the list
             pending: Expected | Future[Expected] = expected or pool.submit(
-                expected_instances, node, self.calling_aet, target, name
+                expected_instances, node, self.calling_aet, target, name, chosen == "c-get"
             )
             if on_expected is not None:
                 if isinstance(pending, Future):
