@@ -120,6 +120,15 @@ def test_bits_stored_below_bits_allocated(signed: int) -> None:
     expected = pydicom.dcmread(io.BytesIO(data)).pixel_array
     np.testing.assert_array_equal(fast.pixels, expected)
     assert fast.pixels.dtype == expected.dtype
+    assert not np.shares_memory(fast.pixels, np.frombuffer(data, np.uint8))  # masked: a copy
+    ds.PixelData = np.array([0x0FFF, 0, 5, 0x0800, 7, 1, 2, 3], dtype="<u2").tobytes()
+    if signed:
+        ds.PixelData = np.array([-2048, 2047, -1, 0, 5, 6, 7, 8], dtype="<i2").tobytes()
+    data = encode(ds)
+    fast = read_image(data)
+    assert fast is not None
+    np.testing.assert_array_equal(fast.pixels, pydicom.dcmread(io.BytesIO(data)).pixel_array)
+    assert np.shares_memory(fast.pixels, np.frombuffer(data, np.uint8))  # clean words: a view
 
 
 def test_collector_reuses_the_early_assembly_only_for_the_same_instances() -> None:

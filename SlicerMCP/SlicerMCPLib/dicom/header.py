@@ -164,6 +164,15 @@ def _skip_sequence(data: bytes | memoryview, pos: int, explicit: bool, depth: in
     raise _Unsupported
 
 
+def _clean(pixels: np.ndarray, bits_stored: int) -> bool:
+    """True when the bits above BitsStored already hold nothing but the sign (as scanners write them):
+    the words are then the values, and no masked copy is needed."""
+    if pixels.dtype.kind == "i":
+        limit = 1 << (bits_stored - 1)
+        return bool(pixels.min() >= -limit and pixels.max() < limit)
+    return bool(pixels.max() < (1 << bits_stored))
+
+
 def read_image(data: bytes) -> FastImage | None:
     """The image's attributes and pixel view, or None when pydicom must read this instance."""
     try:
@@ -216,7 +225,7 @@ def _read(data: bytes) -> FastImage:
     if length < count * dtype.itemsize or pixel_at + count * dtype.itemsize > len(data):
         raise _Unsupported
     pixels = np.frombuffer(data, dtype=dtype, count=count, offset=pixel_at).reshape(rows, columns)
-    if stored_bits < bits:
+    if stored_bits < bits and not _clean(pixels, stored_bits):
         # as pydicom does: bits above BitsStored are not part of the value (e.g. 12-bit CT in 16 bits)
         unused = bits - stored_bits
         if dtype.kind == "i":
