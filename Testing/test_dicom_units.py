@@ -71,3 +71,25 @@ def test_text_and_date_filters() -> None:
     for bad in ("2024-01-01", "-", "2024010", "20240101-2024", "20241399", "20240230", "20240101-20241301"):
         with pytest.raises(SlicerMCPError):
             check_date(bad, "StudyDate")
+
+
+def test_encoded_instance_is_pynetdicoms_file() -> None:
+    """Our file framing of a received C-STORE data set is byte for byte pynetdicom's own."""
+    from io import BytesIO
+
+    from pynetdicom import evt
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.events import Event
+    from pynetdicom.presentation import build_context
+
+    from SlicerMCPLib.dicom.storage_scp import encoded_instance
+
+    for syntax in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2"):
+        request = C_STORE()
+        request.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        request.AffectedSOPInstanceUID = "1.2.3.45"  # odd length: padded
+        request.DataSet = BytesIO(b"\x08\x00\x18\x00UI\x08\x001.2.3.45")
+        context = build_context("1.2.840.10008.5.1.4.1.1.2", syntax)
+        context.context_id = 1
+        event = Event(None, evt.EVT_C_STORE, {"request": request, "context": context.as_tuple})  # type: ignore[arg-type]
+        assert encoded_instance(event) == event.encoded_dataset()

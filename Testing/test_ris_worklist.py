@@ -309,3 +309,65 @@ def test_wildcards_match_like_shell_patterns(pattern: str, value: str) -> None:
     query = mwl_query(AccessionNumber=pattern)
     expected = fnmatch.fnmatchcase(value, pattern) or pattern == "*"
     assert match(query, {"AccessionNumber": value}) == expected
+
+
+# --- responses encoded without pydicom --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("charset", [None, "ISO_IR 100"])
+def test_encoded_responses_are_pydicoms_bytes(
+    sqlite_store: Any, cr2: Any, explicit: bool, charset: Any
+) -> None:
+    """The wire encoder writes exactly what pydicom writes for the same projected response."""
+    from pynetdicom.dsutils import encode
+
+    from SlicerMCPLib.ris.scp import RisScp
+    from SlicerMCPLib.ris.wire import compile_encoder
+    from SlicerMCPLib.ris.worklist import compile_projection, set_character_set
+
+    query = cr2_query(PatientName="", AccessionNumber="", ReferencedStudySequence=[], IssuerOfPatientID="")
+    query[SPS].value[0].ScheduledProtocolCodeSequence = []
+    query[SPS].value[0].Modality = ""
+    if charset:
+        query.SpecificCharacterSet = charset
+    scp = RisScp(sqlite_store)
+    items = list(scp.matches(query))
+    assert len(items) == 5
+    fast = compile_encoder(query, query.get("SpecificCharacterSet"), explicit)
+    respond = compile_projection(query)
+    for item in items:
+        response = respond(item)
+        set_character_set(response, query.get("SpecificCharacterSet"))
+        assert fast(item) == encode(response, not explicit, True)
+    non_ascii = dict(items[0], PatientName="Müller^Jörg")
+    assert fast(non_ascii) is None  # pydicom's turn: it knows the character sets
+
+
+def test_small_peer_pdu_splits_responses(ris_scp: Any, cr2: Any) -> None:
+    """A requestor with a tiny maximum PDU gets every response, fragmented to its limit."""
+    from pynetdicom import AE, evt
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+
+    from fixtures.ris import RIS_AET
+
+    sizes: list[int] = []
+
+    def on_pdu(event: Any) -> None:
+        if isinstance(event.pdu, P_DATA_TF):
+            sizes.append(event.pdu.pdu_length)
+
+    ae = AE(ae_title=STATION_AET)
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    assoc = ae.associate(
+        "127.0.0.1", ris_scp.port, ae_title=RIS_AET, max_pdu=64, evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)]
+    )
+    assert assoc.is_established
+    try:
+        got = list(assoc.send_c_find(cr2_query(PatientName=""), ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+    assert [int(s.Status) for s, _ in got] == [PENDING] * 5 + [SUCCESS]
+    assert sorted(str(i.PatientID) for _, i in got[:-1]) == sorted(mrn for mrn, _, _ in CR2_ITEMS)
+    assert len(sizes) > 6 * 2 and max(sizes) <= 64

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import numpy as np
 
 from ..core.config import Config
 from ..core.errors import InvalidParameter
@@ -225,7 +226,6 @@ class MrmlBackend(SceneBackend):
         return await self.gateway.acall(run, timeout_s)
 
     def _python_seed(self) -> dict[str, Any]:
-        import numpy as np
         import slicer
         import vtk
 
@@ -240,6 +240,9 @@ class MrmlBackend(SceneBackend):
 
     async def clear_scene(self) -> ClearResult:
         return ClearResult(removed_nodes=await self._scene_call(lambda: data_io.clear_data(self.scene)))
+
+    def allocate_voxels(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return data_io.allocate_voxels(shape, dtype)
 
     async def add_volume(self, volume: VolumeArray) -> NodeSummary:
         # copying voxels into VTK and estimating the window happen here, off the main thread

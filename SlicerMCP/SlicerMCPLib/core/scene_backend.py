@@ -49,6 +49,7 @@ class VolumeArray:
     attributes: dict[str, str] = field(default_factory=dict)
     is_labelmap: bool = False
     window_level: tuple[float, float] | None = None  # (window, level); None: estimated from the voxels
+    value_range: tuple[float, float] | None = None  # exact min and max when the producer knows them
 
 
 class SceneBackend(abc.ABC):
@@ -99,6 +100,13 @@ class SceneBackend(abc.ABC):
     @abc.abstractmethod
     async def add_volume(self, volume: VolumeArray) -> NodeSummary:
         """Create a scalar (or labelmap) volume node from plain data: the last step of a DICOM load."""
+
+    def allocate_voxels(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Memory for a volume's voxels that `add_volume` can take over without a copy (any thread).
+
+        A DICOM load decodes straight into it; backends whose scene holds voxels elsewhere override it.
+        """
+        return np.empty(shape, dtype)
 
     @abc.abstractmethod
     async def export_volume(self, node_id: str) -> VolumeArray:

@@ -34,7 +34,7 @@ from .associations import (
 )
 from .move import Target, move
 from .query import find
-from .storage_scp import CANNOT_UNDERSTAND, StorageScp
+from .storage_scp import CANNOT_UNDERSTAND, StorageScp, encoded_instance
 from .validation import check_uid
 
 log = logging.getLogger(__name__)
@@ -56,24 +56,36 @@ class Expected:
 
     @property
     def sop_classes(self) -> list[str]:
-        return sorted({c for _, c in self.instances.values()})
+        return sorted({c for _, c in self.instances.values() if c})
 
 
 def expected_instances(
-    node: DicomNode, calling_aet: str, target: Target, node_name: str | None = None
+    node: DicomNode,
+    calling_aet: str,
+    target: Target,
+    node_name: str | None = None,
+    with_classes: bool = True,
 ) -> Expected:
-    """C-FIND at instance level: the SOP instances a retrieve must deliver."""
+    """C-FIND at instance level: the SOP instances a retrieve must deliver.
+
+    Without `with_classes` the SOP Class UIDs (needed only to negotiate C-GET) are not asked
+    for and stay empty: SOPClassUID is not in Orthanc's index, so asking for it makes Orthanc
+    read every instance from its storage (300 instances: 0.32 s -> 0.23 s without it).
+    """
     study_uid, series_uid = target.study_uid, target.series_uid
     filters = {"StudyInstanceUID": study_uid}
     if series_uid:
         filters["SeriesInstanceUID"] = series_uid
     if target.sop_uid:
         filters["SOPInstanceUID"] = target.sop_uid
+    keys = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"] + (
+        ["SOPClassUID"] if with_classes else []
+    )
     result = find(
         node,
         calling_aet,
         "instance",
-        ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"],
+        keys,
         filters,
         limit=MAX_INSTANCES,
         node_name=node_name,
@@ -87,7 +99,7 @@ def expected_instances(
         )
         expected.instances[sop] = (
             series,
-            check_uid(str(rec.get("SOPClassUID") or ""), "SOPClassUID from the node"),
+            check_uid(str(rec.get("SOPClassUID") or ""), "SOPClassUID from the node") if with_classes else "",
         )
     if not expected.instances:
         what = f"{target.level} {target.sop_uid or series_uid or study_uid}"
@@ -115,11 +127,16 @@ class Arrivals:
     """
 
     def __init__(
-        self, expected: Expected | Future[Expected], directory: Path | None, progress: Progress | None = None
+        self,
+        expected: Expected | Future[Expected],
+        directory: Path | None,
+        progress: Progress | None = None,
+        on_item: Callable[[str, Path | bytes], None] | None = None,
     ):
         self._expected = expected
         self.directory = directory
         self.progress = progress
+        self.on_item = on_item  # e.g. a decoder reading each instance while the next one arrives
         self.items: dict[str, Path | bytes] = {}
         self.bytes = 0
         if directory is not None:
@@ -150,6 +167,8 @@ class Arrivals:
             path.write_bytes(data)
             self.items[sop_uid] = path
         self.bytes += len(data)
+        if self.on_item is not None:
+            self.on_item(sop_uid, self.items[sop_uid])
         if self.progress is not None:
             self.progress(len(self.items), len(known.instances) if known is not None else 0)
         return True
@@ -174,10 +193,13 @@ def retrieve(
     method: RetrieveMethod,
     scp: StorageScp | None = None,
     node_name: str | None = None,
+    transferred: Callable[[], None] | None = None,
 ) -> dict[str, Path | bytes]:
     """Fetch the expected instances into `arrivals`; returns SOP Instance UID -> file or bytes.
 
-    Raises RETRIEVE_INCOMPLETE with the missing UIDs when any expected instance did not arrive.
+    `transferred` runs when the transfer is over but before the arrivals are checked against
+    the expected list (whose query may still be running). Raises RETRIEVE_INCOMPLETE with the
+    missing UIDs when any expected instance did not arrive.
     """
     started = time.perf_counter()
     if method == "dicomweb":
@@ -189,6 +211,8 @@ def retrieve(
             raise SlicerMCPError("C-MOVE retrieve needs our Storage SCP", code=ErrorCode.INTERNAL_ERROR)
         with scp.receiving(set(arrivals.expected.instances), arrivals.put):
             move(node, calling_aet, scp.ae_title, target, node_name=node_name)
+    if transferred is not None:
+        transferred()
     missing = arrivals.settle()
     expected = arrivals.expected
     log.info(
@@ -355,7 +379,7 @@ def _c_get(
     roles = [build_role(c, scp_role=True) for c in sop_classes]
 
     def on_store(event: Event) -> int:
-        accepted = arrivals.put(str(event.request.AffectedSOPInstanceUID), event.encoded_dataset())
+        accepted = arrivals.put(str(event.request.AffectedSOPInstanceUID), encoded_instance(event))
         return Status.SUCCESS if accepted else CANNOT_UNDERSTAND
 
     label = node_label(node, node_name)

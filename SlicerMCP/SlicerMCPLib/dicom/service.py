@@ -6,6 +6,7 @@ disk, decoding) and is meant to run in a worker thread; nothing here touches the
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import shutil
@@ -25,7 +26,7 @@ from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from ..core.scene_backend import VolumeArray
 from .associations import echo
 from .export import volume_to_datasets
-from .loader import LoadedVolume, NotAVolume, load_series
+from .loader import Allocate, LoadedVolume, NotAVolume, SeriesCollector
 from .models import (
     DicomNodeInfo,
     DicomNodeList,
@@ -41,7 +42,7 @@ from .models import (
 from .move import Target, move
 from .pdf import pdf_text
 from .query import find
-from .retrieve import Arrivals, Expected, choose_method, expected_instances, retrieve
+from .retrieve import MAX_INSTANCES, Arrivals, Expected, choose_method, expected_instances, retrieve
 from .send import send
 from .storage_scp import StorageScp
 
@@ -157,6 +158,10 @@ class DicomService:
         method: RetrieveMethod | None,
         progress: Progress | None,
         expected: Expected | None = None,
+        on_item: Callable[[str, Path | bytes], None] | None = None,
+        transferred: Callable[[], None] | None = None,
+        on_expected: Callable[[Expected], None] | None = None,
+        early: Callable[[DicomNode, str], None] | None = None,
     ) -> tuple[RetrieveMethod, Expected, dict[str, Path | bytes]]:
         """Retrieve into `directory`, or into memory when it is None (nothing touches the disk)."""
         name, node = self.node()
@@ -168,14 +173,28 @@ class DicomService:
             if progress is not None:
                 progress(done, count, f"retrieved {done}/{count or '?'} instances")
 
-        with ThreadPoolExecutor(1, thread_name_prefix="dicom-expected") as pool:
+        with ThreadPoolExecutor(2, thread_name_prefix="dicom-expected") as pool:
+            if early is not None:
+                pool.submit(early, node, name)
             # DICOMweb streams while the C-FIND lists what must arrive; DIMSE methods wait for the list
             pending: Expected | Future[Expected] = expected or pool.submit(
-                expected_instances, node, self.calling_aet, target, name
+                expected_instances, node, self.calling_aet, target, name, chosen == "c-get"
             )
-            arrivals = Arrivals(pending, directory, per_instance)
+            if on_expected is not None:
+                if isinstance(pending, Future):
+                    pending.add_done_callback(lambda f: None if f.exception() else on_expected(f.result()))
+                else:
+                    on_expected(pending)
+            arrivals = Arrivals(pending, directory, per_instance, on_item)
             items = retrieve(
-                node, self.calling_aet, target, arrivals, method=chosen, scp=self.scp, node_name=name
+                node,
+                self.calling_aet,
+                target,
+                arrivals,
+                method=chosen,
+                scp=self.scp,
+                node_name=name,
+                transferred=transferred,
             )
         if progress is not None:
             progress(len(items), len(items), f"all {len(items)} expected instances arrived")
@@ -222,24 +241,74 @@ class DicomService:
         method: RetrieveMethod | None = None,
         progress: Progress | None = None,
         expected: Expected | None = None,
+        allocate: Allocate | None = None,
     ) -> tuple[RetrieveMethod, list[DecodedSeries], list[SkippedSeries], float, float]:
-        """Retrieve into memory and build one volume per image series (no temporary files)."""
+        """Retrieve into memory and build one volume per image series (no temporary files).
+
+        Each instance is read as it arrives (overlapping the transfer); after the retrieve is
+        verified, each series is assembled into memory from `allocate` (the scene's, when it
+        can take the voxels over without a copy). Returns (method, volumes, skipped series,
+        seconds until every instance arrived, seconds after).
+        """
         t0 = time.perf_counter()
-        chosen, expected, items = self._fetch(target, None, method, progress, expected)
-        t1 = time.perf_counter()
-        by_series: dict[str, list[Path | bytes]] = {}
-        for sop_uid, data in items.items():
-            by_series.setdefault(expected.instances[sop_uid][0], []).append(data)
-        items.clear()
-        decoded, skipped = [], []
-        for series_uid in sorted(by_series):
-            if progress is not None:
-                progress(len(expected.instances), len(expected.instances), f"decoding series {series_uid}")
-            try:
-                decoded.append(DecodedSeries(series_uid, load_series(by_series.pop(series_uid))))
-            except NotAVolume as exc:
-                skipped.append(SkippedSeries(series_instance_uid=series_uid, reason=exc.message))
+        collector = SeriesCollector(allocate)
+        ahead = on_expected = early = None
+        if target.series_uid and not target.sop_uid:
+            series_uid = target.series_uid
+
+            def count_hint(node: DicomNode, name: str) -> None:
+                count = self._series_size(node, name, target)
+                if count is not None:
+                    collector.expect(series_uid, count)
+
+            def expected_count(found: Expected) -> None:
+                collector.expect(series_uid, sum(1 for s, _ in found.instances.values() if s == series_uid))
+
+            # the series' size (one fast series-level C-FIND) lets slices go straight into the volume
+            # as they arrive; assemble while the expected-instance query may still run
+            early, on_expected = count_hint, expected_count
+            ahead = functools.partial(collector.build_ahead, series_uid)
+        try:
+            chosen, expected, items = self._fetch(
+                target, None, method, progress, expected, collector.add, ahead, on_expected, early
+            )
+            t1 = time.perf_counter()
+            by_series: dict[str, list[str]] = {}
+            for sop_uid in items:
+                by_series.setdefault(expected.instances[sop_uid][0], []).append(sop_uid)
+            items.clear()
+            decoded, skipped = [], []
+            for series_uid in sorted(by_series):
+                if progress is not None:
+                    progress(
+                        len(expected.instances), len(expected.instances), f"decoding series {series_uid}"
+                    )
+                try:
+                    decoded.append(DecodedSeries(series_uid, collector.build(by_series.pop(series_uid))))
+                except NotAVolume as exc:
+                    skipped.append(SkippedSeries(series_instance_uid=series_uid, reason=exc.message))
+        finally:
+            collector.close()
         return chosen, decoded, skipped, t1 - t0, time.perf_counter() - t1
+
+    def _series_size(self, node: DicomNode, name: str, target: Target) -> int | None:
+        """NumberOfSeriesRelatedInstances from a series-level C-FIND (one answer, so it comes long
+        before the instance list); None when the node does not say. Only a hint: the instance
+        list remains the contract."""
+        try:
+            found = find(
+                node,
+                self.calling_aet,
+                "series",
+                ["SeriesInstanceUID", "NumberOfSeriesRelatedInstances"],
+                {"StudyInstanceUID": target.study_uid, "SeriesInstanceUID": target.series_uid or ""},
+                limit=1,
+                node_name=name,
+            )
+            count = int(found.records[0]["NumberOfSeriesRelatedInstances"]) if found.records else 0
+        except (SlicerMCPError, KeyError, TypeError, ValueError):
+            return None
+        return count if 0 < count <= MAX_INSTANCES else None
 
     def pdf_text(self, target: Target) -> PdfText:
         """Fetch one Encapsulated PDF instance into memory and extract its text."""

@@ -7,12 +7,13 @@ so nobody can push arbitrary objects to our disk; each retrieve gets its own fol
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -27,6 +28,35 @@ log = logging.getLogger(__name__)
 CANNOT_UNDERSTAND = 0xC000  # C-STORE failure: here, an instance no retrieve expects
 OUT_OF_RESOURCES = 0xA700
 IDLE_DUL_LOOP_DELAY_S = 0.001  # pynetdicom's own default
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\0" if vr == b"UI" else b" "
+    if vr == b"OB":
+        return struct.pack("<HH2sHI", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def encoded_instance(event: Event) -> bytes:
+    """A C-STORE request's data set as a DICOM file (preamble, file meta, data set as received).
+
+    The same bytes as pynetdicom's `event.encoded_dataset()`, whose pydicom file meta encoding
+    costs about 0.6 ms per instance (0.2 s of a 300-slice retrieve); here it is a few packs.
+    """
+    request = event.request
+    body = b"".join(
+        (
+            _meta_element(0x0001, b"OB", b"\x00\x01"),
+            _meta_element(0x0002, b"UI", str(request.AffectedSOPClassUID).encode("ascii")),
+            _meta_element(0x0003, b"UI", str(request.AffectedSOPInstanceUID).encode("ascii")),
+            _meta_element(0x0010, b"UI", str(event.context.transfer_syntax).encode("ascii")),
+            _meta_element(0x0012, b"UI", PYNETDICOM_IMPLEMENTATION_UID.encode("ascii")),
+            _meta_element(0x0013, b"SH", PYNETDICOM_IMPLEMENTATION_VERSION.encode("ascii")),
+        )
+    )
+    group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(body)))
+    return b"".join((b"\0" * 128, b"DICM", group_length, body, request.DataSet.getvalue()))
 
 
 @dataclass
@@ -123,7 +153,7 @@ class StorageScp:
             log.warning("Storage SCP refused unexpected instance %s", sop_uid)
             return CANNOT_UNDERSTAND
         try:
-            sink.put(sop_uid, event.encoded_dataset())
+            sink.put(sop_uid, encoded_instance(event))
         except OSError:
             log.exception("Storage SCP could not keep instance %s", sop_uid)
             return OUT_OF_RESOURCES

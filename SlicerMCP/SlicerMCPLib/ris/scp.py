@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
@@ -27,8 +27,10 @@ from ..core.errors import SlicerMCPError
 from ..dicom import associations  # noqa: F401 - keeps identifiers (PHI) out of pynetdicom's log
 from .db import RisConflict, RisNotFound
 from .store import RisStore
+from .wire import compile_encoder, find_response_command, p_data_pdus
 from .worklist import (
     InvalidQuery,
+    Item,
     compile_projection,
     compile_query,
     entry_to_item,
@@ -83,6 +85,28 @@ def performed_series(ds: Dataset) -> list[dict[str, Any]]:
     return out
 
 
+_BATCH = 64  # pending responses per socket write (and per check for a C-CANCEL)
+
+
+def _encode_all(event: Any, query: Dataset, items: list[Item]) -> list[bytes] | None:
+    """Every pending response as ready P-DATA PDUs, or None when one of them needs pydicom (text
+    beyond ASCII, a transfer syntax other than little endian) and all go the pynetdicom way."""
+    syntax = str(event.context.transfer_syntax)
+    if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) or event.assoc.dul.socket is None:
+        return None
+    encode = compile_encoder(query, query.get("SpecificCharacterSet"), syntax == ExplicitVRLittleEndian)
+    command = find_response_command(str(event.request.AffectedSOPClassUID), int(event.request.MessageID))
+    max_pdu = int(event.assoc.requestor.maximum_length or 0)
+    context_id = int(event.context.context_id)
+    out = []
+    for item in items:
+        data = encode(item)
+        if data is None:
+            return None
+        out.append(p_data_pdus(context_id, command, data, max_pdu))
+    return out
+
+
 def _no_delay(event: Any) -> None:
     """Send each C-FIND response at once: without TCP_NODELAY, Nagle's algorithm and the peer's
     delayed ACK hold back small PDUs (tens of ms per response on loopback)."""
@@ -128,18 +152,23 @@ class RisScp:
 
     # Modality Worklist ------------------------------------------------------------------------
 
-    def find(self, query: Dataset) -> Iterator[Dataset]:
-        """The matching worklist items as responses (also used without a network, e.g. by tests)."""
+    def matches(self, query: Dataset) -> Iterator[Item]:
+        """The worklist items matching `query` (the store prefilters with SQL, the matcher decides)."""
         check = compile_query(query)
-        respond = compile_projection(query)
         pre = prefilter(query)
-        requested = query.get("SpecificCharacterSet")
         for entry in self.store.worklist_rows(pre.where, pre.params):
             item = entry_to_item(entry)
             if check(item):
-                response = respond(item)
-                set_character_set(response, requested)
-                yield response
+                yield item
+
+    def find(self, query: Dataset) -> Iterator[Dataset]:
+        """The matching worklist items as responses (also used without a network, e.g. by tests)."""
+        respond = compile_projection(query)
+        requested = query.get("SpecificCharacterSet")
+        for item in self.matches(query):
+            response = respond(item)
+            set_character_set(response, requested)
+            yield response
 
     def _on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         try:
@@ -148,7 +177,7 @@ class RisScp:
             yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "identifier cannot be decoded"), None
             return
         try:
-            responses = list(self.find(query))
+            items = list(self.matches(query))
         except InvalidQuery as exc:
             # the value may be a birth date: it goes back to the requester only, not into the log
             log.info(
@@ -161,11 +190,25 @@ class RisScp:
             log.warning("worklist query failed: %s", exc.code)
             yield _status(UNABLE_TO_PROCESS, "worklist database unavailable"), None
             return
-        log.info("worklist query from %s: %d items", event.assoc.requestor.ae_title, len(responses))
-        for response in responses:
+        log.info("worklist query from %s: %d items", event.assoc.requestor.ae_title, len(items))
+        encoded = _encode_all(event, query, items)
+        if encoded is not None:
+            # ready PDUs written in a few socket writes; pynetdicom then sends the final Success
+            sock = event.assoc.dul.socket
+            for start in range(0, len(encoded), _BATCH):
+                if event.is_cancelled:
+                    yield CANCEL, None
+                    return
+                sock.send(b"".join(encoded[start : start + _BATCH]))
+            return
+        respond = compile_projection(query)
+        requested = query.get("SpecificCharacterSet")
+        for item in items:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
+            response = respond(item)
+            set_character_set(response, requested)
             yield PENDING, response
 
     # MPPS -------------------------------------------------------------------------------------

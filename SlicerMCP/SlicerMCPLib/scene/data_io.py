@@ -137,6 +137,52 @@ def _vtk_compatible(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def allocate_voxels(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A numpy view of a new VTK array: a producer that fills it hands its voxels to
+    `prepare_volume` without a copy (VTK owns the memory; the view keeps the array alive)."""
+    from vtk.util import numpy_support
+
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    if dtype.kind not in "iuf" or not dtype.isnative or count == 0:
+        return np.empty(shape, dtype)
+    scalars = numpy_support.create_vtk_array(numpy_support.get_vtk_array_type(dtype))
+    scalars.SetNumberOfValues(count)
+    return numpy_support.vtk_to_numpy(scalars).reshape(shape)
+
+
+def _vtk_owner(array: np.ndarray) -> Any:
+    """The VTK array whose whole memory `array` is, when nothing else uses that VTK array yet."""
+    import vtk
+    from vtk.util import numpy_support
+
+    base: Any = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    owner = base.obj if isinstance(base, memoryview) else None
+    if (
+        not isinstance(owner, vtk.vtkDataArray)
+        or owner.GetReferenceCount() != 1  # already the scalars of an image: another node's voxels
+        or owner.GetNumberOfComponents() != 1
+        or owner.GetNumberOfValues() != array.size
+        or numpy_support.get_vtk_array_type(array.dtype) != owner.GetDataType()
+        or not array.flags.c_contiguous
+        or array.ctypes.data != int(owner.GetVoidPointer(0).split("_")[1], 16)
+    ):
+        return None
+    return owner
+
+
+def _set_cached_range(scalars: Any, value_range: tuple[float, float]) -> None:
+    """Store a known range where vtkDataArray::GetRange looks first (valid until the array changes)."""
+    import vtk
+
+    ranges = vtk.vtkInformationVector()
+    ranges.SetNumberOfInformationObjects(1)
+    ranges.GetInformationObject(0).Set(vtk.vtkDataArray.COMPONENT_RANGE(), value_range, 2)
+    scalars.GetInformation().Set(vtk.vtkDataArray.PER_COMPONENT(), ranges)
+
+
 def prepare_volume(volume: VolumeArray) -> PreparedVolume:
     """Validate and convert `volume` for the scene; any thread (VTK data objects, no scene access)."""
     import vtk
@@ -155,8 +201,13 @@ def prepare_volume(volume: VolumeArray) -> PreparedVolume:
     array = np.ascontiguousarray(_vtk_compatible(array))
     image = vtk.vtkImageData()
     image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
-    scalars.GetRange(0)  # computed here, cached on the array: node listings on the main thread reuse it
+    scalars = _vtk_owner(array)
+    if scalars is None:
+        scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
+    if volume.value_range is not None:
+        _set_cached_range(scalars, volume.value_range)
+    else:
+        scalars.GetRange(0)  # computed here, cached on the array: node listings on the main thread reuse it
     image.GetPointData().SetScalars(scalars)
     m = vtk.vtkMatrix4x4()
     for r in range(4):

@@ -8,6 +8,7 @@ to the client as MCP progress notifications, one per instance.
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -366,9 +367,9 @@ async def retrieve_study(ctx: Context, study_instance_uid: Uid, method: Method =
 async def _load(ctx: Context, target: Target, method: RetrieveMethod | None) -> LoadResult:
     services = services_of(ctx)
     service = dicom_service(services)
-    chosen, decoded, skipped, t_retrieve, t_decode = await _run(
-        ctx, service.retrieve_and_decode, target, method
-    )
+    # decoded straight into memory the scene can take over (no copy of the voxels when adding them)
+    decode = functools.partial(service.retrieve_and_decode, allocate=services.backend.allocate_voxels)
+    chosen, decoded, skipped, t_retrieve, t_decode = await _run(ctx, decode, target, method)
     loaded = []
     for item in decoded:
         node = await services.backend.add_volume(item.loaded.volume)
