@@ -14,7 +14,7 @@ from fixtures.bridge import PeerProcess
 from fixtures.orthanc import Orthanc, make_ct_series, orthanc_config
 from SlicerMCPLib.backends.webserver import WebServerBackend
 from SlicerMCPLib.core.services import Services
-from SlicerMCPLib.dicom.loader import LPS_TO_RAS
+from SlicerMCPLib.dicom.volume import LPS_TO_RAS
 from SlicerMCPLib.serving.server import build_server
 
 

@@ -12,7 +12,8 @@ import SimpleITK as sitk
 from fixtures.orthanc import corrupt_file, make_ct_series, make_mr_series, stored_values
 from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
 from SlicerMCPLib.dicom.export import volume_to_datasets
-from SlicerMCPLib.dicom.loader import LPS_TO_RAS, NotAVolume, load_series
+from SlicerMCPLib.dicom.loader import load_series
+from SlicerMCPLib.dicom.volume import LPS_TO_RAS, NotAVolume
 
 
 def write(datasets: list[pydicom.Dataset], folder: Path) -> list[Path]:

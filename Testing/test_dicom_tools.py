@@ -21,7 +21,7 @@ from fixtures.orthanc import (
     unique_patient,
 )
 from fixtures.scene import error_of
-from SlicerMCPLib.dicom.loader import LPS_TO_RAS
+from SlicerMCPLib.dicom.volume import LPS_TO_RAS
 
 
 def call(server: Any, name: str, args: dict[str, Any] | None = None, progress: list | None = None) -> Any:

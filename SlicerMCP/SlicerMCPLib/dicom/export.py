@@ -14,7 +14,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 
 from ..core.errors import InvalidParameter
 from ..core.scene_backend import VolumeArray
-from .loader import LPS_TO_RAS
+from .volume import LPS_TO_RAS
 
 SOP_CLASS_FOR_MODALITY = {
     "CT": "1.2.840.10008.5.1.4.1.1.2",

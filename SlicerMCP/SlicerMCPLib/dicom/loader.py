@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,58 +24,28 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.errors import SlicerMCPError
 from ..core.scene_backend import VolumeArray
 from .header import read_image
+from .volume import (
+    Allocate,
+    LoadedVolume,
+    NotAVolume,
+    Slice,
+    assemble,
+    consistent_slices,
+    load_failed,
+)
 
 log = logging.getLogger(__name__)
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
-_ORIENTATION_TOL = 1e-3
-_SPACING_REL_TOL = 0.01
-_TILT_TOL_DEG = 0.05
-
-
-class NotAVolume(SlicerMCPError):
-    """The series holds no image slices that form a volume (a PDF, a structured report...)."""
-
-    default_code = ErrorCode.DICOM_LOAD_FAILED
-
-
-@dataclass
-class _Slice:
-    position: np.ndarray
-    orientation: np.ndarray  # 6 values: row direction, column direction
-    spacing: tuple[float, float]  # (between rows, between columns)
-    slope: float
-    intercept: float
-    pixels: np.ndarray  # (rows, columns) stored values
-    _bounds: tuple[int, int] | None = None
-    slot: int | None = None  # where SeriesCollector staged these pixels, if it did
-
-    def bounds(self) -> tuple[int, int]:
-        """Smallest and largest stored value (integer pixels), computed once."""
-        if self._bounds is None:
-            self._bounds = (int(self.pixels.min()), int(self.pixels.max()))
-        return self._bounds
-
-
-@dataclass
-class LoadedVolume:
-    volume: VolumeArray
-    slices: int
-    warnings: list[str] = field(default_factory=list)
-
-
-def _fail(message: str, **details: object) -> SlicerMCPError:
-    return SlicerMCPError(message, code=ErrorCode.DICOM_LOAD_FAILED, details=dict(details))
 
 
 def _stored_pixels(ds: Dataset) -> np.ndarray:
     """Stored values as (frames, rows, cols) or (rows, cols); numpy alone for plain uncompressed data."""
     if int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise _fail(
+        raise load_failed(
             "colour (RGB) images cannot be loaded as a scalar volume",
             photometric=str(ds.get("PhotometricInterpretation")),
         )
@@ -91,14 +61,14 @@ def _stored_pixels(ds: Dataset) -> np.ndarray:
         try:
             return np.frombuffer(ds.PixelData, dtype=dtype, count=count).reshape(shape)
         except ValueError as exc:
-            raise _fail(
+            raise load_failed(
                 f"instance {ds.get('SOPInstanceUID', '?')} has truncated pixel data",
                 sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
             ) from exc
     try:
         return ds.pixel_array
     except Exception as exc:  # missing decoder plugin, broken data
-        raise _fail(
+        raise load_failed(
             f"cannot decode the pixel data (transfer syntax {syntax}): {exc}; retrieve it uncompressed",
             syntax=syntax,
         ) from exc
@@ -111,17 +81,17 @@ def _rescale(item: Dataset | None, ds: Dataset) -> tuple[float, float]:
     return 1.0, 0.0
 
 
-def _slices_of(ds: Dataset) -> list[_Slice]:
+def _slices_of(ds: Dataset) -> list[Slice]:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_slices(ds)
     if frames > 1:
-        raise _fail("classic multi-frame images without per-frame positions are not supported")
+        raise load_failed("classic multi-frame images without per-frame positions are not supported")
     if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds or "PixelSpacing" not in ds:
-        raise _fail("an image lacks ImagePositionPatient, ImageOrientationPatient or PixelSpacing")
+        raise load_failed("an image lacks ImagePositionPatient, ImageOrientationPatient or PixelSpacing")
     slope, intercept = _rescale(None, ds)
     return [
-        _Slice(
+        Slice(
             np.array(ds.ImagePositionPatient, dtype=float),
             np.array(ds.ImageOrientationPatient, dtype=float),
             (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),
@@ -132,7 +102,7 @@ def _slices_of(ds: Dataset) -> list[_Slice]:
     ]
 
 
-def _checked_slices(ds: Dataset) -> list[_Slice]:
+def _checked_slices(ds: Dataset) -> list[Slice]:
     """The slices of one instance; a missing or malformed image attribute is DICOM_LOAD_FAILED naming
     the instance (a PACS may hold objects that read but do not describe an image)."""
     uid = str(ds.get("SOPInstanceUID", ""))
@@ -141,13 +111,13 @@ def _checked_slices(ds: Dataset) -> list[_Slice]:
     except SlicerMCPError:
         raise
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
-        raise _fail(
+        raise load_failed(
             f"instance {uid} lacks or has malformed image attributes ({type(exc).__name__}: {exc})",
             sop_instance_uid=uid,
         ) from exc
     for s in slices:
         if s.position.shape != (3,) or s.orientation.shape != (6,):
-            raise _fail(
+            raise load_failed(
                 f"instance {uid} has an ImagePositionPatient or ImageOrientationPatient of the wrong length",
                 sop_instance_uid=uid,
             )
@@ -162,7 +132,7 @@ def _group(ds: Dataset, frame: Dataset, keyword: str) -> Dataset | None:
     return None
 
 
-def _enhanced_slices(ds: Dataset) -> list[_Slice]:
+def _enhanced_slices(ds: Dataset) -> list[Slice]:
     pixels = _stored_pixels(ds)
     if pixels.ndim == 2:
         pixels = pixels[np.newaxis]
@@ -172,10 +142,12 @@ def _enhanced_slices(ds: Dataset) -> list[_Slice]:
         orientation = _group(ds, frame, "PlaneOrientationSequence")
         measures = _group(ds, frame, "PixelMeasuresSequence")
         if position is None or orientation is None or measures is None:
-            raise _fail("an enhanced multi-frame image lacks plane position, orientation or pixel measures")
+            raise load_failed(
+                "an enhanced multi-frame image lacks plane position, orientation or pixel measures"
+            )
         slope, intercept = _rescale(_group(ds, frame, "PixelValueTransformationSequence"), ds)
         out.append(
-            _Slice(
+            Slice(
                 np.array(position.ImagePositionPatient, dtype=float),
                 np.array(orientation.ImageOrientationPatient, dtype=float),
                 (float(measures.PixelSpacing[0]), float(measures.PixelSpacing[1])),
@@ -187,15 +159,12 @@ def _enhanced_slices(ds: Dataset) -> list[_Slice]:
     return out
 
 
-Allocate = Callable[[tuple[int, ...], np.dtype], np.ndarray]
-
-
 @dataclass
 class _Instance:
     """What the volume needs from one instance, read by the fast reader or by pydicom."""
 
     sop_uid: str
-    slices: list[_Slice]  # empty for a non-image object
+    slices: list[Slice]  # empty for a non-image object
     study_uid: str = ""
     series_uid: str = ""
     modality: str = ""
@@ -219,7 +188,9 @@ def _dcmread(source: Path | bytes, index: int) -> Dataset:
         ds = pydicom.dcmread(source if isinstance(source, (str, Path)) else io.BytesIO(source))
         str(ds.SOPInstanceUID), str(ds.SOPClassUID)  # noqa: B018 - a DICOM object must identify itself
     except Exception as exc:  # pydicom raises several types for corrupt input
-        raise _fail(f"{label} is not a readable DICOM object ({type(exc).__name__})", item=label) from exc
+        raise load_failed(
+            f"{label} is not a readable DICOM object ({type(exc).__name__})", item=label
+        ) from exc
     return ds
 
 
@@ -240,7 +211,7 @@ def read_instance(source: Path | bytes, index: int = 0) -> _Instance:
         return _Instance(
             fast.sop_instance_uid,
             [
-                _Slice(
+                Slice(
                     np.array(fast.position, dtype=float),
                     np.array(fast.orientation, dtype=float),
                     fast.spacing,
@@ -360,7 +331,7 @@ class SeriesCollector:
         except SlicerMCPError as exc:
             item = exc
         except Exception as exc:  # never let a reader bug break the transfer: report it at build
-            item = _fail(f"instance #{self._count} could not be read ({type(exc).__name__})")
+            item = load_failed(f"instance #{self._count} could not be read ({type(exc).__name__})")
         if isinstance(item, _Instance) and item.bits_stored is not None:
             item.slices[0].bounds()  # while the next instance downloads
         with self._lock:
@@ -443,7 +414,7 @@ class SeriesCollector:
         for uid in sop_uids:
             item = self._items.pop(uid, None)
             if item is None:
-                raise _fail(f"instance {uid} was retrieved but not read", sop_instance_uid=uid)
+                raise load_failed(f"instance {uid} was retrieved but not read", sop_instance_uid=uid)
             if isinstance(item, SlicerMCPError):
                 raise item
             instances.append(item)
@@ -462,8 +433,8 @@ def build_volume(
     first = images[0]
     slices = [s for item in images for s in item.slices]
     warnings: list[str] = []
-    slices = _consistent(slices, warnings)
-    array, ijk_to_ras, value_range = _assemble(slices, warnings, allocate or np.empty, staged)
+    slices = consistent_slices(slices, warnings)
+    array, ijk_to_ras, value_range = assemble(slices, warnings, allocate or np.empty, staged)
     attributes = {
         "DICOM.StudyInstanceUID": first.study_uid,
         "DICOM.SeriesInstanceUID": first.series_uid,
@@ -501,175 +472,3 @@ def _first_value(value: object) -> object:
     if isinstance(value, str) and "\\" in value:
         return value.split("\\")[0]
     return value
-
-
-def _consistent(slices: list[_Slice], warnings: list[str]) -> list[_Slice]:
-    """Keep the largest group sharing size and orientation (drops e.g. a localizer), with a warning."""
-    groups: list[list[_Slice]] = []
-    for s in slices:
-        for g in groups:
-            ref = g[0]
-            if ref.pixels.shape == s.pixels.shape and (
-                (np.array_equal(ref.orientation, s.orientation) and ref.spacing == s.spacing)
-                or (
-                    np.allclose(ref.orientation, s.orientation, atol=_ORIENTATION_TOL)
-                    and np.allclose(ref.spacing, s.spacing, rtol=1e-4)
-                )
-            ):
-                g.append(s)
-                break
-        else:
-            groups.append([s])
-    groups.sort(key=len, reverse=True)
-    if len(groups) > 1:
-        dropped = sum(len(g) for g in groups[1:])
-        warnings.append(
-            f"{dropped} image(s) with another size or orientation (e.g. a localizer) were left out"
-        )
-    return groups[0]
-
-
-def _assemble(
-    slices: list[_Slice], warnings: list[str], allocate: Allocate, staged: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float] | None]:
-    """(voxels, IJK->RAS, value range when known exactly) of the sorted slices."""
-    ref = slices[0]
-    row_dir, col_dir = ref.orientation[:3], ref.orientation[3:]
-    normal = np.cross(row_dir, col_dir)
-    slices.sort(key=lambda s: float(np.dot(s.position, normal)))
-    distances = np.array([float(np.dot(s.position, normal)) for s in slices])
-    if len(slices) > 1 and np.min(np.diff(distances)) < 1e-4:
-        raise _fail(
-            "several images share one slice position (several phases, echoes or time points in one series); "
-            "this series cannot be loaded as a single volume",
-            slices=len(slices),
-        )
-    spacing_k = 1.0
-    uniform = True
-    if len(slices) > 1:
-        steps = np.diff(distances)
-        spacing_k = float(np.median(steps))
-        uniform = not np.max(np.abs(steps - spacing_k)) > _SPACING_REL_TOL * spacing_k
-    if uniform:
-        data, value_range = _modality_values(slices, allocate, staged)
-    else:
-        data, distances = _resample_uniform(_modality_values(slices, np.empty)[0], distances, spacing_k)
-        value_range = None
-        warnings.append(
-            f"slice spacing is not uniform ({steps.min():.3g}-{steps.max():.3g} mm); resampled to "
-            f"{spacing_k:.3g} mm along the slice normal"
-        )
-    if len(slices) > 1:
-        span = slices[-1].position - slices[0].position
-        cos = abs(float(np.dot(span, normal))) / float(np.linalg.norm(span))
-        tilt = float(np.degrees(np.arccos(min(1.0, cos))))
-        if tilt > _TILT_TOL_DEG:
-            warnings.append(
-                f"gantry tilt of {tilt:.2f} degrees: slices are stacked along the normal without shear, so "
-                f"in-plane positions drift by up to {float(np.linalg.norm(span)) * np.sin(np.radians(tilt)):.1f} mm"
-            )
-    row_spacing, col_spacing = ref.spacing
-    ijk_to_lps = np.eye(4)
-    ijk_to_lps[:3, 0] = row_dir * col_spacing
-    ijk_to_lps[:3, 1] = col_dir * row_spacing
-    ijk_to_lps[:3, 2] = normal * spacing_k
-    ijk_to_lps[:3, 3] = slices[0].position
-    return np.ascontiguousarray(data), LPS_TO_RAS @ ijk_to_lps, value_range
-
-
-def _modality_values(
-    slices: list[_Slice], allocate: Allocate, staged: np.ndarray | None = None
-) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """Modality values (rescale applied) written slice by slice into one array from `allocate`: the
-    stored pixels are read once and never stacked first. Stays integer (int16 when it fits) when the
-    slope is 1 and the intercepts are one whole number. Also returns the exact value range."""
-    shape = (len(slices), *slices[0].pixels.shape)
-    stored = slices[0].pixels.dtype
-    slopes = np.array([s.slope for s in slices])
-    intercepts = np.array([s.intercept for s in slices])
-    integer = stored.kind in "iu" and all(s.pixels.dtype == stored for s in slices)
-    if (
-        integer
-        and np.all(slopes == 1.0)
-        and np.all(intercepts == intercepts[0])
-        and float(intercepts[0]).is_integer()
-    ):
-        shift = int(intercepts[0])
-        bounds = [s.bounds() for s in slices]
-        smin, smax = min(b[0] for b in bounds), max(b[1] for b in bounds)
-        lo, hi = smin + shift, smax + shift
-        candidates = (stored.newbyteorder("="),) if shift == 0 else (np.dtype(np.int16), np.dtype(np.int32))
-        for dtype in candidates:
-            info = np.iinfo(dtype)
-            if info.min <= lo and hi <= info.max:
-                if _usable(staged, slices, dtype):
-                    return _reorder_in_place(staged, slices, shift), (float(lo), float(hi))  # type: ignore[arg-type]
-                out = allocate(shape, dtype)
-                for k, s in enumerate(slices):
-                    if shift == 0:
-                        np.copyto(out[k], s.pixels)
-                    else:  # computed wide enough for the stored values, written as `dtype`
-                        wide = (
-                            dtype
-                            if info.min <= min(smin, shift) and max(smax, shift) <= info.max
-                            else np.dtype(np.int64)
-                        )
-                        np.add(s.pixels, shift, out=out[k], dtype=wide, casting="unsafe")
-                return out, (float(lo), float(hi))
-    out = allocate(shape, np.dtype(np.float32))
-    lo_hi: list[float] = []
-    for k, s in enumerate(slices):
-        slope, intercept = np.float32(s.slope), np.float32(s.intercept)
-        np.multiply(s.pixels, slope, out=out[k], dtype=np.float32, casting="unsafe")
-        np.add(out[k], intercept, out=out[k])
-        if integer:  # float32 rescale is monotonic: the ends of the stored range map to the ends
-            ends = np.array(s.bounds(), dtype=np.float32) * slope + intercept
-            lo_hi += [float(ends.min()), float(ends.max())]
-    return out, ((min(lo_hi), max(lo_hi)) if integer else None)
-
-
-def _usable(staged: np.ndarray | None, slices: list[_Slice], dtype: np.dtype) -> bool:
-    return (
-        staged is not None
-        and staged.dtype == dtype
-        and staged.shape == (len(slices), *slices[0].pixels.shape)
-        and sorted(s.slot for s in slices if s.slot is not None) == list(range(len(slices)))
-    )
-
-
-def _reorder_in_place(staged: np.ndarray, slices: list[_Slice], shift: int) -> np.ndarray:
-    """Put slot `slices[k].slot` at position k (following cycles, one slice of scratch), then add
-    the intercept; the values fit the type (checked by the caller)."""
-    source = [int(s.slot) for s in slices]  # type: ignore[arg-type]
-    done = [False] * len(source)
-    for start in range(len(source)):
-        if done[start] or source[start] == start:
-            done[start] = True
-            continue
-        scratch = staged[start].copy()
-        k = start
-        while True:
-            done[k] = True
-            nxt = source[k]
-            if nxt == start:
-                staged[k] = scratch
-                break
-            staged[k] = staged[nxt]
-            k = nxt
-    if shift:
-        np.add(staged, shift, out=staged, dtype=staged.dtype, casting="unsafe")
-    return staged
-
-
-def _resample_uniform(
-    data: np.ndarray, distances: np.ndarray, spacing: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation along k onto positions distances[0] + n * spacing."""
-    count = int(round((distances[-1] - distances[0]) / spacing)) + 1
-    targets = distances[0] + spacing * np.arange(count)
-    upper = np.clip(np.searchsorted(distances, targets, side="right"), 1, len(distances) - 1)
-    lower = upper - 1
-    w = ((targets - distances[lower]) / (distances[upper] - distances[lower])).astype(np.float32)
-    w = np.clip(w, 0.0, 1.0)[:, None, None]
-    src = data.astype(np.float32, copy=False)
-    return (1.0 - w) * src[lower] + w * src[upper], targets

@@ -26,7 +26,7 @@ from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from ..core.scene_backend import VolumeArray
 from .associations import echo
 from .export import volume_to_datasets
-from .loader import Allocate, LoadedVolume, NotAVolume, SeriesCollector
+from .loader import SeriesCollector
 from .models import (
     DicomNodeInfo,
     DicomNodeList,
@@ -45,6 +45,7 @@ from .query import find
 from .retrieve import MAX_INSTANCES, Arrivals, Expected, choose_method, expected_instances, retrieve
 from .send import send
 from .storage_scp import StorageScp
+from .volume import Allocate, LoadedVolume, NotAVolume
 
 log = logging.getLogger(__name__)
 
