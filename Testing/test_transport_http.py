@@ -174,15 +174,22 @@ def test_accepted_connections_have_tcp_nodelay(event_loop_kind: str, mcp_server)
     """Without TCP_NODELAY a response written in two pieces waits for the client's delayed ACK
     (~40 ms on loopback) on every kept-alive call; asyncio sets it only for IPPROTO_TCP listeners."""
     server = mcp_http_server(mcp_server, ServerSettings(port=0), "n" * 32).start()
+    try:
+        _assert_nodelay(server, "/mcp", "n" * 32)
+    finally:
+        server.stop()
+
+
+def _assert_nodelay(server, path: str, token: str) -> None:
+    """One kept-alive request, then the server's side of that connection must have TCP_NODELAY."""
     conn = None
     try:
-        conn, sockets = _kept_alive_sockets(server, "/mcp", "n" * 32)
+        conn, sockets = _kept_alive_sockets(server, path, token)
         assert len(sockets) == 1
         assert sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         if conn is not None:
             conn.close()
-        server.stop()
 
 
 def test_ris_api_connections_have_tcp_nodelay(event_loop_kind: str, tmp_path) -> None:
@@ -194,13 +201,8 @@ def test_ris_api_connections_have_tcp_nodelay(event_loop_kind: str, tmp_path) ->
     config = load_config(env={}, overrides={"mini_ris": block})
     service = RisService(config)
     server = serve_api(service, config, "k" * 32, 0)
-    conn = None
     try:
-        conn, sockets = _kept_alive_sockets(server, "/ris/api/worklist", "k" * 32)
-        assert len(sockets) == 1
-        assert sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        _assert_nodelay(server, "/ris/api/worklist", "k" * 32)
     finally:
-        if conn is not None:
-            conn.close()
         server.stop()
         service.close()
