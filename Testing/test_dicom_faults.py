@@ -146,6 +146,32 @@ def test_move_series_and_study_to_storescp(orthanc: Orthanc, clean_backend: Any,
     assert result.structured_content["completed"] == 4
 
 
+def test_pacs_retrieve_as_dicom_hl7_mcp_calls_it(
+    orthanc: Orthanc, clean_backend: Any, storescp: Path
+) -> None:
+    """dicom-hl7-mcp's `pacs_retrieve`: off until DICOM_HL7_PACS_ALLOW_RETRIEVE=true, then a C-MOVE
+    to an AE title the PACS knows (storescp, registered in Orthanc, not a node of this config)."""
+    spec, ds = make_ct_series(slices=3)
+    orthanc.upload(ds)
+    args = {"study_instance_uid": spec.study_uid, "destination_ae_title": DCMTK_AET}
+    locked = build_server(Services(config=orthanc_config(orthanc), backend=clean_backend))
+    err = error_of(call(locked, "pacs_retrieve", args))
+    assert err["code"] == "OPERATION_DISABLED" and "DICOM_HL7_PACS_ALLOW_RETRIEVE" in err["message"]
+    config = load_config(
+        env={"DICOM_HL7_PACS_ALLOW_RETRIEVE": "true"},
+        overrides={"nodes": {"orthanc": orthanc.node_config()}, "current_node": "orthanc"},
+    )
+    server = build_server(Services(config=config, backend=clean_backend))
+    done = call(server, "pacs_retrieve", {**args, "series_instance_uid": spec.series_uid})
+    assert not done.is_error, done.content[0].text
+    assert done.structured_content["completed"] == 3 and done.structured_content["failed"] == 0
+    assert len(list(storescp.iterdir())) == 3
+    unknown = error_of(call(server, "pacs_retrieve", {**args, "destination_ae_title": "NOBODY"}))
+    assert unknown["code"] == "DICOM_MOVE_FAILED" and "NOBODY" in unknown["message"]
+    bad = error_of(call(server, "pacs_retrieve", {**args, "destination_ae_title": "A\\B"}))
+    assert bad["code"] == "INVALID_PARAMETER"
+
+
 def test_move_destination_unknown_to_the_pacs(orthanc: Orthanc, clean_backend: Any) -> None:
     nodes = {
         "orthanc": orthanc.node_config(),

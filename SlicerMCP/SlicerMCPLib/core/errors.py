@@ -88,11 +88,16 @@ class SlicerConnectionError(SlicerMCPError):
 class OperationDisabled(SlicerMCPError):
     default_code = ErrorCode.OPERATION_DISABLED
 
+    #: switches other projects' users already know, honoured by the config loader too
+    LEGACY_ENV = {"dicom_move": "DICOM_HL7_PACS_ALLOW_RETRIEVE"}
+
     def __init__(self, operation: str, what: str):
         env = f"SLICER_MCP_ALLOW_{operation.upper()}"
+        legacy = self.LEGACY_ENV.get(operation)
+        also = f" (or {legacy}=true)" if legacy else ""
         super().__init__(
             f"{what} is disabled. Enable it with 'allow: {{{operation}: true}}' in the config YAML "
-            f"or the environment variable {env}=true, then restart the server.",
+            f"or the environment variable {env}=true{also}, then restart the server.",
             details={"config_key": f"allow.{operation}", "env": env},
         )
 

@@ -319,16 +319,21 @@ class DicomService:
     # --- move and send -----------------------------------------------------------------------
 
     def move(self, target: Target, destination_node: str, progress: Progress | None = None) -> MoveResult:
-        name, node = self.node()
+        """C-MOVE from the current node to another configured node."""
         _, destination = self.node(destination_node)
+        return self.move_to_ae(target, destination.ae_title, progress)
+
+    def move_to_ae(
+        self, target: Target, destination_aet: str, progress: Progress | None = None
+    ) -> MoveResult:
+        """C-MOVE from the current node to an AE title the PACS knows as a destination."""
+        name, node = self.node()
 
         def on_pending(done: int, total: int) -> None:
             if progress is not None:
                 progress(done, total, f"moved {done}/{total} instances")
 
-        return move(
-            node, self.calling_aet, destination.ae_title, target, node_name=name, on_pending=on_pending
-        )
+        return move(node, self.calling_aet, destination_aet, target, node_name=name, on_pending=on_pending)
 
     def send_files_or_datasets(
         self, items: Sequence[Path | pydicom.Dataset], destination_node: str | None, progress: Progress | None

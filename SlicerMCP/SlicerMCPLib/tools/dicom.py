@@ -38,7 +38,7 @@ from ..dicom.models import (
 from ..dicom.move import Target
 from ..dicom.query import PRESETS, attribute_list
 from ..dicom.service import DicomService
-from ..dicom.validation import check_code, check_date, check_text, check_uid
+from ..dicom.validation import check_ae_title, check_code, check_date, check_text, check_uid
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, READS, READS_REMOTE, SETS
 
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID (digits and dots)")]
@@ -343,6 +343,31 @@ async def move_study(ctx: Context, destination_node: DestinationNode, study_inst
     return await _move(ctx, Target(check_uid(study_instance_uid, "study_instance_uid")), destination_node)
 
 
+async def pacs_retrieve(
+    ctx: Context,
+    study_instance_uid: Uid,
+    destination_ae_title: Annotated[
+        str,
+        Field(min_length=1, max_length=16, description="AE title the PACS knows as a C-MOVE destination"),
+    ],
+    series_instance_uid: Annotated[
+        str | None, Field(description="only this series of the study (series-level retrieve)")
+    ] = None,
+) -> MoveResult:
+    """dicom-hl7-mcp's C-MOVE: ask the current node to send a study (or one of its series) to an
+    AE title it knows, e.g. a workstation that is not in this config; move_study/move_series do the
+    same by node name. Returns sub-operation counts. Off unless allow.dicom_move is true
+    (DICOM_HL7_PACS_ALLOW_RETRIEVE=true turns it on too)."""
+    services = services_of(ctx)
+    services.require_allowed("dicom_move", MOVE_WHAT)
+    target = Target(
+        check_uid(study_instance_uid, "study_instance_uid"),
+        check_uid(series_instance_uid, "series_instance_uid") if series_instance_uid else None,
+    )
+    aet = check_ae_title(destination_ae_title, "destination_ae_title")
+    return await _run(ctx, dicom_service(services).move_to_ae, target, aet)
+
+
 # --- retrieve and load ---------------------------------------------------------------------------
 
 
@@ -479,6 +504,7 @@ def register(server: MCPServer) -> None:
     )
     server.add_tool(move_series, title="Move series to another node", annotations=COPIES_REMOTE)
     server.add_tool(move_study, title="Move study to another node", annotations=COPIES_REMOTE)
+    server.add_tool(pacs_retrieve, title="C-MOVE to an AE title", annotations=COPIES_REMOTE)
     server.add_tool(retrieve_series, title="Retrieve series to local storage", annotations=COPIES_REMOTE)
     server.add_tool(retrieve_study, title="Retrieve study to local storage", annotations=COPIES_REMOTE)
     server.add_tool(load_series, title="Load DICOM series into the scene", annotations=ADDS_FROM_REMOTE)
