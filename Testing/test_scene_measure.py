@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from fixtures.scene import call_tool
+from fixtures.scene import call_tool, error_of
 from SlicerMCPLib.core.scene_backend import VolumeArray
 from SlicerMCPLib.scene.measure import CHUNK_BYTES, count_label, count_labels
 
@@ -84,6 +84,12 @@ def test_measure_reuses_counts_until_the_voxels_change(
     run_on_scene(edit)
     assert volumes() == {1: 2 * 30 * 40, 3: 3 * 6 * 16 + 7} and counted[-1] == "count_labels"
     assert len(counted) == 3
+    # the MCP Slicer Bridge spec's segment_name is the same parameter; a misspelt one is refused
+    spec = call_tool(mcp_server, "measure_volume", {"node_id": summary.id, "segment_name": "1"})
+    assert [row["label_value"] for row in spec.structured_content["segments"]] == [1]
+    typo = error_of(call_tool(mcp_server, "measure_volume", {"node_id": summary.id, "segment_nme": "1"}))
+    assert typo["code"] == "INVALID_PARAMETER" and "did you mean segment_name?" in typo["message"]
+    assert typo["details"]["unknown"] == ["segment_nme"]
 
 
 def test_listing_follows_in_place_voxel_edits(mcp_server, clean_backend, run_on_scene) -> None:

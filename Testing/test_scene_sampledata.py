@@ -70,6 +70,12 @@ def test_download_verify_cache_and_load(mcp_server, headless_services, mirror, t
     again = call_tool(mcp_server, "load_sample_data", {"name": "Phantom"})
     assert not again.is_error
     assert call_tool(mcp_server, "list_scene_nodes", {"name": "Phantom"}).structured_content["total"] == 2
+    # the MCP Slicer Bridge spec calls the parameter dataset_name
+    spec = call_tool(mcp_server, "load_sample_data", {"dataset_name": "Phantom"})
+    assert not spec.is_error and spec.structured_content["source"] == "Phantom"
+    both = error_of(call_tool(mcp_server, "load_sample_data", {"name": "Phantom", "dataset_name": "MRHead"}))
+    assert both["code"] == "INVALID_PARAMETER" and "dataset_name" in both["message"]
+    assert error_of(call_tool(mcp_server, "load_sample_data", {}))["code"] == "INVALID_PARAMETER"
 
 
 def test_checksum_mismatch_caches_nothing(mcp_server, headless_services, mirror, tmp_path) -> None:

@@ -80,7 +80,8 @@ class SlicerMCPServer(MCPServer[Services]):
         started = time.time()
         t0 = time.perf_counter()
         try:
-            result = await super().call_tool(name, arguments, context)
+            unknown = self._unknown_arguments(name, arguments or {})
+            result = unknown if unknown is not None else await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if exc.__cause__ is None and not self._tool_manager.get_tool(name):
                 result = await self._unknown_tool(name)
@@ -91,6 +92,24 @@ class SlicerMCPServer(MCPServer[Services]):
             CallRecord(started, name, time.perf_counter() - t0, ok=code is None, error_code=code)
         )
         return result
+
+    def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> CallToolResult | None:
+        """INVALID_PARAMETER for arguments the tool does not have: the SDK would drop them silently,
+        so measure_volume(segment_nme="Tumor") would measure every segment instead."""
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            return None
+        known = tool.parameters.get("properties", {})
+        extra = sorted(set(arguments) - set(known))
+        if not extra:
+            return None
+        hints = {a: difflib.get_close_matches(a, list(known), n=1, cutoff=0.6) for a in extra}
+        said = "; ".join(f"{a} (did you mean {h[0]}?)" if h else a for a, h in hints.items())
+        return error_result(
+            ErrorCode.INVALID_PARAMETER,
+            f"{name} has no parameter {said}; it takes: {', '.join(known) or 'no arguments'}",
+            {"unknown": extra, "parameters": list(known)},
+        )
 
     async def _unknown_tool(self, name: str) -> CallToolResult:
         """UNKNOWN_TOOL with the closest names, so a client (or an assistant) can correct itself."""

@@ -140,10 +140,24 @@ async def measure_volume(
         str | None,
         Field(description="segment name or ID (segmentation) or label value (labelmap); all when omitted"),
     ] = None,
+    segment_name: Annotated[
+        str | None, Field(description="the same as segment (its name in the MCP Slicer Bridge spec)")
+    ] = None,
 ) -> VolumeMeasurement:
     """Volume of segments of a segmentation node, or of labels of a labelmap volume, in mm³ and mL
     with voxel counts."""
-    return await services_of(ctx).backend.measure_volume(node_id, segment)
+    chosen = _one_of("segment", segment, "segment_name", segment_name)
+    return await services_of(ctx).backend.measure_volume(node_id, chosen)
+
+
+def _one_of(name: str, value: str | None, alias: str, alias_value: str | None) -> str | None:
+    """A parameter that another spec names differently: either name, not two different values."""
+    if value is not None and alias_value is not None and value != alias_value:
+        raise InvalidParameter(
+            f"give {name} or {alias} (the same parameter), not two different values",
+            details={name: value, alias: alias_value},
+        )
+    return value if value is not None else alias_value
 
 
 async def list_sample_data(ctx: Context) -> SampleDataList:
@@ -153,9 +167,17 @@ async def list_sample_data(ctx: Context) -> SampleDataList:
 
 async def load_sample_data(
     ctx: Context,
-    name: Annotated[str, Field(description=f"one of: {', '.join(SAMPLES)}")],
+    name: Annotated[str | None, Field(description=f"one of: {', '.join(SAMPLES)}")] = None,
+    dataset_name: Annotated[
+        str | None, Field(description="the same as name (its name in the MCP Slicer Bridge spec)")
+    ] = None,
 ) -> LoadedNodes:
     """Download (checksum-verified, cached) and load one of Slicer's sample data sets into the scene."""
+    name = _one_of("name", name, "dataset_name", dataset_name)
+    if name is None:
+        raise InvalidParameter(
+            f"name is required: one of {', '.join(SAMPLES)}", details={"parameter": "name"}
+        )
     services = services_of(ctx)
     cache = sample_cache(services)
     cache.spec(name)  # unknown names fail before anything is touched
