@@ -86,8 +86,10 @@ def test_fifty_concurrent_http_calls_complete_and_ticks_stay_within_budget(qt_ap
     assert stats.jobs >= CONCURRENT_CALLS
     assert stats.wakeups > 0, "the wake-up socket never woke the main thread"
     # A tick stops taking work once the budget is spent, so it can exceed the budget by one job
-    # at most. CPU time of the main thread is immune to the other engineers' load on this machine.
-    assert stats.longest_tick_cpu_s <= driver.budget_s + gateway.longest_block_s + 0.002, (
+    # at most; ignoring the budget would put ~50 jobs of about 1 ms in one tick. The slack is wide
+    # (thread CPU time still grows on an overloaded 2-core machine: 10 ms seen with 3 busy loops):
+    # this checks the budget logic, the figure itself is in benchmarks/bench_module.py.
+    assert stats.longest_tick_cpu_s <= driver.budget_s + gateway.longest_block_s + 0.015, (
         stats.longest_tick_cpu_s,
         gateway.longest_block_s,
     )
