@@ -372,25 +372,7 @@ class ServerController:
         gateway = core.gateway if core else None
         if gateway is None or not gateway.on_main_thread():
             return fn()
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                outcome["value"] = fn()
-            except BaseException as exc:  # re-raised on the calling thread
-                outcome["error"] = exc
-            finally:
-                done.set()
-
-        helper = threading.Thread(target=run, name="slicer-mcp-call", daemon=True)
-        helper.start()
-        while not done.wait(0.002):
-            gateway.drain(0.005)
-        helper.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome.get("value")
+        return run_while_pumping(fn, lambda: gateway.drain(0.005))
 
     def _client_count(self) -> int:
         """Connected MCP clients: sessions of the 2025 protocol, else open HTTP connections.
@@ -426,6 +408,33 @@ def _unwatch(driver: Driver, http: HttpServer) -> None:
     if unwatch is not None:
         http.notify_when_idle(None)
         unwatch(http.needs_to_run)
+
+
+def run_while_pumping(fn: Callable[[], Any], pump: Callable[[], Any], timeout_s: float | None = None) -> Any:
+    """Run `fn` on a helper thread while this thread calls `pump` (drain the gateway, process Qt
+    events) between short waits that release the GIL; `fn`'s result, or its exception re-raised."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # re-raised on the calling thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    helper = threading.Thread(target=run, name="slicer-mcp-call", daemon=True)
+    helper.start()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while not done.wait(0.002):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"the call did not finish within {timeout_s:g} s")
+        pump()
+    helper.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def _in_slicer_words(exc: SlicerMCPError) -> SlicerMCPError:

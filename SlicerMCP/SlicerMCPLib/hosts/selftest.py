@@ -10,35 +10,10 @@ gateway driver and the server thread both get their turn.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-
-def run_off_main_thread(
-    function: Callable[[], Any], process_events: Callable[[], Any], timeout_s: float = 120.0
-) -> Any:
-    """Run `function` on a worker thread, calling `process_events` on this thread until it returns."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = function()
-        except BaseException as exc:  # re-raised on the calling thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, name="slicer-mcp-selftest-client", daemon=True)
-    worker.start()
-    deadline = time.monotonic() + timeout_s
-    while worker.is_alive() and time.monotonic() < deadline:
-        process_events()
-        worker.join(0.005)
-    if worker.is_alive():
-        raise TimeoutError(f"the MCP client did not finish within {timeout_s:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+from .inslicer import run_while_pumping
 
 
 def call_tools_over_http(
@@ -60,7 +35,7 @@ def call_tools_over_http(
         async with Client(streamable_http_client(url, http_client=http)) as client:
             return [await client.call_tool(name, arguments) for name, arguments in calls]
 
-    return run_off_main_thread(lambda: asyncio.run(session()), process_events, timeout_s)
+    return run_while_pumping(lambda: asyncio.run(session()), process_events, timeout_s)
 
 
 class SelfTestFailure(AssertionError):
