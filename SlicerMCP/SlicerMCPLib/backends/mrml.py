@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import numpy as np
@@ -39,9 +39,11 @@ from ..scene import data_io
 from ..scene import measure as mrml_measure
 from ..scene import nodes as mrml_nodes
 from ..scene.app import SceneApp, layout_id
+from ..scene.edit_history import EditHistory, ProgressFn, Workspace
 from ..scene.python_exec import Namespaces, run_code
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MrmlBackend(SceneBackend):
@@ -57,6 +59,7 @@ class MrmlBackend(SceneBackend):
         self._volumes = mrml_nodes.VolumeInfoCache(app.scene)
         self._index: mrml_nodes.SceneIndex | None = None  # made on the main thread, on first use
         self._label_counts = mrml_measure.LabelCounts()
+        self._workspace = Workspace(app, EditHistory(app.scene))
 
     @property
     def scene(self) -> Any:
@@ -239,7 +242,21 @@ class MrmlBackend(SceneBackend):
         }
 
     async def clear_scene(self) -> ClearResult:
-        return ClearResult(removed_nodes=await self._scene_call(lambda: data_io.clear_data(self.scene)))
+        def run() -> int:
+            self._workspace.history.clear()  # its steps name nodes that are gone
+            return data_io.clear_data(self.scene)
+
+        return ClearResult(removed_nodes=await self._scene_call(run))
+
+    async def run_analysis(self, work: Callable[[Workspace], T], progress: ProgressFn | None) -> T:
+        def run() -> T:
+            self._workspace.progress = progress
+            try:
+                return work(self._workspace)
+            finally:
+                self._workspace.progress = None
+
+        return await self._scene_call(run, self.config.timeouts.load_s)
 
     def allocate_voxels(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return data_io.allocate_voxels(shape, dtype)

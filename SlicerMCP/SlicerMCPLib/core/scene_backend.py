@@ -12,10 +12,11 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from .errors import NotSupported
 from .models import (
     ClearResult,
     GuiMode,
@@ -31,6 +32,8 @@ from .models import (
     ViewType,
     VolumeMeasurement,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -111,6 +114,19 @@ class SceneBackend(abc.ABC):
     @abc.abstractmethod
     async def export_volume(self, node_id: str) -> VolumeArray:
         """A scalar volume node's voxels and geometry (for sending it as DICOM)."""
+
+    async def run_analysis(self, work: Callable[[Any], T], progress: Callable[..., None] | None) -> T:
+        """Run an analysis step (`scene.segment_edit`, `segment_stats`, `markups`) on the scene.
+
+        `work` gets the scene's `Workspace` on the main thread. Only backends holding the scene in
+        this process can: Slicer's WebServer has no way to run Slicer's segment editor logic.
+        """
+        raise NotSupported(
+            f"segment editing, statistics and markups need the scene in this process; the {self.kind} "
+            "backend cannot run them. Use the SlicerMCP module inside Slicer (slicer-mcp proxies to it) "
+            "or slicer-mcp --headless",
+            details={"backend": self.kind},
+        )
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or the headless scene."""

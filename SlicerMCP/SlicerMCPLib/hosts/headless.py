@@ -85,6 +85,7 @@ class HeadlessApp:
         self.volumes_logic = self._register(slicer.vtkSlicerVolumesLogic(), "Volumes")
         self.segmentations_logic = self._register(slicer.vtkSlicerSegmentationsModuleLogic(), "Segmentations")
         self.volume_rendering_logic = self._register_volume_rendering(slicer)
+        self.markups_logic = self._register(slicer.vtkSlicerMarkupsLogic(), "Markups")
 
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(self.scene, True)
         self.layout_logic = slicer.vtkMRMLLayoutLogic()

@@ -29,6 +29,7 @@ from ..core.errors import ScreenshotFailed
 from ..core.models import ScreenshotInfo
 from ..core.scene_backend import Screenshot
 from .app import SLICE_VIEW_OF, slice_centre_range
+from .markups import draw_on_slice as draw_markups
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class SliceView:
         producer.Update()
         rgb = _vtk_rgb(producer.GetOutputDataObject(0))
         self._overlay_segmentations(rgb, size)
+        draw_markups(rgb, self.app.scene, self.node.GetXYToRAS())
         return SliceRender(rgb, position, float(offset), volume.GetID(), notes)
 
     def _background_volume(self) -> Any:

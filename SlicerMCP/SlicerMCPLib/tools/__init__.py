@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from mcp.server.mcpserver import MCPServer
 
-from . import dicom, fhir, ris, scene
+from . import dicom, fhir, markups, ris, scene, segments
 
-DOMAINS = (scene, dicom, fhir, ris)
+DOMAINS = (scene, segments, markups, dicom, fhir, ris)
 
 
 def register_all(server: MCPServer) -> None:
