@@ -7,6 +7,7 @@ the truth masks the volume was made from.
 
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
 from typing import Any
@@ -448,3 +449,46 @@ def test_unknown_nodes_and_segments_are_coded(mcp_server, tmp_path):
     assert error_of(missing)["code"] == "INVALID_NODE_ID"
     assert error_of(wrong_class)["code"] == "INVALID_PARAMETER"
     assert "lesion" in error_of(no_segment)["message"]
+
+
+def test_screenshots_show_new_segments_and_markups(mcp_server, tmp_path):
+    from test_scene_screenshots import decode_png
+
+    _, seg_id, _, _ = segmented_sphere(mcp_server, tmp_path)
+    ok(
+        call_tool(
+            mcp_server, "rename_segment", {"segmentation_id": seg_id, "segment": "lesion", "color": [0, 0, 1]}
+        )
+    )
+    first = call_tool(mcp_server, "capture_screenshot", {"view_type": "axial", "size": 256})
+    offset = ok(first)["slice_offset_mm"]
+    pixels = decode_png(base64.b64decode(first.content[0].data))
+    blue = (pixels[..., 2] > 150) & (pixels[..., 0] < 100) & (pixels[..., 1] < 100)
+    assert blue.sum() > 200  # the ball's cross-section, filled in the segment's colour
+    yellow = (pixels[..., 0] > 200) & (pixels[..., 1] > 200) & (pixels[..., 2] < 60)
+    assert not yellow.any()
+    # a line across the ball on the shown slice is drawn in the line's colour (yellow)
+    line = [
+        [SPHERE_CENTRE_RAS[0] - 8, SPHERE_CENTRE_RAS[1], offset],
+        [SPHERE_CENTRE_RAS[0] + 8, SPHERE_CENTRE_RAS[1], offset],
+    ]
+    ok(call_tool(mcp_server, "place_markup", {"type": "line", "points": line}))
+    second = call_tool(mcp_server, "capture_screenshot", {"view_type": "axial", "size": 256})
+    pixels = decode_png(base64.b64decode(second.content[0].data))
+    yellow = (pixels[..., 0] > 200) & (pixels[..., 1] > 200) & (pixels[..., 2] < 60)
+    rows, cols = np.nonzero(yellow)
+    assert yellow.sum() > 20
+    assert np.ptp(cols) > 5 * max(1, np.ptp(rows))  # a horizontal line (R-L runs across an axial view)
+
+
+def test_markups_show_in_the_3d_view(mcp_server):
+    from test_scene_screenshots import decode_png
+
+    ok(call_tool(mcp_server, "place_markup", {"type": "line", "points": [[-50, 0, 0], [50, 0, 0]]}))
+    shot = call_tool(mcp_server, "capture_screenshot", {"view_type": "3d", "size": 256})
+    info = ok(shot)
+    assert not any("nothing is visible" in note for note in info["notes"])
+    pixels = decode_png(base64.b64decode(shot.content[0].data))
+    yellow = (pixels[..., 0] > 200) & (pixels[..., 1] > 200) & (pixels[..., 2] < 80)
+    rows, cols = np.nonzero(yellow)
+    assert yellow.sum() > 50 and np.ptp(cols) > 100  # the line spans most of the view, left to right

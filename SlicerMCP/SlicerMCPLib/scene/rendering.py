@@ -45,6 +45,7 @@ _3D_MANAGERS = (
     "vtkMRMLModelDisplayableManager",
     "vtkMRMLSegmentationsDisplayableManager3D",
     "vtkMRMLVolumeRenderingDisplayableManager",
+    "vtkMRMLMarkupsDisplayableManager",
 )
 # (direction from the focal point to the camera in RAS, view-up)
 _LOOK_FROM = {
@@ -415,7 +416,11 @@ class ThreeDView:
                 continue
             if node.GetSegmentation().GetNumberOfSegments() and node.CreateClosedSurfaceRepresentation():
                 shown += 1
-        for class_name in ("vtkMRMLVolumeRenderingDisplayNode", "vtkMRMLModelDisplayNode"):
+        for class_name in (
+            "vtkMRMLVolumeRenderingDisplayNode",
+            "vtkMRMLModelDisplayNode",
+            "vtkMRMLMarkupsDisplayNode",
+        ):
             for i in range(scene.GetNumberOfNodesByClass(class_name)):
                 if scene.GetNthNodeByClass(i, class_name).GetVisibility():
                     shown += 1
