@@ -54,6 +54,19 @@ class ServerSettings(BaseModel):
     allowed_origins: list[str] = Field(
         default_factory=list, description="browser Origins allowed besides loopback"
     )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds a connection may take to send a request's headers"
+    )
+    body_timeout_s: float = Field(default=30.0, gt=0, description="seconds to send a request's body")
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="seconds an idle kept-alive connection stays open"
+    )
+    max_connections: int = Field(
+        default=200, ge=2, description="open connections; beyond it the longest-idle one is closed"
+    )
+    max_in_flight_per_client: int = Field(
+        default=32, ge=1, description="requests one client (session or connection) may have in progress"
+    )
 
     @model_validator(mode="after")
     def _loopback_unless_asked(self) -> ServerSettings:
