@@ -40,6 +40,11 @@ class AllowSettings(BaseModel):
     ris_write: bool = Field(
         default=False, description="orders, worklist entries, the virtual CR, REST writes"
     )
+    confirm_with_person: bool = Field(
+        default=False,
+        description="a gated operation that is off asks the person through the client (MCP elicitation) "
+        "and runs once if they accept",
+    )
 
 
 class ServerSettings(BaseModel):
@@ -185,7 +190,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     legacy = env.get("DICOM_HL7_PACS_ALLOW_RETRIEVE")
     if legacy is not None and _parse_bool("DICOM_HL7_PACS_ALLOW_RETRIEVE", legacy):
         allow["dicom_move"] = True
-    for key in ALLOW_KEYS:
+    for key in (*ALLOW_KEYS, "confirm_with_person"):
         name = f"SLICER_MCP_ALLOW_{key.upper()}"
         if name in env:
             allow[key] = _parse_bool(name, env[name])

@@ -154,10 +154,12 @@ def _code_of(result: CallToolResult) -> str:
 def build_server(services: Services) -> SlicerMCPServer:
     """The server with every tool and resource of the catalog registered."""
     from ..tools import register_all
+    from ..tools.prompts import register_prompts
     from ..tools.resources import register_resources
 
     server = SlicerMCPServer(services)
     register_all(server)
     register_resources(server, services.backend)
+    register_prompts(server)
     server.compact_output_schemas()
     return server
