@@ -34,8 +34,8 @@ from ..core.models import (
     ViewType,
     VolumeMeasurement,
 )
-from ..core.scene_backend import SceneBackend, Screenshot, VolumeArray
-from ..scene import data_io
+from ..core.scene_backend import SceneBackend, Screenshot, SegmentationArray, VolumeArray
+from ..scene import data_io, segment_io
 from ..scene import measure as mrml_measure
 from ..scene import nodes as mrml_nodes
 from ..scene.app import SceneApp, layout_id
@@ -274,6 +274,22 @@ class MrmlBackend(SceneBackend):
             return data_io.export_volume(node)
 
         return await self._scene_call(run, self.config.timeouts.load_s)
+
+    async def export_segmentation(
+        self, node_id: str, segments: list[str] | None, reference_volume_id: str | None
+    ) -> SegmentationArray:
+        return await self._scene_call(
+            lambda: segment_io.export_segments(
+                self.app, node_id, segments, reference_volume_id, "export_dicom_seg"
+            ),
+            self.config.timeouts.load_s,
+        )
+
+    async def add_segmentation(self, segmentation: SegmentationArray) -> NodeSummary:
+        return await self._scene_call(
+            lambda: mrml_nodes.summary(segment_io.add_segmentation(self.app, segmentation, "load_series")),
+            self.config.timeouts.load_s,
+        )
 
     async def close(self) -> None:
         """Release render windows and scene observers (on the main thread)."""

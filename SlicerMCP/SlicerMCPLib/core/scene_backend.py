@@ -55,6 +55,28 @@ class VolumeArray:
     value_range: tuple[float, float] | None = None  # exact min and max when the producer knows them
 
 
+@dataclass
+class SegmentMask:
+    """One segment as a boolean mask [k, j, i] on its reference volume's voxel grid."""
+
+    segment_id: str
+    name: str
+    mask: np.ndarray
+    color: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    terminology: str | None = None  # Slicer's "TerminologyEntry" tag, when the segment has one
+
+
+@dataclass
+class SegmentationArray:
+    """Segments of a segmentation node resampled onto a reference volume (the DICOM SEG's source)."""
+
+    name: str
+    segments: list[SegmentMask]
+    reference_volume_id: str
+    attributes: dict[str, str] = field(default_factory=dict)  # the reference volume's (DICOM UIDs)
+    ijk_to_ras: np.ndarray | None = None  # the reference volume's grid
+
+
 class SceneBackend(abc.ABC):
     """The scene operations behind the scene tools (and the scene side of DICOM loading)."""
 
@@ -126,6 +148,20 @@ class SceneBackend(abc.ABC):
             "backend cannot run them. Use the SlicerMCP module inside Slicer (slicer-mcp proxies to it) "
             "or slicer-mcp --headless",
             details={"backend": self.kind},
+        )
+
+    async def export_segmentation(
+        self, node_id: str, segments: list[str] | None, reference_volume_id: str | None
+    ) -> SegmentationArray:
+        """The chosen segments (ids or names; None: all) as masks on the reference volume's grid."""
+        raise NotSupported(
+            f"the {self.kind} backend cannot export segmentations; use the headless or in-Slicer server"
+        )
+
+    async def add_segmentation(self, segmentation: SegmentationArray) -> NodeSummary:
+        """A segmentation node over `reference_volume_id` holding the masks (a DICOM SEG load)."""
+        raise NotSupported(
+            f"the {self.kind} backend cannot add segmentations; use the headless or in-Slicer server"
         )
 
     async def close(self) -> None:  # noqa: B027 - optional hook
