@@ -492,3 +492,61 @@ def test_markups_show_in_the_3d_view(mcp_server):
     yellow = (pixels[..., 0] > 200) & (pixels[..., 1] > 200) & (pixels[..., 2] < 80)
     rows, cols = np.nonzero(yellow)
     assert yellow.sum() > 50 and np.ptp(cols) > 100  # the line spans most of the view, left to right
+
+
+def test_on_the_demo_scene_threshold_and_islands_find_the_lesion(mcp_server, run_on_scene):
+    from SlicerMCPLib.scene.demo import load_demo_scene, phantom_arrays
+
+    backend = mcp_server.services.backend
+    run_on_scene(lambda: load_demo_scene(backend))
+    image, labels, _ = phantom_arrays()
+    ids = {n["name"]: n["id"] for n in ok(call_tool(mcp_server, "list_scene_nodes", {}))["nodes"]}
+    volume_id, demo_seg = ids["DemoHead"], ids["DemoSegmentation"]
+    seg_id = ok(call_tool(mcp_server, "create_segmentation", {"volume_id": volume_id}))["segmentation_id"]
+    args = {"segmentation_id": seg_id, "segment": "found", "lower": 650, "upper": 800}
+    ok(call_tool(mcp_server, "segment_threshold", args))
+    ok(
+        call_tool(
+            mcp_server,
+            "segment_islands",
+            {"segmentation_id": seg_id, "segment": "found", "min_size_voxels": 1},
+        )
+    )
+    (found,) = ok(call_tool(mcp_server, "segment_statistics", {"segmentation_id": seg_id}))["segments"]
+    assert found["voxel_count"] == int((labels == 3).sum())
+    assert found["mean"] == 700 and found["std"] == 0
+    assert found["centroid_ras"][0] < -30  # on the patient's left (R < 0), as the demo places it
+    demo = {
+        s["name"]: s
+        for s in ok(call_tool(mcp_server, "segment_statistics", {"segmentation_id": demo_seg}))["segments"]
+    }
+    measured = ok(call_tool(mcp_server, "measure_volume", {"node_id": demo_seg}))
+    for row in measured["segments"]:
+        assert demo[row["name"]]["voxel_count"] == row["voxel_count"]
+    assert demo["Lesion"]["mean"] == 700 and demo["Ventricles"]["mean"] == 80
+
+
+def test_long_edits_report_progress(mcp_server, tmp_path):
+    import asyncio
+
+    from mcp import Client
+
+    path, _, _ = two_blobs_volume(tmp_path)
+    volume_id = load(mcp_server, path)
+    seg_id = ok(call_tool(mcp_server, "create_segmentation", {"volume_id": volume_id}))["segmentation_id"]
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append((done, total, message))
+
+    async def main() -> Any:
+        async with Client(mcp_server) as client:
+            seeds = {"a": [[25, 20, 20]], "b": [[44, 20, 20]], "bg": [[2, 2, 2]]}
+            return await client.call_tool(
+                "segment_grow_from_seeds",
+                {"segmentation_id": seg_id, "seeds": seeds},
+                progress_callback=progress,
+            )
+
+    ok(asyncio.run(main()))
+    assert seen and all(message and message.startswith("grow from seeds") for _, _, message in seen)

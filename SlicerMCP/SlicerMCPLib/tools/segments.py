@@ -65,7 +65,8 @@ def progress_relay(ctx: Context, label: str) -> ProgressFn:
         last[0] = fraction
 
         def start() -> None:
-            task = asyncio.ensure_future(send(done, total, f"{label}: {message}"))
+            text = label if message == label else f"{label}: {message}"
+            task = asyncio.ensure_future(send(done, total, text))
             pending.add(task)
             task.add_done_callback(pending.discard)
 
