@@ -9,6 +9,7 @@ changed. Runs on the main thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -186,27 +187,22 @@ def margin(ws: Workspace, segmentation_id: str, segment: str, margin_mm: float) 
 
     if margin_mm == 0:
         raise InvalidParameter("margin_mm must not be 0", details={"margin_mm": margin_mm})
-    node, volume, ref = _target(ws, segmentation_id, None, "segment_margin", need_volume=False)
-    sid = lm.segment_id(node, segment)
-    with ws.history.edit("segment_margin") as step:
-        ws.history.keep_segmentation(step, node)
-        mask = lm.segment_mask(node, sid, ref)
-        before = int(np.count_nonzero(mask))
+
+    def grow(mask: np.ndarray, ref: Any) -> np.ndarray:
         # shrinking grows the background: the distance map starts at the border voxels, so this is
         # the more accurate way round (as Slicer's Margin effect does it)
         shrink = margin_mm < 0
-        source = 1 - mask if shrink else mask
         filt = slicer.vtkITKImageMargin()
-        filt.SetInputData(lm.image_like(ref, source))
+        filt.SetInputData(lm.image_like(ref, 1 - mask if shrink else mask))
         filt.SetCalculateMarginInMM(True)
         filt.SetOuterMarginMM(abs(margin_mm))
         filt.SetBackgroundValue(0)
         ws.watch(filt, "margin")
         filt.Update()
         grown = lm.voxels(filt.GetOutput()) != 0
-        lm.write_mask(node, sid, ref, (~grown if shrink else grown).astype(np.uint8))
-        changes = [_change(node, sid, ref, before, "modified")]
-    return _result(ws, "segment_margin", node, volume, changes)
+        return ~grown if shrink else grown
+
+    return _reshape_segment(ws, "segment_margin", segmentation_id, segment, grow, [])
 
 
 def smoothing(
@@ -215,13 +211,11 @@ def smoothing(
     """Median, closing (fills small holes) or opening (removes thin protrusions), kernel in mm."""
     import vtk
 
-    node, volume, ref = _target(ws, segmentation_id, None, "segment_smoothing", need_volume=False)
-    sid = lm.segment_id(node, segment)
-    kernel = [_odd_kernel(kernel_mm, s) for s in ref.GetSpacing()]
-    with ws.history.edit("segment_smoothing") as step:
-        ws.history.keep_segmentation(step, node)
-        mask = lm.segment_mask(node, sid, ref)
-        before = int(np.count_nonzero(mask))
+    kernels: list[list[int]] = []
+
+    def smooth(mask: np.ndarray, ref: Any) -> np.ndarray:
+        kernel = [_odd_kernel(kernel_mm, s) for s in ref.GetSpacing()]
+        kernels.append(kernel)
         if method == "median":
             filt = vtk.vtkImageMedian3D()
         else:
@@ -233,10 +227,31 @@ def smoothing(
         filt.SetInputData(lm.image_like(ref, mask))
         ws.watch(filt, method)
         filt.Update()
-        lm.write_mask(node, sid, ref, (lm.voxels(filt.GetOutput()) != 0).astype(np.uint8))
+        return lm.voxels(filt.GetOutput()) != 0
+
+    result = _reshape_segment(ws, "segment_smoothing", segmentation_id, segment, smooth, [])
+    result.notes.append("kernel {}x{}x{} voxels for {} mm".format(*kernels[0], kernel_mm))
+    return result
+
+
+def _reshape_segment(
+    ws: Workspace,
+    operation: str,
+    segmentation_id: str,
+    segment: str,
+    reshape: Callable[[np.ndarray, Any], np.ndarray],
+    notes: list[str],
+) -> EditResult:
+    """One undoable step that replaces a segment's mask with `reshape(mask, grid)`."""
+    node, volume, ref = _target(ws, segmentation_id, None, operation, need_volume=False)
+    sid = lm.segment_id(node, segment)
+    with ws.history.edit(operation) as step:
+        ws.history.keep_segmentation(step, node)
+        mask = lm.segment_mask(node, sid, ref)
+        before = int(np.count_nonzero(mask))
+        lm.write_mask(node, sid, ref, reshape(mask, ref).astype(np.uint8))
         changes = [_change(node, sid, ref, before, "modified")]
-    notes = [f"kernel {kernel[0]}x{kernel[1]}x{kernel[2]} voxels for {kernel_mm} mm"]
-    return _result(ws, "segment_smoothing", node, volume, changes, notes)
+    return _result(ws, operation, node, volume, changes, notes)
 
 
 def logical(
