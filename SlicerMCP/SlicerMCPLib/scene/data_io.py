@@ -74,7 +74,7 @@ def read_volume_file(path: Path, labelmap: bool, name: str | None) -> PreparedVo
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise _load_failed(path, f"the volume reader could not read it ({str(exc).strip().splitlines()[-1]})")
+        raise _load_failed(path, "the volume reader could not read it") from exc
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         return None
     spacing = np.asarray(image.GetSpacing(), dtype=float)
