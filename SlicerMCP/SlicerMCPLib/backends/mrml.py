@@ -41,6 +41,7 @@ from ..scene import nodes as mrml_nodes
 from ..scene.app import SceneApp, layout_id
 from ..scene.edit_history import EditHistory, ProgressFn, Workspace
 from ..scene.python_exec import Namespaces, run_code
+from ..scene.volume_files import vet_volume_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -177,8 +178,14 @@ class MrmlBackend(SceneBackend):
         return await self._load(path, False, name, name)
 
     async def _load(self, path: Path, labelmap: bool, name: str | None, source: str) -> LoadedNodes:
+        # the header and every file it names are checked, and the voxels read, on a worker thread:
+        # the main thread only makes the node, so the server keeps answering during a large load
+        limit = self.config.limits.volume_bytes()
+        await anyio.to_thread.run_sync(vet_volume_file, path, limit)
+        prepared = await anyio.to_thread.run_sync(data_io.read_volume_file, path, labelmap, name)
+
         def run() -> LoadedNodes:
-            nodes = data_io.load_file(self.app, path, labelmap, name)
+            nodes = data_io.load_file(self.app, path, labelmap, name, prepared)
             return LoadedNodes(nodes=[mrml_nodes.summary(n) for n in nodes], source=source)
 
         return await self._scene_call(run, self.config.timeouts.load_s)
