@@ -12,7 +12,7 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,6 +50,36 @@ class VolumeArray:
     is_labelmap: bool = False
     window_level: tuple[float, float] | None = None  # (window, level); None: estimated from the voxels
     value_range: tuple[float, float] | None = None  # exact min and max when the producer knows them
+
+
+class NodeName(NamedTuple):
+    """What completions and the resource list need of a node, read without a scene call."""
+
+    node_id: str
+    name: str
+    class_name: str
+    data: bool = True  # False for application nodes (views, cameras, colour tables, singletons)
+
+
+class SceneChanges(abc.ABC):
+    """What changed in a scene since the last `take`, noted on the main thread, read from any thread.
+
+    Listeners are called on the thread that changed the scene (the main thread) after each
+    change: they must only schedule work elsewhere (e.g. `loop.call_soon_threadsafe`).
+    """
+
+    @abc.abstractmethod
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Register `listener`; returns the function that unregisters it."""
+
+    @abc.abstractmethod
+    def take(self) -> tuple[dict[str, str], bool]:
+        """({node id: class name} of nodes added, removed or modified; whether the set of nodes or their
+        names changed)."""
+
+    @abc.abstractmethod
+    def names(self) -> list[NodeName]:
+        """Every node's id, name and class as of the last change."""
 
 
 class SceneBackend(abc.ABC):
@@ -111,6 +141,11 @@ class SceneBackend(abc.ABC):
     @abc.abstractmethod
     async def export_volume(self, node_id: str) -> VolumeArray:
         """A scalar volume node's voxels and geometry (for sending it as DICOM)."""
+
+    async def scene_changes(self) -> SceneChanges | None:
+        """The scene's change notes, watched from now on; None when this backend cannot see changes
+        (then only changes made through our own tools are reported)."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or the headless scene."""
