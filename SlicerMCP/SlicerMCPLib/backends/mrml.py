@@ -34,7 +34,7 @@ from ..core.models import (
     ViewType,
     VolumeMeasurement,
 )
-from ..core.scene_backend import SceneBackend, Screenshot, SegmentationArray, VolumeArray
+from ..core.scene_backend import SceneBackend, SceneChanges, Screenshot, SegmentationArray, VolumeArray
 from ..scene import data_io, segment_io
 from ..scene import measure as mrml_measure
 from ..scene import nodes as mrml_nodes
@@ -61,6 +61,7 @@ class MrmlBackend(SceneBackend):
         self._index: mrml_nodes.SceneIndex | None = None  # made on the main thread, on first use
         self._label_counts = mrml_measure.LabelCounts()
         self._workspace = Workspace(app, EditHistory(app.scene))
+        self._watcher: Any = None  # scene.watch.SceneWatcher, made on the main thread on first use
 
     @property
     def scene(self) -> Any:
@@ -107,6 +108,16 @@ class MrmlBackend(SceneBackend):
                 self.scene, class_name, name, offset, limit, self._volumes, self._scene_index()
             )
         )
+
+    async def scene_changes(self) -> SceneChanges:
+        def start() -> SceneChanges:
+            if self._watcher is None:
+                from ..scene.watch import SceneWatcher
+
+                self._watcher = SceneWatcher(self.scene)
+            return self._watcher
+
+        return self._watcher or await self._scene_call(start)
 
     def _scene_index(self) -> mrml_nodes.SceneIndex:
         if self._index is None:
@@ -301,9 +312,11 @@ class MrmlBackend(SceneBackend):
     async def close(self) -> None:
         """Release render windows and scene observers (on the main thread)."""
         helpers = [
-            h for h in (self._renderer, self._index, self._volumes, self._label_counts) if h is not None
+            h
+            for h in (self._renderer, self._index, self._volumes, self._label_counts, self._watcher)
+            if h is not None
         ]
-        self._renderer = self._index = None
+        self._renderer = self._index = self._watcher = None
         for helper in helpers:
             try:
                 await self.gateway.acall(helper.close, 10.0)

@@ -12,7 +12,7 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -75,6 +75,36 @@ class SegmentationArray:
     reference_volume_id: str
     attributes: dict[str, str] = field(default_factory=dict)  # the reference volume's (DICOM UIDs)
     ijk_to_ras: np.ndarray | None = None  # the reference volume's grid
+
+
+class NodeName(NamedTuple):
+    """What completions and the resource list need of a node, read without a scene call."""
+
+    node_id: str
+    name: str
+    class_name: str
+    data: bool = True  # False for application nodes (views, cameras, colour tables, singletons)
+
+
+class SceneChanges(abc.ABC):
+    """What changed in a scene since the last `take`, noted on the main thread, read from any thread.
+
+    Listeners are called on the thread that changed the scene (the main thread) after each
+    change: they must only schedule work elsewhere (e.g. `loop.call_soon_threadsafe`).
+    """
+
+    @abc.abstractmethod
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Register `listener`; returns the function that unregisters it."""
+
+    @abc.abstractmethod
+    def take(self) -> tuple[dict[str, str], bool]:
+        """({node id: class name} of nodes added, removed or modified; whether the set of nodes or their
+        names changed)."""
+
+    @abc.abstractmethod
+    def names(self) -> list[NodeName]:
+        """Every node's id, name and class as of the last change."""
 
 
 class SceneBackend(abc.ABC):
@@ -163,6 +193,11 @@ class SceneBackend(abc.ABC):
         raise NotSupported(
             f"the {self.kind} backend cannot add segmentations; use the headless or in-Slicer server"
         )
+
+    async def scene_changes(self) -> SceneChanges | None:
+        """The scene's change notes, watched from now on; None when this backend cannot see changes
+        (then only changes made through our own tools are reported)."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or the headless scene."""
