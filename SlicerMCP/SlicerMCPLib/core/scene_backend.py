@@ -73,7 +73,9 @@ class SegmentationArray:
     name: str
     segments: list[SegmentMask]
     reference_volume_id: str
-    attributes: dict[str, str] = field(default_factory=dict)  # the reference volume's (DICOM UIDs)
+    attributes: dict[str, str] = field(
+        default_factory=dict
+    )  # exported: the reference volume's; added: the node's
     ijk_to_ras: np.ndarray | None = None  # the reference volume's grid
 
 

@@ -123,6 +123,8 @@ def add_segmentation(app: Any, segmentation: SegmentationArray, tool: str) -> An
         node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", segmentation.name or "Segmentation")
         node.CreateDefaultDisplayNodes()
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+        for key, value in segmentation.attributes.items():
+            node.SetAttribute(key, value)
         seg = node.GetSegmentation()
         for item in segmentation.segments:
             if item.mask.shape != shape:
