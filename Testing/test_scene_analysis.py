@@ -434,14 +434,14 @@ def test_bad_markups_are_refused_and_add_nothing(mcp_server, args, code):
 
 
 def test_unknown_nodes_and_segments_are_coded(mcp_server, tmp_path):
-    _, seg_id, _, _ = segmented_sphere(mcp_server, tmp_path)
+    volume_id, seg_id, _, _ = segmented_sphere(mcp_server, tmp_path)
     missing, wrong_class, no_segment = call_tools(
         mcp_server,
         [
             ("segment_statistics", {"segmentation_id": "vtkMRMLSegmentationNode99"}),
             (
                 "segment_margin",
-                {"segmentation_id": "vtkMRMLScalarVolumeNode1", "segment": "lesion", "margin_mm": 1},
+                {"segmentation_id": volume_id, "segment": "lesion", "margin_mm": 1},
             ),
             ("segment_margin", {"segmentation_id": seg_id, "segment": "nothing", "margin_mm": 1}),
         ],
