@@ -72,21 +72,9 @@ def segment_row(server: Any, segmentation_id: str, name: str) -> dict[str, Any]:
 def test_threshold_of_a_ball_is_its_volume_within_the_voxelisation_error(mcp_server, tmp_path):
     path, image, _ = sphere_volume(tmp_path)
     volume_id = load(mcp_server, path)
-    created, done = call_tools(
-        mcp_server,
-        [
-            ("create_segmentation", {"volume_id": volume_id, "segments": ["lesion"]}),
-            (
-                "segment_threshold",
-                {
-                    "segmentation_id": "vtkMRMLSegmentationNode1",
-                    "segment": "lesion",
-                    "lower": 50,
-                    "upper": 1000,
-                },
-            ),
-        ],
-    )
+    created = call_tool(mcp_server, "create_segmentation", {"volume_id": volume_id, "segments": ["lesion"]})
+    args = {"segmentation_id": ok(created)["segmentation_id"], "segment": "lesion", "lower": 50, "upper": 1000}
+    done = call_tool(mcp_server, "segment_threshold", args)
     assert ok(created)["changes"][0]["status"] == "created"
     change = ok(done)["changes"][0]
     expected = int(np.count_nonzero((image >= 50) & (image <= 1000)))
