@@ -73,7 +73,12 @@ def test_threshold_of_a_ball_is_its_volume_within_the_voxelisation_error(mcp_ser
     path, image, _ = sphere_volume(tmp_path)
     volume_id = load(mcp_server, path)
     created = call_tool(mcp_server, "create_segmentation", {"volume_id": volume_id, "segments": ["lesion"]})
-    args = {"segmentation_id": ok(created)["segmentation_id"], "segment": "lesion", "lower": 50, "upper": 1000}
+    args = {
+        "segmentation_id": ok(created)["segmentation_id"],
+        "segment": "lesion",
+        "lower": 50,
+        "upper": 1000,
+    }
     done = call_tool(mcp_server, "segment_threshold", args)
     assert ok(created)["changes"][0]["status"] == "created"
     change = ok(done)["changes"][0]
