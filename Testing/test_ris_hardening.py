@@ -210,3 +210,106 @@ def test_rest_api_checks_host_and_body_size_like_the_mcp_endpoint(api: tuple[str
     assert big.status_code == 413
     assert service.store.count_worklist() == before
     assert httpx.get(f"{url}/ris/api/orders", headers={**auth(token), "Host": "localhost"}).status_code == 200
+
+
+# 2, 10, 11: the MWL/MPPS SCP's associations
+
+
+@pytest.fixture
+def strict_scp(sqlite_store: RisStore) -> Any:
+    """The SCP with a short timeout and one allowed calling AE title besides the test station."""
+    from fixtures.core import free_port
+    from fixtures.ris import RIS_AET
+    from SlicerMCPLib.ris.scp import RisScp
+
+    scp = RisScp(
+        sqlite_store, RIS_AET, "127.0.0.1", free_port(), timeout_s=2.0, calling_aets=(STATION_AET, "CT01")
+    ).start()
+    yield scp
+    scp.stop()
+
+
+def associate(port: int, calling: str = STATION_AET, called: str | None = None) -> Any:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import ModalityWorklistInformationFind
+
+    from fixtures.ris import RIS_AET
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+    return ae.associate("127.0.0.1", port, ae_title=called or RIS_AET)
+
+
+def test_silent_connections_do_not_lock_out_modalities(strict_scp: Any) -> None:
+    import socket
+    import time
+
+    silent = [socket.create_connection(("127.0.0.1", strict_scp.port)) for _ in range(20)]
+    try:
+        assoc = associate(strict_scp.port)  # 20 silent sockets: more than pynetdicom's default 10 slots
+        assert assoc.is_established
+        assoc.release()
+        time.sleep(strict_scp.timeout_s + 2)
+        closed = 0
+        for sock in silent:  # the SCP dropped them after its timeout: reading gives end of stream
+            sock.settimeout(1)
+            try:
+                closed += sock.recv(1) == b""
+            except OSError:
+                closed += 1
+        assert closed == len(silent)
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_fifty_concurrent_worklist_queries_are_all_answered(strict_scp: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    query = mwl_query(PatientName="", sps={"Modality": ""})
+
+    def one(_: int) -> int:
+        statuses, found = worklist_query(strict_scp.port, query)
+        return statuses[-1]
+
+    with ThreadPoolExecutor(50) as pool:
+        finals = list(pool.map(one, range(50)))
+    assert finals == [0x0000] * 50
+
+
+def test_called_and_calling_ae_titles_are_checked(strict_scp: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="SlicerMCPLib.ris.scp")
+    wrong_called = associate(strict_scp.port, called="NOTMINIRIS")
+    assert wrong_called.is_rejected
+    stranger = associate(strict_scp.port, calling="STRANGER")
+    assert stranger.is_rejected
+    allowed = associate(strict_scp.port, calling="CT01")
+    assert allowed.is_established
+    allowed.release()
+    again = associate(strict_scp.port, calling="CT01")
+    again.release()
+    text = caplog.text
+    assert text.count("refused an association") >= 2
+    assert text.count("first association from calling AE CT01") == 1
+
+
+def test_a_find_whose_identifier_never_arrives_ends_within_the_timeout(strict_scp: Any) -> None:
+    """pynetdicom sends an empty identifier as no data set at all: nothing to answer, so the SCP ends the
+    association after its timeout instead of holding it (the client saw 30 s before)."""
+    import time
+
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import ModalityWorklistInformationFind
+
+    assoc = associate(strict_scp.port)
+    started = time.monotonic()
+    answers = list(assoc.send_c_find(Dataset(), ModalityWorklistInformationFind))
+    waited = time.monotonic() - started
+    assert waited < strict_scp.timeout_s + 5  # the client's own timeout is 20 s: the SCP ended it first
+    assert all(not status or int(status.Status) != 0xFF00 for status, _ in answers)
+    fresh = associate(strict_scp.port)  # and the SCP serves the next modality normally
+    assert fresh.is_established
+    fresh.release()

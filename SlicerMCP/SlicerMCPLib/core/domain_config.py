@@ -200,6 +200,22 @@ class MiniRisSettings(BaseModel):
         default=False, description="must be true to serve DICOM on a non-loopback mwl_host"
     )
     mwl_port: int = Field(default=11112, ge=0, le=65535, description="DICOM port of the MWL/MPPS SCP")
+    mwl_max_associations: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="associations the MWL/MPPS SCP serves at once; more are refused",
+    )
+    mwl_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="seconds a silent or half-sent association is kept (ACSE/DIMSE/network)",
+    )
+    mwl_calling_aets: list[str] = Field(
+        default_factory=list,
+        description="calling AE titles the SCP accepts; empty: any (each new caller is logged once)",
+    )
     api_port: int = Field(default=8088, ge=0, le=65535, description="REST API port (127.0.0.1, bearer token)")
     seed_on_create: bool = Field(
         default=True, description="fill a new database with the demo patients and orders"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,6 +110,28 @@ def encodes(response: Dataset, explicit: bool) -> bool:
     return True
 
 
+def _on_rejected(event: Any) -> None:
+    """Every refused association is logged with pynetdicom's reason (slots full, wrong AE title...)."""
+    rj = event.assoc.acceptor.primitive
+    reason = getattr(rj, "reason_str", None) or getattr(rj, "result_str", "") if rj is not None else ""
+    log.warning(
+        "worklist SCP refused an association from %s (called %s): %s",
+        event.assoc.requestor.ae_title,
+        event.assoc.requestor.requested_ae_title
+        if hasattr(event.assoc.requestor, "requested_ae_title")
+        else "?",
+        reason or "rejected",
+    )
+
+
+def _on_aborted(event: Any) -> None:
+    log.info(
+        "worklist SCP: association from %s ended by an abort (a peer gone, or silent for the timeout; "
+        "e.g. a C-FIND whose identifier never arrived)",
+        event.assoc.requestor.ae_title,
+    )
+
+
 def _no_delay(event: Any) -> None:
     """Send each C-FIND response at once: without TCP_NODELAY, Nagle's algorithm and the peer's
     delayed ACK hold back small PDUs (tens of ms per response on loopback)."""
@@ -121,21 +144,43 @@ class RisScp:
     """One pynetdicom AE serving worklist, MPPS and verification on a loopback port."""
 
     def __init__(
-        self, store: RisStore, ae_title: str = "MINIRIS", host: str = "127.0.0.1", port: int = 11112
+        self,
+        store: RisStore,
+        ae_title: str = "MINIRIS",
+        host: str = "127.0.0.1",
+        port: int = 11112,
+        *,
+        max_associations: int = 64,
+        timeout_s: float = 10.0,
+        calling_aets: tuple[str, ...] = (),
     ):
         self.store = store
         self.ae_title = ae_title
         self.host = host
         self.port = port
+        self.max_associations = max_associations
+        self.timeout_s = timeout_s
+        self.calling_aets = calling_aets
         self._ae: AE | None = None
+        self._callers: set[str] = set()
+        self._lock = threading.Lock()
 
     def start(self) -> RisScp:
         ae = AE(ae_title=self.ae_title)
         for sop_class in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep, Verification):
             ae.add_supported_context(sop_class)
         ae.maximum_pdu_size = 0
+        # a connection that says nothing, or stops half way, is dropped after timeout_s, so silent
+        # sockets cannot hold every association slot (pynetdicom's defaults: 10 slots, 30-60 s)
+        ae.maximum_associations = self.max_associations
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
+        ae.require_called_aet = True
+        ae.require_calling_aet = list(self.calling_aets)
         handlers = [
             (evt.EVT_CONN_OPEN, _no_delay),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_REJECTED, _on_rejected),
+            (evt.EVT_ABORTED, _on_aborted),
             (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_N_CREATE, self._on_n_create),
             (evt.EVT_N_SET, self._on_n_set),
@@ -151,6 +196,15 @@ class RisScp:
         if self._ae is not None:
             self._ae.shutdown()
             self._ae = None
+
+    def _on_established(self, event: Any) -> None:
+        """One log line per calling AE title the first time it connects (who uses this worklist)."""
+        caller = str(event.assoc.requestor.ae_title).strip()
+        with self._lock:
+            new = caller not in self._callers
+            self._callers.add(caller)
+        if new:
+            log.info("worklist SCP: first association from calling AE %s", caller)
 
     # Modality Worklist ------------------------------------------------------------------------
 

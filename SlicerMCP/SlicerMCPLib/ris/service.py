@@ -58,6 +58,9 @@ class RisService:
                 self.settings.mwl_ae_title,
                 self.settings.mwl_host,
                 self.settings.mwl_port if port is None else port,
+                max_associations=self.settings.mwl_max_associations,
+                timeout_s=self.settings.mwl_timeout_s,
+                calling_aets=tuple(self.settings.mwl_calling_aets),
             )
             try:
                 scp.start()
