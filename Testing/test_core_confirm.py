@@ -124,3 +124,71 @@ def test_allowed_in_the_config_runs_without_asking(confirming, mcp_server) -> No
     person = Person(action="decline")
     (result,) = run_python(mcp_server, "auto", person)
     assert code_of(result) is None and person.shown == []
+
+
+STUDY, SERIES = "1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.12"
+#: every gated tool: arguments, and what the person must be shown (exactly what will happen)
+GATED_CALLS = [
+    (
+        "move_series",
+        {"destination_node": "archive", "series_instance_uid": SERIES, "study_instance_uid": STUDY},
+        [SERIES, STUDY, "archive (ARCHIVE at 127.0.0.1:4243)", "pacs (PACS at 127.0.0.1:4242)"],
+    ),
+    (
+        "move_study",
+        {"destination_node": "archive", "study_instance_uid": STUDY},
+        [STUDY, "ARCHIVE at 127.0.0.1:4243"],
+    ),
+    (
+        "pacs_retrieve",
+        {"study_instance_uid": STUDY, "destination_ae_title": "WORKSTATION1"},
+        [STUDY, "WORKSTATION1"],
+    ),
+    (
+        "send_to_pacs",
+        {"destination_node": "archive", "file_paths": ["/tmp/a.dcm"]},
+        ["/tmp/a.dcm", "ARCHIVE"],
+    ),
+    (
+        "fhir_create_resource",
+        {"resource": {"resourceType": "Observation", "status": "final"}},
+        ["Observation", "https://fhir.example.org/r4", '"status": "final"'],
+    ),
+    (
+        "fhir_update_resource",
+        {"resource": {"resourceType": "Patient", "id": "p7"}, "version_id": "3"},
+        ["Patient/p7 at version 3"],
+    ),
+    ("fhir_create_imaging_study_from_pacs", {"study_instance_uid": STUDY}, [STUDY, "ImagingStudy"]),
+    ("create_order", {"patient_mrn": "MRN42", "procedure_code": "XR-CHEST-2V"}, ["MRN42", "XR-CHEST-2V"]),
+    ("create_mwl_from_order", {"order_id": 5, "scheduled_station_aet": "CR7"}, ["order 5", "CR7"]),
+    ("cancel_mwl", {"mwl_id": 9}, ["worklist entry 9"]),
+    ("create_synthetic_cr_study", {"accession_number": "ACC1"}, ["ACC1", "C-STORE", "allow.dicom_send"]),
+    ("execute_python", {"code": "print(1)"}, ["print(1)"]),
+]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+@pytest.mark.parametrize(("tool", "args", "shown"), GATED_CALLS, ids=[c[0] for c in GATED_CALLS])
+def test_every_gated_tool_shows_what_it_will_do(
+    confirming, mcp_server, mode: str, tool: str, args: dict, shown: list[str]
+) -> None:
+    from SlicerMCPLib.core.domain_config import DicomNode, FhirServer
+
+    confirming.nodes = {
+        "pacs": DicomNode(host="127.0.0.1", port=4242, ae_title="PACS"),
+        "archive": DicomNode(host="127.0.0.1", port=4243, ae_title="ARCHIVE"),
+    }
+    confirming.current_node = "pacs"
+    confirming.fhir_servers = {"hospital": FhirServer(url="https://fhir.example.org/r4")}
+    person = Person(action="decline")
+
+    async def main() -> Any:
+        async with Client(mcp_server, mode=mode, elicitation_callback=person) as client:
+            return await client.call_tool(tool, args)
+
+    result = asyncio.run(main())
+    assert code_of(result) == "OPERATION_DISABLED"
+    assert len(person.shown) == 1
+    for text in shown:
+        assert text in person.shown[0], (text, person.shown[0])
