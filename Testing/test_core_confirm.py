@@ -165,6 +165,17 @@ GATED_CALLS = [
     ("cancel_mwl", {"mwl_id": 9}, ["worklist entry 9"]),
     ("create_synthetic_cr_study", {"accession_number": "ACC1"}, ["ACC1", "C-STORE", "allow.dicom_send"]),
     ("execute_python", {"code": "print(1)"}, ["print(1)"]),
+    ("store_results_to_pacs", {"sop_instance_uids": [SERIES], "node": "archive"}, [SERIES, "ARCHIVE"]),
+    (
+        "fhir_create_report",
+        {"conclusion": "A 2 mL lesion.", "study_instance_uid": STUDY},
+        ["DiagnosticReport", STUDY, "A 2 mL lesion.", "https://fhir.example.org/r4"],
+    ),
+    (
+        "fhir_report_from_dicom_pdf",
+        {"study_instance_uid": STUDY, "series_instance_uid": SERIES, "sop_instance_uid": SERIES + ".1"},
+        [SERIES + ".1", "DiagnosticReport"],
+    ),
 ]
 
 

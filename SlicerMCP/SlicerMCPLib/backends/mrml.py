@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import numpy as np
@@ -34,14 +34,17 @@ from ..core.models import (
     ViewType,
     VolumeMeasurement,
 )
-from ..core.scene_backend import SceneBackend, SceneChanges, Screenshot, VolumeArray
-from ..scene import data_io
+from ..core.scene_backend import SceneBackend, SceneChanges, Screenshot, SegmentationArray, VolumeArray
+from ..scene import data_io, segment_io
 from ..scene import measure as mrml_measure
 from ..scene import nodes as mrml_nodes
 from ..scene.app import SceneApp, layout_id
+from ..scene.edit_history import EditHistory, ProgressFn, Workspace
 from ..scene.python_exec import Namespaces, run_code
+from ..scene.volume_files import vet_volume_file
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MrmlBackend(SceneBackend):
@@ -57,6 +60,7 @@ class MrmlBackend(SceneBackend):
         self._volumes = mrml_nodes.VolumeInfoCache(app.scene)
         self._index: mrml_nodes.SceneIndex | None = None  # made on the main thread, on first use
         self._label_counts = mrml_measure.LabelCounts()
+        self._workspace = Workspace(app, EditHistory(app.scene))
         self._watcher: Any = None  # scene.watch.SceneWatcher, made on the main thread on first use
 
     @property
@@ -185,8 +189,14 @@ class MrmlBackend(SceneBackend):
         return await self._load(path, False, name, name)
 
     async def _load(self, path: Path, labelmap: bool, name: str | None, source: str) -> LoadedNodes:
+        # the header and every file it names are checked, and the voxels read, on a worker thread:
+        # the main thread only makes the node, so the server keeps answering during a large load
+        limit = self.config.limits.volume_bytes()
+        await anyio.to_thread.run_sync(vet_volume_file, path, limit)
+        prepared = await anyio.to_thread.run_sync(data_io.read_volume_file, path, labelmap, name)
+
         def run() -> LoadedNodes:
-            nodes = data_io.load_file(self.app, path, labelmap, name)
+            nodes = data_io.load_file(self.app, path, labelmap, name, prepared)
             return LoadedNodes(nodes=[mrml_nodes.summary(n) for n in nodes], source=source)
 
         return await self._scene_call(run, self.config.timeouts.load_s)
@@ -250,7 +260,21 @@ class MrmlBackend(SceneBackend):
         }
 
     async def clear_scene(self) -> ClearResult:
-        return ClearResult(removed_nodes=await self._scene_call(lambda: data_io.clear_data(self.scene)))
+        def run() -> int:
+            self._workspace.history.clear()  # its steps name nodes that are gone
+            return data_io.clear_data(self.scene)
+
+        return ClearResult(removed_nodes=await self._scene_call(run))
+
+    async def run_analysis(self, work: Callable[[Workspace], T], progress: ProgressFn | None) -> T:
+        def run() -> T:
+            self._workspace.progress = progress
+            try:
+                return work(self._workspace)
+            finally:
+                self._workspace.progress = None
+
+        return await self._scene_call(run, self.config.timeouts.load_s)
 
     def allocate_voxels(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return data_io.allocate_voxels(shape, dtype)
@@ -268,6 +292,22 @@ class MrmlBackend(SceneBackend):
             return data_io.export_volume(node)
 
         return await self._scene_call(run, self.config.timeouts.load_s)
+
+    async def export_segmentation(
+        self, node_id: str, segments: list[str] | None, reference_volume_id: str | None
+    ) -> SegmentationArray:
+        return await self._scene_call(
+            lambda: segment_io.export_segments(
+                self.app, node_id, segments, reference_volume_id, "export_dicom_seg"
+            ),
+            self.config.timeouts.load_s,
+        )
+
+    async def add_segmentation(self, segmentation: SegmentationArray) -> NodeSummary:
+        return await self._scene_call(
+            lambda: mrml_nodes.summary(segment_io.add_segmentation(self.app, segmentation, "load_series")),
+            self.config.timeouts.load_s,
+        )
 
     async def close(self) -> None:
         """Release render windows and scene observers (on the main thread)."""

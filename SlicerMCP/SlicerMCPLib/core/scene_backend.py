@@ -12,10 +12,11 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from .errors import NotSupported
 from .models import (
     ClearResult,
     GuiMode,
@@ -31,6 +32,8 @@ from .models import (
     ViewType,
     VolumeMeasurement,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,6 +53,30 @@ class VolumeArray:
     is_labelmap: bool = False
     window_level: tuple[float, float] | None = None  # (window, level); None: estimated from the voxels
     value_range: tuple[float, float] | None = None  # exact min and max when the producer knows them
+
+
+@dataclass
+class SegmentMask:
+    """One segment as a boolean mask [k, j, i] on its reference volume's voxel grid."""
+
+    segment_id: str
+    name: str
+    mask: np.ndarray
+    color: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    terminology: str | None = None  # Slicer's "TerminologyEntry" tag, when the segment has one
+
+
+@dataclass
+class SegmentationArray:
+    """Segments of a segmentation node resampled onto a reference volume (the DICOM SEG's source)."""
+
+    name: str
+    segments: list[SegmentMask]
+    reference_volume_id: str
+    attributes: dict[str, str] = field(
+        default_factory=dict
+    )  # exported: the reference volume's; added: the node's
+    ijk_to_ras: np.ndarray | None = None  # the reference volume's grid
 
 
 class NodeName(NamedTuple):
@@ -141,6 +168,33 @@ class SceneBackend(abc.ABC):
     @abc.abstractmethod
     async def export_volume(self, node_id: str) -> VolumeArray:
         """A scalar volume node's voxels and geometry (for sending it as DICOM)."""
+
+    async def run_analysis(self, work: Callable[[Any], T], progress: Callable[..., None] | None) -> T:
+        """Run an analysis step (`scene.segment_edit`, `segment_stats`, `markups`) on the scene.
+
+        `work` gets the scene's `Workspace` on the main thread. Only backends holding the scene in
+        this process can: Slicer's WebServer has no way to run Slicer's segment editor logic.
+        """
+        raise NotSupported(
+            f"segment editing, statistics and markups need the scene in this process; the {self.kind} "
+            "backend cannot run them. Use the SlicerMCP module inside Slicer (slicer-mcp proxies to it) "
+            "or slicer-mcp --headless",
+            details={"backend": self.kind},
+        )
+
+    async def export_segmentation(
+        self, node_id: str, segments: list[str] | None, reference_volume_id: str | None
+    ) -> SegmentationArray:
+        """The chosen segments (ids or names; None: all) as masks on the reference volume's grid."""
+        raise NotSupported(
+            f"the {self.kind} backend cannot export segmentations; use the headless or in-Slicer server"
+        )
+
+    async def add_segmentation(self, segmentation: SegmentationArray) -> NodeSummary:
+        """A segmentation node over `reference_volume_id` holding the masks (a DICOM SEG load)."""
+        raise NotSupported(
+            f"the {self.kind} backend cannot add segmentations; use the headless or in-Slicer server"
+        )
 
     async def scene_changes(self) -> SceneChanges | None:
         """The scene's change notes, watched from now on; None when this backend cannot see changes

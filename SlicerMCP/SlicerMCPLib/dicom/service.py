@@ -310,10 +310,13 @@ class DicomService:
             return None
         return count if 0 < count <= MAX_INSTANCES else None
 
+    def fetch_instances(self, target: Target, progress: Progress | None = None) -> dict[str, Path | bytes]:
+        """Every instance of the target, in memory (SOP Instance UID -> encoded bytes), checked complete."""
+        return self._fetch(target, None, None, progress)[2]
+
     def pdf_text(self, target: Target) -> PdfText:
         """Fetch one Encapsulated PDF instance into memory and extract its text."""
-        _, _, items = self._fetch(target, None, None, None)
-        return pdf_text(next(iter(items.values())))
+        return pdf_text(next(iter(self.fetch_instances(target).values())))
 
     # --- move and send -----------------------------------------------------------------------
 

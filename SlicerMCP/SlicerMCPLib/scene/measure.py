@@ -285,7 +285,7 @@ def measure(
     return _measure_labelmap(node, segment, cache)
 
 
-def _pick_segments(segmentation: Any, segment: str | None) -> list[str]:
+def pick_segments(segmentation: Any, segment: str | None) -> list[str]:
     ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
     if segment is None:
         return ids
@@ -305,7 +305,7 @@ def _pick_segments(segmentation: Any, segment: str | None) -> list[str]:
 
 def _measure_segmentation(node: Any, segment: str | None, cache: LabelCounts) -> VolumeMeasurement:
     segmentation = node.GetSegmentation()
-    wanted = _pick_segments(segmentation, segment)
+    wanted = pick_segments(segmentation, segment)
     if wanted and not segmentation.ContainsRepresentation("Binary labelmap"):
         if not node.CreateBinaryLabelmapRepresentation():
             raise VolumeCalculationError(

@@ -63,7 +63,7 @@ class SlicerMCPServer(MCPServer[Services]):
 
         @asynccontextmanager
         async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
-            yield services
+            yield services  # handed over only: the host that entered the services closes them
 
         super().__init__(
             name="slicer-mcp",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,11 +38,13 @@ from ..dicom.models import (
 )
 from ..dicom.move import Target
 from ..dicom.query import PRESETS, attribute_list
+from ..dicom.retrieve import choose_method
 from ..dicom.service import DicomService
 from ..dicom.validation import check_ae_title, check_code, check_date, check_text, check_uid
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, READS, READS_REMOTE, SETS
 from .client_log import ThrottledLog, client_log
 from .confirm import asks_person
+from .seg_load import load_seg, series_modality
 
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID (digits and dots)")]
 Preset = Annotated[
@@ -72,7 +75,7 @@ def dicom_service(services: Services) -> DicomService:
     return services.get_or_create("dicom", lambda s: DicomService(s.config))
 
 
-def _node_text(services: Services, name: str | None) -> str:
+def node_text(services: Services, name: str | None) -> str:
     """A node as the person confirming a transfer sees it: name, AE title, address."""
     try:
         chosen, node = dicom_service(services).node(name)
@@ -82,8 +85,8 @@ def _node_text(services: Services, name: str | None) -> str:
 
 
 def _shown_move(services: Services, destination_node: str, what: str) -> str:
-    source = _node_text(services, None)
-    return f"C-MOVE {what}\nfrom {source}\nto {_node_text(services, destination_node)}"
+    source = node_text(services, None)
+    return f"C-MOVE {what}\nfrom {source}\nto {node_text(services, destination_node)}"
 
 
 MoveSeriesPerson = asks_person(
@@ -104,7 +107,7 @@ RetrievePerson = asks_person(
     "dicom_move",
     lambda services, study_instance_uid, destination_ae_title, series_instance_uid: (
         f"C-MOVE {'series ' + series_instance_uid + ' of ' if series_instance_uid else ''}"
-        f"study {study_instance_uid}\nfrom {_node_text(services, None)}\nto the AE title {destination_ae_title}"
+        f"study {study_instance_uid}\nfrom {node_text(services, None)}\nto the AE title {destination_ae_title}"
     ),
 )
 
@@ -125,7 +128,7 @@ def _shown_send(
             what += f" of the patient and study of series {reference_series_instance_uid}"
         if series_description:
             what += f", described {series_description!r}"
-    return f"C-STORE {what}\nto {_node_text(services, destination_node)}"
+    return f"C-STORE {what}\nto {node_text(services, destination_node)}"
 
 
 SendPerson = asks_person(
@@ -472,6 +475,8 @@ async def retrieve_study(ctx: Context, study_instance_uid: Uid, method: Method =
 async def _load(ctx: Context, target: Target, method: RetrieveMethod | None) -> LoadResult:
     services = services_of(ctx)
     service = dicom_service(services)
+    if target.series_uid and await anyio.to_thread.run_sync(series_modality, service, target) == "SEG":
+        return await _load_seg(ctx, target, method)
     # decoded straight into memory the scene can take over (no copy of the voxels when adding them)
     decode = functools.partial(service.retrieve_and_decode, allocate=services.backend.allocate_voxels)
     await client_log(
@@ -500,6 +505,28 @@ async def _load(ctx: Context, target: Target, method: RetrieveMethod | None) -> 
     )
 
 
+async def _load_seg(ctx: Context, target: Target, method: RetrieveMethod | None) -> LoadResult:
+    """A SEG series becomes a segmentation over its source volume (loaded first if not in the scene)."""
+    started = time.perf_counter()
+
+    async def load_source(source: Target) -> list[LoadedSeries]:
+        return (await _load(ctx, source, method)).loaded
+
+    services = services_of(ctx)
+    service = dicom_service(services)
+    sources, segmentations = await load_seg(services, service, target, load_source)
+    loaded = [
+        LoadedSeries(series_instance_uid=str(target.series_uid), node=n, slices=0) for n in segmentations
+    ]
+    return LoadResult(
+        method=method or choose_method(service.node()[1]),
+        study_instance_uid=target.study_uid,
+        loaded=sources + loaded,
+        retrieve_seconds=0.0,
+        load_seconds=round(time.perf_counter() - started, 3),
+    )
+
+
 async def load_series(
     ctx: Context,
     series_instance_uid: Uid,
@@ -507,7 +534,8 @@ async def load_series(
     method: Method = None,
 ) -> LoadResult:
     """Retrieve a series and load it into the scene as a volume (name = series description,
-    DICOM UIDs as node attributes). Refuses a partial series (RETRIEVE_INCOMPLETE)."""
+    DICOM UIDs as node attributes). Refuses a partial series (RETRIEVE_INCOMPLETE). A DICOM SEG
+    series loads as a segmentation node over its source volume (loaded too if not in the scene)."""
     return await _load(ctx, await _series_target(ctx, series_instance_uid, study_instance_uid), method)
 
 

@@ -44,7 +44,7 @@ Limit = Annotated[
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="DICOM UID, digits and dots")]
 
 
-def _server_text(services: Services) -> str:
+def fhir_server_text(services: Services) -> str:
     """The FHIR server a write goes to, as the person confirming it sees it."""
     service = fhir_service(services)
     try:
@@ -61,21 +61,21 @@ def _resource_text(resource: dict[str, Any]) -> str:
 CreatePerson = asks_person(
     "fhir_write",
     lambda services, resource: (
-        f"Create a {resource.get('resourceType', '?')} on {_server_text(services)}:\n{_resource_text(resource)}"
+        f"Create a {resource.get('resourceType', '?')} on {fhir_server_text(services)}:\n{_resource_text(resource)}"
     ),
 )
 UpdatePerson = asks_person(
     "fhir_write",
     lambda services, resource, version_id: (
         f"Replace {resource.get('resourceType', '?')}/{resource.get('id', '?')}"
-        f"{' at version ' + version_id if version_id else ''} on {_server_text(services)} with:\n"
+        f"{' at version ' + version_id if version_id else ''} on {fhir_server_text(services)} with:\n"
         f"{_resource_text(resource)}"
     ),
 )
 ImagingStudyPerson = asks_person(
     "fhir_write",
     lambda services, study_instance_uid, node, patient, study: (
-        f"Create an ImagingStudy on {_server_text(services)} for DICOM study "
+        f"Create an ImagingStudy on {fhir_server_text(services)} for DICOM study "
         f"{study_instance_uid or (study.study_instance_uid if study else '?')}"
         f"{' (from node ' + node + ')' if node else ''}"
         f"{', for Patient/' + patient if patient else ', for the Patient whose identifier is its PatientID'}"

@@ -1,0 +1,151 @@
+"""Scene segments as a DICOM Segmentation (BINARY) over the images they were drawn on, with highdicom.
+
+The SEG joins the source series' study and frame of reference and references each source
+image; one frame per source slice and segment holding anything (empty frames omitted), in
+the source slices' order. Segment labels, colours and SNOMED CT category/type come from the
+scene (dicom/codes.py). highdicom needs pydicom 3 (Slicer 5.12+): `require_highdicom` says
+what to do when it is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from ..core.errors import ErrorCode, InvalidParameter, NotSupported, SlicerMCPError
+from ..core.scene_backend import SegmentationArray
+from .codes import segment_codes
+from .volume import LPS_TO_RAS
+
+log = logging.getLogger(__name__)
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+MANUFACTURER = "SlicerMCP"
+SOFTWARE_VERSION = "0.1.0"
+AlgorithmType = Literal["MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"]
+
+
+def require_highdicom() -> Any:
+    """The highdicom module, or a coded error saying how to get it (it needs pydicom >= 3)."""
+    try:
+        import highdicom
+    except ImportError as exc:
+        import pydicom
+
+        raise SlicerMCPError(
+            f"writing DICOM SEG and SR needs the highdicom package, which needs pydicom 3 (this Python has "
+            f"pydicom {pydicom.__version__}). In Slicer 5.12 or newer it ships with Slicer; outside Slicer run "
+            "`pip install 'highdicom>=0.22,<0.29'`. Slicer 5.10 (pydicom 2.4) can install highdicom 0.22: see "
+            "docs/slicer-compatibility.md.",
+            code=ErrorCode.NOT_SUPPORTED,
+            details={"missing": "highdicom", "pydicom": pydicom.__version__},
+        ) from exc
+    return highdicom
+
+
+def order_sources(
+    sources: Sequence[Dataset], ijk_to_ras: np.ndarray, shape: tuple[int, int, int]
+) -> list[Dataset]:
+    """The source images in the volume's k order, one per slice, checked against its grid.
+
+    A volume the loader resampled (uneven slices) or reoriented no longer matches its images
+    voxel for voxel; such a SEG would be wrong, so it is refused."""
+    ijk_to_lps = LPS_TO_RAS @ np.asarray(ijk_to_ras, dtype=float)
+    lps_to_ijk = np.linalg.inv(ijk_to_lps)
+    by_k: dict[int, Dataset] = {}
+    for ds in sources:
+        if int(ds.get("NumberOfFrames", 1) or 1) != 1 or "ImagePositionPatient" not in ds:
+            raise NotSupported(
+                "the source series is not made of single-frame slices with a position; a SEG over it is not "
+                "supported yet",
+                details={"sop_instance_uid": str(ds.get("SOPInstanceUID", ""))},
+            )
+        ijk = lps_to_ijk @ np.array([*map(float, ds.ImagePositionPatient), 1.0])
+        k = int(round(ijk[2]))
+        off = np.abs(ijk[:3] - [0.0, 0.0, k])
+        if off.max() > 0.01 or not 0 <= k < shape[0] or (int(ds.Rows), int(ds.Columns)) != shape[1:]:
+            raise InvalidParameter(
+                "the reference volume does not match its DICOM images voxel for voxel (resampled, cropped or "
+                "moved after loading); load the series again and segment on that volume",
+                details={"sop_instance_uid": str(ds.SOPInstanceUID)},
+            )
+        by_k.setdefault(k, ds)
+    if len(by_k) != shape[0]:
+        raise InvalidParameter(
+            f"the source series has images for {len(by_k)} of the volume's {shape[0]} slices",
+            details={"slices": shape[0], "images": len(by_k)},
+        )
+    return [by_k[k] for k in range(shape[0])]
+
+
+def build_seg(
+    segmentation: SegmentationArray,
+    sources: Sequence[Dataset],
+    *,
+    series_description: str | None = None,
+    series_number: int = 9100,
+    algorithm_type: AlgorithmType = "SEMIAUTOMATIC",
+    content_creator: str | None = None,
+) -> Any:
+    """A highdicom Segmentation (a pydicom Dataset) of every segment over the ordered source images."""
+    hd = require_highdicom()
+    from pydicom.sr.codedict import codes
+
+    if not segmentation.segments:
+        raise InvalidParameter("no segments to write")
+    shape = segmentation.segments[0].mask.shape
+    ordered = order_sources(sources, segmentation.ijk_to_ras, shape)
+    algorithm = None
+    if algorithm_type != "MANUAL":
+        algorithm = hd.AlgorithmIdentificationSequence(
+            name="3D Slicer segmentation", family=codes.cid7162.ManualProcessing, version=SOFTWARE_VERSION
+        )
+    descriptions = []
+    for number, item in enumerate(segmentation.segments, start=1):
+        category, kind = segment_codes(item.name, item.terminology)
+        extra = {}
+        if hasattr(getattr(hd, "color", None), "CIELabColor") and hasattr(hd.color.CIELabColor, "from_rgb"):
+            # highdicom 0.23+; 0.22 (the one pip picks beside Slicer 5.10's pydicom 2.4) takes no colour
+            extra["display_color"] = hd.color.CIELabColor.from_rgb(*(round(c * 255) for c in item.color))
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=item.name[:64],
+                segmented_property_category=hd.sr.CodedConcept(
+                    category.value, category.scheme, category.meaning
+                ),
+                segmented_property_type=hd.sr.CodedConcept(kind.value, kind.scheme, kind.meaning),
+                algorithm_type=algorithm_type,
+                algorithm_identification=algorithm,
+                tracking_uid=generate_uid(),
+                tracking_id=item.name[:64],
+                **extra,
+            )
+        )
+    pixels = np.stack([item.mask for item in segmentation.segments], axis=-1)
+    seg = hd.seg.Segmentation(
+        source_images=ordered,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name="SlicerMCP",
+        software_versions=SOFTWARE_VERSION,
+        device_serial_number="0",
+        content_description=(series_description or f"{segmentation.name} segmentation")[:64],
+        content_label="SEGMENTATION",
+        content_creator_name=content_creator,
+        omit_empty_frames=True,
+    )
+    seg.SeriesDescription = (series_description or f"{segmentation.name} segmentation")[:64]
+    log.info("SEG of %d segments over %d images built", len(descriptions), len(ordered))
+    return seg

@@ -1,0 +1,102 @@
+"""STOW-RS: store DICOM instances through a node's DICOMweb root (POST {root}/studies).
+
+One multipart/related request of application/dicom parts; the answer's Failed SOP Sequence
+(0008,1198) and Referenced SOP Sequence (0008,1199) give the per-instance outcome, counted
+the same way as C-STORE (dicom/send.py) so callers see one SendResult shape.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Sequence
+
+import requests
+from pydicom.dataset import Dataset
+
+from ..core.domain_config import DicomNode
+from ..core.errors import ErrorCode, SlicerMCPError
+from .associations import node_label
+from .models import SendFailure, SendResult
+from .part10 import write_file
+
+FAILED_SOP_SEQUENCE = "00081198"
+REFERENCED_SOP_SEQUENCE = "00081199"
+REFERENCED_SOP_INSTANCE_UID = "00081155"
+FAILURE_REASON = "00081197"
+
+
+def _body(datasets: Sequence[Dataset], boundary: str) -> bytes:
+    out = io.BytesIO()
+    for ds in datasets:
+        part = io.BytesIO()
+        write_file(ds, part)
+        out.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii"))
+        out.write(part.getvalue())
+        out.write(b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode("ascii"))
+    return out.getvalue()
+
+
+def _uids(answer: dict, keyword: str) -> list[tuple[str, str]]:
+    items = (answer.get(keyword) or {}).get("Value") or []
+    out = []
+    for item in items:
+        uid = ((item.get(REFERENCED_SOP_INSTANCE_UID) or {}).get("Value") or [""])[0]
+        reason = ((item.get(FAILURE_REASON) or {}).get("Value") or [""])[0]
+        out.append((str(uid), f"0x{int(reason):04X}" if str(reason).isdigit() else str(reason or "failed")))
+    return out
+
+
+def stow(node: DicomNode, datasets: Sequence[Dataset], *, node_name: str | None = None) -> SendResult:
+    """POST the datasets to the node's STOW-RS endpoint; per-instance failures are counted, not raised."""
+    label = node_label(node, node_name)
+    if not node.dicomweb_url:
+        raise SlicerMCPError(
+            f"{label} has no dicomweb_url in the config; set it, or store with method c-store",
+            code=ErrorCode.CONFIG_ERROR,
+            details={"node": node_name},
+        )
+    boundary = uuid.uuid4().hex
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
+    try:
+        resp = requests.post(
+            f"{node.dicomweb_url}/studies",
+            data=_body(datasets, boundary),
+            headers=headers,
+            timeout=node.timeout_s,
+        )
+    except requests.RequestException as exc:
+        raise SlicerMCPError(
+            f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
+            code=ErrorCode.DICOM_NODE_UNREACHABLE,
+            details={"url": node.dicomweb_url},
+        ) from exc
+    if resp.status_code >= 400 and resp.status_code != 409:  # 409: some or all failed, listed in the body
+        raise SlicerMCPError(
+            f"STOW-RS to {label} failed: HTTP {resp.status_code}",
+            code=ErrorCode.DICOM_SEND_FAILED,
+            details={"status": resp.status_code},
+        )
+    try:
+        answer = resp.json() if resp.content else {}
+    except ValueError:
+        answer = {}
+    failed = [SendFailure(sop_instance_uid=u, status=s) for u, s in _uids(answer, FAILED_SOP_SEQUENCE)]
+    stored = {u for u, _ in _uids(answer, REFERENCED_SOP_SEQUENCE)}
+    sent = (
+        sum(1 for ds in datasets if str(ds.SOPInstanceUID) in stored)
+        if stored
+        else len(datasets) - len(failed)
+    )
+    return SendResult(
+        success=not failed and sent == len(datasets),
+        destination=node.ae_title,
+        sent=sent,
+        warning=1 if resp.status_code == 202 else 0,
+        failed=len(datasets) - sent,
+        failures=failed,
+    )

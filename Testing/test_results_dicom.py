@@ -1,0 +1,213 @@
+"""SEG and SR out of the scene into a real Orthanc, queried back, and a SEG loaded back voxel for voxel.
+
+The source series is uploaded to Orthanc and loaded with load_series, segments are added over
+it in the headless scene, and everything after that goes through the MCP tools.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+import requests
+
+from fixtures.orthanc import Orthanc, make_ct_series, orthanc_config
+from fixtures.scene import call_tool, call_tools, error_of
+from SlicerMCPLib.core.scene_backend import SegmentationArray, SegmentMask
+from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.scene import segment_io
+from SlicerMCPLib.serving.server import build_server
+
+SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
+
+
+@pytest.fixture
+def results_server(orthanc: Orthanc, clean_backend: Any) -> Any:
+    services = Services(config=orthanc_config(orthanc, allow={"dicom_send": True}), backend=clean_backend)
+    yield build_server(services)
+    if "dicom" in services._domains:
+        services._domains["dicom"].close()
+
+
+def ok(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+def _masks(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    k, j, i = np.indices(shape)
+    lesion = ((k - 5) / 3.0) ** 2 + ((j - 12) / 6.0) ** 2 + ((i - 9) / 5.0) ** 2 < 1
+    organ = (j > 4) & (j < 20) & (i > 2) & (i < 17) & (k > 1)  # overlaps the lesion
+    return lesion, organ
+
+
+def _scene_with_segments(server: Any, backend: Any, run_on_scene: Any, orthanc: Orthanc) -> tuple[Any, dict]:
+    spec, datasets = make_ct_series()
+    orthanc.upload(datasets)
+    loaded = ok(call_tool(server, "load_series", {"series_instance_uid": spec.series_uid}))
+    volume_id = loaded["loaded"][0]["node"]["id"]
+    lesion, organ = _masks(tuple(reversed(loaded["loaded"][0]["node"]["volume"]["dimensions"])))
+
+    def add() -> str:
+        seg = SegmentationArray(
+            "Findings",
+            [
+                SegmentMask("1", "Lesion", lesion, (1.0, 0.1, 0.1)),
+                SegmentMask("2", "Liver", organ, (0.8, 0.5, 0.3)),
+            ],
+            volume_id,
+        )
+        return segment_io.add_segmentation(backend.app, seg, "test").GetID()
+
+    return spec, {"volume_id": volume_id, "seg_id": run_on_scene(add), "lesion": lesion, "organ": organ}
+
+
+def test_seg_export_references_the_source_and_round_trips_through_orthanc(
+    results_server: Any, clean_backend: Any, run_on_scene: Any, orthanc: Orthanc
+) -> None:
+    spec, scene = _scene_with_segments(results_server, clean_backend, run_on_scene, orthanc)
+    seg = ok(call_tool(results_server, "export_dicom_seg", {"segmentation_node_id": scene["seg_id"]}))
+    assert seg["study_instance_uid"] == spec.study_uid and seg["patient_id"] == spec.patient_id
+    assert seg["source_series_instance_uid"] == spec.series_uid and seg["source_images"] == spec.slices
+    assert not seg["source_images_created"]
+    by_label = {s["label"]: s for s in seg["segments"]}
+    assert by_label["Lesion"]["type"] == "SCT^52988006^Lesion"
+    assert by_label["Liver"]["type"] == "SCT^10200004^Liver"
+    voxel_mm3 = 0.8 * 0.7 * 2.5
+    assert by_label["Lesion"]["voxels"] == int(scene["lesion"].sum())
+    assert by_label["Lesion"]["volume_mm3"] == pytest.approx(scene["lesion"].sum() * voxel_mm3, rel=1e-6)
+
+    written = pydicom.dcmread(seg["file"])
+    assert written.SOPClassUID == SEG_CLASS
+    source_frame_of_reference = written.FrameOfReferenceUID
+    refs = written.ReferencedSeriesSequence[0]
+    assert refs.SeriesInstanceUID == spec.series_uid and len(refs.ReferencedInstanceSequence) == spec.slices
+
+    stored = ok(
+        call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [seg["sop_instance_uid"]]})
+    )
+    assert stored["success"] and stored["method"] == "stow-rs" and stored["verified"] == 1
+    assert orthanc.count_instances(seg["series_instance_uid"]) == 1
+    # what Orthanc itself says it holds, asked over its REST API (not through our code)
+    tags = requests.get(
+        f"{orthanc.url}/instances/{orthanc.orthanc_id(seg['sop_instance_uid'])}/simplified-tags", timeout=10
+    ).json()
+    assert tags["Modality"] == "SEG" and tags["FrameOfReferenceUID"] == source_frame_of_reference
+
+    # load the SEG into an empty scene: its source series comes with it, the masks are the exported ones
+    run_on_scene(lambda: clean_backend.scene.Clear(0))
+    loaded = ok(call_tool(results_server, "load_series", {"series_instance_uid": seg["series_instance_uid"]}))
+    classes = [item["node"]["class_name"] for item in loaded["loaded"]]
+    assert classes == ["vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"]
+    seg_node = loaded["loaded"][1]["node"]
+    assert [s["name"] for s in seg_node["segments"]] == ["Lesion", "Liver"]
+    back = run_on_scene(
+        lambda: segment_io.export_segments(
+            clean_backend.app, seg_node["id"], None, loaded["loaded"][0]["node"]["id"], "t"
+        )
+    )
+    assert np.array_equal(back.segments[0].mask, scene["lesion"])
+    assert np.array_equal(back.segments[1].mask, scene["organ"])  # overlap kept
+
+
+def test_sr_reports_segments_and_markups_and_is_stored_by_c_store(
+    results_server: Any, clean_backend: Any, run_on_scene: Any, orthanc: Orthanc
+) -> None:
+    spec, scene = _scene_with_segments(results_server, clean_backend, run_on_scene, orthanc)
+    seg = ok(
+        call_tool(
+            results_server,
+            "export_dicom_seg",
+            {"segmentation_node_id": scene["seg_id"], "segments": ["Lesion"]},
+        )
+    )
+    assert [s["label"] for s in seg["segments"]] == ["Lesion"]
+    sr = ok(
+        call_tool(
+            results_server,
+            "export_dicom_sr",
+            {
+                "seg_sop_instance_uid": seg["sop_instance_uid"],
+                "measurements": [
+                    {"segment": "Lesion", "quantity": "mean", "value": 41.5, "unit": "[hnsf'U]"}
+                ],
+                "markups": [{"name": "L-1", "value": 12.25}],
+                "observer": "Doe^Jane",
+            },
+        )
+    )
+    assert sr["study_instance_uid"] == spec.study_uid
+    quantities = {(m["tracking_id"], m["quantity"]): m for m in sr["measurements"]}
+    assert quantities[("Lesion", "volume")]["value"] == pytest.approx(
+        seg["segments"][0]["volume_mm3"], rel=1e-6
+    )
+    assert quantities[("L-1", "length")]["unit"] == "mm"
+
+    stored = ok(
+        call_tool(
+            results_server,
+            "store_results_to_pacs",
+            {"sop_instance_uids": [seg["sop_instance_uid"], sr["sop_instance_uid"]], "method": "c-store"},
+        )
+    )
+    assert (
+        stored["success"]
+        and stored["verified"] == 2
+        and {i["kind"] for i in stored["instances"]} == {"SEG", "SR"}
+    )
+
+    # read the SR back from Orthanc and check what it says with highdicom's reader
+    data = requests.get(
+        f"{orthanc.url}/instances/{orthanc.orthanc_id(sr['sop_instance_uid'])}/file", timeout=10
+    ).content
+    report = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(io.BytesIO(data)))
+    assert report.SOPClassUID == SR_CLASS and report.PatientID == spec.patient_id
+    group = report.content.get_volumetric_roi_measurement_groups()[0]
+    assert group.referenced_segment.referenced_sop_instance_uid == seg["sop_instance_uid"]
+    values = {m.name.meaning: (m.value, m.unit.value) for m in group.get_measurements()}
+    assert values["Volume"][1] == "mm3" and values["Attenuation Coefficient"] == (41.5, "[hnsf'U]")
+    referenced = {
+        ref.ReferencedSOPInstanceUID
+        for study in report.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for ref in series.ReferencedSOPSequence
+    }
+    assert seg["sop_instance_uid"] in referenced and len(referenced) == spec.slices + 1
+
+
+def test_store_is_gated_and_unknown_results_are_refused(orthanc: Orthanc, clean_backend: Any) -> None:
+    server = build_server(Services(config=orthanc_config(orthanc), backend=clean_backend))
+    err = error_of(call_tool(server, "store_results_to_pacs", {"sop_instance_uids": ["1.2.3"]}))
+    assert err["code"] == "OPERATION_DISABLED" and "dicom_send" in err["message"]
+    err = error_of(call_tool(server, "export_dicom_sr", {"seg_sop_instance_uid": "1.2.3"}))
+    assert err["code"] == "INVALID_PARAMETER" and "export_dicom_seg" in err["message"]
+
+
+def test_a_volume_without_dicom_gets_its_images_made_and_stored_with_the_seg(
+    results_server: Any, clean_backend: Any, orthanc: Orthanc
+) -> None:
+    from SlicerMCPLib.scene.demo import load_demo_scene
+
+    run = clean_backend.gateway.call
+    run(lambda: load_demo_scene(clean_backend))
+    seg_id = run(lambda: clean_backend.scene.GetFirstNodeByClass("vtkMRMLSegmentationNode").GetID())
+    results = call_tools(
+        results_server,
+        [
+            (
+                "export_dicom_seg",
+                {"segmentation_node_id": seg_id, "segments": ["Lesion"], "patient_id": "DEMO1"},
+            )
+        ],
+    )
+    seg = ok(results[0])
+    assert seg["source_images_created"] and seg["patient_id"] == "DEMO1" and seg["source_images"] == 64
+    stored = ok(
+        call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [seg["sop_instance_uid"]]})
+    )
+    assert stored["verified"] == 65 and orthanc.count_instances(seg["source_series_instance_uid"]) == 64
