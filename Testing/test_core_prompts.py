@@ -29,6 +29,12 @@ PLACEHOLDERS = {
     "order_id": 1,
     "segmentation_id": "vtkMRMLSegmentationNode1",
     "segment_name": "Tumor",
+    "volume_id": "vtkMRMLScalarVolumeNode1",
+    "lower": 100,
+    "upper": 400,
+    "seg_uid": "1.2.826.0.1.3680043.8.498.3",
+    "sr_uid": "1.2.826.0.1.3680043.8.498.4",
+    "conclusion": "A 2.1 mL lesion.",
 }
 
 #: arguments to render each prompt with (the required ones and every optional one once)
@@ -51,6 +57,8 @@ BACKTICKED = re.compile(r"`([a-z][a-z0-9_]+)`")
 
 
 def _fill(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_fill(v) for v in value]
     if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
         return PLACEHOLDERS[value[1:-1]]
     return value

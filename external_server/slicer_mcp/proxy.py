@@ -7,13 +7,18 @@ unchanged: tools/list, tools/call (progress notifications relayed to the stdio c
 its own progress token), resources, resource templates, prompts, each with the client's own
 request `_meta`; the upstream server's errors and log messages come back as they are. Nothing
 is re-encoded, so images, structured content and tool errors reach the client exactly as
-Slicer sent them. Not relayed: the 2026 wire's `subscriptions/listen` (the in-Slicer server
-publishes no change events today).
+Slicer sent them. Also relayed: completion/complete, logging/setLevel, resources/subscribe and
+unsubscribe (the proxy subscribes upstream; updates and list_changed come back), and the 2026
+wire's `subscriptions/listen` (the URIs a listen stream asks for are subscribed upstream and
+upstream updates are published on the proxy's bus). Not relayed: elicitation (the upstream
+session declares none, so a gated operation stays OPERATION_DISABLED through the proxy even
+with allow.confirm_with_person on; connect to the in-Slicer HTTP endpoint directly for that).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,9 +28,16 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.session import ServerSession
 from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    ResourcesListChanged,
+    ResourceUpdated,
+)
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from SlicerMCPLib.core.errors import SlicerConnectionError
 from SlicerMCPLib.serving.endpoint import Endpoint
@@ -39,6 +51,8 @@ class _Downstream:
 
     def __init__(self) -> None:
         self.session: ServerSession | None = None
+        self.bus = InMemorySubscriptionBus()  # the 2026 listen streams of the stdio client
+        self.subscribed: set[str] = set()  # URIs the stdio client subscribed to (handshake era)
 
     async def on_upstream_log(self, params: types.LoggingMessageNotificationParams) -> None:
         if self.session is not None:
@@ -52,9 +66,13 @@ class _Downstream:
         if isinstance(message, types.ToolListChangedNotification):
             await self.session.send_tool_list_changed()
         elif isinstance(message, types.ResourceListChangedNotification):
+            await self.bus.publish(ResourcesListChanged())
             await self.session.send_resource_list_changed()
         elif isinstance(message, types.ResourceUpdatedNotification):
-            await self.session.send_resource_updated(message.params.uri)
+            uri = str(message.params.uri)
+            await self.bus.publish(ResourceUpdated(uri=uri))
+            if uri in self.subscribed:
+                await self.session.send_resource_updated(uri)
 
 
 #: `_meta` keys that describe one hop (this proxy's own session upstream sets them itself)
@@ -116,6 +134,30 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
         seen(ctx)
         return await upstream.get_prompt(params.name, params.arguments, meta=forwarded_meta(params.meta))
 
+    async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> Any:
+        seen(ctx)
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        context = params.context.arguments if params.context is not None else None
+        return await upstream.complete(params.ref, argument, context)
+
+    async def subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> Any:
+        seen(ctx)
+        downstream.subscribed.add(str(params.uri))
+        return await upstream.subscribe_resource(str(params.uri))
+
+    async def unsubscribe(ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams) -> Any:
+        seen(ctx)
+        downstream.subscribed.discard(str(params.uri))
+        return types.EmptyResult()  # upstream stays subscribed: a listen stream may still want it
+
+    listen_handler = ListenHandler(downstream.bus)
+
+    async def listen(ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams) -> Any:
+        seen(ctx)
+        for uri in params.notifications.resource_subscriptions or ():
+            await upstream.subscribe_resource(uri)
+        return await listen_handler(ctx, params)
+
     handlers: dict[str, Any] = {}
     if caps.tools is not None:
         handlers.update(on_list_tools=listing(upstream.list_tools), on_call_tool=call_tool)
@@ -127,13 +169,35 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
         )
     if caps.prompts is not None:
         handlers.update(on_list_prompts=listing(upstream.list_prompts), on_get_prompt=get_prompt)
-    return Server(
+    if caps.completions is not None:
+        handlers.update(on_completion=complete)
+    if caps.resources is not None and caps.resources.subscribe:
+        handlers.update(on_subscribe_resource=subscribe, on_unsubscribe_resource=unsubscribe)
+        handlers.update(on_subscriptions_listen=listen)
+    server = Server(
         info.name if info else "slicer-mcp",
         version=info.version if info else "",
         title=getattr(info, "title", None) if info else None,
         instructions=upstream.instructions,
         **handlers,
     )
+    if caps.logging is not None:
+
+        async def set_level(ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> Any:
+            seen(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                return await upstream.set_logging_level(params.level)
+
+        server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
+    return server
+
+
+def initialization_options(server: Server[Any], upstream: ClientSession) -> Any:
+    """The handshake answer: the upstream server's list_changed flags, with our own handlers."""
+    caps = upstream.server_capabilities or types.ServerCapabilities()
+    changed = bool(caps.resources and caps.resources.list_changed)
+    return server.create_initialization_options(NotificationOptions(resources_changed=changed))
 
 
 @asynccontextmanager
@@ -171,4 +235,4 @@ async def serve_proxy_stdio(endpoint: Endpoint) -> None:
         server = build_proxy_server(upstream, downstream)
         log.info("proxying stdio to the SlicerMCP server at %s (Slicer pid %d)", endpoint.url, endpoint.pid)
         async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+            await server.run(read, write, initialization_options(server, upstream))

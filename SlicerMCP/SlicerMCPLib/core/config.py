@@ -107,6 +107,11 @@ class TimeoutSettings(BaseModel):
     screenshot_s: float = Field(default=60.0, gt=0, description="seconds for a render")
     load_s: float = Field(default=300.0, gt=0, description="seconds for loading files, samples, volumes")
     python_s: float = Field(default=120.0, gt=0, description="seconds for one execute_python call")
+    confirm_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="seconds the person has to answer a confirmation (allow.confirm_with_person)",
+    )
 
 
 class LimitSettings(BaseModel):

@@ -99,10 +99,17 @@ class Services:
                 self._domains[name] = factory(self)
             return self._domains[name]
 
-    def require_allowed(self, operation: str, what: str) -> None:
-        """Raise OPERATION_DISABLED unless `allow.<operation>` is on."""
-        if not getattr(self.config.allow, operation):
-            raise OperationDisabled(operation, what)
+    def require_allowed(self, operation: str, what: str, person: Any = None) -> None:
+        """Raise OPERATION_DISABLED unless `allow.<operation>` is on, or the person allowed this one call.
+
+        `person` is the answer tools/confirm.py resolved for this call (never a tool argument): its
+        `data.approved_operations` names what the person accepted."""
+        if getattr(self.config.allow, operation):
+            return
+        if operation in getattr(getattr(person, "data", None), "approved_operations", ()):
+            log.warning("allow.%s is off; the person allowed this one call", operation)
+            return
+        raise OperationDisabled(operation, what)
 
     async def close(self) -> None:
         """Close every domain service, then the backend; one failing close does not leak the rest.

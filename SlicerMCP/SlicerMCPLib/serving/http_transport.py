@@ -15,6 +15,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from ..core.config import ServerSettings
 from ..core.http_server import ASGIApp, AuthMiddleware, HttpServer
 from ..core.localhost import LOOPBACK_HOSTS
+from .event_store import RETRY_MS, MemoryEventStore
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,11 @@ def build_app(server: MCPServer, settings: ServerSettings, token: str) -> ASGIAp
         allowed_origins=[f"http://{p}" for p in patterns] + list(settings.allowed_origins),
     )
     app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH, transport_security=security, host=settings.host
+        streamable_http_path=MCP_PATH,
+        transport_security=security,
+        host=settings.host,
+        event_store=MemoryEventStore(),  # priming event + retry field on every SSE stream; resumable
+        retry_interval=RETRY_MS,
     )
     return AuthMiddleware(app, token, list(settings.allowed_origins))
 

@@ -18,7 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from ..core.domain_config import RetrieveMethod
-from ..core.errors import InvalidParameter
+from ..core.errors import InvalidParameter, SlicerMCPError
 from ..core.localhost import absolute_user_path
 from ..core.services import Services, services_of
 from ..dicom.models import (
@@ -43,6 +43,7 @@ from ..dicom.service import DicomService
 from ..dicom.validation import check_ae_title, check_code, check_date, check_text, check_uid
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, READS, READS_REMOTE, SETS
 from .client_log import ThrottledLog, client_log
+from .confirm import asks_person
 from .seg_load import load_seg, series_modality
 
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID (digits and dots)")]
@@ -72,6 +73,77 @@ DestinationNode = Annotated[
 
 def dicom_service(services: Services) -> DicomService:
     return services.get_or_create("dicom", lambda s: DicomService(s.config))
+
+
+def node_text(services: Services, name: str | None) -> str:
+    """A node as the person confirming a transfer sees it: name, AE title, address."""
+    try:
+        chosen, node = dicom_service(services).node(name)
+    except SlicerMCPError:
+        return f"node {name!r} (not configured)" if name else "the current node (none chosen)"
+    return f"{chosen} ({node.ae_title} at {node.host}:{node.port})"
+
+
+def _shown_move(services: Services, destination_node: str, what: str) -> str:
+    source = node_text(services, None)
+    return f"C-MOVE {what}\nfrom {source}\nto {node_text(services, destination_node)}"
+
+
+MoveSeriesPerson = asks_person(
+    "dicom_move",
+    lambda services, destination_node, series_instance_uid, study_instance_uid: _shown_move(
+        services,
+        destination_node,
+        f"series {series_instance_uid} (study {study_instance_uid or 'looked up'})",
+    ),
+)
+MoveStudyPerson = asks_person(
+    "dicom_move",
+    lambda services, destination_node, study_instance_uid: _shown_move(
+        services, destination_node, f"the whole study {study_instance_uid}"
+    ),
+)
+RetrievePerson = asks_person(
+    "dicom_move",
+    lambda services, study_instance_uid, destination_ae_title, series_instance_uid: (
+        f"C-MOVE {'series ' + series_instance_uid + ' of ' if series_instance_uid else ''}"
+        f"study {study_instance_uid}\nfrom {node_text(services, None)}\nto the AE title {destination_ae_title}"
+    ),
+)
+
+
+def _shown_send(
+    services: Services,
+    destination_node: str | None,
+    file_paths: list[str] | None,
+    volume_node_id: str | None,
+    reference_series_instance_uid: str | None,
+    series_description: str | None,
+) -> str:
+    if file_paths:
+        what = f"{len(file_paths)} DICOM file(s) or folder(s):\n" + "\n".join(f"  {p}" for p in file_paths)
+    else:
+        what = f"the scene volume {volume_node_id} as a new series"
+        if reference_series_instance_uid:
+            what += f" of the patient and study of series {reference_series_instance_uid}"
+        if series_description:
+            what += f", described {series_description!r}"
+    return f"C-STORE {what}\nto {node_text(services, destination_node)}"
+
+
+SendPerson = asks_person(
+    "dicom_send",
+    lambda services, destination_node, file_paths, volume_node_id, reference_series_instance_uid, series_description: (
+        _shown_send(
+            services,
+            destination_node,
+            file_paths,
+            volume_node_id,
+            reference_series_instance_uid,
+            series_description,
+        )
+    ),
+)
 
 
 class ProgressRelay:
@@ -322,9 +394,9 @@ async def extract_pdf_text_from_dicom(
 # --- move ----------------------------------------------------------------------------------------
 
 
-async def _move(ctx: Context, target: Target, destination_node: str) -> MoveResult:
+async def _move(ctx: Context, target: Target, destination_node: str, person: Any) -> MoveResult:
     services = services_of(ctx)
-    services.require_allowed("dicom_move", MOVE_WHAT)
+    services.require_allowed("dicom_move", MOVE_WHAT, person)
     service = dicom_service(services)
     return await _run(ctx, service.move, target, destination_node)
 
@@ -334,19 +406,23 @@ async def move_series(
     destination_node: DestinationNode,
     series_instance_uid: Uid,
     study_instance_uid: SeriesStudy = None,
+    person: MoveSeriesPerson = None,
 ) -> MoveResult:
     """Ask the current node to send a series to another configured node (C-MOVE). Returns completed,
     failed and warning sub-operation counts. Off unless allow.dicom_move is true."""
-    services_of(ctx).require_allowed("dicom_move", MOVE_WHAT)
+    services_of(ctx).require_allowed("dicom_move", MOVE_WHAT, person)
     return await _move(
-        ctx, await _series_target(ctx, series_instance_uid, study_instance_uid), destination_node
+        ctx, await _series_target(ctx, series_instance_uid, study_instance_uid), destination_node, person
     )
 
 
-async def move_study(ctx: Context, destination_node: DestinationNode, study_instance_uid: Uid) -> MoveResult:
+async def move_study(
+    ctx: Context, destination_node: DestinationNode, study_instance_uid: Uid, person: MoveStudyPerson = None
+) -> MoveResult:
     """Ask the current node to send a whole study to another configured node (C-MOVE). Returns
     sub-operation counts. Off unless allow.dicom_move is true."""
-    return await _move(ctx, Target(check_uid(study_instance_uid, "study_instance_uid")), destination_node)
+    target = Target(check_uid(study_instance_uid, "study_instance_uid"))
+    return await _move(ctx, target, destination_node, person)
 
 
 async def pacs_retrieve(
@@ -359,13 +435,14 @@ async def pacs_retrieve(
     series_instance_uid: Annotated[
         str | None, Field(description="only this series of the study (series-level retrieve)")
     ] = None,
+    person: RetrievePerson = None,
 ) -> MoveResult:
     """dicom-hl7-mcp's C-MOVE: ask the current node to send a study (or one of its series) to an
     AE title it knows, e.g. a workstation that is not in this config; move_study/move_series do the
     same by node name. Returns sub-operation counts. Off unless allow.dicom_move is true
     (DICOM_HL7_PACS_ALLOW_RETRIEVE=true turns it on too)."""
     services = services_of(ctx)
-    services.require_allowed("dicom_move", MOVE_WHAT)
+    services.require_allowed("dicom_move", MOVE_WHAT, person)
     target = Target(
         check_uid(study_instance_uid, "study_instance_uid"),
         check_uid(series_instance_uid, "series_instance_uid") if series_instance_uid else None,
@@ -488,11 +565,12 @@ async def send_to_pacs(
     series_description: Annotated[
         str | None, Field(max_length=64, description="new series' description")
     ] = None,
+    person: SendPerson = None,
 ) -> SendResult:
     """Send DICOM files, or a scene volume as a new series (new UIDs), to a node by C-STORE.
     Returns sent, warning and failed counts. Off unless allow.dicom_send is true."""
     services = services_of(ctx)
-    services.require_allowed("dicom_send", "Sending DICOM data to a node")
+    services.require_allowed("dicom_send", "Sending DICOM data to a node", person)
     service = dicom_service(services)
     if bool(file_paths) == bool(volume_node_id):
         raise InvalidParameter("give either file_paths or volume_node_id (exactly one)")

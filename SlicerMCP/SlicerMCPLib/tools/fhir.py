@@ -6,6 +6,7 @@ All HTTP work runs in a worker thread (`anyio.to_thread`); writes need `allow.fh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -13,8 +14,8 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
-from ..core.errors import InvalidParameter
-from ..core.services import services_of
+from ..core.errors import InvalidParameter, SlicerMCPError
+from ..core.services import Services, services_of
 from ..fhir import linking, resources
 from ..fhir.linking import DicomStudyRecord
 from ..fhir.models import (
@@ -31,6 +32,7 @@ from ..fhir.models import (
 from ..fhir.search import imaging_study_params, patient_params, search
 from ..fhir.service import FhirService, fhir_service
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, OVERWRITES_REMOTE, READS, READS_REMOTE, SETS
+from .confirm import asks_person
 from .dicom import dicom_service
 
 T = TypeVar("T")
@@ -40,6 +42,45 @@ Limit = Annotated[
     int, Field(ge=1, le=500, description="at most this many matches (pages are followed up to it)")
 ]
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="DICOM UID, digits and dots")]
+
+
+def fhir_server_text(services: Services) -> str:
+    """The FHIR server a write goes to, as the person confirming it sees it."""
+    service = fhir_service(services)
+    try:
+        name = service._name(None)  # noqa: SLF001 - the same choice of server the write makes
+    except SlicerMCPError:
+        return "the current FHIR server (none chosen)"
+    return f"FHIR server {name} ({service.servers[name].url})"
+
+
+def _resource_text(resource: dict[str, Any]) -> str:
+    return json.dumps(resource, indent=1, ensure_ascii=False)
+
+
+CreatePerson = asks_person(
+    "fhir_write",
+    lambda services, resource: (
+        f"Create a {resource.get('resourceType', '?')} on {fhir_server_text(services)}:\n{_resource_text(resource)}"
+    ),
+)
+UpdatePerson = asks_person(
+    "fhir_write",
+    lambda services, resource, version_id: (
+        f"Replace {resource.get('resourceType', '?')}/{resource.get('id', '?')}"
+        f"{' at version ' + version_id if version_id else ''} on {fhir_server_text(services)} with:\n"
+        f"{_resource_text(resource)}"
+    ),
+)
+ImagingStudyPerson = asks_person(
+    "fhir_write",
+    lambda services, study_instance_uid, node, patient, study: (
+        f"Create an ImagingStudy on {fhir_server_text(services)} for DICOM study "
+        f"{study_instance_uid or (study.study_instance_uid if study else '?')}"
+        f"{' (from node ' + node + ')' if node else ''}"
+        f"{', for Patient/' + patient if patient else ', for the Patient whose identifier is its PatientID'}"
+    ),
+)
 
 
 async def _run(ctx: Context, work: Callable[[FhirService], T]) -> T:
@@ -180,11 +221,12 @@ async def fhir_read_resource(
 async def fhir_create_resource(
     ctx: Context,
     resource: Annotated[dict[str, Any], Field(description="the FHIR R4 resource as JSON, with resourceType")],
+    person: CreatePerson = None,
 ) -> ResourceResult:
     """Create a FHIR resource (the server assigns the id). It is validated against the R4 model
     first. Off unless allow.fhir_write is true."""
     services = services_of(ctx)
-    services.require_allowed("fhir_write", "Writing to the FHIR server")
+    services.require_allowed("fhir_write", "Writing to the FHIR server", person)
     return await _run(ctx, lambda s: resources.create(s.client(), resource))
 
 
@@ -196,12 +238,13 @@ async def fhir_update_resource(
     version_id: Annotated[
         str | None, Field(description="the version you read (default: the resource's meta.versionId)")
     ] = None,
+    person: UpdatePerson = None,
 ) -> ResourceResult:
     """Replace a FHIR resource, only if it is still at the version you read (If-Match): a change
     made by someone else meanwhile fails with FHIR_CONFLICT instead of being overwritten.
     Validated against the R4 model first. Off unless allow.fhir_write is true."""
     services = services_of(ctx)
-    services.require_allowed("fhir_write", "Writing to the FHIR server")
+    services.require_allowed("fhir_write", "Writing to the FHIR server", person)
     return await _run(ctx, lambda s: resources.update(s.client(), resource, version_id))
 
 
@@ -257,12 +300,13 @@ async def fhir_create_imaging_study_from_pacs(
             description="the study as already queried (UID, PatientID, date, series); skips the PACS query"
         ),
     ] = None,
+    person: ImagingStudyPerson = None,
 ) -> ResourceResult:
     """Create the FHIR ImagingStudy (series, modalities, Endpoint to the PACS) for a DICOM study in
     a PACS, found by its Study Instance UID; returns the existing one if the FHIR server already
     has that Study UID. Off unless allow.fhir_write is true."""
     services = services_of(ctx)
-    services.require_allowed("fhir_write", "Writing to the FHIR server")
+    services.require_allowed("fhir_write", "Writing to the FHIR server", person)
     if study is None and not study_instance_uid:
         raise InvalidParameter("pass study_instance_uid (looked up in the PACS) or a study record")
     dicom = dicom_service(services)

@@ -21,8 +21,9 @@ from ..core.services import services_of
 GATED = {
     "execute_python": "execute_python",
     "dicom_move": "move_series, move_study, pacs_retrieve",
-    "dicom_send": "send_to_pacs, create_synthetic_cr_study with send_to_pacs",
-    "fhir_write": "fhir_create_resource, fhir_update_resource, fhir_create_imaging_study_from_pacs",
+    "dicom_send": "send_to_pacs, store_results_to_pacs, create_synthetic_cr_study with send_to_pacs",
+    "fhir_write": "fhir_create_resource, fhir_update_resource, fhir_create_imaging_study_from_pacs, "
+    "fhir_create_report, fhir_report_from_dicom_pdf",
     "ris_write": "create_order, create_mwl_from_order, cancel_mwl, create_synthetic_cr_study",
 }
 
@@ -100,28 +101,46 @@ def segment_and_measure_lesion(
     lesion: Annotated[str, Field(description="what to segment, e.g. 'the enhancing tumour'")] = "the lesion",
 ) -> str:
     """Segment a lesion in a volume, measure it and report the figures with a picture."""
+    seg = {"segmentation_id": "<segmentation_id>", "segment": "lesion"}
     steps = [
         f"Find the volume {volume!r}: "
         + call("list_scene_nodes", class_name="vtkMRMLScalarVolumeNode")
         + "; if it is not there and it is a sample name, "
         + call("load_sample_data", name=volume)
         + ".",
-        "Look at it first: " + call("capture_screenshot", view_type="axial", scroll_position=0.5) + ".",
-        "If the scene already holds a segmentation of it, use that: "
-        + call("list_scene_nodes", class_name="vtkMRMLSegmentationNode")
-        + ". Otherwise segment it with `execute_python` (threshold or region growing on the volume's "
-        "array through slicer.util; needs allow.execute_python): say in one line what the code will do "
-        "before running it.",
-        "Measure each segment: "
-        + call("measure_volume", node_id="<segmentation_id>")
-        + ' (one segment: add "segment": "<segment_name>").',
-        "Check the segmentation visually: "
+        "Look at it first: "
+        + call("capture_screenshot", view_type="axial", scroll_position=0.5)
+        + ", and say which intensity range the lesion has (CT: HU).",
+        "Make a segmentation on it: "
+        + call("create_segmentation", volume_id="<volume_id>", segments=["lesion"]),
+        "Threshold the lesion's range: "
+        + call("segment_threshold", **seg, lower="<lower>", upper="<upper>")
+        + ' (add "roi_id" to stay inside a box), then keep the lesion itself: '
+        + call("segment_islands", **seg, mode="keep_largest")
+        + "; `undo_last_edit` reverts a step.",
+        "Measure it: " + call("segment_statistics", **seg) + " (volume in mL and mm³, intensity, centroid, "
+        "bounding box).",
+        "Check visually: "
         + call("capture_screenshot", view_type="3d")
         + " and "
         + call("capture_screenshot", view_type="axial", scroll_position=0.5)
         + ".",
-        f"Report {lesion}: volume in mL and mm³, voxel count, the volume node it was measured on, and "
-        "the method used. Keep identifiers to node ids; put no patient name in the report.",
+        f"Report {lesion}: volume, mean intensity, size, the volume node it was measured on and the "
+        "threshold used. Keep identifiers to node ids and UIDs; put no patient name in the report.",
+        "When the user wants it in the record: "
+        + call("export_dicom_seg", segmentation_node_id="<segmentation_id>", segments=["lesion"])
+        + ", "
+        + call("export_dicom_sr", seg_sop_instance_uid="<seg_uid>")
+        + ", then (needs allow.dicom_send) "
+        + call("store_results_to_pacs", sop_instance_uids=["<seg_uid>", "<sr_uid>"])
+        + " and (needs allow.fhir_write) "
+        + call(
+            "fhir_create_report",
+            conclusion="<conclusion>",
+            study_instance_uid="<study_uid>",
+            sr_sop_instance_uid="<sr_uid>",
+        )
+        + "; say what each will write before calling it.",
     ]
     return _plan(f"Segment and measure {lesion} in {volume}.", steps)
 

@@ -24,7 +24,9 @@ from ..fhir import linking, resources
 from ..fhir.report import ReportResult, ReportStatus, ReportValue, report_bundle, send_report
 from ..fhir.service import FhirService, fhir_service
 from .annotations import ADDS_FROM_REMOTE
+from .confirm import asks_person
 from .dicom import dicom_service
+from .fhir import fhir_server_text
 from .results import Quantity, Unit, results_registry
 
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID")]
@@ -66,6 +68,25 @@ def _subject(
     return found
 
 
+ReportPerson = asks_person(
+    "fhir_write",
+    lambda services, conclusion, imaging_study_id, study_instance_uid, sr_sop_instance_uid, measurements, status: (
+        f"Write a {status} DiagnosticReport on {fhir_server_text(services)} about "
+        f"{'ImagingStudy/' + imaging_study_id if imaging_study_id else 'DICOM study ' + str(study_instance_uid)}"
+        f"{', with the values of SR ' + sr_sop_instance_uid if sr_sop_instance_uid else ''}"
+        f"{', ' + str(len(measurements)) + ' measurement(s)' if measurements else ''}"
+        f", conclusion:\n{conclusion}"
+    ),
+)
+PdfReportPerson = asks_person(
+    "fhir_write",
+    lambda services, sop_instance_uid, status: (
+        f"Write a {status} DiagnosticReport on {fhir_server_text(services)} from the DICOM PDF {sop_instance_uid}"
+        " (the PDF attached)"
+    ),
+)
+
+
 async def fhir_create_report(
     ctx: Context,
     conclusion: Annotated[
@@ -92,13 +113,14 @@ async def fhir_create_report(
     patient: Annotated[
         str | None, Field(description="FHIR Patient id (default: the ImagingStudy's subject)")
     ] = None,
+    person: ReportPerson = None,
 ) -> ReportResult:
     """Write a radiology DiagnosticReport to the FHIR server in one transaction: status, LOINC code,
     subject, imagingStudy, your conclusion, and one Observation per measurement (SNOMED CT code, UCUM
     valueQuantity, derivedFrom the ImagingStudy). Everything is validated before sending and read back.
     Off unless allow.fhir_write is true."""
     services = services_of(ctx)
-    services.require_allowed("fhir_write", "Writing a report to the FHIR server")
+    services.require_allowed("fhir_write", "Writing a report to the FHIR server", person)
     values: list[ReportValue] = []
     sr_uid = None
     if sr_sop_instance_uid:
@@ -150,12 +172,13 @@ async def fhir_report_from_dicom_pdf(
     patient: Annotated[
         str | None, Field(description="FHIR Patient id (default: found by the PDF's PatientID)")
     ] = None,
+    person: PdfReportPerson = None,
 ) -> ReportResult:
     """Turn a DICOM encapsulated PDF report in the PACS into a FHIR DiagnosticReport: the PDF attached
     (presentedForm), its text's first paragraph as conclusion unless you give one, linked to the study's
     ImagingStudy and patient. Off unless allow.fhir_write is true."""
     services = services_of(ctx)
-    services.require_allowed("fhir_write", "Writing a report to the FHIR server")
+    services.require_allowed("fhir_write", "Writing a report to the FHIR server", person)
     target = Target(
         check_uid(study_instance_uid, "study_instance_uid"),
         check_uid(series_instance_uid, "series_instance_uid"),

@@ -37,7 +37,8 @@ from ..dicom.results import (
 from ..dicom.seg_export import AlgorithmType, build_seg, order_sources
 from ..dicom.sr_export import SegmentFindings, Value, build_sr
 from .annotations import ADDS, ADDS_FROM_REMOTE
-from .dicom import dicom_service
+from .confirm import asks_person
+from .dicom import dicom_service, node_text
 
 NodeId = Annotated[str, Field(min_length=1, max_length=200, description="a node id from list_scene_nodes")]
 SopUid = Annotated[str, Field(min_length=1, max_length=64, description="SOP Instance UID an export returned")]
@@ -279,6 +280,16 @@ async def export_dicom_sr(
     )
 
 
+StorePerson = asks_person(
+    "dicom_send",
+    lambda services, sop_instance_uids, node, method: (
+        f"Store {len(sop_instance_uids)} exported result object(s) ({method or 'default method'}):\n"
+        + "\n".join(f"  {uid}" for uid in sop_instance_uids)
+        + f"\nin {node_text(services, node)}"
+    ),
+)
+
+
 async def store_results_to_pacs(
     ctx: Context,
     sop_instance_uids: Annotated[
@@ -291,12 +302,13 @@ async def store_results_to_pacs(
         StoreMethod | None,
         Field(description="c-store or stow-rs (default: stow-rs when the node has dicomweb_url)"),
     ] = None,
+    person: StorePerson = None,
 ) -> StoreResultsResult:
     """Store exported SEG/SR objects (and images made for a non-DICOM volume) in the PACS by C-STORE or
     STOW-RS, then query the PACS back (instance-level C-FIND) and count only what it lists: fails with
     DICOM_SEND_FAILED naming what is missing. Off unless allow.dicom_send is true."""
     services = services_of(ctx)
-    services.require_allowed("dicom_send", "Storing results in a PACS")
+    services.require_allowed("dicom_send", "Storing results in a PACS", person)
     dicom = dicom_service(services)
     name, target = dicom.node(node)
     objects = results_registry(services).datasets_for(sop_instance_uids)

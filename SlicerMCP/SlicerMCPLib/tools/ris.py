@@ -15,13 +15,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from ..core.errors import InvalidParameter
-from ..core.services import services_of
+from ..core.services import Services, services_of
 from ..dicom.validation import check_text
 from ..ris.db import RisNotFound
 from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
 from ..ris.schema import PROCEDURES
 from ..ris.service import RisService, ris_service
 from .annotations import ADDS, ADDS_FROM_REMOTE, CANCELS, READS
+from .confirm import asks_person
 
 T = TypeVar("T")
 
@@ -90,6 +91,41 @@ class ProcedureStepStatus(BaseModel):
     performed_steps: list[MppsRecord] = Field(description="MPPS instances with their status history")
 
 
+def _ris_text(services: Services) -> str:
+    ris = services.config.mini_ris
+    where = f"MySQL {ris.database} at {ris.host}:{ris.port}" if ris.backend == "mysql" else "SQLite"
+    return f"the mini-RIS ({where})"
+
+
+OrderPerson = asks_person(
+    "ris_write",
+    lambda services, patient_mrn, procedure_code, priority, reason, accession_number: (
+        f"Create a {priority} order {procedure_code} for the patient with MRN {patient_mrn}"
+        f"{' (accession ' + accession_number + ')' if accession_number else ''} in {_ris_text(services)}"
+        f"{chr(10) + 'reason: ' + reason if reason else ''}"
+    ),
+)
+MwlPerson = asks_person(
+    "ris_write",
+    lambda services, order_id, scheduled_station_aet, scheduled_time: (
+        f"Schedule order {order_id} on the worklist of "
+        f"{scheduled_station_aet or services.config.mini_ris.modality.ae_title}"
+        f" at {scheduled_time or 'the next free quarter hour'} in {_ris_text(services)}"
+    ),
+)
+CancelPerson = asks_person(
+    "ris_write", lambda services, mwl_id: f"Cancel worklist entry {mwl_id} in {_ris_text(services)}"
+)
+AcquirePerson = asks_person(
+    ("ris_write", "dicom_send"),
+    lambda services, accession_number, send_to_pacs: (
+        f"Acquire a synthetic CR study for accession {accession_number} as the virtual modality "
+        f"{services.config.mini_ris.modality.ae_title} (worklist query, MPPS)"
+        + (", and C-STORE the images to the PACS" if send_to_pacs else ", writing the images to files")
+    ),
+)
+
+
 async def _run(ctx: Context, work: Callable[[RisService], T]) -> T:
     service = ris_service(services_of(ctx))
     return await anyio.to_thread.run_sync(work, service)
@@ -135,10 +171,11 @@ async def create_order(
     accession_number: Annotated[
         str | None, Field(min_length=1, max_length=16, description="leave out to get a new unique one")
     ] = None,
+    person: OrderPerson = None,
 ) -> Order:
     """Create an imaging order (state ORDERED) with a unique accession number. Next step:
     create_mwl_from_order to put it on a modality's worklist. Needs allow.ris_write."""
-    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS")
+    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS", person)
     return await _run(
         ctx,
         lambda s: s.store.create_order(
@@ -166,11 +203,12 @@ async def create_mwl_from_order(
             "free quarter hour from now)"
         ),
     ] = None,
+    person: MwlPerson = None,
 ) -> MwlCreated:
     """Schedule an order on the modality worklist: creates one Scheduled Procedure Step with a new
     Study Instance UID, in one transaction. Returns accession, Study Instance UID, patient,
     procedure, modality, time and the mwl id. Needs allow.ris_write."""
-    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS")
+    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS", person)
     when = None
     if scheduled_time is not None:
         try:
@@ -227,11 +265,13 @@ async def list_worklist(
 
 
 async def cancel_mwl(
-    ctx: Context, mwl_id: Annotated[int, Field(ge=1, description="worklist entry id from list_worklist")]
+    ctx: Context,
+    mwl_id: Annotated[int, Field(ge=1, description="worklist entry id from list_worklist")],
+    person: CancelPerson = None,
 ) -> MwlEntry:
     """Take a SCHEDULED entry off the worklist (state CANCELLED); its order can be scheduled again.
     A started step cannot be cancelled (the modality ends it with MPPS DISCONTINUED). Needs allow.ris_write."""
-    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS")
+    services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS", person)
     return await _run(ctx, lambda s: s.store.cancel_mwl(mwl_id))
 
 
@@ -260,15 +300,16 @@ async def create_synthetic_cr_study(
             "image's ImageComments and sent to the ai generator (simple images cannot draw it)",
         ),
     ] = None,
+    person: AcquirePerson = None,
 ) -> SyntheticStudy:
     """Act as the virtual CR modality for a scheduled accession: query the worklist over DICOM by
     station AE and date, send MPPS IN PROGRESS, make one synthetic image per view with the
     worklist's patient, Study Instance UID and accession, C-STORE them to the PACS, then MPPS
     COMPLETED referencing the series. Needs allow.ris_write (and allow.dicom_send to send)."""
     services = services_of(ctx)
-    services.require_allowed("ris_write", "Acquiring with the virtual modality")
+    services.require_allowed("ris_write", "Acquiring with the virtual modality", person)
     if send_to_pacs:
-        services.require_allowed("dicom_send", "Sending the synthetic study to the PACS")
+        services.require_allowed("dicom_send", "Sending the synthetic study to the PACS", person)
     await ctx.report_progress(0, 3, "querying the worklist")
     mode = image_mode or services.config.mini_ris.modality.image_mode
     if image_description is not None:

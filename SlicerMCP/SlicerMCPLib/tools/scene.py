@@ -33,12 +33,16 @@ from ..core.services import Services, services_of
 from ..scene.sampledata import SAMPLES, SampleDataCache
 from .annotations import ADDS, ADDS_FROM_REMOTE, READS, REMOVES, RUNS_CODE, SETS
 from .client_log import client_log
+from .confirm import asks_person
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 NodeId = Annotated[
     str, Field(min_length=1, max_length=256, description="MRML node ID, e.g. vtkMRMLScalarVolumeNode1")
 ]
+
+
+PythonPerson = asks_person("execute_python", lambda services, code: _shown_code(services, code))
 
 
 def sample_cache(services: Services) -> SampleDataCache:
@@ -231,16 +235,21 @@ async def set_layout(
     return await services_of(ctx).backend.set_layout(layout, gui_mode)
 
 
+def _shown_code(services: Services, code: str) -> str:
+    return f"Run this Python code inside Slicer ({services.backend.kind} scene):\n\n{code}"
+
+
 async def execute_python(
     ctx: Context,
     code: Annotated[
         str, Field(min_length=1, max_length=200_000, description="Python source to run in Slicer")
     ],
+    person: PythonPerson = None,
 ) -> PythonResult:
     """Run Python inside Slicer (namespace kept per client session). Returns stdout, stderr, the value
     of the last expression and the traceback on error. Off unless allow.execute_python is true."""
     services = services_of(ctx)
-    services.require_allowed("execute_python", "execute_python")
+    services.require_allowed("execute_python", "execute_python", person)
     return await services.backend.execute_python(code, session_key(ctx), services.config.timeouts.python_s)
 
 
