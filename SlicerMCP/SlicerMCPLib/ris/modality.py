@@ -25,7 +25,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
 )
-from pynetdicom.status import STATUS_FAILURE, STATUS_PENDING, STATUS_SUCCESS
+from pynetdicom.status import STATUS_FAILURE, STATUS_PENDING
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
@@ -34,6 +34,7 @@ from ..dicom.part10 import write_file
 from ..dicom.send import send
 from .db import RisNotFound
 from .images import MAX_VALUE, Picture, SampleGenerator, generator_for
+from .mpps_scu import mpps_request
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +142,7 @@ class VirtualCR:
     # MPPS ------------------------------------------------------------------------------------
 
     def _mpps(self, action: Callable[[object], tuple[Dataset | None, Dataset | None]], what: str) -> None:
-        with open_association(
-            self.ris, self.ae_title, [build_context(ModalityPerformedProcedureStep)]
-        ) as assoc:
-            status, _ = action(assoc)
-        code, category = status_of(status)
-        if code is None:
-            raise lost_association(self.ris.ae_title, what)
-        if category != STATUS_SUCCESS:
-            raise _dicom_failure(str(status.get("ErrorComment", "")), code, what)
+        mpps_request(self.ris, self.ae_title, action, what)
 
     def _mpps_create(self, uid: str, item: Dataset, sps: Dataset, started: datetime) -> None:
         ds = Dataset()

@@ -77,6 +77,13 @@ MIGRATIONS: list[list[str]] = [
             id {pk}, sop_instance_uid {key} NOT NULL REFERENCES mpps(sop_instance_uid),
             status {key} NOT NULL, changed_at {key} NOT NULL, note {text}){ts}""",
     ],
+    # 2: the reports written for an order (FHIR DiagnosticReport references), shown with the order
+    [
+        """CREATE TABLE order_reports (
+            id {pk}, order_id INTEGER NOT NULL REFERENCES orders(id), reference {key} NOT NULL,
+            status {key} NOT NULL, conclusion {text}, sr_sop_instance_uid {key}, recorded_at {key} NOT NULL){ts}""",
+        "CREATE INDEX ix_order_reports ON order_reports (order_id)",
+    ],
 ]
 
 

@@ -19,6 +19,7 @@ from ..core.services import services_of
 from ..dicom.validation import check_text
 from ..ris.db import RisNotFound
 from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
+from ..ris.reports import OrderReport, OrderResult, order_results, reports_for
 from ..ris.schema import PROCEDURES
 from ..ris.service import RisService, ris_service
 from .annotations import ADDS, ADDS_FROM_REMOTE, CANCELS, READS
@@ -88,6 +89,10 @@ class ProcedureStepStatus(BaseModel):
     order_status: str
     worklist: list[MwlEntry]
     performed_steps: list[MppsRecord] = Field(description="MPPS instances with their status history")
+    results: list[OrderResult] = Field(
+        default_factory=list, description="instances the completed steps performed: images, SEG, SR"
+    )
+    reports: list[OrderReport] = Field(default_factory=list, description="reports recorded for the order")
 
 
 async def _run(ctx: Context, work: Callable[[RisService], T]) -> T:
@@ -295,8 +300,9 @@ async def create_synthetic_cr_study(
 
 
 async def get_procedure_step_status(ctx: Context, accession_number: Accession) -> ProcedureStepStatus:
-    """Where an order stands: its state, its worklist entries and every MPPS (IN PROGRESS, COMPLETED,
-    DISCONTINUED) with the performed series and the status history."""
+    """Where an order stands: its state, its worklist entries, every MPPS (IN PROGRESS, COMPLETED,
+    DISCONTINUED) with the performed series and the status history, the results those steps produced
+    (images, SEG, SR) and the reports recorded for it."""
 
     def work(s: RisService) -> ProcedureStepStatus:
         orders = s.store.list_orders(accession_number=accession_number, limit=1)
@@ -311,6 +317,8 @@ async def get_procedure_step_status(ctx: Context, accession_number: Accession) -
             order_status=orders[0].status,
             worklist=entries,
             performed_steps=steps,
+            results=order_results(steps),
+            reports=reports_for(s.store, accession_number),
         )
 
     return await _run(ctx, work)
