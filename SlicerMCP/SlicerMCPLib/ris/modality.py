@@ -94,6 +94,8 @@ def _dicom_failure(message: str, code: int | None, what: str) -> SlicerMCPError:
 class VirtualCR:
     """One virtual CR station: its AE title, the RIS it asks and the PACS it sends to."""
 
+    modality = "CR"  # what it asks the worklist for and reports in its MPPS (VirtualCT: CT)
+
     def __init__(
         self,
         ae_title: str,
@@ -122,7 +124,7 @@ class VirtualCR:
             setattr(sps, kw, "")
         sps.ScheduledStationAETitle = self.ae_title
         sps.ScheduledProcedureStepStartDate = date
-        sps.Modality = "CR"
+        sps.Modality = self.modality
         query.ScheduledProcedureStepSequence = Sequence([sps])
         query.SpecificCharacterSet = "ISO_IR 192"
         items: list[Dataset] = []
@@ -172,7 +174,7 @@ class VirtualCR:
         ds.ProcedureCodeSequence = Sequence([])
         ds.PerformedProcedureStepEndDate = None
         ds.PerformedProcedureStepEndTime = None
-        ds.Modality = "CR"
+        ds.Modality = self.modality
         ds.StudyID = str(item.get("RequestedProcedureID", ""))[:16]
         ds.PerformedProtocolCodeSequence = Sequence([])
         ds.PerformedSeriesSequence = Sequence([])

@@ -86,6 +86,11 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+#: CT procedures the virtual CT performs (added by migration 2: its rows are in MIGRATION_DATA)
+CT_PROCEDURES = [
+    ("CT-ABD-LESION", "CT Abdomen lesion volumetry", "CT", "ABDOMEN", "AXIAL", 48),
+]
+
 
 def render(statement: str, dialect: Dialect) -> str:
     return statement.format(pk=dialect.pk, key=dialect.key, text=dialect.text, ts=dialect.table_suffix)
@@ -135,11 +140,11 @@ PROCEDURES = [
     ("XR-CSPINE-3V", "XR Cervical spine 3 views", "CR", "CSPINE", "AP,LL,LLO", 3),
 ]
 
+PROCEDURE_INSERT = "INSERT INTO procedures (code, description, modality, body_part, views, image_count) VALUES (?, ?, ?, ?, ?, ?)"
 REFERENCE_DATA = [
     ("INSERT INTO modalities (code, description) VALUES (?, ?)", MODALITIES),
     ("INSERT INTO body_parts (code, description) VALUES (?, ?)", BODY_PARTS),
-    (
-        "INSERT INTO procedures (code, description, modality, body_part, views, image_count) VALUES (?, ?, ?, ?, ?, ?)",
-        PROCEDURES,
-    ),
+    (PROCEDURE_INSERT, PROCEDURES),
 ]
+#: rows each migration loads after its statements
+MIGRATION_DATA = {1: REFERENCE_DATA, 2: [(PROCEDURE_INSERT, CT_PROCEDURES)]}

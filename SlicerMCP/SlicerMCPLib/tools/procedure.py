@@ -20,6 +20,7 @@ from ..ris.db import RisNotFound
 from ..ris.mpps_scu import perform_step, series_item
 from ..ris.reports import OrderReport, OrderResult, order_results, record_report
 from ..ris.service import RisService, ris_service
+from ..ris.virtual_ct import VirtualCT
 from .annotations import ADDS_FROM_REMOTE
 from .dicom import dicom_service
 from .results import results_registry
@@ -47,7 +48,9 @@ async def complete_procedure_step(
         str | None, Field(description="the FHIR report to record with the order, e.g. DiagnosticReport/12")
     ] = None,
     report_status: Annotated[str, Field(max_length=16, description="the report's status")] = "preliminary",
-    conclusion: Annotated[str | None, Field(max_length=4000)] = None,
+    conclusion: Annotated[
+        str | None, Field(max_length=4000, description="the report's conclusion, shown with the order")
+    ] = None,
 ) -> CompletedStep:
     """Tell the RIS the reading step is done: a Modality Performed Procedure Step (N-CREATE, then N-SET
     COMPLETED) for the order's worklist entry listing the SEG and SR series (Referenced Non-Image
@@ -113,7 +116,74 @@ async def complete_procedure_step(
     return await anyio.to_thread.run_sync(work, ris_service(services))
 
 
+class SyntheticCtStudy(BaseModel):
+    accession_number: str
+    study_instance_uid: str
+    series_instance_uid: str
+    image_count: int
+    mpps_sop_instance_uid: str
+    mpps_status: str
+    lesion_diameter_mm: float
+    lesion_volume_mm3: float = Field(description="the lesion's true volume, 4/3 pi r^3")
+    lesion_volume_ml: float
+    lesion_hu: int = Field(description="the lesion's density; the body around it is body_hu (noise sd 8 HU)")
+    body_hu: int
+    sent_to_pacs: str
+
+
+async def create_synthetic_ct_study(
+    ctx: Context,
+    accession_number: Annotated[
+        str, Field(min_length=1, max_length=16, description="a scheduled CT-ABD-LESION order")
+    ],
+    lesion_diameter_mm: Annotated[
+        float, Field(ge=6.0, le=40.0, description="the spherical lesion's diameter")
+    ] = 20.0,
+) -> SyntheticCtStudy:
+    """Act as a virtual CT for a scheduled CT-ABD-LESION accession: worklist C-FIND by station AE,
+    MPPS IN PROGRESS, an axial 48-slice CT (0.8 x 0.8 x 1.5 mm) of a phantom with one spherical
+    lesion of known volume and a small calcification, C-STORE to the PACS, MPPS COMPLETED.
+    Returns the UIDs and the lesion's true volume. Needs allow.ris_write and allow.dicom_send."""
+    services = services_of(ctx)
+    services.require_allowed("ris_write", "Acquiring with the virtual modality")
+    services.require_allowed("dicom_send", "Sending the synthetic study to the PACS")
+
+    def work(s: RisService) -> SyntheticCtStudy:
+        entries = [
+            e for e in s.store.list_worklist(accession_number=accession_number) if e.status == "SCHEDULED"
+        ]
+        if not entries or entries[0].modality != "CT":
+            raise RisNotFound(
+                f"accession {accession_number} has no SCHEDULED CT worklist entry; order CT-ABD-LESION and "
+                "schedule it with create_mwl_from_order",
+                details={"accession_number": accession_number},
+            )
+        entry = entries[0]
+        station = VirtualCT(entry.scheduled_station_aet, s.settings.modality.station_name, s.ensure_scp())
+        pacs_name, pacs = s.pacs_node()
+        done = station.acquire_ct(accession_number, entry.scheduled_date, pacs, lesion_diameter_mm)
+        return SyntheticCtStudy(
+            accession_number=accession_number,
+            study_instance_uid=done.study_instance_uid,
+            series_instance_uid=done.series_instance_uid,
+            image_count=len(done.sop_instance_uids),
+            mpps_sop_instance_uid=done.mpps_sop_instance_uid,
+            mpps_status=done.mpps_status,
+            lesion_diameter_mm=done.lesion_diameter_mm,
+            lesion_volume_mm3=round(done.lesion_volume_mm3, 3),
+            lesion_volume_ml=round(done.lesion_volume_mm3 / 1000, 6),
+            lesion_hu=done.lesion_hu,
+            body_hu=done.body_hu,
+            sent_to_pacs=pacs_name,
+        )
+
+    return await anyio.to_thread.run_sync(work, ris_service(services))
+
+
 def register(server: MCPServer) -> None:
+    server.add_tool(
+        create_synthetic_ct_study, title="Acquire synthetic CT study", annotations=ADDS_FROM_REMOTE
+    )
     server.add_tool(
         complete_procedure_step, title="Complete procedure step (MPPS)", annotations=ADDS_FROM_REMOTE
     )

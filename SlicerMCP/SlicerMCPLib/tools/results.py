@@ -92,7 +92,10 @@ async def export_dicom_seg(
     reference_volume_id: Annotated[
         str | None, Field(description="the image the segments belong to (default: the segmentation's source)")
     ] = None,
-    series_description: Annotated[str | None, Field(max_length=64)] = None,
+    series_description: Annotated[
+        str | None,
+        Field(max_length=64, description="the SEG series' description (default: '<name> segmentation')"),
+    ] = None,
     algorithm_type: Annotated[
         AlgorithmType, Field(description="MANUAL (drawn), SEMIAUTOMATIC (threshold, islands...), AUTOMATIC")
     ] = "SEMIAUTOMATIC",
@@ -224,7 +227,9 @@ async def export_dicom_sr(
     markups: Annotated[list[MarkupMeasurement] | None, Field(description="line lengths, diameters")] = None,
     observer: Annotated[str | None, Field(max_length=64, description="reporting person, DICOM PN")] = None,
     final: Annotated[bool, Field(description="mark the report final (verified by a person)")] = False,
-    series_description: Annotated[str, Field(max_length=64)] = "Measurement report",
+    series_description: Annotated[
+        str, Field(max_length=64, description="the SR series' description")
+    ] = "Measurement report",
 ) -> SrExport:
     """Export a DICOM TID 1500 Measurement Report (Comprehensive 3D SR) for a SEG made by
     export_dicom_seg: one measurement group per segment (tracking id/UID, the segment referenced

@@ -20,14 +20,14 @@ from ..dicom.validation import check_text
 from ..ris.db import RisNotFound
 from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
 from ..ris.reports import OrderReport, OrderResult, order_results, reports_for
-from ..ris.schema import PROCEDURES
+from ..ris.schema import CT_PROCEDURES, PROCEDURES
 from ..ris.service import RisService, ris_service
 from .annotations import ADDS, ADDS_FROM_REMOTE, CANCELS, READS
 
 T = TypeVar("T")
 
 
-ProcedureCode = Literal[tuple(p[0] for p in PROCEDURES)]  # type: ignore[valid-type]
+ProcedureCode = Literal[tuple(p[0] for p in PROCEDURES + CT_PROCEDURES)]  # type: ignore[valid-type]
 Limit = Annotated[int, Field(ge=1, le=1000, description="at most this many records")]
 Accession = Annotated[str, Field(min_length=1, max_length=16, description="accession number of the order")]
 
@@ -134,7 +134,9 @@ async def list_orders(
 async def create_order(
     ctx: Context,
     patient_mrn: Annotated[str, Field(min_length=1, description="MRN from list_mini_ris_patients")],
-    procedure_code: Annotated[ProcedureCode, Field(description="one of the 14 CR/XR procedures")],
+    procedure_code: Annotated[
+        ProcedureCode, Field(description="one of the 14 CR/XR procedures, or CT-ABD-LESION (the virtual CT)")
+    ],
     priority: Annotated[Priority, Field(description="request priority")] = "ROUTINE",
     reason: Annotated[str | None, Field(max_length=200, description="reason for the study")] = None,
     accession_number: Annotated[
