@@ -252,12 +252,13 @@ def test_status_counts_connected_clients(qt_app, qt_controller) -> None:
 def test_the_module_serves_the_mini_ris_worklist_mpps_and_api(qt_app, qt_controller) -> None:
     """The module starts the RIS DICOM services and REST API off the main thread, and stops them."""
     from fixtures.ris import mwl_query, worklist_query
+    from SlicerMCPLib.dicom.status import Status
 
     status = qt_controller.start(port=0)
     ris = qt_controller.start_ris(mwl_port=0, api_port=0)
     assert ris.running and ris.mwl_host == "127.0.0.1" and ris.api_url
     statuses, found = worklist_query(ris.mwl_port, mwl_query(PatientName="*"))
-    assert statuses[-1] == 0x0000 and found, "the seeded worklist answers over DICOM"
+    assert statuses[-1] == Status.SUCCESS and found, "the seeded worklist answers over DICOM"
     token = open(status.token_file).read().strip()
     api = httpx.get(ris.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert api.status_code == 200

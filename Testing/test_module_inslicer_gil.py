@@ -232,3 +232,33 @@ def test_http_server_says_when_its_thread_needs_to_run() -> None:
     finally:
         release.set()
         server.stop()
+
+
+def test_analysis_tools_run_on_the_main_thread_under_the_gil_loop(gil_loop, qt_controller) -> None:
+    status = qt_controller.start(port=0)
+    volume_id = _add_volume(qt_controller)
+    seen = _record_scene_threads(qt_controller.gateway)
+    seg_id = "vtkMRMLSegmentationNode1"  # the scene's first segmentation
+    plan = {
+        "calls": [
+            ["create_segmentation", {"volume_id": volume_id, "segments": ["bright"]}],
+            [
+                "segment_threshold",
+                {"segmentation_id": seg_id, "segment": "bright", "lower": 1000, "upper": 5000},
+            ],
+            ["segment_statistics", {"segmentation_id": seg_id, "surface": False}],
+            ["place_markup", {"type": "line", "points": [[0, 0, 0], [0, 3, 4]]}],
+            ["undo_last_edit", {}],
+        ],
+        "warmup": 0,
+    }
+    out = gil_loop.run(lambda: run_client_process(status.url, status.token_file, plan), timeout_s=120)
+    for result in out["results"]:
+        assert not result["is_error"], result["text"]
+    created, threshold, stats, line, undo = (r["structured"] for r in out["results"])
+    assert created["segmentation_id"] == seg_id
+    assert threshold["changes"][0]["voxels_after"] == 8 * 16 * 16 - 1000  # the voxels holding 1000..2047
+    assert stats["segments"][0]["min"] == 1000 and stats["segments"][0]["max"] == 8 * 16 * 16 - 1
+    assert line["length_mm"] == 5.0
+    assert undo["undone"] == "place_markup"
+    assert seen == {threading.get_ident()}, "scene work ran off the main thread"

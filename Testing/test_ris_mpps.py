@@ -13,13 +13,7 @@ from pynetdicom import AE, Association
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
 from fixtures.ris import RIS_AET, STATION_AET
-
-SUCCESS = 0x0000
-INVALID_ATTRIBUTE_VALUE = 0x0106
-PROCESSING_FAILURE = 0x0110
-DUPLICATE_SOP_INSTANCE = 0x0111
-NO_SUCH_OBJECT_INSTANCE = 0x0112
-MISSING_ATTRIBUTE = 0x0120
+from SlicerMCPLib.dicom.status import MAY_NO_LONGER_BE_UPDATED, Status
 
 
 @pytest.fixture
@@ -77,11 +71,11 @@ def test_in_progress_then_completed_updates_the_worklist(mpps: Association, sqli
     entry = sqlite_store.list_worklist(status="SCHEDULED")[0]
     uid = generate_uid()
     status, _ = mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)
-    assert code(status) == SUCCESS
+    assert code(status) == Status.SUCCESS
     assert sqlite_store.get_mwl(entry.mwl_id).status == "IN_PROGRESS"
     series = generate_uid()
     status, _ = mpps.send_n_set(set_request("COMPLETED", series), ModalityPerformedProcedureStep, uid)
-    assert code(status) == SUCCESS
+    assert code(status) == Status.SUCCESS
     record = sqlite_store.get_mpps(uid)
     assert record.status == "COMPLETED" and record.mwl_id == entry.mwl_id
     assert record.series[0]["series_instance_uid"] == series
@@ -89,19 +83,23 @@ def test_in_progress_then_completed_updates_the_worklist(mpps: Association, sqli
     assert sqlite_store.get_mwl(entry.mwl_id).status == "COMPLETED"
     # final state: no further N-SET, with the standard's "may no longer be updated" error
     status, _ = mpps.send_n_set(set_request("DISCONTINUED"), ModalityPerformedProcedureStep, uid)
-    assert code(status) == PROCESSING_FAILURE
-    assert int(status.ErrorID) == 0xA710
+    assert code(status) == Status.PROCESSING_FAILURE
+    assert int(status.ErrorID) == MAY_NO_LONGER_BE_UPDATED
     assert sqlite_store.get_mpps(uid).status == "COMPLETED"
 
 
 def test_in_progress_then_discontinued(mpps: Association, sqlite_store: Any) -> None:
     entry = sqlite_store.list_worklist(status="SCHEDULED")[1]
     uid = generate_uid()
-    assert code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
-    # an N-SET that keeps IN PROGRESS is allowed (e.g. adding series as they are made)
-    assert code(mpps.send_n_set(set_request(None), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
     assert (
-        code(mpps.send_n_set(set_request("DISCONTINUED"), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
+        code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0])
+        == Status.SUCCESS
+    )
+    # an N-SET that keeps IN PROGRESS is allowed (e.g. adding series as they are made)
+    assert code(mpps.send_n_set(set_request(None), ModalityPerformedProcedureStep, uid)[0]) == Status.SUCCESS
+    assert (
+        code(mpps.send_n_set(set_request("DISCONTINUED"), ModalityPerformedProcedureStep, uid)[0])
+        == Status.SUCCESS
     )
     assert sqlite_store.get_mwl(entry.mwl_id).status == "DISCONTINUED"
     history = [h["status"] for h in sqlite_store.get_mpps(uid).history]
@@ -110,15 +108,18 @@ def test_in_progress_then_discontinued(mpps: Association, sqlite_store: Any) -> 
 
 def test_n_set_for_an_unknown_step_is_no_such_instance(mpps: Association) -> None:
     status, _ = mpps.send_n_set(set_request("COMPLETED"), ModalityPerformedProcedureStep, generate_uid())
-    assert code(status) == NO_SUCH_OBJECT_INSTANCE
+    assert code(status) == Status.NO_SUCH_OBJECT_INSTANCE
 
 
 def test_duplicate_n_create_is_refused(mpps: Association, sqlite_store: Any) -> None:
     entry = sqlite_store.list_worklist(status="SCHEDULED")[2]
     uid = generate_uid()
-    assert code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
+    assert (
+        code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0])
+        == Status.SUCCESS
+    )
     status, _ = mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)
-    assert code(status) == DUPLICATE_SOP_INSTANCE
+    assert code(status) == Status.DUPLICATE_SOP_INSTANCE
 
 
 def test_n_create_must_start_in_progress(mpps: Association, sqlite_store: Any) -> None:
@@ -126,27 +127,30 @@ def test_n_create_must_start_in_progress(mpps: Association, sqlite_store: Any) -
     status, _ = mpps.send_n_create(
         create_request(entry, "COMPLETED"), ModalityPerformedProcedureStep, generate_uid()
     )
-    assert code(status) == INVALID_ATTRIBUTE_VALUE
+    assert code(status) == Status.INVALID_ATTRIBUTE_VALUE
     request = create_request(entry)
     del request.PerformedProcedureStepStatus
     status, _ = mpps.send_n_create(request, ModalityPerformedProcedureStep, generate_uid())
-    assert code(status) == MISSING_ATTRIBUTE
+    assert code(status) == Status.MISSING_ATTRIBUTE
     assert sqlite_store.get_mwl(entry.mwl_id).status == "SCHEDULED"
 
 
 def test_unknown_status_value_in_n_set(mpps: Association, sqlite_store: Any) -> None:
     entry = sqlite_store.list_worklist(status="SCHEDULED")[4]
     uid = generate_uid()
-    assert code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0]) == SUCCESS
+    assert (
+        code(mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)[0])
+        == Status.SUCCESS
+    )
     status, _ = mpps.send_n_set(set_request("FINISHED"), ModalityPerformedProcedureStep, uid)
-    assert code(status) == INVALID_ATTRIBUTE_VALUE
+    assert code(status) == Status.INVALID_ATTRIBUTE_VALUE
     assert sqlite_store.get_mpps(uid).status == "IN PROGRESS"
 
 
 def test_scp_assigns_the_uid_when_the_scu_leaves_it_out(mpps: Association, sqlite_store: Any) -> None:
     entry = sqlite_store.list_worklist(status="SCHEDULED")[5]
     status, _ = mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, None)
-    assert code(status) == SUCCESS
+    assert code(status) == Status.SUCCESS
     records = sqlite_store.mpps_for_mwl(entry.mwl_id)
     assert len(records) == 1 and records[0].sop_instance_uid.startswith("1.2.")
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from fixtures.ris import STATION_AET, findscu_worklist, mwl_query, worklist_query
+from SlicerMCPLib.dicom.status import Status
 from SlicerMCPLib.ris.worklist import InvalidQuery, match, validate
 
-PENDING, SUCCESS, A900 = 0xFF00, 0x0000, 0xA900
 SPS = "ScheduledProcedureStepSequence"
 # (patient MRN, procedure, scheduled) on station CR2, in June/July 2025
 CR2_ITEMS = [
@@ -52,7 +52,7 @@ def cr2_query(date: str = "", time: str = "", **top: Any) -> Dataset:
 
 def test_universal_matching_returns_every_scheduled_step(ris_scp: Any, cr2: Any) -> None:
     statuses, found = worklist_query(ris_scp.port, mwl_query(PatientID="", AccessionNumber=""))
-    assert statuses[-1] == SUCCESS and set(statuses[:-1]) == {PENDING}
+    assert statuses[-1] == Status.SUCCESS and set(statuses[:-1]) == {Status.PENDING}
     assert len(found) == 6 + 5
 
 
@@ -68,7 +68,7 @@ def test_universal_matching_returns_every_scheduled_step(ris_scp: Any, cr2: Any)
 )
 def test_date_ranges_in_the_scheduled_step(ris_scp: Any, cr2: Any, date: str, expected: list[str]) -> None:
     statuses, found = worklist_query(ris_scp.port, cr2_query(date))
-    assert statuses[-1] == SUCCESS
+    assert statuses[-1] == Status.SUCCESS
     assert mrns(found) == expected
 
 
@@ -161,14 +161,14 @@ def test_multi_valued_character_set_with_code_extensions(ris_scp: Any) -> None:
         ris_scp.port,
         mwl_query(SpecificCharacterSet=["", "ISO 2022 IR 100"], PatientName="M*ller*", PatientID=""),
     )
-    assert statuses[-1] == SUCCESS
+    assert statuses[-1] == Status.SUCCESS
     assert [str(ds.PatientName) for ds in found] == ["Müller^Jürgen"]
 
 
 @pytest.mark.parametrize("bad", ["20251301", "2025-06-01", "June 1", "20250630-20250601", "2025060", "*"])
 def test_malformed_dates_are_refused_with_a900(ris_scp: Any, bad: str) -> None:
     statuses, found = worklist_query(ris_scp.port, cr2_query(bad))
-    assert found == [] and statuses == [A900]
+    assert found == [] and statuses == [Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS]
 
 
 def test_japanese_requester_gets_its_iso_2022_set(ris_scp: Any, sqlite_store: Any) -> None:
@@ -180,7 +180,7 @@ def test_japanese_requester_gets_its_iso_2022_set(ris_scp: Any, sqlite_store: An
         ris_scp.port,
         mwl_query(SpecificCharacterSet=["", "ISO 2022 IR 87"], PatientName="", PatientID="MRN2001"),
     )
-    assert statuses[-1] == SUCCESS and len(found) == 1
+    assert statuses[-1] == Status.SUCCESS and len(found) == 1
     assert list(found[0].SpecificCharacterSet) == ["", "ISO 2022 IR 87"]
     assert str(found[0].PatientName) == "山田^太郎"
 
@@ -194,14 +194,14 @@ def test_refused_query_keeps_its_values_out_of_the_log(
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="pynetdicom")
     statuses, _ = worklist_query(ris_scp.port, query)
-    assert statuses == [A900]
+    assert statuses == [Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS]
     assert "worklist query" in caplog.text
     assert "19801340" not in caplog.text and "MRN1007" not in caplog.text
 
 
 def test_malformed_time_is_refused(ris_scp: Any) -> None:
     statuses, _ = worklist_query(ris_scp.port, cr2_query("", "2561"))
-    assert statuses == [A900]
+    assert statuses == [Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS]
 
 
 # --- dcmtk findscu -W ---------------------------------------------------------------------------
@@ -368,6 +368,6 @@ def test_small_peer_pdu_splits_responses(ris_scp: Any, cr2: Any) -> None:
         got = list(assoc.send_c_find(cr2_query(PatientName=""), ModalityWorklistInformationFind))
     finally:
         assoc.release()
-    assert [int(s.Status) for s, _ in got] == [PENDING] * 5 + [SUCCESS]
+    assert [int(s.Status) for s, _ in got] == [Status.PENDING] * 5 + [Status.SUCCESS]
     assert sorted(str(i.PatientID) for _, i in got[:-1]) == sorted(mrn for mrn, _, _ in CR2_ITEMS)
     assert len(sizes) > 6 * 2 and max(sizes) <= 64

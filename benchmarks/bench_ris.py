@@ -28,6 +28,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
 from SlicerMCPLib.core.domain_config import MiniRisSettings
+from SlicerMCPLib.dicom.status import Status
 from SlicerMCPLib.ris.schema import PROCEDURES
 from SlicerMCPLib.ris.store import RisStore
 from SlicerMCPLib.ris.worklist import entry_to_item
@@ -169,7 +170,7 @@ def one_query(ae: AE, port: int, called: str, ds: Dataset) -> tuple[float, int]:
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     found = 0
     for status, _ident in assoc.send_c_find(ds, ModalityWorklistInformationFind):
-        if status and int(status.Status) in (0xFF00, 0xFF01):
+        if status and int(status.Status) in (Status.PENDING, Status.PENDING_WARNING):
             found += 1
     assoc.release()
     return (time.perf_counter() - t0) * 1000, found

@@ -102,8 +102,18 @@ KNOWLEDGE = {
         "ctkLayoutManager": {"members": ["viewport"], "base": "QObject"},
         # VTK 9 (vtkObject.h, vtkImageData.h, vtkDataSet.h, vtkDataSetAttributes.h)
         "vtkObject": {"members": ["GetClassName", "IsA"], "base": None},
-        "vtkImageData": {"members": ["GetSpacing", "GetPointData", "GetDimensions"], "base": "vtkObject"},
-        "vtkPointData": {"members": ["GetScalars"], "base": "vtkObject"},
+        "vtkImageData": {
+            "members": ["GetSpacing", "GetPointData", "GetDimensions", "GetExtent", "SetExtent"],
+            "base": "vtkObject",
+        },
+        "vtkPointData": {"members": ["GetScalars", "SetScalars"], "base": "vtkObject"},
+        # VTK 9 filters the analysis tools drive (vtkAlgorithm.h, vtkImageAlgorithm.h, vtkTableAlgorithm.h)
+        "vtkAlgorithm": {"members": ["Update", "SetInputData", "GetOutput"], "base": "vtkObject"},
+        "vtkImageAlgorithm": {"members": ["SetInputData", "GetOutput"], "base": "vtkAlgorithm"},
+        "vtkTableAlgorithm": {"members": ["SetInputData", "GetOutput"], "base": "vtkAlgorithm"},
+        "vtkSimpleImageToImageFilter": {"members": [], "base": "vtkImageAlgorithm"},
+        "vtkTable": {"members": ["GetColumnByName"], "base": "vtkObject"},
+        "vtkDataArray": {"members": ["GetComponent"], "base": "vtkObject"},
     },
     # what a call (`name()`) or an attribute (`name`) gives, where a chain goes on after it
     "returns": {
@@ -136,6 +146,8 @@ KNOWLEDGE = {
         "vtkMRMLDisplayableNode.GetDisplayNode()": "vtkMRMLLabelMapVolumeDisplayNode",
         "vtkDataSet.GetPointData()": "vtkPointData",
         "vtkImageData.GetPointData()": "vtkPointData",
+        "vtkTableAlgorithm.GetOutput()": "vtkTable",
+        "vtkTable.GetColumnByName()": "vtkDataArray",
         "vtkMRMLThreeDViewDisplayableManagerFactory.GetInstance()": "vtkMRMLThreeDViewDisplayableManagerFactory",
         "vtkMRMLLayoutLogic.GetLayoutNode()": "vtkMRMLLayoutNode",
     },

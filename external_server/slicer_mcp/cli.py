@@ -51,6 +51,10 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(verbose: bool) -> None:
+    """Logs on stderr (stdout is MCP's), and no patient data in them, whichever command runs."""
+    from SlicerMCPLib.dicom.phi import keep_phi_out_of_logs
+
+    keep_phi_out_of_logs()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         stream=sys.stderr,

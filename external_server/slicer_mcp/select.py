@@ -122,23 +122,22 @@ def run_proxy(endpoint: Endpoint) -> int:
 def run_webserver(config: Config, transport: Literal["stdio", "http"], url: str) -> int:
     """Serve the tool catalog with the WebServer backend; no scene here, so no main-thread gateway."""
     from SlicerMCPLib.backends.webserver import WebServerBackend
-    from SlicerMCPLib.core.services import Services
+    from SlicerMCPLib.core.services import Services, hosted
     from SlicerMCPLib.serving.auth import load_or_create_token, token_path
     from SlicerMCPLib.serving.http_transport import mcp_http_server
     from SlicerMCPLib.serving.server import build_server
 
-    services = Services(config=config, backend=WebServerBackend(config, url))
-    server = build_server(services)
-    if transport == "stdio":
-        try:
+    with hosted(Services(config=config, backend=WebServerBackend(config, url))) as services:
+        server = build_server(services)
+        if transport == "stdio":
             return _until_signal(lambda: anyio.run(server.run_stdio_async))
+        path = token_path(config.server)
+        http = mcp_http_server(server, config.server, load_or_create_token(path)).start()
+        print(
+            f"slicer-mcp: serving MCP at {http.url} (Slicer WebServer {url}); token in {path}",
+            file=sys.stderr,
+        )
+        try:
+            return _until_signal(lambda: threading.Event().wait())
         finally:
-            anyio.run(services.close)
-    path = token_path(config.server)
-    http = mcp_http_server(server, config.server, load_or_create_token(path)).start()
-    print(f"slicer-mcp: serving MCP at {http.url} (Slicer WebServer {url}); token in {path}", file=sys.stderr)
-    try:
-        return _until_signal(lambda: threading.Event().wait())
-    finally:
-        http.stop()
-        anyio.run(services.close)
+            http.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import numpy as np
@@ -34,14 +34,17 @@ from ..core.models import (
     ViewType,
     VolumeMeasurement,
 )
-from ..core.scene_backend import SceneBackend, Screenshot, SegmentationArray, VolumeArray
+from ..core.scene_backend import SceneBackend, SceneChanges, Screenshot, SegmentationArray, VolumeArray
 from ..scene import data_io, segment_io
 from ..scene import measure as mrml_measure
 from ..scene import nodes as mrml_nodes
 from ..scene.app import SceneApp, layout_id
+from ..scene.edit_history import EditHistory, ProgressFn, Workspace
 from ..scene.python_exec import Namespaces, run_code
+from ..scene.volume_files import vet_volume_file
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MrmlBackend(SceneBackend):
@@ -57,6 +60,8 @@ class MrmlBackend(SceneBackend):
         self._volumes = mrml_nodes.VolumeInfoCache(app.scene)
         self._index: mrml_nodes.SceneIndex | None = None  # made on the main thread, on first use
         self._label_counts = mrml_measure.LabelCounts()
+        self._workspace = Workspace(app, EditHistory(app.scene))
+        self._watcher: Any = None  # scene.watch.SceneWatcher, made on the main thread on first use
 
     @property
     def scene(self) -> Any:
@@ -103,6 +108,16 @@ class MrmlBackend(SceneBackend):
                 self.scene, class_name, name, offset, limit, self._volumes, self._scene_index()
             )
         )
+
+    async def scene_changes(self) -> SceneChanges:
+        def start() -> SceneChanges:
+            if self._watcher is None:
+                from ..scene.watch import SceneWatcher
+
+                self._watcher = SceneWatcher(self.scene)
+            return self._watcher
+
+        return self._watcher or await self._scene_call(start)
 
     def _scene_index(self) -> mrml_nodes.SceneIndex:
         if self._index is None:
@@ -174,8 +189,14 @@ class MrmlBackend(SceneBackend):
         return await self._load(path, False, name, name)
 
     async def _load(self, path: Path, labelmap: bool, name: str | None, source: str) -> LoadedNodes:
+        # the header and every file it names are checked, and the voxels read, on a worker thread:
+        # the main thread only makes the node, so the server keeps answering during a large load
+        limit = self.config.limits.volume_bytes()
+        await anyio.to_thread.run_sync(vet_volume_file, path, limit)
+        prepared = await anyio.to_thread.run_sync(data_io.read_volume_file, path, labelmap, name)
+
         def run() -> LoadedNodes:
-            nodes = data_io.load_file(self.app, path, labelmap, name)
+            nodes = data_io.load_file(self.app, path, labelmap, name, prepared)
             return LoadedNodes(nodes=[mrml_nodes.summary(n) for n in nodes], source=source)
 
         return await self._scene_call(run, self.config.timeouts.load_s)
@@ -239,7 +260,21 @@ class MrmlBackend(SceneBackend):
         }
 
     async def clear_scene(self) -> ClearResult:
-        return ClearResult(removed_nodes=await self._scene_call(lambda: data_io.clear_data(self.scene)))
+        def run() -> int:
+            self._workspace.history.clear()  # its steps name nodes that are gone
+            return data_io.clear_data(self.scene)
+
+        return ClearResult(removed_nodes=await self._scene_call(run))
+
+    async def run_analysis(self, work: Callable[[Workspace], T], progress: ProgressFn | None) -> T:
+        def run() -> T:
+            self._workspace.progress = progress
+            try:
+                return work(self._workspace)
+            finally:
+                self._workspace.progress = None
+
+        return await self._scene_call(run, self.config.timeouts.load_s)
 
     def allocate_voxels(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return data_io.allocate_voxels(shape, dtype)
@@ -277,9 +312,11 @@ class MrmlBackend(SceneBackend):
     async def close(self) -> None:
         """Release render windows and scene observers (on the main thread)."""
         helpers = [
-            h for h in (self._renderer, self._index, self._volumes, self._label_counts) if h is not None
+            h
+            for h in (self._renderer, self._index, self._volumes, self._label_counts, self._watcher)
+            if h is not None
         ]
-        self._renderer = self._index = None
+        self._renderer = self._index = self._watcher = None
         for helper in helpers:
             try:
                 await self.gateway.acall(helper.close, 10.0)

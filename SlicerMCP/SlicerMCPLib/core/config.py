@@ -40,6 +40,11 @@ class AllowSettings(BaseModel):
     ris_write: bool = Field(
         default=False, description="orders, worklist entries, the virtual CR, REST writes"
     )
+    confirm_with_person: bool = Field(
+        default=False,
+        description="a gated operation that is off asks the person through the client (MCP elicitation) "
+        "and runs once if they accept",
+    )
 
 
 class ServerSettings(BaseModel):
@@ -53,6 +58,19 @@ class ServerSettings(BaseModel):
     token_file: str | None = Field(default=None, description="default: <user config dir>/token")
     allowed_origins: list[str] = Field(
         default_factory=list, description="browser Origins allowed besides loopback"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds a connection may take to send a request's headers"
+    )
+    body_timeout_s: float = Field(default=30.0, gt=0, description="seconds to send a request's body")
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="seconds an idle kept-alive connection stays open"
+    )
+    max_connections: int = Field(
+        default=200, ge=2, description="open connections; beyond it the longest-idle one is closed"
+    )
+    max_in_flight_per_client: int = Field(
+        default=32, ge=1, description="requests one client (session or connection) may have in progress"
     )
 
     @model_validator(mode="after")
@@ -91,6 +109,38 @@ class TimeoutSettings(BaseModel):
     python_s: float = Field(default=120.0, gt=0, description="seconds for one execute_python call")
 
 
+class LimitSettings(BaseModel):
+    """What one file or one piece of code may cost the process (None: sized for this machine)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_volume_bytes: int | None = Field(
+        default=None, gt=0, description="largest voxel size x type a file may declare; default: 1/4 of RAM"
+    )
+    python_memory_bytes: int | None = Field(
+        default=None, gt=0, description="memory one execute_python call may add; default: 1/4 of RAM"
+    )
+    python_stop_grace_s: float = Field(
+        default=5.0, gt=0, description="seconds stopped code gets to unwind; SIGTERM exits after as long"
+    )
+
+    def volume_bytes(self) -> int:
+        return self.max_volume_bytes or quarter_of_memory()
+
+    def python_bytes(self) -> int:
+        return self.python_memory_bytes or quarter_of_memory()
+
+
+def quarter_of_memory() -> int:
+    """A quarter of this machine's memory (2 GiB where that cannot be read): a load holds the voxels
+    in the reader and in the scene at once, and the rest of the machine keeps working."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2 << 30
+    return max(256 << 20, total // 4)
+
+
 class Config(BaseModel):
     """Everything the server reads from the outside world, validated in one place."""
 
@@ -99,6 +149,7 @@ class Config(BaseModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
     allow: AllowSettings = Field(default_factory=AllowSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
     webserver_url: str = Field(
         default="http://localhost:2016", description="Slicer's WebServer, for slicer-mcp"
@@ -172,7 +223,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     legacy = env.get("DICOM_HL7_PACS_ALLOW_RETRIEVE")
     if legacy is not None and _parse_bool("DICOM_HL7_PACS_ALLOW_RETRIEVE", legacy):
         allow["dicom_move"] = True
-    for key in ALLOW_KEYS:
+    for key in (*ALLOW_KEYS, "confirm_with_person"):
         name = f"SLICER_MCP_ALLOW_{key.upper()}"
         if name in env:
             allow[key] = _parse_bool(name, env[name])

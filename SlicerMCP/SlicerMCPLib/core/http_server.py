@@ -4,11 +4,13 @@ The MCP endpoint (serving/http_transport.py), the mini-RIS REST API and the test
 serve through `HttpServer`, so each gets the same socket handling: bound in the caller's
 thread (a port in use fails at once with a clear message), TCP_NODELAY on every accepted
 connection (without it a kept-alive client waits ~40 ms for each response body), and a
-clean stop that frees the port.
+clean stop that frees the port, and the guards of core/http_guards.py (header and body
+deadlines, a connection cap, per-client in-flight caps, rate-limited accept-error logs).
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hmac
 import json
@@ -25,6 +27,13 @@ import uvicorn
 
 from .config import ServerSettings
 from .errors import ErrorCode, SlicerMCPError
+from .http_guards import (
+    GuardLimits,
+    InFlightLimiter,
+    RateLimitedLoopErrors,
+    guarded_protocol,
+    is_event_stream,
+)
 from .localhost import LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
@@ -131,7 +140,7 @@ class _RequestCounter:
         self.on_idle: list[Callable[[], None]] = []
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or _is_event_stream(scope):
+        if scope["type"] != "http" or is_event_stream(scope):
             await self.app(scope, receive, send)
             return
         self.in_flight += 1  # only the server's event-loop thread changes it
@@ -155,10 +164,12 @@ def _any_readable(fds: list[int]) -> bool:
     return bool(readable)
 
 
-def _is_event_stream(scope: Scope) -> bool:
-    if scope.get("method") != "GET":
-        return False
-    return any(k == b"accept" and b"text/event-stream" in v for k, v in scope.get("headers", []))
+class _QuietServer(uvicorn.Server):
+    """uvicorn's server with the rate-limited loop error handler (EMFILE must not flood the log)."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors())
+        await super().serve(sockets)
 
 
 class HttpServer:
@@ -171,7 +182,11 @@ class HttpServer:
     def __init__(self, app: ASGIApp, settings: ServerSettings, *, path: str = ""):
         """`path` is the app's endpoint, appended to `url` (e.g. "/mcp")."""
         self.settings = settings
-        self._counter = _RequestCounter(app)
+        self.limiter = InFlightLimiter(app, settings.max_in_flight_per_client)
+        self._counter = _RequestCounter(self.limiter)
+        self.limits = GuardLimits(
+            settings.header_timeout_s, settings.body_timeout_s, settings.max_connections
+        )
         self._app: ASGIApp = self._counter
         self._path = path
         self._uvicorn: uvicorn.Server | None = None
@@ -240,9 +255,12 @@ class HttpServer:
             lifespan="on",
             access_log=False,
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=self.settings.keep_alive_s,
             loop=self.loop,
         )
-        self._uvicorn = uvicorn.Server(config)
+        config.load()
+        config.http_protocol_class = guarded_protocol(config.http_protocol_class, self.limits)
+        self._uvicorn = _QuietServer(config)
         self._thread = threading.Thread(
             target=self._uvicorn.run, kwargs={"sockets": [self._sock]}, name="slicer-mcp-http", daemon=True
         )

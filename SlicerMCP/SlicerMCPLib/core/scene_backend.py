@@ -12,7 +12,7 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from .models import (
     ViewType,
     VolumeMeasurement,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,6 +77,36 @@ class SegmentationArray:
         default_factory=dict
     )  # exported: the reference volume's; added: the node's
     ijk_to_ras: np.ndarray | None = None  # the reference volume's grid
+
+
+class NodeName(NamedTuple):
+    """What completions and the resource list need of a node, read without a scene call."""
+
+    node_id: str
+    name: str
+    class_name: str
+    data: bool = True  # False for application nodes (views, cameras, colour tables, singletons)
+
+
+class SceneChanges(abc.ABC):
+    """What changed in a scene since the last `take`, noted on the main thread, read from any thread.
+
+    Listeners are called on the thread that changed the scene (the main thread) after each
+    change: they must only schedule work elsewhere (e.g. `loop.call_soon_threadsafe`).
+    """
+
+    @abc.abstractmethod
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Register `listener`; returns the function that unregisters it."""
+
+    @abc.abstractmethod
+    def take(self) -> tuple[dict[str, str], bool]:
+        """({node id: class name} of nodes added, removed or modified; whether the set of nodes or their
+        names changed)."""
+
+    @abc.abstractmethod
+    def names(self) -> list[NodeName]:
+        """Every node's id, name and class as of the last change."""
 
 
 class SceneBackend(abc.ABC):
@@ -137,6 +169,19 @@ class SceneBackend(abc.ABC):
     async def export_volume(self, node_id: str) -> VolumeArray:
         """A scalar volume node's voxels and geometry (for sending it as DICOM)."""
 
+    async def run_analysis(self, work: Callable[[Any], T], progress: Callable[..., None] | None) -> T:
+        """Run an analysis step (`scene.segment_edit`, `segment_stats`, `markups`) on the scene.
+
+        `work` gets the scene's `Workspace` on the main thread. Only backends holding the scene in
+        this process can: Slicer's WebServer has no way to run Slicer's segment editor logic.
+        """
+        raise NotSupported(
+            f"segment editing, statistics and markups need the scene in this process; the {self.kind} "
+            "backend cannot run them. Use the SlicerMCP module inside Slicer (slicer-mcp proxies to it) "
+            "or slicer-mcp --headless",
+            details={"backend": self.kind},
+        )
+
     async def export_segmentation(
         self, node_id: str, segments: list[str] | None, reference_volume_id: str | None
     ) -> SegmentationArray:
@@ -150,6 +195,11 @@ class SceneBackend(abc.ABC):
         raise NotSupported(
             f"the {self.kind} backend cannot add segmentations; use the headless or in-Slicer server"
         )
+
+    async def scene_changes(self) -> SceneChanges | None:
+        """The scene's change notes, watched from now on; None when this backend cannot see changes
+        (then only changes made through our own tools are reported)."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or the headless scene."""

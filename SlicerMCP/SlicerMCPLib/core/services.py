@@ -2,6 +2,10 @@
 
 Domain services (DICOM, FHIR, RIS) are created on first use through `get_or_create`, so a
 server that never touches a PACS never opens a socket, and each domain owns its wiring.
+
+The host that builds `Services` owns them: it enters them once (`async with services:`, or
+`with hosted(services):` on a thread that runs no event loop) and leaving closes every domain
+service and the backend, once. The MCP lifespan only hands them to the tools.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import anyio
 from mcp.server.mcpserver import Context
 
 from .config import Config
@@ -62,16 +68,33 @@ class CallLog:
 
 @dataclass
 class Services:
+    """What a server's tools share; an async context manager whose exit closes everything once."""
+
     config: Config
     backend: SceneBackend
     call_log: CallLog = field(default_factory=CallLog)
     started_at: float = field(default_factory=time.time)
     _domains: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
+
+    async def __aenter__(self) -> Services:
+        if self._closed:
+            raise RuntimeError("these services were closed; a host builds new ones to serve again")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def get_or_create(self, name: str, factory: Callable[[Services], S]) -> S:
         """The domain service `name`, built by `factory(self)` on first use."""
         with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the services are closed; no {name} service is made any more")
             if name not in self._domains:
                 self._domains[name] = factory(self)
             return self._domains[name]
@@ -82,8 +105,13 @@ class Services:
             raise OperationDisabled(operation, what)
 
     async def close(self) -> None:
-        """Close every domain service, then the backend; one failing close does not leak the rest."""
+        """Close every domain service, then the backend; one failing close does not leak the rest.
+
+        Only the first call closes (the host's exit); later ones return at once."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             domains = list(self._domains.items())
             self._domains.clear()
         for name, service in domains:
@@ -97,6 +125,20 @@ class Services:
             except Exception as exc:  # shutdown goes on: sockets and threads of the others must go too
                 log.warning("closing the %s service failed: %s", name, exc)
         await self.backend.close()
+
+
+AsyncRunner = Callable[[Callable[[], Awaitable[Any]]], Any]
+
+
+@contextmanager
+def hosted(services: Services, run: AsyncRunner = anyio.run) -> Iterator[Services]:
+    """`async with services` for a host thread that runs no event loop (Slicer's main thread, the
+    headless scene thread, `slicer-mcp`'s main thread); `run` runs a coroutine function there."""
+    run(services.__aenter__)
+    try:
+        yield services
+    finally:
+        run(services.close)
 
 
 def services_of(ctx: Context) -> Services:

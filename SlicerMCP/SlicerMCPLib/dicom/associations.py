@@ -13,29 +13,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pynetdicom import AE, Association, evt
-from pynetdicom import _config as pynetdicom_config
 from pynetdicom.pdu_primitives import A_ABORT
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.status import Status, code_to_category
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .models import EchoResult
+from .status import Status, code_to_category
 
 log = logging.getLogger(__name__)
-# pynetdicom logs whole identifiers (patient names, IDs) at INFO: keep PHI out of our logs, also
-# when someone turns its logger up for a network problem (the switches are process-wide and only
-# remove dataset dumps; our SCPs and SCUs all import this module).
-logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
-pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
-# pydicom reports a malformed value it reads (a peer's birth date, name...) by logging and printing
-# the value itself: read without those checks; ours (validation.py, the MWL matcher) refuse bad values.
-pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 # Uncompressed transfer syntaxes we can always decode with numpy alone.
 UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]

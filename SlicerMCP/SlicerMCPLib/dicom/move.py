@@ -14,18 +14,17 @@ from typing import Literal
 from pydicom.dataset import Dataset
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
-from pynetdicom.status import STATUS_PENDING, Status
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import lost_association, node_label, open_association, status_of
 from .models import MoveResult
+from .status import STATUS_PENDING, Status
 
 log = logging.getLogger(__name__)
 
 Level = Literal["study", "series", "instance"]
 # C-MOVE/C-GET Warning: sub-operations complete, one or more failed or had warnings (PS3.4 C.4.2.1.5)
-SUBOPERATIONS_WITH_FAILURES = 0xB000
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def move(
         )
     if final is None:
         raise lost_association(label, "C-MOVE", assoc)
-    if final not in (Status.SUCCESS, SUBOPERATIONS_WITH_FAILURES) and completed == 0:
+    if final not in (Status.SUCCESS, Status.SUB_OPERATIONS_COMPLETE_WITH_FAILURES) and completed == 0:
         raise SlicerMCPError(
             f"{label} refused the C-MOVE to {destination_aet!r} with status 0x{final:04X}",
             code=ErrorCode.DICOM_MOVE_FAILED,

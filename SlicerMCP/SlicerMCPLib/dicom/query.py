@@ -19,12 +19,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
 )
-from pynetdicom.status import STATUS_FAILURE, STATUS_PENDING
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from .associations import lost_association, node_label, open_association, status_of
 from .models import AttributePreset, QueryLevel, QueryResult
+from .status import STATUS_FAILURE, STATUS_PENDING
 
 log = logging.getLogger(__name__)
 

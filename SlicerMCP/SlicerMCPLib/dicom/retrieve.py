@@ -20,7 +20,6 @@ from pynetdicom import build_role, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # type: ignore[attr-defined]
-from pynetdicom.status import STATUS_PENDING, Status
 
 from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, SlicerMCPError
@@ -34,7 +33,8 @@ from .associations import (
 )
 from .move import Target, move
 from .query import find
-from .storage_scp import CANNOT_UNDERSTAND, StorageScp, encoded_instance
+from .status import STATUS_PENDING, Status
+from .storage_scp import StorageScp, encoded_instance
 from .validation import check_uid
 
 log = logging.getLogger(__name__)
@@ -380,7 +380,7 @@ def _c_get(
 
     def on_store(event: Event) -> int:
         accepted = arrivals.put(str(event.request.AffectedSOPInstanceUID), encoded_instance(event))
-        return Status.SUCCESS if accepted else CANNOT_UNDERSTAND
+        return Status.SUCCESS if accepted else Status.CANNOT_UNDERSTAND
 
     label = node_label(node, node_name)
     with open_association(

@@ -279,11 +279,10 @@ class DicomService:
                 by_series.setdefault(expected.instances[sop_uid][0], []).append(sop_uid)
             items.clear()
             decoded, skipped = [], []
-            for series_uid in sorted(by_series):
-                if progress is not None:
-                    progress(
-                        len(expected.instances), len(expected.instances), f"decoding series {series_uid}"
-                    )
+            for index, series_uid in enumerate(sorted(by_series), 1):
+                if progress is not None:  # counts only: progress text also goes to the client's log
+                    n = len(expected.instances)
+                    progress(n, n, f"decoding series {index} of {len(by_series)}")
                 try:
                     decoded.append(DecodedSeries(series_uid, collector.build(by_series.pop(series_uid))))
                 except NotAVolume as exc:

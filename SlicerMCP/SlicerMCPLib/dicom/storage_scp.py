@@ -17,16 +17,14 @@ from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTAT
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.status import Status
 
 from ..core.domain_config import StorageScpSettings
 from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import DUL_LOOP_DELAY_S, MAX_PDU, tune_dul
+from .status import Status
 
 log = logging.getLogger(__name__)
 
-CANNOT_UNDERSTAND = 0xC000  # C-STORE failure: here, an instance no retrieve expects
-OUT_OF_RESOURCES = 0xA700
 IDLE_DUL_LOOP_DELAY_S = 0.001  # pynetdicom's own default
 
 
@@ -151,12 +149,12 @@ class StorageScp:
             sink = self._sinks.get(sop_uid)
         if sink is None:
             log.warning("Storage SCP refused unexpected instance %s", sop_uid)
-            return CANNOT_UNDERSTAND
+            return Status.CANNOT_UNDERSTAND  # here: an instance no retrieve expects
         try:
             sink.put(sop_uid, encoded_instance(event))
         except OSError:
             log.exception("Storage SCP could not keep instance %s", sop_uid)
-            return OUT_OF_RESOURCES
+            return Status.OUT_OF_RESOURCES
         return Status.SUCCESS
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ import anyio
 from ..core.config import Config
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.gateway import LoopDriver, MainThreadGateway
-from ..core.services import Services
+from ..core.services import Services, hosted
 from ..serving.auth import load_or_create_token, token_path
 from ..serving.http_transport import mcp_http_server
 from ..serving.server import build_server
@@ -85,6 +85,7 @@ class HeadlessApp:
         self.volumes_logic = self._register(slicer.vtkSlicerVolumesLogic(), "Volumes")
         self.segmentations_logic = self._register(slicer.vtkSlicerSegmentationsModuleLogic(), "Segmentations")
         self.volume_rendering_logic = self._register_volume_rendering(slicer)
+        self.markups_logic = self._register(slicer.vtkSlicerMarkupsLogic(), "Markups")
 
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(self.scene, True)
         self.layout_logic = slicer.vtkMRMLLayoutLogic()
@@ -134,8 +135,6 @@ def run_headless(config: Config, transport: Literal["stdio", "http"], demo: bool
         from ..scene.demo import load_demo_scene
 
         gateway.call(lambda: load_demo_scene(backend))
-    services = Services(config=config, backend=backend)
-    server = build_server(services)
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)
@@ -143,12 +142,12 @@ def run_headless(config: Config, transport: Literal["stdio", "http"], demo: bool
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    try:
+    # on this (the scene's) thread: closing the backend's helpers runs inline here
+    with hosted(Services(config=config, backend=backend)) as services:
+        server = build_server(services)
         if transport == "stdio":
             return _serve_stdio(server, driver)
         return _serve_http(server, config, driver)
-    finally:
-        gateway.call(lambda: anyio.run(services.close))
 
 
 def _serve_stdio(server, driver: LoopDriver) -> int:

@@ -18,7 +18,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from ..core.gateway import Driver, MainThreadGateway
 from ..core.http_server import HttpServer
 from ..core.localhost import user_config_dir, write_private_file
 from ..core.scene_backend import SceneBackend
-from ..core.services import Services
+from ..core.services import Services, hosted
+from ..dicom.phi import keep_phi_out_of_logs
 from ..serving.auth import load_or_create_token, token_path
 from ..serving.endpoint import endpoint_path, remove_endpoint, write_endpoint
 from ..serving.http_transport import mcp_http_server
@@ -108,6 +110,7 @@ class _Core:
     driver: Driver
     services: Services
     server: SlicerMCPServer
+    exit: ExitStack  # leaving it closes the services (entered once, in _ensure_core)
 
 
 class ServerController:
@@ -197,7 +200,7 @@ class ServerController:
             core, self._core = self._core, None
             if core is not None:
                 try:
-                    self._while_draining(lambda: anyio.run(core.services.close))
+                    core.exit.close()
                 finally:
                     core.driver.stop()
 
@@ -327,7 +330,9 @@ class ServerController:
         Works whether or not the HTTP server is running.
         """
         core = self._ensure_core(self._last_start.get("config_path"), allow=self._last_start.get("allow"))
-        result = self._while_draining(lambda: anyio.run(core.server.call_tool, name, dict(arguments or {})))
+        result = _while_draining(
+            core.gateway, lambda: anyio.run(core.server.call_tool, name, dict(arguments or {}))
+        )
         return tool_output(result)
 
     # -- internals --------------------------------------------------------------------------
@@ -352,6 +357,7 @@ class ServerController:
                 return self._core
             if self._core is not None:  # another config file: rebuild the scene side
                 self.stop()
+            keep_phi_out_of_logs()
             config = load_config(path, overrides=overrides)
             gateway = MainThreadGateway()
             driver = self._driver_factory(gateway)
@@ -361,18 +367,16 @@ class ServerController:
             except BaseException:
                 driver.stop()
                 raise
-            services = Services(config=config, backend=backend)
-            self._core = _Core(config, path, gateway, driver, services, build_server(services))
+            exit = ExitStack()
+            services = exit.enter_context(
+                hosted(Services(config=config, backend=backend), _async_runner(gateway))
+            )
+            self._core = _Core(config, path, gateway, driver, services, build_server(services), exit)
             return self._core
 
     def _while_draining(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on a helper thread; if this is the gateway's main thread, keep draining
-        the gateway meanwhile, so work `fn` queues for the main thread is not deadlocked."""
         core = self._core
-        gateway = core.gateway if core else None
-        if gateway is None or not gateway.on_main_thread():
-            return fn()
-        return run_while_pumping(fn, lambda: gateway.drain(0.005))
+        return _while_draining(core.gateway if core else None, fn)
 
     def _client_count(self) -> int:
         """Connected MCP clients: sessions of the 2025 protocol, else open HTTP connections.
@@ -392,6 +396,19 @@ class ServerController:
         if self._session_token_file is not None:
             self._session_token_file.unlink(missing_ok=True)
             self._session_token_file = None
+
+
+def _while_draining(gateway: MainThreadGateway | None, fn: Callable[[], Any]) -> Any:
+    """Run `fn` on a helper thread; if this is the gateway's main thread, keep draining
+    the gateway meanwhile, so work `fn` queues for the main thread is not deadlocked."""
+    if gateway is None or not gateway.on_main_thread():
+        return fn()
+    return run_while_pumping(fn, lambda: gateway.drain(0.005))
+
+
+def _async_runner(gateway: MainThreadGateway) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+    """Run a coroutine function to its end from Slicer's main thread, which keeps draining meanwhile."""
+    return lambda fn: _while_draining(gateway, lambda: anyio.run(fn))
 
 
 def _watch(driver: Driver, http: HttpServer) -> None:

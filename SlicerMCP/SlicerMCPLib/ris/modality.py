@@ -25,13 +25,13 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
 )
-from pynetdicom.status import STATUS_FAILURE, STATUS_PENDING
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
 from ..dicom.associations import lost_association, open_association, status_of
 from ..dicom.part10 import write_file
 from ..dicom.send import send
+from ..dicom.status import STATUS_FAILURE, STATUS_PENDING
 from .db import RisNotFound
 from .images import MAX_VALUE, Picture, SampleGenerator, generator_for
 from .mpps_scu import mpps_request

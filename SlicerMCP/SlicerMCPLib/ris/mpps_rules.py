@@ -14,7 +14,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-MISSING_ATTRIBUTE_VALUE = 0x0121
+from ..dicom.status import Status
+
+MISSING_ATTRIBUTE_VALUE = Status.MISSING_ATTRIBUTE_VALUE
 IMAGE_REFS = "ReferencedImageSequence"
 NON_IMAGE_REFS = "ReferencedNonImageCompositeSOPInstanceSequence"
 

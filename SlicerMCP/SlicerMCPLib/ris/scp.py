@@ -24,7 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from ..core.errors import SlicerMCPError
-from ..dicom import associations  # noqa: F401 - keeps identifiers (PHI) out of pynetdicom's log
+from ..dicom.status import MAY_NO_LONGER_BE_UPDATED, Status
 from .db import RisConflict, RisNotFound
 from .mpps_rules import MISSING_ATTRIBUTE_VALUE, completion_problems, series_records
 from .store import RisStore
@@ -41,25 +41,12 @@ from .worklist import (
 
 log = logging.getLogger(__name__)
 
-# PS3.4 / PS3.7 status codes, by the standard's names
-PENDING = 0xFF00
-SUCCESS = 0x0000
-CANCEL = 0xFE00
-IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-UNABLE_TO_PROCESS = 0xC001
-INVALID_ATTRIBUTE_VALUE = 0x0106
-PROCESSING_FAILURE = 0x0110
-DUPLICATE_SOP_INSTANCE = 0x0111
-NO_SUCH_OBJECT_INSTANCE = 0x0112
-MISSING_ATTRIBUTE = 0x0120
-MAY_NO_LONGER_BE_UPDATED = 0xA710  # Error ID with PROCESSING_FAILURE
-
 MPPS_STATES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
 
 
 def _status(code: int, comment: str | None = None, error_id: int | None = None) -> Dataset:
     ds = Dataset()
-    ds.Status = code
+    ds.Status = int(code)
     if comment:
         ds.ErrorComment = comment[:64]
     if error_id is not None:
@@ -161,7 +148,7 @@ class RisScp:
         try:
             query = event.identifier
         except Exception:  # undecodable identifier
-            yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "identifier cannot be decoded"), None
+            yield _status(Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "identifier cannot be decoded"), None
             return
         try:
             items = list(self.matches(query))
@@ -171,11 +158,11 @@ class RisScp:
                 "worklist query from %s refused: malformed date, time or range",
                 event.assoc.requestor.ae_title,
             )
-            yield _status(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            yield _status(Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
             return
         except SlicerMCPError as exc:
             log.warning("worklist query failed: %s", exc.code)
-            yield _status(UNABLE_TO_PROCESS, "worklist database unavailable"), None
+            yield _status(Status.UNABLE_TO_PROCESS, "worklist database unavailable"), None
             return
         log.info("worklist query from %s: %d items", event.assoc.requestor.ae_title, len(items))
         encoded = _encode_all(event, query, items)
@@ -184,7 +171,7 @@ class RisScp:
             sock = event.assoc.dul.socket
             for start in range(0, len(encoded), _BATCH):
                 if event.is_cancelled:
-                    yield CANCEL, None
+                    yield Status.CANCEL, None
                     return
                 sock.send(b"".join(encoded[start : start + _BATCH]))
             return
@@ -192,11 +179,11 @@ class RisScp:
         requested = query.get("SpecificCharacterSet")
         for item in items:
             if event.is_cancelled:
-                yield CANCEL, None
+                yield Status.CANCEL, None
                 return
             response = respond(item)
             set_character_set(response, requested)
-            yield PENDING, response
+            yield Status.PENDING, response
 
     # MPPS -------------------------------------------------------------------------------------
 
@@ -205,12 +192,12 @@ class RisScp:
         try:
             ds = event.attribute_list
         except Exception:
-            return _status(INVALID_ATTRIBUTE_VALUE, "attribute list cannot be decoded"), None
+            return _status(Status.INVALID_ATTRIBUTE_VALUE, "attribute list cannot be decoded"), None
         status = str(ds.get("PerformedProcedureStepStatus", "") or "")
         if not status:
-            return _status(MISSING_ATTRIBUTE, "Performed Procedure Step Status missing"), None
+            return _status(Status.MISSING_ATTRIBUTE, "Performed Procedure Step Status missing"), None
         if status != "IN PROGRESS":
-            return _status(INVALID_ATTRIBUTE_VALUE, "N-CREATE must set status IN PROGRESS"), None
+            return _status(Status.INVALID_ATTRIBUTE_VALUE, "N-CREATE must set status IN PROGRESS"), None
         uid = str(req.AffectedSOPInstanceUID) if req.AffectedSOPInstanceUID else generate_uid()
         scheduled = (ds.get("ScheduledStepAttributesSequence") or [Dataset()])[0]
         try:
@@ -226,14 +213,14 @@ class RisScp:
                 series=performed_series(ds),
             )
         except RisConflict:
-            return _status(DUPLICATE_SOP_INSTANCE, "MPPS SOP Instance already exists"), None
+            return _status(Status.DUPLICATE_SOP_INSTANCE, "MPPS SOP Instance already exists"), None
         except SlicerMCPError as exc:
             log.warning("MPPS N-CREATE failed: %s", exc.code)
-            return _status(PROCESSING_FAILURE, "RIS database unavailable"), None
+            return _status(Status.PROCESSING_FAILURE, "RIS database unavailable"), None
         log.info("MPPS %s IN PROGRESS (worklist entry %s)", uid, record.mwl_id)
         if not req.AffectedSOPInstanceUID:
             ds.AffectedSOPInstanceUID = uid
-        return SUCCESS, ds
+        return Status.SUCCESS, ds
 
     def _incomplete(self, uid: str, ds: Dataset) -> Dataset | None:
         """Missing Attribute Value when the N-SET would leave a COMPLETED step without what it must carry."""
@@ -253,10 +240,10 @@ class RisScp:
         try:
             ds = event.modification_list
         except Exception:
-            return _status(INVALID_ATTRIBUTE_VALUE, "modification list cannot be decoded"), None
+            return _status(Status.INVALID_ATTRIBUTE_VALUE, "modification list cannot be decoded"), None
         status = str(ds.get("PerformedProcedureStepStatus", "") or "") or None
         if status is not None and status not in MPPS_STATES:
-            return _status(INVALID_ATTRIBUTE_VALUE, f"unknown status {status[:30]}"), None
+            return _status(Status.INVALID_ATTRIBUTE_VALUE, f"unknown status {status[:30]}"), None
         series = performed_series(ds) if "PerformedSeriesSequence" in ds else None
         if status == "COMPLETED":
             refused = self._incomplete(uid, ds)
@@ -271,11 +258,11 @@ class RisScp:
                 series=series,
             )
         except RisNotFound:
-            return _status(NO_SUCH_OBJECT_INSTANCE, "no such MPPS instance"), None
+            return _status(Status.NO_SUCH_OBJECT_INSTANCE, "no such MPPS instance"), None
         except RisConflict:
             return (
                 _status(
-                    PROCESSING_FAILURE,
+                    Status.PROCESSING_FAILURE,
                     "Performed Procedure Step may no longer be updated",
                     MAY_NO_LONGER_BE_UPDATED,
                 ),
@@ -283,6 +270,6 @@ class RisScp:
             )
         except SlicerMCPError as exc:
             log.warning("MPPS N-SET failed: %s", exc.code)
-            return _status(PROCESSING_FAILURE, "RIS database unavailable"), None
+            return _status(Status.PROCESSING_FAILURE, "RIS database unavailable"), None
         log.info("MPPS %s now %s", uid, record.status)
-        return SUCCESS, ds
+        return Status.SUCCESS, ds

@@ -19,6 +19,8 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
+from ..dicom.status import Status
+
 Item = dict[str, Any]
 Encoder = Callable[[Item], bytes | None]
 
@@ -151,10 +153,9 @@ def compile_encoder(query: Dataset, requested_charset: Any, explicit: bool) -> E
 # --- DIMSE framing ---------------------------------------------------------------------------
 
 C_FIND_RSP = 0x8020
-PENDING = 0xFF00
 
 
-def find_response_command(sop_class_uid: str, message_id: int, status: int = PENDING) -> bytes:
+def find_response_command(sop_class_uid: str, message_id: int, status: int = Status.PENDING) -> bytes:
     """A C-FIND-RSP command set with a dataset following (implicit VR little endian, as PS3.7 requires)."""
     body = b"".join(
         (

@@ -1,6 +1,7 @@
 """Getting data into and out of the scene without Qt: storage nodes, the volumes logic, numpy.
 
-Every function here runs on the main thread. A failed load removes whatever it half-made,
+Every function here runs on the main thread, except `read_volume_file` and `prepare_volume`
+(any thread: files and VTK data objects, no scene). A failed load removes whatever it half-made,
 so the scene looks exactly as before.
 """
 
@@ -55,8 +56,48 @@ def _load_failed(path: Path, why: str) -> SlicerMCPError:
     )
 
 
-def load_file(app: Any, path: Path, labelmap: bool, name: str | None) -> list[Any]:
-    """Load a volume or segmentation file; returns the new data nodes."""
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def read_volume_file(path: Path, labelmap: bool, name: str | None) -> PreparedVolume | None:
+    """A 3-D scalar volume file read and made ready for the scene, off the main thread.
+
+    SimpleITK releases the GIL while it reads and decompresses, so the server keeps answering
+    during a large load; Slicer's volumes logic holds it. None for what this reader does not
+    turn into a plain volume (segmentations, vectors, 2-D or 4-D images): those are read by
+    `load_file` on the main thread, as before.
+    """
+    import SimpleITK as sitk
+
+    if is_segmentation_file(path):
+        return None
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise _load_failed(path, "the volume reader could not read it") from exc
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        return None
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = direction * spacing
+    ijk_to_lps[:3, 3] = image.GetOrigin()
+    array = sitk.GetArrayViewFromImage(image)
+    volume = VolumeArray(
+        array=array, ijk_to_ras=_LPS_TO_RAS @ ijk_to_lps, name=name or _stem(path), is_labelmap=labelmap
+    )
+    return prepare_volume(volume)  # copies the voxels into VTK: the SimpleITK image can go
+
+
+def load_file(
+    app: Any, path: Path, labelmap: bool, name: str | None, prepared: PreparedVolume | None = None
+) -> list[Any]:
+    """Load a volume or segmentation file; returns the new data nodes.
+
+    With `prepared` (what `read_volume_file` made of the file) only the node is made here.
+    """
+    if prepared is not None:
+        return [_add_read_volume(app, path, prepared, name)]
     with rollback_on_failure(app.scene):
         if is_segmentation_file(path):
             node_name = name or path.name[: -len(".seg.nrrd")]
@@ -74,6 +115,19 @@ def load_file(app: Any, path: Path, labelmap: bool, name: str | None) -> list[An
             node.SetName(name)
         _show_as_background(app, node)
         return [node]
+
+
+def _add_read_volume(app: Any, path: Path, prepared: PreparedVolume, name: str | None) -> Any:
+    """A node for a volume read off the main thread, named and stored as the volumes logic would."""
+    if not name:
+        prepared.volume.name = app.scene.GenerateUniqueName(prepared.volume.name)
+    with rollback_on_failure(app.scene):
+        node = add_volume(app, prepared)
+        storage = node.CreateDefaultStorageNode()
+        storage.SetFileName(str(path))
+        app.scene.AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    return node
 
 
 def _stem(path: Path) -> str:

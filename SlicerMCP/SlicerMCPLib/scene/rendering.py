@@ -29,6 +29,7 @@ from ..core.errors import ScreenshotFailed
 from ..core.models import ScreenshotInfo
 from ..core.scene_backend import Screenshot
 from .app import SLICE_VIEW_OF, slice_centre_range
+from .markups import draw_on_slice as draw_markups
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ _3D_MANAGERS = (
     "vtkMRMLModelDisplayableManager",
     "vtkMRMLSegmentationsDisplayableManager3D",
     "vtkMRMLVolumeRenderingDisplayableManager",
+    "vtkMRMLMarkupsDisplayableManager",
 )
 # (direction from the focal point to the camera in RAS, view-up)
 _LOOK_FROM = {
@@ -187,6 +189,7 @@ class SliceView:
         producer.Update()
         rgb = _vtk_rgb(producer.GetOutputDataObject(0))
         self._overlay_segmentations(rgb, size)
+        draw_markups(rgb, self.app.scene, self.node.GetXYToRAS())
         return SliceRender(rgb, position, float(offset), volume.GetID(), notes)
 
     def _background_volume(self) -> Any:
@@ -413,7 +416,11 @@ class ThreeDView:
                 continue
             if node.GetSegmentation().GetNumberOfSegments() and node.CreateClosedSurfaceRepresentation():
                 shown += 1
-        for class_name in ("vtkMRMLVolumeRenderingDisplayNode", "vtkMRMLModelDisplayNode"):
+        for class_name in (
+            "vtkMRMLVolumeRenderingDisplayNode",
+            "vtkMRMLModelDisplayNode",
+            "vtkMRMLMarkupsDisplayNode",
+        ):
             for i in range(scene.GetNumberOfNodesByClass(class_name)):
                 if scene.GetNthNodeByClass(i, class_name).GetVisibility():
                     shown += 1

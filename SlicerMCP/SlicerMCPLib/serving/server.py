@@ -17,13 +17,15 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp_types import CallToolResult, Resource, TextContent
 from pydantic import ValidationError
 
 from .. import __version__
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.services import CallRecord, Services
 from .output_schema import compact_schema
+from .subscriptions import LiveResources
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,12 @@ class SlicerMCPServer(MCPServer[Services]):
 
     def __init__(self, services: Services, **kwargs: Any):
         self.services = services
+        self.bus = kwargs.pop("subscriptions", None) or InMemorySubscriptionBus()
+        self.live: LiveResources | None = None  # set by build_server
 
         @asynccontextmanager
         async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
-            yield services
+            yield services  # handed over only: the host that entered the services closes them
 
         super().__init__(
             name="slicer-mcp",
@@ -67,8 +71,14 @@ class SlicerMCPServer(MCPServer[Services]):
             instructions=INSTRUCTIONS,
             version=__version__,
             lifespan=lifespan,
+            subscriptions=self.bus,
             **kwargs,
         )
+
+    async def list_resources(self) -> list[Resource]:
+        """The fixed resources, then one per scene node (see serving/subscriptions.py)."""
+        nodes = self.live.node_resources() if self.live is not None else []
+        return await super().list_resources() + nodes
 
     def compact_output_schemas(self) -> None:
         """Publish every tool's output schema flat (see output_schema.py): clients check results faster."""
@@ -154,10 +164,21 @@ def _code_of(result: CallToolResult) -> str:
 def build_server(services: Services) -> SlicerMCPServer:
     """The server with every tool and resource of the catalog registered."""
     from ..tools import register_all
+    from ..tools.client_log import register_logging
+    from ..tools.completions import register_completions
+    from ..tools.prompts import register_prompts
     from ..tools.resources import register_resources
 
     server = SlicerMCPServer(services)
     register_all(server)
     register_resources(server, services.backend)
+    register_prompts(server)
+    register_completions(server, services)
+    register_logging(server)
+    read_only = {
+        t.name for t in server._tool_manager.list_tools() if t.annotations and t.annotations.read_only_hint
+    }
+    server.live = LiveResources(services, server.bus, read_only)
+    server.live.install(server)
     server.compact_output_schemas()
     return server

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from mcp.server.mcpserver import MCPServer
 
-from . import dicom, fhir, procedure, reports, results, ris, scene
+from . import dicom, fhir, markups, procedure, reports, results, ris, scene, segments
 
-DOMAINS = (scene, dicom, fhir, ris, results, reports, procedure)
+DOMAINS = (scene, segments, markups, dicom, fhir, ris, results, reports, procedure)
 
 
 def register_all(server: MCPServer) -> None:

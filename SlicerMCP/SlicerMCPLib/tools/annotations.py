@@ -31,3 +31,5 @@ OVERWRITES_REMOTE = _hints(read_only=False, destructive=True, idempotent=True, o
 REMOVES = _hints(read_only=False, destructive=True, idempotent=True, open_world=False)
 CANCELS = _hints(read_only=False, destructive=True, idempotent=False, open_world=False)
 RUNS_CODE = _hints(read_only=False, destructive=True, idempotent=False, open_world=True)
+OVERWRITES = _hints(read_only=False, destructive=True, idempotent=True, open_world=False)  # threshold
+EDITS = _hints(read_only=False, destructive=True, idempotent=False, open_world=False)  # margin, islands, undo

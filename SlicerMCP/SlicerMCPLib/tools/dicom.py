@@ -42,6 +42,7 @@ from ..dicom.retrieve import choose_method
 from ..dicom.service import DicomService
 from ..dicom.validation import check_ae_title, check_code, check_date, check_text, check_uid
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, READS, READS_REMOTE, SETS
+from .client_log import ThrottledLog, client_log
 from .seg_load import load_seg, series_modality
 
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID (digits and dots)")]
@@ -86,11 +87,13 @@ class ProgressRelay:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, (done, total, message))
 
     async def _pump(self) -> None:
+        tell = ThrottledLog(self._ctx)
         while (item := await self._queue.get()) is not None:
             try:
                 await self._ctx.report_progress(float(item[0]), float(item[1]) or None, item[2])
             except (ValueError, RuntimeError):  # no request to report to (console call)
                 pass
+            await tell(item[2], last=bool(item[1]) and item[0] >= item[1])  # counts only: no PHI
 
     async def __aenter__(self) -> ProgressRelay:
         self._task = asyncio.create_task(self._pump())
@@ -399,9 +402,13 @@ async def _load(ctx: Context, target: Target, method: RetrieveMethod | None) -> 
         return await _load_seg(ctx, target, method)
     # decoded straight into memory the scene can take over (no copy of the voxels when adding them)
     decode = functools.partial(service.retrieve_and_decode, allocate=services.backend.allocate_voxels)
+    await client_log(
+        ctx, "debug", "loading", study_instance_uid=target.study_uid, series_instance_uid=target.series_uid
+    )
     chosen, decoded, skipped, t_retrieve, t_decode = await _run(ctx, decode, target, method)
     loaded = []
-    for item in decoded:
+    for i, item in enumerate(decoded, 1):
+        await client_log(ctx, "info", f"adding series {i} of {len(decoded)} to the scene")
         node = await services.backend.add_volume(item.loaded.volume)
         loaded.append(
             LoadedSeries(

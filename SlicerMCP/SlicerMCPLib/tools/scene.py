@@ -32,6 +32,7 @@ from ..core.models import (
 from ..core.services import Services, services_of
 from ..scene.sampledata import SAMPLES, SampleDataCache
 from .annotations import ADDS, ADDS_FROM_REMOTE, READS, REMOVES, RUNS_CODE, SETS
+from .client_log import client_log
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
@@ -187,7 +188,10 @@ async def load_sample_data(
             cache.ensure, name, _throttled_progress(ctx, f"downloading {name}")
         )
 
-    return await services.backend.load_sample_data(name, fetch_local)
+    await client_log(ctx, "info", f"loading sample data {name}")
+    loaded = await services.backend.load_sample_data(name, fetch_local)
+    await client_log(ctx, "info", f"sample data {name} loaded: {len(loaded.nodes)} node(s)")
+    return loaded
 
 
 async def load_volume(
@@ -211,6 +215,7 @@ async def load_volume(
             f"unsupported file type {file.name!r}; use one of {', '.join(VOLUME_SUFFIXES)}",
             details={"path": str(file)},
         )
+    await client_log(ctx, "debug", "loading a volume file", path=str(file))  # a file name may hold PHI
     return await services_of(ctx).backend.load_volume(file, labelmap, name)
 
 
