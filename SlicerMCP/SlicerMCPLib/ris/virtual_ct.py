@@ -141,7 +141,7 @@ class VirtualCT(VirtualCR):
             -(SHAPE[1] - 1) / 2 * PIXEL_MM,
             -(SHAPE[0] - 1) / 2 * SLICE_MM,
         ]
-        stored = (hu.astype(np.int32) + 1024).astype(np.uint16)
+        stored = np.clip(hu.astype(np.int32) + 1024, 0, 4095).astype(np.uint16)  # 12-bit CT range
         out = []
         for k in range(SHAPE[0]):
             ds = Dataset()
@@ -186,7 +186,7 @@ class VirtualCT(VirtualCR):
             ds.SliceThickness = SLICE_MM
             ds.Rows, ds.Columns = SHAPE[1], SHAPE[2]
             ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
             ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
             ds.WindowCenter, ds.WindowWidth = 40, 400
             ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
