@@ -67,7 +67,10 @@ def _shot(server: Any, name: str, args: dict[str, Any], folder: Path) -> None:
 
 def _fhir(peer: Any, path: str, **params: str) -> dict[str, Any]:
     r = requests.get(
-        f"{peer.base_url}/{path}", params=params, headers={"Authorization": f"Bearer {peer.token}"}, timeout=10
+        f"{peer.base_url}/{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {peer.token}"},
+        timeout=10,
     )
     r.raise_for_status()
     return r.json()
@@ -86,19 +89,28 @@ def test_order_to_report_and_completed_step(
     now = datetime.now().replace(second=0, microsecond=0).isoformat()
     mwl = ok(
         call_tool(
-            s, "create_mwl_from_order", {"order_id": order["id"], "scheduled_station_aet": STATION, "scheduled_time": now}
+            s,
+            "create_mwl_from_order",
+            {"order_id": order["id"], "scheduled_station_aet": STATION, "scheduled_time": now},
         )
     )
     patient = ok(
         call_tool(
             s,
             "fhir_create_resource",
-            {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:ris:mrn", "value": MRN + accession}]}},
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": "urn:ris:mrn", "value": MRN + accession}],
+                }
+            },
         )
     )
 
     # the virtual CT acquires: worklist C-FIND, MPPS, C-STORE of 48 slices, MPPS COMPLETED
-    ct = ok(call_tool(s, "create_synthetic_ct_study", {"accession_number": accession, "lesion_diameter_mm": 20}))
+    ct = ok(
+        call_tool(s, "create_synthetic_ct_study", {"accession_number": accession, "lesion_diameter_mm": 20})
+    )
     assert ct["study_instance_uid"] == mwl["study_instance_uid"] and ct["image_count"] == 48
     truth_mm3 = ct["lesion_volume_mm3"]
     assert truth_mm3 == pytest.approx(4 / 3 * np.pi * 10**3)
@@ -117,16 +129,34 @@ def test_order_to_report_and_completed_step(
     # load, threshold, islands, statistics
     loaded = ok(call_tool(s, "load_series", {"series_instance_uid": ct["series_instance_uid"]}))
     volume_id = loaded["loaded"][0]["node"]["id"]
-    seg = ok(call_tool(s, "create_segmentation", {"volume_id": volume_id, "segments": ["Lesion"], "name": "Findings"}))
+    seg = ok(
+        call_tool(
+            s, "create_segmentation", {"volume_id": volume_id, "segments": ["Lesion"], "name": "Findings"}
+        )
+    )
     seg_id = seg["segmentation_id"]
-    ok(call_tool(s, "segment_threshold", {"segmentation_id": seg_id, "segment": "Lesion", "lower": 120, "upper": 600}))
-    two_islands = ok(call_tool(s, "segment_statistics", {"segmentation_id": seg_id, "surface": False}))["segments"][0]
-    ok(call_tool(s, "segment_islands", {"segmentation_id": seg_id, "segment": "Lesion", "mode": "keep_largest"}))
+    ok(
+        call_tool(
+            s,
+            "segment_threshold",
+            {"segmentation_id": seg_id, "segment": "Lesion", "lower": 120, "upper": 600},
+        )
+    )
+    two_islands = ok(call_tool(s, "segment_statistics", {"segmentation_id": seg_id, "surface": False}))[
+        "segments"
+    ][0]
+    ok(
+        call_tool(
+            s, "segment_islands", {"segmentation_id": seg_id, "segment": "Lesion", "mode": "keep_largest"}
+        )
+    )
     stats = ok(call_tool(s, "segment_statistics", {"segmentation_id": seg_id}))["segments"][0]
     assert stats["voxel_count"] < two_islands["voxel_count"]  # the calcification is gone
     assert abs(stats["volume_mm3"] - truth_mm3) / truth_mm3 < 0.05, (stats["volume_mm3"], truth_mm3)
     assert stats["mean"] == pytest.approx(ct["lesion_hu"], abs=3)
-    line = ok(call_tool(s, "place_markup", {"type": "line", "points": [[-18, 6, 0], [2, 6, 0]], "name": "D-1"}))
+    line = ok(
+        call_tool(s, "place_markup", {"type": "line", "points": [[-18, 6, 0], [2, 6, 0]], "name": "D-1"})
+    )
     _shot(s, "axial", {"view_type": "axial", "scroll_position": 0.5, "size": 512}, shots)
     _shot(s, "3d", {"view_type": "3d", "look_from_axis": "anterior", "size": 512}, shots)
 
@@ -144,7 +174,9 @@ def test_order_to_report_and_completed_step(
                     {"segment": "Lesion", "quantity": "mean", "value": stats["mean"], "unit": "[hnsf'U]"},
                     {"segment": "Lesion", "quantity": "maximum", "value": stats["max"], "unit": "[hnsf'U]"},
                 ],
-                "markups": [{"name": "D-1", "quantity": "diameter", "value": line["length_mm"], "unit": "mm"}],
+                "markups": [
+                    {"name": "D-1", "quantity": "diameter", "value": line["length_mm"], "unit": "mm"}
+                ],
             },
         )
     )
@@ -155,7 +187,11 @@ def test_order_to_report_and_completed_step(
     # the report, in FHIR
     conclusion = f"Solitary lesion of {stats['volume_ml']:.2f} mL, mean {stats['mean']:.0f} HU."
     report = ok(
-        call_tool(s, "fhir_create_report", {"conclusion": conclusion, "sr_sop_instance_uid": sr_out["sop_instance_uid"]})
+        call_tool(
+            s,
+            "fhir_create_report",
+            {"conclusion": conclusion, "sr_sop_instance_uid": sr_out["sop_instance_uid"]},
+        )
     )
     assert len(report["observation_ids"]) == 4  # volume, mean, maximum, diameter
 
@@ -173,7 +209,9 @@ def test_order_to_report_and_completed_step(
         )
     )
     assert done["mpps_status"] == "COMPLETED"
-    assert sorted(done["performed_series"]) == sorted([seg_out["series_instance_uid"], sr_out["series_instance_uid"]])
+    assert sorted(done["performed_series"]) == sorted(
+        [seg_out["series_instance_uid"], sr_out["series_instance_uid"]]
+    )
 
     # --- everything asked back, peer by peer -----------------------------------------------------
     status = ok(call_tool(s, "get_procedure_step_status", {"accession_number": accession}))
@@ -184,14 +222,22 @@ def test_order_to_report_and_completed_step(
     assert status["reports"][0]["sr_sop_instance_uid"] == sr_out["sop_instance_uid"]
 
     instances = ok(
-        call_tool(s, "query_studies", {"study_instance_uid": ct["study_instance_uid"], "attribute_preset": "extended"})
+        call_tool(
+            s,
+            "query_studies",
+            {"study_instance_uid": ct["study_instance_uid"], "attribute_preset": "extended"},
+        )
     )["records"][0]
     assert instances["AccessionNumber"] == accession and instances["PatientID"] == MRN
     assert int(instances["NumberOfStudyRelatedInstances"]) == 50
     for uid in results:  # what Orthanc holds, read over its own REST API
         data = requests.get(f"{orthanc.url}/instances/{orthanc.orthanc_id(uid)}/file", timeout=10).content
         ds = pydicom.dcmread(io.BytesIO(data))
-        assert (ds.PatientID, ds.AccessionNumber, ds.StudyInstanceUID) == (MRN, accession, ct["study_instance_uid"])
+        assert (ds.PatientID, ds.AccessionNumber, ds.StudyInstanceUID) == (
+            MRN,
+            accession,
+            ct["study_instance_uid"],
+        )
 
     stored_report = _fhir(fhir_peer, f"DiagnosticReport/{report['diagnostic_report_id']}")
     assert stored_report["subject"]["reference"] == f"Patient/{patient['id']}"

@@ -7,7 +7,6 @@ The FHIR report tools are in tools/reports.py.
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Annotated, Literal
 
@@ -22,6 +21,7 @@ from ..core.scene_backend import SegmentationArray
 from ..core.services import Services, services_of
 from ..dicom.codes import QUANTITIES, UNITS, segment_codes
 from ..dicom.export import volume_to_datasets
+from ..dicom.metadata import series_headers
 from ..dicom.move import Target
 from ..dicom.results import (
     Exported,
@@ -73,14 +73,12 @@ def results_registry(services: Services) -> ResultsRegistry:
 
 
 def _source_headers(services: Services, segmentation: SegmentationArray) -> list[pydicom.Dataset]:
-    """Headers of the reference volume's DICOM images, fetched from the current node."""
+    """Headers of the reference volume's DICOM images from the current node (no pixel data)."""
     study = segmentation.attributes.get("DICOM.StudyInstanceUID", "")
     series = segmentation.attributes.get("DICOM.SeriesInstanceUID", "")
-    items = dicom_service(services).fetch_instances(Target(study, series))
-    return [
-        pydicom.dcmread(io.BytesIO(data) if isinstance(data, bytes) else data, stop_before_pixels=True)
-        for data in items.values()
-    ]
+    dicom = dicom_service(services)
+    name, node = dicom.node()
+    return series_headers(node, name, Target(study, series), dicom.fetch_instances)
 
 
 async def export_dicom_seg(
