@@ -83,6 +83,27 @@ def order_sources(
     return [by_k[k] for k in range(shape[0])]
 
 
+def _pixel_array(masks: list[np.ndarray]) -> np.ndarray:
+    """A label map (segment numbers) when no two segments overlap, else the masks stacked last.
+
+    highdicom checks a stack for overlap by summing over it (1.2 s for two 512x512x300 masks);
+    a label map it checks with one max(), so overlap is tested here first, cheaply."""
+    if len(masks) < 256:
+        union = np.zeros(masks[0].shape, dtype=bool)
+        overlap = False
+        for mask in masks:
+            if np.logical_and(union, mask, out=np.empty_like(union)).any():
+                overlap = True
+                break
+            union |= mask
+        if not overlap:
+            labels = np.zeros(masks[0].shape, dtype=np.uint8)
+            for number, mask in enumerate(masks, start=1):
+                labels[mask] = number
+            return labels
+    return np.stack(masks, axis=-1)
+
+
 def build_seg(
     segmentation: SegmentationArray,
     sources: Sequence[Dataset],
@@ -126,7 +147,7 @@ def build_seg(
                 **extra,
             )
         )
-    pixels = np.stack([item.mask for item in segmentation.segments], axis=-1)
+    pixels = _pixel_array([item.mask for item in segmentation.segments])
     seg = hd.seg.Segmentation(
         source_images=ordered,
         pixel_array=pixels,

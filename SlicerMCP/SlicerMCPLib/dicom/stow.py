@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
+import pydicom
 import requests
 from pydicom.dataset import Dataset
 
@@ -26,13 +28,19 @@ REFERENCED_SOP_INSTANCE_UID = "00081155"
 FAILURE_REASON = "00081197"
 
 
-def _body(datasets: Sequence[Dataset], boundary: str) -> bytes:
+def _encoded(item: Dataset | Path) -> bytes:
+    if isinstance(item, Path):
+        return item.read_bytes()
+    part = io.BytesIO()
+    write_file(item, part)
+    return part.getvalue()
+
+
+def _body(items: Sequence[Dataset | Path], boundary: str) -> bytes:
     out = io.BytesIO()
-    for ds in datasets:
-        part = io.BytesIO()
-        write_file(ds, part)
+    for item in items:
         out.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii"))
-        out.write(part.getvalue())
+        out.write(_encoded(item))
         out.write(b"\r\n")
     out.write(f"--{boundary}--\r\n".encode("ascii"))
     return out.getvalue()
@@ -48,8 +56,16 @@ def _uids(answer: dict, keyword: str) -> list[tuple[str, str]]:
     return out
 
 
-def stow(node: DicomNode, datasets: Sequence[Dataset], *, node_name: str | None = None) -> SendResult:
-    """POST the datasets to the node's STOW-RS endpoint; per-instance failures are counted, not raised."""
+def _uid(item: Dataset | Path) -> str:
+    if isinstance(item, Path):
+        return str(
+            pydicom.dcmread(item, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
+        )
+    return str(item.SOPInstanceUID)
+
+
+def stow(node: DicomNode, datasets: Sequence[Dataset | Path], *, node_name: str | None = None) -> SendResult:
+    """POST the datasets (or Part 10 files) to the node's STOW-RS endpoint; per-instance failures are counted, not raised."""
     label = node_label(node, node_name)
     if not node.dicomweb_url:
         raise SlicerMCPError(
@@ -87,11 +103,7 @@ def stow(node: DicomNode, datasets: Sequence[Dataset], *, node_name: str | None 
         answer = {}
     failed = [SendFailure(sop_instance_uid=u, status=s) for u, s in _uids(answer, FAILED_SOP_SEQUENCE)]
     stored = {u for u, _ in _uids(answer, REFERENCED_SOP_SEQUENCE)}
-    sent = (
-        sum(1 for ds in datasets if str(ds.SOPInstanceUID) in stored)
-        if stored
-        else len(datasets) - len(failed)
-    )
+    sent = sum(1 for uid in map(_uid, datasets) if uid in stored) if stored else len(datasets) - len(failed)
     return SendResult(
         success=not failed and sent == len(datasets),
         destination=node.ae_title,

@@ -62,7 +62,7 @@ async def complete_procedure_step(
     dicom = dicom_service(services)
     pacs_aet = dicom.node()[1].ae_title if dicom.current_node else ""
     by_series: dict[str, list] = {}
-    for _, ds in objects:
+    for _, ds, _ in objects:
         by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
     series = [
         series_item(
@@ -74,7 +74,9 @@ async def complete_procedure_step(
         )
         for uid, items in by_series.items()
     ]
-    modality = "SEG" if any(str(ds.Modality) == "SEG" for _, ds in objects) else str(objects[0][1].Modality)
+    modality = (
+        "SEG" if any(str(ds.Modality) == "SEG" for _, ds, _ in objects) else str(objects[0][1].Modality)
+    )
 
     def work(s: RisService) -> CompletedStep:
         entries = s.store.list_worklist(accession_number=accession_number)
@@ -98,7 +100,7 @@ async def complete_procedure_step(
         )
         report = None
         if diagnostic_report:
-            sr_uid = next((str(ds.SOPInstanceUID) for kind, ds in objects if kind == "SR"), None)
+            sr_uid = next((str(ds.SOPInstanceUID) for kind, ds, _ in objects if kind == "SR"), None)
             report = record_report(
                 s.store, accession_number, diagnostic_report, report_status, conclusion, sr_uid
             )
