@@ -71,7 +71,7 @@ def main() -> None:
 
         async def run() -> dict[str, list[float]]:
             times: dict[str, list[float]] = {
-                k: [] for k in ("build", "build_overlap", "export", "store", "retrieve", "ours", "dcmtk")
+                k: [] for k in ("build", "build_overlap", "export", "store", "store_tool", "retrieve", "ours", "dcmtk")
             }
             async with Client(server) as client:
                 loaded = await call(client, "load_series", {"series_instance_uid": spec.series_uid})
@@ -98,6 +98,7 @@ def main() -> None:
                 from SlicerMCPLib.tools.results import _source_headers
 
                 headers = _source_headers(services, exported)
+                overlapping.ijk_to_ras = exported.ijk_to_ras
                 print(
                     f"segments: {int(sphere.sum())} + {int(slab.sum())} voxels; {len(headers)} source headers"
                 )
@@ -130,6 +131,7 @@ def main() -> None:
                     t2 = time.perf_counter()
                     assert got["instances"] == 1
                     times["store"].append(t1 - t0)
+                    times["store_tool"].append(stored["seconds"])
                     times["retrieve"].append(t2 - t1)
                     times["ours"].append(t2 - t0)
                     # the same file, stored again under dcmtk (Orthanc accepts the duplicate) and fetched
@@ -186,6 +188,7 @@ def main() -> None:
             ("build_overlap", "SEG encode, 2 overlapping segments (highdicom's overlap check)"),
             ("export", "export_dicom_seg through MCP (masks, metadata, encode, file)"),
             ("store", "store_results_to_pacs, C-STORE + C-FIND verify"),
+            ("store_tool", "  of which inside the tool (send + verify)"),
             ("retrieve", "retrieve_series of the SEG, C-GET"),
             ("ours", "store + read back, ours"),
             ("dcmtk", "storescu + getscu of the same file (reference)"),
