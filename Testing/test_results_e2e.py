@@ -65,17 +65,6 @@ def _shot(server: Any, name: str, args: dict[str, Any], folder: Path) -> None:
     (folder / f"results-{name}.png").write_bytes(png)
 
 
-def _fhir(peer: Any, path: str, **params: str) -> dict[str, Any]:
-    r = requests.get(
-        f"{peer.base_url}/{path}",
-        params=params,
-        headers={"Authorization": f"Bearer {peer.token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()
-
-
 def test_order_to_report_and_completed_step(
     loop_server: Any, orthanc: Orthanc, fhir_peer: Any, tmp_path: Path
 ) -> None:
@@ -239,15 +228,15 @@ def test_order_to_report_and_completed_step(
             ct["study_instance_uid"],
         )
 
-    stored_report = _fhir(fhir_peer, f"DiagnosticReport/{report['diagnostic_report_id']}")
+    stored_report = fhir_peer.read(f"DiagnosticReport/{report['diagnostic_report_id']}")
     assert stored_report["subject"]["reference"] == f"Patient/{patient['id']}"
     assert stored_report["imagingStudy"] == [{"reference": f"ImagingStudy/{imaging['id']}"}]
     assert stored_report["conclusion"] == conclusion
-    observations = {o: _fhir(fhir_peer, f"Observation/{o}") for o in report["observation_ids"]}
+    observations = {o: fhir_peer.read(f"Observation/{o}") for o in report["observation_ids"]}
     volume_obs = next(o for o in observations.values() if o["code"]["coding"][0]["code"] == "118565006")
     assert volume_obs["valueQuantity"]["value"] == pytest.approx(stats["volume_mm3"], rel=1e-6)
     assert volume_obs["derivedFrom"] == [{"reference": f"ImagingStudy/{imaging['id']}"}]
-    imaging_back = _fhir(fhir_peer, f"ImagingStudy/{imaging['id']}")
+    imaging_back = fhir_peer.read(f"ImagingStudy/{imaging['id']}")
     assert imaging_back["identifier"][0]["value"] == f"urn:oid:{ct['study_instance_uid']}"
 
     # the SEG from the PACS loads back over the CT voxel for voxel (same voxel count as measured)

@@ -71,7 +71,17 @@ def main() -> None:
 
         async def run() -> dict[str, list[float]]:
             times: dict[str, list[float]] = {
-                k: [] for k in ("build", "build_overlap", "export", "store", "store_tool", "retrieve", "ours", "dcmtk")
+                k: []
+                for k in (
+                    "build",
+                    "build_overlap",
+                    "export",
+                    "store",
+                    "store_tool",
+                    "retrieve",
+                    "ours",
+                    "dcmtk",
+                )
             }
             async with Client(server) as client:
                 loaded = await call(client, "load_series", {"series_instance_uid": spec.series_uid})
@@ -113,7 +123,7 @@ def main() -> None:
                     seg = await call(client, "export_dicom_seg", {"segmentation_node_id": seg_id})
                     times["export"].append(time.perf_counter() - t0)
                     t0 = time.perf_counter()
-                    await call(
+                    stored = await call(
                         client,
                         "store_results_to_pacs",
                         {"sop_instance_uids": [seg["sop_instance_uid"]], "method": "c-store"},

@@ -18,6 +18,7 @@ from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import node_label
 from .move import Target
+from .retrieve import dicomweb_unreachable
 
 
 def _no_bulk_data(*_args: str) -> None:
@@ -29,11 +30,7 @@ def _dicomweb_headers(node: DicomNode, node_name: str, target: Target) -> list[D
     try:
         resp = requests.get(url, headers={"Accept": "application/dicom+json"}, timeout=node.timeout_s)
     except requests.RequestException as exc:
-        raise SlicerMCPError(
-            f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
-            code=ErrorCode.DICOM_NODE_UNREACHABLE,
-            details={"url": node.dicomweb_url},
-        ) from exc
+        raise dicomweb_unreachable(node, exc) from exc
     if resp.status_code == 404:
         return []
     if resp.status_code >= 400:

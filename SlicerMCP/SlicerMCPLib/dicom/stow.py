@@ -21,6 +21,7 @@ from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import node_label
 from .models import SendFailure, SendResult
 from .part10 import write_file
+from .retrieve import dicomweb_unreachable
 
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_SEQUENCE = "00081199"
@@ -86,11 +87,7 @@ def stow(node: DicomNode, datasets: Sequence[Dataset | Path], *, node_name: str 
             timeout=node.timeout_s,
         )
     except requests.RequestException as exc:
-        raise SlicerMCPError(
-            f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
-            code=ErrorCode.DICOM_NODE_UNREACHABLE,
-            details={"url": node.dicomweb_url},
-        ) from exc
+        raise dicomweb_unreachable(node, exc) from exc
     if resp.status_code >= 400 and resp.status_code != 409:  # 409: some or all failed, listed in the body
         raise SlicerMCPError(
             f"STOW-RS to {label} failed: HTTP {resp.status_code}",
