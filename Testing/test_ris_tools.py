@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from fixtures.core import free_port
+from fixtures.ris import ris_config
 from fixtures.scene import call_tool, call_tools, error_of
 from SlicerMCPLib.core.config import load_config
 from SlicerMCPLib.core.services import Services
@@ -25,11 +26,6 @@ RIS_TOOLS = {
     "create_synthetic_cr_study": (False, False),
     "get_procedure_step_status": (True, False),
 }
-
-
-def ris_config(tmp_path: Any, ris_write: bool, **mini_ris: Any) -> Any:
-    block = {"sqlite_path": str(tmp_path / "ris.sqlite"), "mwl_port": free_port(), "api_port": 0, **mini_ris}
-    return load_config(env={}, overrides={"allow": {"ris_write": ris_write}, "mini_ris": block})
 
 
 @pytest.fixture
@@ -314,20 +310,6 @@ def test_scp_address_not_available_is_a_config_error(tmp_path: Any) -> None:
 
 
 # --- REST API ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def api(tmp_path: Any) -> Iterator[tuple[str, str, Any]]:
-    from SlicerMCPLib.ris.api import serve_api
-    from SlicerMCPLib.ris.service import RisService
-
-    config = ris_config(tmp_path, True)
-    service = RisService(config)
-    token = "t" * 32
-    server = serve_api(service, config, token, 0)
-    yield f"http://127.0.0.1:{server.port}", token, service
-    server.stop()
-    service.close()
 
 
 def test_api_needs_the_token_and_a_local_origin(api: tuple[str, str, Any]) -> None:

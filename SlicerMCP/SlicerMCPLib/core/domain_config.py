@@ -17,8 +17,15 @@ from .localhost import LOOPBACK_HOSTS, user_data_dir
 
 
 def is_ae_title(value: str) -> bool:
-    """1 to 16 printable characters, no backslash (it separates values), no surrounding spaces."""
-    return 0 < len(value) <= 16 and value == value.strip() and "\\" not in value and value.isprintable()
+    """1 to 16 printable ASCII characters (DICOM's default repertoire), no backslash (it separates
+    values), no surrounding spaces."""
+    return (
+        0 < len(value) <= 16
+        and value == value.strip()
+        and "\\" not in value
+        and value.isascii()
+        and value.isprintable()
+    )
 
 
 # -- DICOM (`nodes`, `calling_aet`, `storage_scp`) ------------------------------------------

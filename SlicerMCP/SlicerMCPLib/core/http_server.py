@@ -289,3 +289,51 @@ class HttpServer:
         self._thread = None
         self._uvicorn = None
         self._sock = None
+
+
+class RequestLimits:
+    """Host and body-size rules for our own HTTP APIs, as the MCP endpoint gets them from the SDK.
+
+    A Host that is not a loopback name (or the configured bind host) is refused with 421: a page
+    on another site whose name resolves to 127.0.0.1 (DNS rebinding) sends its own name. A body
+    larger than `max_body_bytes` is refused with 413 before it is read whole.
+    """
+
+    def __init__(self, app: ASGIApp, bind_host: str, max_body_bytes: int):
+        self.app = app
+        self.hosts = set(LOOPBACK_HOSTS) | {bind_host}
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = urlsplit("//" + headers.get("host", "")).hostname or ""
+        if host not in self.hosts:
+            log.warning("refused a request for a host name that is not this server's")
+            await _deny(send, 421, "host not allowed", "use http://127.0.0.1:<port>/ (or localhost)")
+            return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _deny(send, 413, "body too large", f"send at most {self.max_body_bytes} bytes")
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except BodyTooLarge:
+            await _deny(send, 413, "body too large", f"send at most {self.max_body_bytes} bytes")
+
+
+class BodyTooLarge(Exception):
+    """A chunked body went past the limit while the app read it."""

@@ -75,3 +75,52 @@ def check_code(value: str, key: str) -> str:
             f"{key} must be a code such as CT or MR, got {value!r}", details={"parameter": key}
         )
     return value
+
+
+# -- values as their DICOM value representation allows (PS3.5 6.2) ------------------------------
+
+VR_MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64}
+_CS = re.compile(r"^[A-Z0-9_ ]*$")
+ID_MAX = 2**63 - 1  # the largest row id SQLite and MariaDB both hold
+
+
+def check_vr(value: object, vr: str, key: str, *, required: bool = True) -> str:
+    """`value` as a valid `vr` value, normalised as DICOM compares it (surrounding spaces dropped).
+
+    AE and CS take the default repertoire only (ASCII: a modality cannot encode anything else in
+    them); SH, LO and PN any printable text without backslash (it separates values); PN limits
+    each of its component groups (`=`) to 64 characters. INVALID_PARAMETER names the key and rule.
+    """
+    if not isinstance(value, str):
+        raise InvalidParameter(
+            f"{key} must be text ({vr}), got {type(value).__name__}", details={"parameter": key, "vr": vr}
+        )
+    text = value.strip(" ")
+    limit = VR_MAX_LENGTH[vr]
+    problem = None
+    if not text and required:
+        problem = "must not be empty"
+    elif "\\" in text or not text.isprintable():
+        problem = "must be printable text without backslash or control characters"
+    elif vr in ("AE", "CS") and not text.isascii():
+        problem = f"takes ASCII characters only ({vr} uses DICOM's default repertoire)"
+    elif vr == "CS" and not _CS.match(text):
+        problem = "takes upper-case letters, digits, space and underscore only"
+    elif vr == "PN" and any(len(group) > limit for group in text.split("=")):
+        problem = f"allows at most {limit} characters per component group"
+    elif vr != "PN" and len(text) > limit:
+        problem = f"allows at most {limit} characters"
+    if problem:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise InvalidParameter(f"{key} ({vr}) {problem}, got {shown!r}", details={"parameter": key, "vr": vr})
+    return text
+
+
+def check_id(value: object, key: str) -> int:
+    """A database row id: an integer (not a bool, float or digit string) from 1 to 2**63-1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ID_MAX:
+        raise InvalidParameter(
+            f"{key} must be a whole number from 1 to {ID_MAX}, got {value!r}"[:200],
+            details={"parameter": key},
+        )
+    return value

@@ -3,8 +3,9 @@
 Same rules as the MCP server: 127.0.0.1, bearer token from the token file, foreign browser
 Origins refused (`http_transport.AuthMiddleware`); writes need `allow.ris_write`.
 
-    GET    /ris/api/orders?status=&patient_mrn=      orders
-    GET    /ris/api/worklist?status=&date=&station_aet=
+    GET    /ris/api/orders?status=&patient_mrn=&accession_number=&limit=&offset=
+    GET    /ris/api/worklist?status=&date=&station_aet=&accession_number=&limit=&offset=
+           both answer {"total", "count", "offset", "limit", "next" (a URL, or null on the last page), ...}
     POST   /ris/api/worklist   {"order_id", "scheduled_station_aet", "scheduled_time"}  -> 201
     DELETE /ris/api/worklist/{mwl_id}                 cancel (-> the CANCELLED entry)
     GET    /ris/worklist                              HTML page
@@ -20,7 +21,9 @@ dicom-mcp's paths answer too, behind the same token:
 from __future__ import annotations
 
 import html
+import json
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +35,8 @@ from starlette.routing import Route
 
 from ..core.config import Config
 from ..core.errors import ErrorCode, InvalidParameter, OperationDisabled, SlicerMCPError
-from ..core.http_server import AuthMiddleware, HttpServer
+from ..core.http_server import AuthMiddleware, HttpServer, RequestLimits
+from ..dicom.validation import check_id
 from .service import RisService
 from .store import scheduled_day
 
@@ -45,6 +49,68 @@ HTTP_STATUS = {
     ErrorCode.OPERATION_DISABLED: 403,
     ErrorCode.RIS_DATABASE_ERROR: 503,
 }
+
+
+MAX_BODY_BYTES = 64 * 1024  # a worklist request is a few hundred bytes
+MAX_PAGE = 1000
+DEFAULT_PAGE = {"orders": 100, "worklist": 200}
+_ROW_ID = re.compile(r"^[1-9][0-9]{0,18}$")  # ASCII digits only: int() also takes full-width ones
+CREATE_KEYS = {"order_id", "scheduled_station_aet", "scheduled_time"}
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON; INVALID_PARAMETER for anything else (nesting too deep to parse included)."""
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise InvalidParameter("the body must be a JSON object", details={"problem": problem}) from exc
+
+
+def page_params(
+    request: Request, filters: tuple[str, ...], default_limit: int
+) -> tuple[dict[str, str], int, int]:
+    """(filters given, limit, offset) from the query string; unknown parameters are refused, not ignored."""
+    q = request.query_params
+    unknown = sorted(set(q) - set(filters) - {"limit", "offset"})
+    if unknown:
+        raise InvalidParameter(
+            f"unknown query parameter(s) {', '.join(unknown)}; this listing takes "
+            f"{', '.join((*filters, 'limit', 'offset'))}",
+            details={"unknown": unknown},
+        )
+
+    def number(key: str, default: int, lo: int, hi: int) -> int:
+        text = q.get(key)
+        if text is None:
+            return default
+        if not (text.isascii() and text.isdigit()) or not lo <= int(text) <= hi:
+            raise InvalidParameter(f"{key} must be a whole number from {lo} to {hi}, got {text!r}"[:200])
+        return int(text)
+
+    return (
+        {k: q[k] for k in filters if q.get(k)},
+        number("limit", default_limit, 1, MAX_PAGE),
+        number("offset", 0, 0, 10**9),
+    )
+
+
+def paged(request: Request, key: str, items: list[Any], total: int, limit: int, offset: int) -> JSONResponse:
+    following = offset + len(items)
+    next_url = None
+    if following < total:
+        next_url = str(request.url.include_query_params(offset=following, limit=limit))
+    return JSONResponse(
+        {
+            "total": total,
+            "count": len(items),
+            "offset": offset,
+            "limit": limit,
+            "next": next_url,
+            key: [i.model_dump(mode="json") for i in items],
+        }
+    )
 
 
 def _error(exc: SlicerMCPError) -> JSONResponse:
@@ -69,42 +135,63 @@ def build_api(service: RisService, config: Config) -> Starlette:
             raise OperationDisabled("ris_write", "Writing to the mini-RIS")
 
     async def orders(request: Request) -> JSONResponse:
-        q = request.query_params
-        rows = await run_in_threadpool(lambda: store().list_orders(q.get("status"), q.get("patient_mrn")))
-        return JSONResponse({"count": len(rows), "orders": [o.model_dump(mode="json") for o in rows]})
+        filters, limit, offset = page_params(request, ("status", "patient_mrn", "accession_number"), 100)
+
+        def read() -> tuple[list[Any], int]:
+            return store().list_orders(**filters, limit=limit, offset=offset), store().count_orders(**filters)
+
+        rows, total = await run_in_threadpool(read)
+        return paged(request, "orders", rows, total, limit, offset)
 
     async def worklist(request: Request) -> JSONResponse:
-        q = request.query_params
-        date = scheduled_day(q.get("date"))
-        rows = await run_in_threadpool(
-            lambda: store().list_worklist(q.get("status"), date, q.get("station_aet"))
+        filters, limit, offset = page_params(
+            request, ("status", "date", "station_aet", "accession_number"), 200
         )
-        return JSONResponse({"count": len(rows), "entries": [e.model_dump(mode="json") for e in rows]})
 
-    async def create(request: Request) -> JSONResponse:
+        def read() -> tuple[list[Any], int]:
+            s = store()
+            return s.list_worklist(**filters, limit=limit, offset=offset), s.count_worklist(**filters)
+
+        rows, total = await run_in_threadpool(read)
+        return paged(request, "entries", rows, total, limit, offset)
+
+    async def create(request: Request, body: Any = None) -> JSONResponse:
         require_write()
-        try:
-            body = await request.json()
-            order_id = int(body["order_id"])
-            station = str(body["scheduled_station_aet"])
-            when = datetime.fromisoformat(str(body["scheduled_time"]))
-        except (ValueError, KeyError, TypeError) as exc:
+        body = await json_body(request) if body is None else body
+        if (
+            not isinstance(body, dict)
+            or set(body) - CREATE_KEYS
+            or not {"order_id", "scheduled_station_aet"} <= set(body)
+        ):
             raise InvalidParameter(
-                "send JSON {order_id: int, scheduled_station_aet: str, scheduled_time: ISO 8601}",
-                details={"problem": str(exc)},
-            ) from exc
+                "send JSON {order_id: integer, scheduled_station_aet: text, scheduled_time: ISO 8601 text "
+                "(optional)} and nothing else",
+                details={"keys": sorted(body) if isinstance(body, dict) else None},
+            )
+        order_id = check_id(body["order_id"], "order_id")
+        station, text = body["scheduled_station_aet"], body.get("scheduled_time")
+        if not isinstance(station, str):
+            raise InvalidParameter("scheduled_station_aet must be text (an AE title)", details={})
+        when = None
+        if text is not None:
+            try:
+                when = datetime.fromisoformat(text) if isinstance(text, str) else None
+            except ValueError:
+                when = None
+            if when is None:
+                raise InvalidParameter(
+                    f"scheduled_time must be ISO 8601 text like 2025-06-12T10:30, got {text!r}"[:200],
+                    details={},
+                )
         entry = await run_in_threadpool(lambda: store().create_mwl(order_id, station, when))
         return JSONResponse(entry.model_dump(mode="json"), status_code=201)
 
     async def create_from_json(request: Request) -> JSONResponse:
         """dicom-mcp's POST /mwl/create_from_json: schedules the order its AccessionNumber names."""
         require_write()
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise InvalidParameter("send a JSON object") from exc
+        body = await json_body(request)
         if isinstance(body, dict) and "order_id" in body:
-            return await create(request)
+            return await create(request, body)
         accession, station, when = dicom_mcp_mwl_request(body, config.mini_ris.modality.ae_title)
 
         def schedule() -> Any:
@@ -130,17 +217,21 @@ def build_api(service: RisService, config: Config) -> Starlette:
 
     async def cancel(request: Request) -> JSONResponse:
         require_write()
-        try:
-            mwl_id = int(request.path_params["mwl_id"])
-        except ValueError as exc:
-            raise InvalidParameter("the worklist entry id is a number") from exc
+        text = request.path_params["mwl_id"]
+        if not _ROW_ID.match(text):
+            raise InvalidParameter(f"the worklist entry id is a whole number, got {text[:40]!r}")
+        mwl_id = check_id(int(text), "mwl_id")
         entry = await run_in_threadpool(lambda: store().cancel_mwl(mwl_id))
         return JSONResponse(entry.model_dump(mode="json"))
 
     async def page(request: Request) -> HTMLResponse:
         date = scheduled_day(request.query_params.get("date"))
-        rows = await run_in_threadpool(lambda: store().list_worklist(None, date, None))
-        return HTMLResponse(render_page(rows, date))
+
+        def read() -> tuple[list[Any], int]:
+            return store().list_worklist(None, date, None, limit=MAX_PAGE), store().count_worklist(date=date)
+
+        rows, total = await run_in_threadpool(read)
+        return HTMLResponse(render_page(rows, date, total))
 
     return Starlette(
         routes=[
@@ -180,7 +271,7 @@ def dicom_mcp_mwl_request(body: Any, default_station: str) -> tuple[str, str, da
     return str(body["AccessionNumber"]).strip(), pick("ScheduledStationAETitle") or default_station, when
 
 
-def render_page(entries: list[Any], date: str | None) -> str:
+def render_page(entries: list[Any], date: str | None, total: int | None = None) -> str:
     """The worklist as a plain HTML table (every value escaped)."""
     e = html.escape
     rows = "\n".join(
@@ -205,11 +296,19 @@ def render_page(entries: list[Any], date: str | None) -> str:
         for x in entries
     )
     title = f"Mini-RIS worklist{' for ' + e(date) if date else ''}"
+    total = len(entries) if total is None else total
+    shown = (
+        f"{total} entries"
+        if total == len(entries)
+        else (
+            f"the first {len(entries)} of {total} entries (GET /ris/api/worklist pages through all of them)"
+        )
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #bbb;padding:4px 8px;text-align:left}}th{{background:#eee}}</style></head>
-<body><h1>{title}</h1><p>{len(entries)} entries</p>
+<body><h1>{title}</h1><p>{shown}</p>
 <table><thead><tr><th>Id</th><th>Scheduled</th><th>Station AE</th><th>Modality</th><th>Procedure</th>
 <th>Patient</th><th>MRN</th><th>Accession</th><th>Priority</th><th>Status</th></tr></thead>
 <tbody>
@@ -221,7 +320,8 @@ td,th{{border:1px solid #bbb;padding:4px 8px;text-align:left}}th{{background:#ee
 def serve_api(service: RisService, config: Config, token: str, port: int | None = None) -> HttpServer:
     """Start the API on 127.0.0.1 (`port` or mini_ris.api_port) behind the token check."""
     settings = config.server.model_copy(update={"port": config.mini_ris.api_port if port is None else port})
-    app = AuthMiddleware(build_api(service, config), token, list(settings.allowed_origins))
+    limited = RequestLimits(build_api(service, config), settings.host, MAX_BODY_BYTES)
+    app = AuthMiddleware(limited, token, list(settings.allowed_origins))
     server = HttpServer(app, settings).start()
     log.info("RIS REST API on http://%s:%d/ris/api/worklist", settings.host, server.port)
     return server

@@ -30,6 +30,7 @@ from .mpps_rules import MISSING_ATTRIBUTE_VALUE, completion_problems, series_rec
 from .store import RisStore
 from .wire import compile_encoder, find_response_command, p_data_pdus
 from .worklist import (
+    SPS,
     InvalidQuery,
     Item,
     compile_projection,
@@ -79,6 +80,20 @@ def _encode_all(event: Any, query: Dataset, items: list[Item]) -> list[bytes] | 
             return None
         out.append(p_data_pdus(context_id, command, data, max_pdu))
     return out
+
+
+def encodes(response: Dataset, explicit: bool) -> bool:
+    """Whether pydicom can write `response` (pynetdicom would fail the whole C-FIND with 0xC312)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, not explicit
+    try:
+        write_dataset(buffer, response)
+    except (UnicodeError, ValueError, TypeError, OverflowError):
+        return False
+    return True
 
 
 def _no_delay(event: Any) -> None:
@@ -177,12 +192,21 @@ class RisScp:
             return
         respond = compile_projection(query)
         requested = query.get("SpecificCharacterSet")
+        explicit = str(event.context.transfer_syntax) != ImplicitVRLittleEndian
         for item in items:
             if event.is_cancelled:
                 yield Status.CANCEL, None
                 return
             response = respond(item)
             set_character_set(response, requested)
+            if not encodes(response, explicit):
+                # one stored row DICOM cannot carry (e.g. a non-ASCII AE title written before values were
+                # checked) must not end the answer for everyone: it is left out and named by its step id
+                log.warning(
+                    "worklist item %s left out of a C-FIND answer: a value cannot be encoded in DICOM",
+                    item.get(SPS, [{}])[0].get("ScheduledProcedureStepID", "?"),
+                )
+                continue
             yield Status.PENDING, response
 
     # MPPS -------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 
 from ..core.domain_config import MiniRisSettings
 from ..core.errors import InvalidParameter
-from ..dicom.validation import check_ae_title, check_text
+from ..dicom.validation import check_ae_title, check_id, check_vr
 from .db import Database, RisConflict, RisNotFound, Tx, like_literal, open_database
 from .models import MppsRecord, MwlEntry, Order, Patient, Procedure
 from .rows import MWL_SELECT, ORDER_SELECT, mpps_of, mwl_of, order_of, patient_of, procedure_of
@@ -45,6 +45,26 @@ def scheduled_day(value: str | None) -> str | None:
             f"date {value!r} is not YYYY-MM-DD or YYYYMMDD", details={"date": value}
         ) from exc
     return text
+
+
+EARLIEST_YEAR = 1900  # a schedule before it is a typing error (and strftime writes year 1 as "1")
+
+
+def check_schedule(when: datetime) -> None:
+    """A plausible scheduled start: between 1900 and 9999 (DICOM DA holds four-digit years)."""
+    if not EARLIEST_YEAR <= when.year <= 9999:
+        raise InvalidParameter(
+            f"scheduled time {when.isoformat()} is not between {EARLIEST_YEAR} and 9999",
+            details={"scheduled_time": when.isoformat()},
+        )
+
+
+def dicom_date_time(when: datetime) -> tuple[str, str]:
+    """DA and TM of a local time, always 8 and 6 digits (strftime drops the zeros of years < 1000)."""
+    return (
+        f"{when.year:04d}{when.month:02d}{when.day:02d}",
+        f"{when.hour:02d}{when.minute:02d}{when.second:02d}",
+    )
 
 
 def _equal_filters(columns: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -149,6 +169,8 @@ class RisStore:
         self, mrn: str | None = None, name: str | None = None, limit: int = 100
     ) -> list[Patient]:
         """Exact MRN, or a name fragment matched against family or given name (case-insensitive)."""
+        mrn = check_vr(mrn, "LO", "mrn", required=False) if mrn is not None else None
+        name = check_vr(name, "LO", "name", required=False) if name is not None else None
         sql = "SELECT id AS p_id, mrn, family_name, given_name, birth_date, sex FROM patients WHERE 1=1"
         params: list[Any] = []
         if mrn:
@@ -178,8 +200,11 @@ class RisStore:
     ) -> Order:
         """A new order with a unique accession number (generated unless given)."""
         given = accession_number is not None
-        if given:  # a DICOM SH value: a backslash would make it two values
-            check_text(str(accession_number), "accession_number", max_length=16)
+        if given:  # a DICOM SH value, compared without surrounding spaces on both stores
+            accession_number = check_vr(accession_number, "SH", "accession_number")
+        priority = check_vr(priority, "CS", "priority")
+        if reason is not None:
+            reason = check_vr(reason, "LO", "reason", required=False) or None
         for _attempt in range(5):
             accession = accession_number or f"A{datetime.now(UTC):%y%m%d}{secrets.randbelow(10**8):08d}"
             try:
@@ -229,6 +254,7 @@ class RisStore:
         raise RisConflict("could not generate a unique accession number; retry")
 
     def get_order(self, order_id: int) -> Order:
+        order_id = check_id(order_id, "order_id")
         with self.db.transaction() as tx:
             row = tx.execute(ORDER_SELECT + " WHERE o.id = ?", (order_id,)).one()
         if row is None:
@@ -243,14 +269,32 @@ class RisStore:
         patient_mrn: str | None = None,
         accession_number: str | None = None,
         limit: int = 100,
+        offset: int = 0,
     ) -> list[Order]:
+        if accession_number is not None:
+            accession_number = check_vr(accession_number, "SH", "accession_number", required=False)
         where, params = _equal_filters(
             {"o.status": status, "p.mrn": patient_mrn, "o.accession_number": accession_number}
         )
-        sql = ORDER_SELECT + f" WHERE {where} ORDER BY o.id DESC LIMIT ?"
-        params.append(limit)
+        sql = ORDER_SELECT + f" WHERE {where} ORDER BY o.id DESC LIMIT ? OFFSET ?"
         with self.db.transaction() as tx:
-            return [order_of(r) for r in tx.execute(sql, params).all()]
+            return [order_of(r) for r in tx.execute(sql, [*params, limit, offset]).all()]
+
+    def count_orders(
+        self, status: str | None = None, patient_mrn: str | None = None, accession_number: str | None = None
+    ) -> int:
+        """How many orders `list_orders` would page through with these filters."""
+        if accession_number is not None:
+            accession_number = check_vr(accession_number, "SH", "accession_number", required=False)
+        where, params = _equal_filters(
+            {"o.status": status, "p.mrn": patient_mrn, "o.accession_number": accession_number}
+        )
+        return self._count(ORDER_SELECT + f" WHERE {where}", params)
+
+    def _count(self, select: str, params: list[Any]) -> int:
+        with self.db.transaction() as tx:
+            row = tx.execute(f"SELECT COUNT(*) AS n FROM ({select}) AS matched", params).one()
+        return int(row["n"]) if row else 0
 
     # worklist -----------------------------------------------------------------------------
 
@@ -266,9 +310,18 @@ class RisStore:
         """Schedule the order: one worklist entry with a new Study Instance UID, all or nothing.
         The worklist holds local wall-clock times: a time with an offset is converted to local time;
         no time means the station's next free slot from now (`SLOT_MINUTES` apart)."""
+        order_id = check_id(order_id, "order_id")
         check_ae_title(station_aet, "scheduled_station_aet")
+        if station_name is not None:
+            station_name = check_vr(station_name, "SH", "scheduled_station_name", required=False) or None
+        if performing_physician is not None:
+            performing_physician = (
+                check_vr(performing_physician, "PN", "performing_physician", required=False) or None
+            )
         if scheduled is not None and scheduled.tzinfo is not None:
             scheduled = scheduled.astimezone().replace(tzinfo=None)
+        if scheduled is not None:
+            check_schedule(scheduled)
         stamp = now_iso()
         try:
             with self.db.transaction() as tx:
@@ -289,6 +342,7 @@ class RisStore:
                     )
                 if scheduled is None:
                     scheduled = _next_free_slot(tx, station_aet, datetime.now())
+                sps_date, sps_time = dicom_date_time(scheduled)
                 tx.execute(
                     "INSERT INTO mwl_entries (order_id, active_order_id, study_instance_uid, sps_id, station_aet,"
                     " station_name, modality, sps_date, sps_time, performing_physician, status, created_at, updated_at)"
@@ -300,8 +354,8 @@ class RisStore:
                         station_aet,
                         station_name,
                         order["modality"],
-                        scheduled.strftime("%Y%m%d"),
-                        scheduled.strftime("%H%M%S"),
+                        sps_date,
+                        sps_time,
                         performing_physician,
                         stamp,
                         stamp,
@@ -321,6 +375,7 @@ class RisStore:
         return self.get_mwl(mwl_id)
 
     def get_mwl(self, mwl_id: int) -> MwlEntry:
+        mwl_id = check_id(mwl_id, "mwl_id")
         rows = self.worklist_rows("m.id = ?", [mwl_id])
         if not rows:
             raise RisNotFound(
@@ -329,15 +384,15 @@ class RisStore:
         return rows[0]
 
     def worklist_rows(
-        self, where: str = "1=1", params: list[Any] | None = None, limit: int | None = None
+        self, where: str = "1=1", params: list[Any] | None = None, limit: int | None = None, offset: int = 0
     ) -> list[MwlEntry]:
         """Worklist entries joined with order, patient and procedure; `where` is a fixed SQL
         fragment with `?` placeholders (never user text)."""
         sql = MWL_SELECT + f" WHERE {where} ORDER BY m.sps_date, m.sps_time, m.id"
         params = list(params or [])
         if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
         with self.db.transaction() as tx:
             return [mwl_of(r) for r in tx.execute(sql, params).all()]
 
@@ -348,9 +403,30 @@ class RisStore:
         station_aet: str | None = None,
         accession_number: str | None = None,
         limit: int = 200,
+        offset: int = 0,
     ) -> list[MwlEntry]:
         """Entries by state, scheduled day (YYYYMMDD or YYYY-MM-DD), station and accession."""
-        where, params = _equal_filters(
+        where, params = self._worklist_filters(status, date, station_aet, accession_number)
+        return self.worklist_rows(where, params, limit, offset)
+
+    def count_worklist(
+        self,
+        status: str | None = None,
+        date: str | None = None,
+        station_aet: str | None = None,
+        accession_number: str | None = None,
+    ) -> int:
+        """How many entries `list_worklist` would page through with these filters."""
+        where, params = self._worklist_filters(status, date, station_aet, accession_number)
+        return self._count(MWL_SELECT + f" WHERE {where}", params)
+
+    @staticmethod
+    def _worklist_filters(
+        status: str | None, date: str | None, station_aet: str | None, accession_number: str | None
+    ) -> tuple[str, list[Any]]:
+        if accession_number is not None:
+            accession_number = check_vr(accession_number, "SH", "accession_number", required=False)
+        return _equal_filters(
             {
                 "m.status": status,
                 "m.sps_date": scheduled_day(date),
@@ -358,10 +434,10 @@ class RisStore:
                 "o.accession_number": accession_number,
             }
         )
-        return self.worklist_rows(where, params, limit)
 
     def cancel_mwl(self, mwl_id: int) -> MwlEntry:
         """Take a scheduled entry off the worklist; the order can be scheduled again."""
+        mwl_id = check_id(mwl_id, "mwl_id")
         with self.db.transaction() as tx:
             row = tx.execute("SELECT status, order_id FROM mwl_entries WHERE id = ?", (mwl_id,)).one()
             if row is None:
