@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import requests
 
 from fixtures.fhir import call
 from fixtures.orthanc import make_ct_series, make_pdf_bytes, make_pdf_instance, orthanc_config
@@ -21,17 +20,6 @@ from SlicerMCPLib.core.scene_backend import SegmentationArray, SegmentMask
 from SlicerMCPLib.core.services import Services
 from SlicerMCPLib.fhir.report import ReportValue, report_bundle
 from SlicerMCPLib.scene import segment_io
-
-
-def _get(peer: Any, path: str, **params: str) -> dict[str, Any]:
-    r = requests.get(
-        f"{peer.base_url}/{path}",
-        params=params,
-        headers={"Authorization": f"Bearer {peer.token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()
 
 
 def _services(orthanc: Any, fhir_peer: Any, backend: Any, **allow: bool) -> Services:
@@ -114,7 +102,7 @@ def test_report_from_the_sr_has_one_observation_per_value_and_reads_back(
     assert len(report["observation_ids"]) == 2
 
     # the server's own view of it
-    stored = _get(fhir_peer, f"DiagnosticReport/{report['diagnostic_report_id']}")
+    stored = fhir_peer.read(f"DiagnosticReport/{report['diagnostic_report_id']}")
     assert stored["code"]["coding"][0] == {
         "system": "http://loinc.org",
         "code": "18748-4",
@@ -128,7 +116,7 @@ def test_report_from_the_sr_has_one_observation_per_value_and_reads_back(
     assert sorted(r["reference"] for r in stored["result"]) == sorted(
         f"Observation/{i}" for i in report["observation_ids"]
     )
-    observations = [_get(fhir_peer, f"Observation/{i}") for i in report["observation_ids"]]
+    observations = [fhir_peer.read(f"Observation/{i}") for i in report["observation_ids"]]
     volume_obs = next(o for o in observations if o["code"]["coding"][0]["code"] == "118565006")
     assert volume_obs["code"]["coding"][0]["system"] == "http://snomed.info/sct"
     assert volume_obs["valueQuantity"]["system"] == "http://unitsofmeasure.org"
@@ -187,7 +175,7 @@ def test_report_from_a_dicom_pdf(fhir_peer: Any, orthanc: Any, clean_backend: An
     )
     assert report["subject"] == f"Patient/{created['id']}" and report["status"] == "final"
     assert report["conclusion"] == pages[0] and report["observation_ids"] == []
-    stored = _get(fhir_peer, f"DiagnosticReport/{report['diagnostic_report_id']}")
+    stored = fhir_peer.read(f"DiagnosticReport/{report['diagnostic_report_id']}")
     form = stored["presentedForm"][0]
     assert form["contentType"] == "application/pdf" and form["title"] == "Radiology report"
     assert base64.b64decode(form["data"]) == make_pdf_bytes(pages)

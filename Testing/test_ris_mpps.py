@@ -54,6 +54,7 @@ def set_request(status: str | None, series_uid: str | None = None) -> Dataset:
         item = Dataset()
         item.SeriesInstanceUID = series_uid
         item.SeriesDescription = "CHEST PA"
+        item.ProtocolName = "CHEST PA"  # Type 1: a COMPLETED step without it is refused
         ref = Dataset()
         ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
         ref.ReferencedSOPInstanceUID = series_uid + ".1"

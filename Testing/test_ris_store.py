@@ -12,7 +12,7 @@ from fixtures.core import free_port
 from fixtures.ris import STATION_AET
 from SlicerMCPLib.core.domain_config import MiniRisSettings
 from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
-from SlicerMCPLib.ris.schema import MIGRATIONS, PROCEDURES
+from SlicerMCPLib.ris.schema import CT_PROCEDURES, MIGRATIONS, PROCEDURES
 from SlicerMCPLib.ris.store import RisStore
 
 WHEN = datetime(2025, 6, 12, 10, 30)
@@ -28,7 +28,7 @@ def test_migrations_run_once_and_load_reference_data(
         procedures = again.list_procedures()
     finally:
         again.close()
-    assert len(procedures) == 14 == len(PROCEDURES)
+    assert len(procedures) == 15 == len(PROCEDURES) + len(CT_PROCEDURES)
     chest = next(p for p in procedures if p.code == "XR-CHEST-2V")
     assert chest.views == ["PA", "LL"] and chest.image_count == 2 and chest.modality == "CR"
 

@@ -140,16 +140,17 @@ class ResultsRegistry:
             )
         return item
 
-    def datasets_for(self, uids: Sequence[str]) -> list[tuple[str, Dataset]]:
-        """(kind, dataset) of each object and of the images made for it, each once, images first."""
-        out: dict[str, tuple[str, Dataset]] = {}
+    def datasets_for(self, uids: Sequence[str]) -> list[tuple[str, Dataset, Path | None]]:
+        """(kind, dataset, its file) of each object and of the images made for it (no file), each once,
+        images first. Sending the file spares encoding the dataset again."""
+        out: dict[str, tuple[str, Dataset, Path | None]] = {}
         for uid in uids:
             item = self.get(uid)
             for image in item.created_sources:
-                out.setdefault(str(image.SOPInstanceUID), ("IMAGE", image))
+                out.setdefault(str(image.SOPInstanceUID), ("IMAGE", image, None))
         for uid in uids:
             item = self.get(uid)
-            out.setdefault(uid, (item.kind, item.dataset))
+            out.setdefault(uid, (item.kind, item.dataset, item.file))
         return list(out.values())
 
 
@@ -170,18 +171,19 @@ def store_and_verify(
     node: DicomNode,
     name: str,
     calling_aet: str,
-    objects: Sequence[tuple[str, Dataset]],
+    objects: Sequence[tuple[str, Dataset, Path | None]],
     method: StoreMethod,
 ) -> StoreResultsResult:
     """Send the objects, then ask the PACS for each of their series; NOT stored unless listed."""
     if not objects:
         raise InvalidParameter("nothing to store: pass the sop_instance_uids export_dicom_seg/sr returned")
     started = time.perf_counter()
-    datasets = [ds for _, ds in objects]
+    datasets = [ds for _, ds, _ in objects]
+    items = [path or ds for _, ds, path in objects]
     if method == "stow-rs":
-        sent = stow(node, datasets, node_name=name)
+        sent = stow(node, items, node_name=name)
     else:
-        sent = send(node, calling_aet, datasets, node_name=name)
+        sent = send(node, calling_aet, items, node_name=name)
     study = str(datasets[0].StudyInstanceUID)
     listed: dict[str, set[str]] = {}
     for ds in datasets:
@@ -195,7 +197,7 @@ def store_and_verify(
             series_instance_uid=str(ds.SeriesInstanceUID),
             verified=str(ds.SOPInstanceUID) in listed[str(ds.SeriesInstanceUID)],
         )
-        for kind, ds in objects
+        for kind, ds, _ in objects
     ]
     verified = sum(1 for i in instances if i.verified)
     result = StoreResultsResult(

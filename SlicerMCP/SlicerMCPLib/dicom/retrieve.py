@@ -268,11 +268,16 @@ def _dicomweb(
             for part in _multipart_parts(resp.iter_content(_CHUNK), boundary):
                 arrivals.put(_sop_instance_uid(part), part)
     except requests.RequestException as exc:
-        raise SlicerMCPError(
-            f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
-            code=ErrorCode.DICOM_NODE_UNREACHABLE,
-            details={"url": node.dicomweb_url},
-        ) from exc
+        raise dicomweb_unreachable(node, exc) from exc
+
+
+def dicomweb_unreachable(node: DicomNode, exc: Exception) -> SlicerMCPError:
+    """The error for a DICOMweb request that got no answer (retrieve, metadata, STOW-RS alike)."""
+    return SlicerMCPError(
+        f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
+        code=ErrorCode.DICOM_NODE_UNREACHABLE,
+        details={"url": node.dicomweb_url},
+    )
 
 
 def _boundary(content_type: str) -> bytes:

@@ -3,8 +3,8 @@
 The SEG joins the source series' study and frame of reference and references each source
 image; one frame per source slice and segment holding anything (empty frames omitted), in
 the source slices' order. Segment labels, colours and SNOMED CT category/type come from the
-scene (dicom/codes.py). highdicom needs pydicom 3 (Slicer 5.12+): `require_highdicom` says
-what to do when it is missing.
+scene (dicom/codes.py). highdicom needs pydicom 3 (Slicer 5.12+ ships both): `require_highdicom`
+says what to do when it is missing.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def require_highdicom() -> Any:
         import pydicom
 
         raise SlicerMCPError(
-            f"writing DICOM SEG and SR needs the highdicom package, which needs pydicom 3 (this Python has "
-            f"pydicom {pydicom.__version__}). In Slicer 5.12 or newer it ships with Slicer; outside Slicer run "
-            "`pip install 'highdicom>=0.22,<0.29'`. Slicer 5.10 (pydicom 2.4) can install highdicom 0.22: see "
-            "docs/slicer-compatibility.md.",
+            f"writing DICOM SEG and SR needs highdicom, which needs pydicom 3; this Python has pydicom "
+            f"{pydicom.__version__}{' and no highdicom' if isinstance(exc, ModuleNotFoundError) else ''}. "
+            "Slicer 5.12 and newer ship both; on Slicer 5.10 (pydicom 2.4) use Slicer 5.12+ for SEG/SR export "
+            "(loading a SEG works everywhere). Outside Slicer: pip install 'highdicom>=0.27,<0.29'.",
             code=ErrorCode.NOT_SUPPORTED,
             details={"missing": "highdicom", "pydicom": pydicom.__version__},
         ) from exc
@@ -83,6 +83,27 @@ def order_sources(
     return [by_k[k] for k in range(shape[0])]
 
 
+def _pixel_array(masks: list[np.ndarray]) -> np.ndarray:
+    """A label map (segment numbers) when no two segments overlap, else the masks stacked last.
+
+    highdicom checks a stack for overlap by summing over it (1.2 s for two 512x512x300 masks);
+    a label map it checks with one max(), so overlap is tested here first, cheaply."""
+    if len(masks) < 256:
+        union = np.zeros(masks[0].shape, dtype=bool)
+        overlap = False
+        for mask in masks:
+            if np.logical_and(union, mask, out=np.empty_like(union)).any():
+                overlap = True
+                break
+            union |= mask
+        if not overlap:
+            labels = np.zeros(masks[0].shape, dtype=np.uint8)
+            for number, mask in enumerate(masks, start=1):
+                labels[mask] = number
+            return labels
+    return np.stack(masks, axis=-1)
+
+
 def build_seg(
     segmentation: SegmentationArray,
     sources: Sequence[Dataset],
@@ -109,8 +130,7 @@ def build_seg(
     for number, item in enumerate(segmentation.segments, start=1):
         category, kind = segment_codes(item.name, item.terminology)
         extra = {}
-        if hasattr(getattr(hd, "color", None), "CIELabColor") and hasattr(hd.color.CIELabColor, "from_rgb"):
-            # highdicom 0.23+; 0.22 (the one pip picks beside Slicer 5.10's pydicom 2.4) takes no colour
+        if hasattr(getattr(hd, "color", None), "CIELabColor"):  # 0.27 (Slicer's) and 0.28 have it
             extra["display_color"] = hd.color.CIELabColor.from_rgb(*(round(c * 255) for c in item.color))
         descriptions.append(
             hd.seg.SegmentDescription(
@@ -127,7 +147,7 @@ def build_seg(
                 **extra,
             )
         )
-    pixels = np.stack([item.mask for item in segmentation.segments], axis=-1)
+    pixels = _pixel_array([item.mask for item in segmentation.segments])
     seg = hd.seg.Segmentation(
         source_images=ordered,
         pixel_array=pixels,

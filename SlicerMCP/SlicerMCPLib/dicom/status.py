@@ -46,6 +46,7 @@ class Status(IntEnum):
     DUPLICATE_SOP_INSTANCE = 0x0111
     NO_SUCH_OBJECT_INSTANCE = 0x0112
     MISSING_ATTRIBUTE = 0x0120
+    MISSING_ATTRIBUTE_VALUE = 0x0121  # e.g. an MPPS set COMPLETED without its performed series
     # PS3.4 service-class failures (C-STORE, C-FIND, C-MOVE)
     OUT_OF_RESOURCES = 0xA700
     IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900

@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
+import pydicom
 import requests
 from pydicom.dataset import Dataset
 
@@ -19,6 +21,7 @@ from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import node_label
 from .models import SendFailure, SendResult
 from .part10 import write_file
+from .retrieve import dicomweb_unreachable
 
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_SEQUENCE = "00081199"
@@ -26,13 +29,19 @@ REFERENCED_SOP_INSTANCE_UID = "00081155"
 FAILURE_REASON = "00081197"
 
 
-def _body(datasets: Sequence[Dataset], boundary: str) -> bytes:
+def _encoded(item: Dataset | Path) -> bytes:
+    if isinstance(item, Path):
+        return item.read_bytes()
+    part = io.BytesIO()
+    write_file(item, part)
+    return part.getvalue()
+
+
+def _body(items: Sequence[Dataset | Path], boundary: str) -> bytes:
     out = io.BytesIO()
-    for ds in datasets:
-        part = io.BytesIO()
-        write_file(ds, part)
+    for item in items:
         out.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii"))
-        out.write(part.getvalue())
+        out.write(_encoded(item))
         out.write(b"\r\n")
     out.write(f"--{boundary}--\r\n".encode("ascii"))
     return out.getvalue()
@@ -48,8 +57,16 @@ def _uids(answer: dict, keyword: str) -> list[tuple[str, str]]:
     return out
 
 
-def stow(node: DicomNode, datasets: Sequence[Dataset], *, node_name: str | None = None) -> SendResult:
-    """POST the datasets to the node's STOW-RS endpoint; per-instance failures are counted, not raised."""
+def _uid(item: Dataset | Path) -> str:
+    if isinstance(item, Path):
+        return str(
+            pydicom.dcmread(item, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
+        )
+    return str(item.SOPInstanceUID)
+
+
+def stow(node: DicomNode, datasets: Sequence[Dataset | Path], *, node_name: str | None = None) -> SendResult:
+    """POST the datasets (or Part 10 files) to the node's STOW-RS endpoint; per-instance failures are counted, not raised."""
     label = node_label(node, node_name)
     if not node.dicomweb_url:
         raise SlicerMCPError(
@@ -70,11 +87,7 @@ def stow(node: DicomNode, datasets: Sequence[Dataset], *, node_name: str | None 
             timeout=node.timeout_s,
         )
     except requests.RequestException as exc:
-        raise SlicerMCPError(
-            f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
-            code=ErrorCode.DICOM_NODE_UNREACHABLE,
-            details={"url": node.dicomweb_url},
-        ) from exc
+        raise dicomweb_unreachable(node, exc) from exc
     if resp.status_code >= 400 and resp.status_code != 409:  # 409: some or all failed, listed in the body
         raise SlicerMCPError(
             f"STOW-RS to {label} failed: HTTP {resp.status_code}",
@@ -87,11 +100,7 @@ def stow(node: DicomNode, datasets: Sequence[Dataset], *, node_name: str | None 
         answer = {}
     failed = [SendFailure(sop_instance_uid=u, status=s) for u, s in _uids(answer, FAILED_SOP_SEQUENCE)]
     stored = {u for u, _ in _uids(answer, REFERENCED_SOP_SEQUENCE)}
-    sent = (
-        sum(1 for ds in datasets if str(ds.SOPInstanceUID) in stored)
-        if stored
-        else len(datasets) - len(failed)
-    )
+    sent = sum(1 for uid in map(_uid, datasets) if uid in stored) if stored else len(datasets) - len(failed)
     return SendResult(
         success=not failed and sent == len(datasets),
         destination=node.ae_title,

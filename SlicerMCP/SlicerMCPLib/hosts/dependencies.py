@@ -45,6 +45,10 @@ SLICER_SHIPPED_PACKAGES = frozenset(
 #: >= 4.14.1 (Slicer 5.10 ships 4.14.0) and idna >= 3.18 (5.10 ships 3.10, 5.12 ships 3.16);
 #: both keep their API within a major, and no Slicer code imports them directly.
 COMPATIBLE_UPGRADES = frozenset({"typing-extensions", "idna"})
+#: requirements that only fit beside a shipped package at these versions: elsewhere they are not
+#: installed and the tools needing them answer NOT_SUPPORTED. highdicom needs pydicom 3 (0.22, the
+#: last for pydicom 2, breaks on the numpy 2 that Slicer 5.10 ships); Slicer 5.12+ ships it.
+NEEDS_SHIPPED = {"highdicom": "pydicom>=3"}
 
 
 def requirements_file() -> Path:
@@ -83,6 +87,8 @@ def missing_requirements(requirements: list[str]) -> list[str]:
         req = Requirement(line)
         if req.marker is not None and not req.marker.evaluate():
             continue
+        if not _fits_beside_shipped(req.name):
+            continue
         try:
             installed = importlib.metadata.version(req.name)
         except importlib.metadata.PackageNotFoundError:
@@ -91,6 +97,22 @@ def missing_requirements(requirements: list[str]) -> list[str]:
         if req.specifier and not req.specifier.contains(installed, prereleases=True):
             missing.append(line)
     return missing
+
+
+def _fits_beside_shipped(name: str) -> bool:
+    """False when the requirement needs a shipped package at a version this Python does not have."""
+    from packaging.requirements import Requirement
+
+    need = NEEDS_SHIPPED.get(_canonical(name))
+    if need is None:
+        return True
+    prerequisite = Requirement(need)
+    try:
+        return prerequisite.specifier.contains(
+            importlib.metadata.version(prerequisite.name), prereleases=True
+        )
+    except importlib.metadata.PackageNotFoundError:
+        return True  # pip installs the prerequisite along with it
 
 
 def _canonical(name: str) -> str:

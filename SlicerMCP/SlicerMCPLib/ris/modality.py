@@ -31,9 +31,10 @@ from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
 from ..dicom.associations import lost_association, open_association, status_of
 from ..dicom.part10 import write_file
 from ..dicom.send import send
-from ..dicom.status import STATUS_FAILURE, STATUS_PENDING, STATUS_SUCCESS
+from ..dicom.status import STATUS_FAILURE, STATUS_PENDING
 from .db import RisNotFound
 from .images import MAX_VALUE, Picture, SampleGenerator, generator_for
+from .mpps_scu import mpps_request
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ def _dicom_failure(message: str, code: int | None, what: str) -> SlicerMCPError:
 class VirtualCR:
     """One virtual CR station: its AE title, the RIS it asks and the PACS it sends to."""
 
+    modality = "CR"  # what it asks the worklist for and reports in its MPPS (VirtualCT: CT)
+
     def __init__(
         self,
         ae_title: str,
@@ -121,7 +124,7 @@ class VirtualCR:
             setattr(sps, kw, "")
         sps.ScheduledStationAETitle = self.ae_title
         sps.ScheduledProcedureStepStartDate = date
-        sps.Modality = "CR"
+        sps.Modality = self.modality
         query.ScheduledProcedureStepSequence = Sequence([sps])
         query.SpecificCharacterSet = "ISO_IR 192"
         items: list[Dataset] = []
@@ -141,15 +144,7 @@ class VirtualCR:
     # MPPS ------------------------------------------------------------------------------------
 
     def _mpps(self, action: Callable[[object], tuple[Dataset | None, Dataset | None]], what: str) -> None:
-        with open_association(
-            self.ris, self.ae_title, [build_context(ModalityPerformedProcedureStep)]
-        ) as assoc:
-            status, _ = action(assoc)
-        code, category = status_of(status)
-        if code is None:
-            raise lost_association(self.ris.ae_title, what)
-        if category != STATUS_SUCCESS:
-            raise _dicom_failure(str(status.get("ErrorComment", "")), code, what)
+        mpps_request(self.ris, self.ae_title, action, what)
 
     def _mpps_create(self, uid: str, item: Dataset, sps: Dataset, started: datetime) -> None:
         ds = Dataset()
@@ -179,7 +174,7 @@ class VirtualCR:
         ds.ProcedureCodeSequence = Sequence([])
         ds.PerformedProcedureStepEndDate = None
         ds.PerformedProcedureStepEndTime = None
-        ds.Modality = "CR"
+        ds.Modality = self.modality
         ds.StudyID = str(item.get("RequestedProcedureID", ""))[:16]
         ds.PerformedProtocolCodeSequence = Sequence([])
         ds.PerformedSeriesSequence = Sequence([])

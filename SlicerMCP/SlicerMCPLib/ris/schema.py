@@ -77,6 +77,18 @@ MIGRATIONS: list[list[str]] = [
             id {pk}, sop_instance_uid {key} NOT NULL REFERENCES mpps(sop_instance_uid),
             status {key} NOT NULL, changed_at {key} NOT NULL, note {text}){ts}""",
     ],
+    # 2: the reports written for an order (FHIR DiagnosticReport references), shown with the order
+    [
+        """CREATE TABLE order_reports (
+            id {pk}, order_id INTEGER NOT NULL REFERENCES orders(id), reference {key} NOT NULL,
+            status {key} NOT NULL, conclusion {text}, sr_sop_instance_uid {key}, recorded_at {key} NOT NULL){ts}""",
+        "CREATE INDEX ix_order_reports ON order_reports (order_id)",
+    ],
+]
+
+#: CT procedures the virtual CT performs (added by migration 2: its rows are in MIGRATION_DATA)
+CT_PROCEDURES = [
+    ("CT-ABD-LESION", "CT Abdomen lesion volumetry", "CT", "ABDOMEN", "AXIAL", 48),
 ]
 
 
@@ -128,11 +140,11 @@ PROCEDURES = [
     ("XR-CSPINE-3V", "XR Cervical spine 3 views", "CR", "CSPINE", "AP,LL,LLO", 3),
 ]
 
+PROCEDURE_INSERT = "INSERT INTO procedures (code, description, modality, body_part, views, image_count) VALUES (?, ?, ?, ?, ?, ?)"
 REFERENCE_DATA = [
     ("INSERT INTO modalities (code, description) VALUES (?, ?)", MODALITIES),
     ("INSERT INTO body_parts (code, description) VALUES (?, ?)", BODY_PARTS),
-    (
-        "INSERT INTO procedures (code, description, modality, body_part, views, image_count) VALUES (?, ?, ?, ?, ?, ?)",
-        PROCEDURES,
-    ),
+    (PROCEDURE_INSERT, PROCEDURES),
 ]
+#: rows each migration loads after its statements
+MIGRATION_DATA = {1: REFERENCE_DATA, 2: [(PROCEDURE_INSERT, CT_PROCEDURES)]}

@@ -27,6 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from ..core.errors import SlicerMCPError
 from ..dicom.status import MAY_NO_LONGER_BE_UPDATED, Status
 from .db import RisConflict, RisNotFound
+from .mpps_rules import MISSING_ATTRIBUTE_VALUE, completion_problems, series_records
 from .store import RisStore
 from .wire import compile_encoder, find_response_command, p_data_pdus
 from .worklist import (
@@ -56,22 +57,8 @@ def _status(code: int, comment: str | None = None, error_id: int | None = None) 
 
 
 def performed_series(ds: Dataset) -> list[dict[str, Any]]:
-    """The Performed Series Sequence as plain records for the store."""
-    out = []
-    for item in ds.get("PerformedSeriesSequence", []) or []:
-        out.append(
-            {
-                "series_instance_uid": str(item.get("SeriesInstanceUID", "")),
-                "series_description": str(item.get("SeriesDescription", "")),
-                "retrieve_aet": str(item.get("RetrieveAETitle", "")),
-                "instances": [
-                    str(ref.ReferencedSOPInstanceUID)
-                    for ref in item.get("ReferencedImageSequence", []) or []
-                    if "ReferencedSOPInstanceUID" in ref
-                ],
-            }
-        )
-    return out
+    """The Performed Series Sequence as plain records for the store (images and SEG/SR alike)."""
+    return series_records(ds)
 
 
 _BATCH = 64  # pending responses per socket write (and per check for a C-CANCEL)
@@ -313,6 +300,19 @@ class RisScp:
             ds.AffectedSOPInstanceUID = uid
         return Status.SUCCESS, ds
 
+    def _incomplete(self, uid: str, ds: Dataset) -> Dataset | None:
+        """Missing Attribute Value when the N-SET would leave a COMPLETED step without what it must carry."""
+        try:
+            stored = self.store.get_mpps(uid)
+        except SlicerMCPError:
+            return None  # unknown instance or database down: mpps_set answers with its own status
+        have = {"end_date": stored.end, "end_time": stored.end, "series": stored.series}
+        problems = completion_problems(ds, have)
+        if not problems:
+            return None
+        log.warning("MPPS %s: COMPLETED refused (%d missing attributes)", uid, len(problems))
+        return _status(MISSING_ATTRIBUTE_VALUE, "; ".join(problems))
+
     def _on_n_set(self, event: Any) -> tuple[int | Dataset, Dataset | None]:
         uid = str(event.request.RequestedSOPInstanceUID)
         try:
@@ -323,6 +323,10 @@ class RisScp:
         if status is not None and status not in MPPS_STATES:
             return _status(Status.INVALID_ATTRIBUTE_VALUE, f"unknown status {status[:30]}"), None
         series = performed_series(ds) if "PerformedSeriesSequence" in ds else None
+        if status == "COMPLETED":
+            refused = self._incomplete(uid, ds)
+            if refused is not None:
+                return refused, None
         try:
             record = self.store.mpps_set(
                 uid,

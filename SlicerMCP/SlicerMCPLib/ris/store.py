@@ -21,7 +21,7 @@ from ..dicom.validation import check_ae_title, check_id, check_vr
 from .db import Database, RisConflict, RisNotFound, Tx, like_literal, open_database
 from .models import MppsRecord, MwlEntry, Order, Patient, Procedure
 from .rows import MWL_SELECT, ORDER_SELECT, mpps_of, mwl_of, order_of, patient_of, procedure_of
-from .schema import MIGRATIONS, REFERENCE_DATA, VERSION_TABLE, render
+from .schema import CT_PROCEDURES, MIGRATION_DATA, MIGRATIONS, PROCEDURES, VERSION_TABLE, render
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,8 @@ class RisStore:
             with self.db.transaction() as tx:
                 for statement in statements:
                     tx.execute(render(statement, self.db.dialect))
-                if number == 1:
-                    for sql, rows in REFERENCE_DATA:
-                        tx.executemany(sql, rows)
+                for sql, rows in MIGRATION_DATA.get(number, []):
+                    tx.executemany(sql, rows)
                 tx.execute(
                     "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (number, now_iso())
                 )
@@ -222,7 +221,7 @@ class RisStore:
                             f"unknown procedure code {procedure_code!r}",
                             details={
                                 "procedure_code": procedure_code,
-                                "known": [p[0] for p in REFERENCE_DATA[2][1]],
+                                "known": [p[0] for p in PROCEDURES + CT_PROCEDURES],
                             },
                         )
                     tx.execute(

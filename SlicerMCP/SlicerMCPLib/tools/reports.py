@@ -29,8 +29,6 @@ from .dicom import dicom_service
 from .fhir import fhir_server_text
 from .results import Quantity, Unit, results_registry
 
-Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID")]
-
 
 class ReportMeasurement(BaseModel):
     label: str = Field(
@@ -162,13 +160,15 @@ def _document(ds: pydicom.Dataset) -> bytes:
 
 async def fhir_report_from_dicom_pdf(
     ctx: Context,
-    study_instance_uid: Uid,
-    series_instance_uid: Uid,
-    sop_instance_uid: Uid,
+    study_instance_uid: Annotated[str, Field(min_length=1, max_length=64, description="the PDF's study")],
+    series_instance_uid: Annotated[str, Field(min_length=1, max_length=64, description="the PDF's series")],
+    sop_instance_uid: Annotated[str, Field(min_length=1, max_length=64, description="the PDF instance")],
     conclusion: Annotated[
         str | None, Field(max_length=4000, description="default: the PDF's first paragraph")
     ] = None,
-    status: ReportStatus = "final",
+    status: Annotated[
+        ReportStatus, Field(description="the report's status (a signed PDF is final)")
+    ] = "final",
     patient: Annotated[
         str | None, Field(description="FHIR Patient id (default: found by the PDF's PatientID)")
     ] = None,

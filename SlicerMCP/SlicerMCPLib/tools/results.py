@@ -7,7 +7,6 @@ The FHIR report tools are in tools/reports.py.
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Annotated, Literal
 
@@ -22,6 +21,7 @@ from ..core.scene_backend import SegmentationArray
 from ..core.services import Services, services_of
 from ..dicom.codes import QUANTITIES, UNITS, segment_codes
 from ..dicom.export import volume_to_datasets
+from ..dicom.metadata import series_headers
 from ..dicom.move import Target
 from ..dicom.results import (
     Exported,
@@ -74,14 +74,12 @@ def results_registry(services: Services) -> ResultsRegistry:
 
 
 def _source_headers(services: Services, segmentation: SegmentationArray) -> list[pydicom.Dataset]:
-    """Headers of the reference volume's DICOM images, fetched from the current node."""
+    """Headers of the reference volume's DICOM images from the current node (no pixel data)."""
     study = segmentation.attributes.get("DICOM.StudyInstanceUID", "")
     series = segmentation.attributes.get("DICOM.SeriesInstanceUID", "")
-    items = dicom_service(services).fetch_instances(Target(study, series))
-    return [
-        pydicom.dcmread(io.BytesIO(data) if isinstance(data, bytes) else data, stop_before_pixels=True)
-        for data in items.values()
-    ]
+    dicom = dicom_service(services)
+    name, node = dicom.node()
+    return series_headers(node, name, Target(study, series), dicom.fetch_instances)
 
 
 async def export_dicom_seg(
@@ -93,7 +91,10 @@ async def export_dicom_seg(
     reference_volume_id: Annotated[
         str | None, Field(description="the image the segments belong to (default: the segmentation's source)")
     ] = None,
-    series_description: Annotated[str | None, Field(max_length=64)] = None,
+    series_description: Annotated[
+        str | None,
+        Field(max_length=64, description="the SEG series' description (default: '<name> segmentation')"),
+    ] = None,
     algorithm_type: Annotated[
         AlgorithmType, Field(description="MANUAL (drawn), SEMIAUTOMATIC (threshold, islands...), AUTOMATIC")
     ] = "SEMIAUTOMATIC",
@@ -225,7 +226,9 @@ async def export_dicom_sr(
     markups: Annotated[list[MarkupMeasurement] | None, Field(description="line lengths, diameters")] = None,
     observer: Annotated[str | None, Field(max_length=64, description="reporting person, DICOM PN")] = None,
     final: Annotated[bool, Field(description="mark the report final (verified by a person)")] = False,
-    series_description: Annotated[str, Field(max_length=64)] = "Measurement report",
+    series_description: Annotated[
+        str, Field(max_length=64, description="the SR series' description")
+    ] = "Measurement report",
 ) -> SrExport:
     """Export a DICOM TID 1500 Measurement Report (Comprehensive 3D SR) for a SEG made by
     export_dicom_seg: one measurement group per segment (tracking id/UID, the segment referenced

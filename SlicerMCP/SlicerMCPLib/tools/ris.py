@@ -19,7 +19,8 @@ from ..core.services import Services, services_of
 from ..dicom.validation import check_text
 from ..ris.db import RisNotFound
 from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
-from ..ris.schema import PROCEDURES
+from ..ris.reports import OrderReport, OrderResult, order_results, reports_for
+from ..ris.schema import CT_PROCEDURES, PROCEDURES
 from ..ris.service import RisService, ris_service
 from .annotations import ADDS, ADDS_FROM_REMOTE, CANCELS, READS
 from .confirm import asks_person
@@ -27,7 +28,7 @@ from .confirm import asks_person
 T = TypeVar("T")
 
 
-ProcedureCode = Literal[tuple(p[0] for p in PROCEDURES)]  # type: ignore[valid-type]
+ProcedureCode = Literal[tuple(p[0] for p in PROCEDURES + CT_PROCEDURES)]  # type: ignore[valid-type]
 Limit = Annotated[int, Field(ge=1, le=1000, description="at most this many records")]
 Accession = Annotated[str, Field(min_length=1, max_length=16, description="accession number of the order")]
 
@@ -89,6 +90,10 @@ class ProcedureStepStatus(BaseModel):
     order_status: str
     worklist: list[MwlEntry]
     performed_steps: list[MppsRecord] = Field(description="MPPS instances with their status history")
+    results: list[OrderResult] = Field(
+        default_factory=list, description="instances the completed steps performed: images, SEG, SR"
+    )
+    reports: list[OrderReport] = Field(default_factory=list, description="reports recorded for the order")
 
 
 def _ris_text(services: Services) -> str:
@@ -165,7 +170,9 @@ async def list_orders(
 async def create_order(
     ctx: Context,
     patient_mrn: Annotated[str, Field(min_length=1, description="MRN from list_mini_ris_patients")],
-    procedure_code: Annotated[ProcedureCode, Field(description="one of the 14 CR/XR procedures")],
+    procedure_code: Annotated[
+        ProcedureCode, Field(description="one of the 14 CR/XR procedures, or CT-ABD-LESION (the virtual CT)")
+    ],
     priority: Annotated[Priority, Field(description="request priority")] = "ROUTINE",
     reason: Annotated[str | None, Field(max_length=200, description="reason for the study")] = None,
     accession_number: Annotated[
@@ -336,8 +343,9 @@ async def create_synthetic_cr_study(
 
 
 async def get_procedure_step_status(ctx: Context, accession_number: Accession) -> ProcedureStepStatus:
-    """Where an order stands: its state, its worklist entries and every MPPS (IN PROGRESS, COMPLETED,
-    DISCONTINUED) with the performed series and the status history."""
+    """Where an order stands: its state, its worklist entries, every MPPS (IN PROGRESS, COMPLETED,
+    DISCONTINUED) with the performed series and the status history, the results those steps produced
+    (images, SEG, SR) and the reports recorded for it."""
 
     def work(s: RisService) -> ProcedureStepStatus:
         orders = s.store.list_orders(accession_number=accession_number, limit=1)
@@ -352,6 +360,8 @@ async def get_procedure_step_status(ctx: Context, accession_number: Accession) -
             order_status=orders[0].status,
             worklist=entries,
             performed_steps=steps,
+            results=order_results(steps),
+            reports=reports_for(s.store, accession_number),
         )
 
     return await _run(ctx, work)
