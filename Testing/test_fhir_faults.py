@@ -182,17 +182,43 @@ def test_auth_headers_and_no_credentials_to_foreign_next_links(fake_http) -> Non
     assert len(fake_http.seen) == 1
 
 
-def test_credentials_do_not_follow_a_redirect_to_another_host(fake_http) -> None:
+def test_a_redirect_to_another_origin_is_refused_unless_configured(fake_http) -> None:
+    """A search answered by another host must not come back as this server's result (fake: redirects)."""
     capability = json.dumps({"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"}).encode()
     port = fake_http.url.split(":")[2].split("/")[0]
     moved = {"Location": f"http://localhost:{port}/fhir/metadata"}  # same fake, another host name
     fake_http.answers["GET"] = [Canned(302, b"", headers=moved), Canned(200, capability)]
     services = fake_http_services(fake_http, api_key="k-123", api_key_header="X-Api-Key", bearer_token="t-9")
+    err = call_error(services, "verify_fhir_connection")
+    assert err["code"] == ErrorCode.FHIR_HTTP_ERROR and "redirect_origins" in err["message"]
+    assert len(fake_http.seen) == 1  # nothing was sent to the other origin
+
+
+def test_credentials_do_not_follow_an_allowed_redirect_to_another_host(fake_http) -> None:
+    capability = json.dumps({"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"}).encode()
+    port = fake_http.url.split(":")[2].split("/")[0]
+    moved = {"Location": f"http://localhost:{port}/fhir/metadata"}
+    fake_http.answers["GET"] = [Canned(302, b"", headers=moved), Canned(200, capability)]
+    services = fake_http_services(
+        fake_http,
+        api_key="k-123",
+        api_key_header="X-Api-Key",
+        bearer_token="t-9",
+        redirect_origins=[f"http://localhost:{port}"],
+    )
     assert call_one(services, "verify_fhir_connection")["fhir_version"] == "4.0.1"
     first, second = fake_http.seen[0][2], fake_http.seen[1][2]
     assert first.get("X-Api-Key") == "k-123" and first.get("Authorization") == "Bearer t-9"
     assert second["Host"].startswith("localhost:")
     assert "X-Api-Key" not in second and "Authorization" not in second
+
+
+def test_a_server_echoing_the_key_does_not_get_it_shown(fake_http) -> None:
+    """FAKE server: echoes the API key it received in an OperationOutcome (a real one may)."""
+    fake_http.answers["GET"] = [Canned(401, outcome("security", "bad key k-secret-123 for X-Api-Key"))]
+    services = fake_http_services(fake_http, api_key="k-secret-123", api_key_header="X-Api-Key", retries=0)
+    err = call_error(services, "verify_fhir_connection")
+    assert "k-secret-123" not in json.dumps(err) and "***" in json.dumps(err)
 
 
 def test_a_connection_dropped_mid_answer_is_a_connection_error(fake_http) -> None:

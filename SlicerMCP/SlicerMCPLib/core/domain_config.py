@@ -113,6 +113,10 @@ class FhirServer(BaseModel):
     api_key_header: str = Field(default="X-API-Key", description="header that carries api_key")
     ca_bundle: str | None = Field(default=None, description="custom CA bundle; TLS verification is always on")
     timeout_s: float = Field(default=30.0, gt=0, description="seconds per HTTP request")
+    redirect_origins: list[str] = Field(
+        default_factory=list,
+        description="other origins (scheme://host:port) this server may redirect to; others are refused",
+    )
     retries: int = Field(
         default=3, ge=0, le=10, description="extra tries of idempotent reads on connection errors"
     )

@@ -85,13 +85,37 @@ def _resource_type_of(path: str) -> str:
     return path.split("?", 1)[0].strip("/").split("/", 1)[0] or "<root>"
 
 
-class _Session(requests.Session):
-    """A Session that drops every credential header on a redirect to another host, not only the
-    Authorization header requests itself drops (an API key header would otherwise travel along)."""
+class CrossOriginRedirect(requests.exceptions.RequestException):
+    """The server sent a redirect to another origin that the config does not allow."""
 
-    def __init__(self, secret_headers: tuple[str, ...]):
+    def __init__(self, target: str):
+        super().__init__(target)
+        self.target = target
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+class _Session(requests.Session):
+    """A Session that follows redirects only within the server's origin (and the configured
+    `redirect_origins`), and drops every credential header when it does leave the host, not only
+    the Authorization header requests itself drops (an API key header would otherwise travel along).
+    A search answered from another host would otherwise come back as this server's result."""
+
+    def __init__(self, secret_headers: tuple[str, ...], origins: set[str]):
         super().__init__()
         self.secret_headers = secret_headers
+        self.origins = origins
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is not None:
+            absolute = requests.compat.urljoin(resp.url, target)
+            if _origin(absolute) not in self.origins:
+                raise CrossOriginRedirect(absolute)
+        return target
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)
@@ -107,7 +131,9 @@ class FhirClient:
         self.name = name
         self.server = server
         self.base_url = server.url.rstrip("/")
-        self.session = _Session(("Authorization", server.api_key_header))
+        allowed = {_origin(server.url)} | {_origin(o) for o in server.redirect_origins}
+        self.session = _Session(("Authorization", server.api_key_header), allowed)
+        self.secrets = [v for v in (server.bearer_token, server.api_key) if v and len(v) >= 4]
         self.session.headers["Accept"] = FHIR_JSON
         if server.bearer_token:
             self.session.headers["Authorization"] = f"Bearer {server.bearer_token}"
@@ -162,6 +188,15 @@ class FhirClient:
                     timeout=self.server.timeout_s,
                     verify=self.verify,
                 )
+            except CrossOriginRedirect as exc:
+                theirs = urlsplit(exc.target)
+                raise SlicerMCPError(
+                    f"FHIR server {self.name!r} redirected the request to another origin "
+                    f"({theirs.scheme}://{theirs.netloc}); not followed. If that server is meant to answer, "
+                    "add it to redirect_origins of this server in fhir_servers.",
+                    code=ErrorCode.FHIR_HTTP_ERROR,
+                    details={"server": self.name, "redirect_origin": f"{theirs.scheme}://{theirs.netloc}"},
+                ) from exc
             except requests.exceptions.SSLError as exc:
                 raise self._connection_error(
                     "TLS verification failed; if the server uses a private CA, set ca_bundle for it", exc
@@ -223,8 +258,14 @@ class FhirClient:
             return FhirResponse(response.status_code, body or {}, dict(response.headers))
         raise self._http_error(method, url, response.status_code, body)
 
+    def scrub(self, text: str) -> str:
+        """`text` without this server's configured secrets (a server may echo the key it received)."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _http_error(self, method: str, url: str, status: int, body: Any) -> SlicerMCPError:
-        text = outcome_text(body)
+        text = self.scrub(outcome_text(body))
         details: dict[str, Any] = {"server": self.name, "status": status, "method": method, "url": url}
         if text:
             details["operation_outcome"] = text
