@@ -146,6 +146,22 @@ def quarter_of_memory() -> int:
     return max(256 << 20, total // 4)
 
 
+class RenderingSettings(BaseModel):
+    """How screenshots share the scene with other clients and fit into one MCP message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue_per_client: int = Field(
+        default=2, ge=1, description="renders one client may have queued or running; more are refused BUSY"
+    )
+    max_image_bytes: int = Field(
+        default=700_000,
+        ge=10_000,
+        description="largest image sent (base64 adds a third: 700 kB stays under the 1 MiB SSE event "
+        "of the MCP Python client); larger ones are re-encoded as JPEG, then scaled down",
+    )
+
+
 class Config(BaseModel):
     """Everything the server reads from the outside world, validated in one place."""
 
@@ -155,6 +171,7 @@ class Config(BaseModel):
     allow: AllowSettings = Field(default_factory=AllowSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    rendering: RenderingSettings = Field(default_factory=RenderingSettings)
     sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
     webserver_url: str = Field(
         default="http://localhost:2016", description="Slicer's WebServer, for slicer-mcp"

@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     DOWNLOAD_FAILED = "DOWNLOAD_FAILED"
     CONFIG_ERROR = "CONFIG_ERROR"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    BUSY = "BUSY"
+    CIRCUIT_OPEN = "CIRCUIT_OPEN"
     # DICOM
     DICOM_ASSOCIATION_REJECTED = "DICOM_ASSOCIATION_REJECTED"
     DICOM_NODE_UNREACHABLE = "DICOM_NODE_UNREACHABLE"
@@ -100,6 +102,18 @@ class OperationDisabled(SlicerMCPError):
             f"or the environment variable {env}=true{also}, then restart the server.",
             details={"config_key": f"allow.{operation}", "env": env},
         )
+
+
+class Busy(SlicerMCPError):
+    """Refused at once because this client already has enough work queued (retry after it ends)."""
+
+    default_code = ErrorCode.BUSY
+
+
+class CircuitOpen(SlicerMCPError):
+    """A peer failed repeatedly: calls to it fail fast until the time in details.retry_at."""
+
+    default_code = ErrorCode.CIRCUIT_OPEN
 
 
 class ScreenshotFailed(SlicerMCPError):

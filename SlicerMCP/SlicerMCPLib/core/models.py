@@ -82,6 +82,9 @@ class ScreenshotInfo(BaseModel):
     look_from_axis: LookFromAxis | None = None
     background_volume_id: str | None = None
     renderer: str = Field(description="what drew it: slicer, headless-vtk or webserver")
+    image_format: Literal["png", "jpeg"] = Field(
+        default="png", description="jpeg when a PNG would not fit in one MCP message (notes say so)"
+    )
     notes: list[str] = Field(default_factory=list)
 
 

@@ -29,7 +29,9 @@ from ..core.models import (
     ViewType,
     VolumeMeasurement,
 )
+from ..core.render_queue import RenderQueue
 from ..core.services import Services, services_of
+from ..scene.image_fit import fit_image
 from ..scene.sampledata import SAMPLES, SampleDataCache
 from .annotations import ADDS, ADDS_FROM_REMOTE, READS, REMOVES, RUNS_CODE, SETS
 from .client_log import client_log
@@ -123,14 +125,29 @@ async def capture_screenshot(
     ] = None,
     size: Annotated[int | None, Field(ge=64, le=2048, description="image width and height in pixels")] = None,
 ) -> Annotated[CallToolResult, ScreenshotInfo]:
-    """Take a PNG picture of a view as it is rendered (window/level, segmentation overlays, 3D).
-    Returns the image and its metadata (view, size, slice offset in mm)."""
-    shot = await services_of(ctx).backend.capture_screenshot(view_type, scroll_position, look_from_axis, size)
+    """Take a picture of a view as it is rendered (window/level, segmentation overlays, 3D).
+    Returns the image (PNG; JPEG, maybe scaled down, when a PNG would not fit in one message: notes
+    say so) and its metadata (view, size, slice offset in mm). Renders run one at a time; a client
+    with 2 already queued gets BUSY at once: wait for them, then capture again."""
+    services = services_of(ctx)
+    queue = services.get_or_create("render_queue", lambda s: RenderQueue(s.config.rendering.queue_per_client))
+    async with queue.turn(session_key(ctx)):
+        shot = await services.backend.capture_screenshot(view_type, scroll_position, look_from_axis, size)
+    fitted = await anyio.to_thread.run_sync(fit_image, shot.png, services.config.rendering.max_image_bytes)
     info = shot.info
+    if fitted.mime_type != "image/png":
+        info = info.model_copy(
+            update={
+                "width": fitted.width,
+                "height": fitted.height,
+                "image_format": "jpeg",
+                "notes": [*info.notes, *fitted.notes],
+            }
+        )
     return CallToolResult(
         content=[
             ImageContent(
-                type="image", data=base64.b64encode(shot.png).decode("ascii"), mime_type="image/png"
+                type="image", data=base64.b64encode(fitted.data).decode("ascii"), mime_type=fitted.mime_type
             ),
             TextContent(type="text", text=info.model_dump_json()),
         ],
