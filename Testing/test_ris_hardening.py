@@ -223,7 +223,13 @@ def strict_scp(sqlite_store: RisStore) -> Any:
     from SlicerMCPLib.ris.scp import RisScp
 
     scp = RisScp(
-        sqlite_store, RIS_AET, "127.0.0.1", free_port(), timeout_s=2.0, calling_aets=(STATION_AET, "CT01")
+        sqlite_store,
+        RIS_AET,
+        "127.0.0.1",
+        free_port(),
+        timeout_s=2.0,
+        calling_aets=(STATION_AET, "CT01"),
+        check_called_aet=True,
     ).start()
     yield scp
     scp.stop()

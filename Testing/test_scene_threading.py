@@ -52,7 +52,7 @@ def test_scene_work_runs_on_one_thread(mcp_server, tmp_path, scene_thread, monke
             return await asyncio.gather(*calls)
 
     results = asyncio.run(main())
-    assert not any(r.is_error for r in results)
+    assert not any(r.is_error for r in results), [r.content[0].text for r in results if r.is_error]
     assert {name for name, _ in seen} == {"list_nodes", "details", "load_file", "measure", "capture"}
     assert {ident for _, ident in seen} == {scene_thread.ident}
     assert scene_thread.ident != threading.get_ident()

@@ -111,8 +111,18 @@ def mpps(port: int, api: str, headers: dict[str, str], stop: threading.Event, ta
         ds.Modality = entry["modality"]
         status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
         if status and int(status.Status) == 0:
-            done = Dataset()
+            done = Dataset()  # what a COMPLETED step must carry (the SCP refuses it otherwise, 0x0121)
             done.PerformedProcedureStepStatus = "COMPLETED"
+            done.PerformedProcedureStepEndDate = time.strftime("%Y%m%d")
+            done.PerformedProcedureStepEndTime = time.strftime("%H%M%S")
+            image = Dataset()
+            image.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+            image.ReferencedSOPInstanceUID = generate_uid()
+            series = Dataset()
+            series.SeriesInstanceUID = generate_uid()
+            series.ProtocolName = "soak"
+            series.ReferencedImageSequence = Sequence([image])
+            done.PerformedSeriesSequence = Sequence([series])
             status, _ = assoc.send_n_set(done, ModalityPerformedProcedureStep, uid)
             if status and int(status.Status) == 0:
                 with tally.lock:

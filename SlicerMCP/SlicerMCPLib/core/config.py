@@ -152,7 +152,7 @@ class RenderingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     queue_per_client: int = Field(
-        default=2, ge=1, description="renders one client may have queued or running; more are refused BUSY"
+        default=8, ge=1, description="renders one client may have queued or running; more are refused BUSY"
     )
     max_image_bytes: int = Field(
         default=700_000,

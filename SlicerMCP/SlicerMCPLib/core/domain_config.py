@@ -216,6 +216,10 @@ class MiniRisSettings(BaseModel):
         le=600,
         description="seconds a silent or half-sent association is kept (ACSE/DIMSE/network)",
     )
+    mwl_check_called_aet: bool = Field(
+        default=False,
+        description="refuse associations not addressed to mwl_ae_title (off: findscu's default ANY-SCP works)",
+    )
     mwl_calling_aets: list[str] = Field(
         default_factory=list,
         description="calling AE titles the SCP accepts; empty: any (each new caller is logged once)",

@@ -140,6 +140,7 @@ class RisScp:
         max_associations: int = 64,
         timeout_s: float = 10.0,
         calling_aets: tuple[str, ...] = (),
+        check_called_aet: bool = False,
     ):
         self.store = store
         self.ae_title = ae_title
@@ -148,6 +149,7 @@ class RisScp:
         self.max_associations = max_associations
         self.timeout_s = timeout_s
         self.calling_aets = calling_aets
+        self.check_called_aet = check_called_aet
         self._ae: AE | None = None
         self._callers: set[str] = set()
         self._lock = threading.Lock()
@@ -161,7 +163,7 @@ class RisScp:
         # sockets cannot hold every association slot (pynetdicom's defaults: 10 slots, 30-60 s)
         ae.maximum_associations = self.max_associations
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
-        ae.require_called_aet = True
+        ae.require_called_aet = self.check_called_aet
         ae.require_calling_aet = list(self.calling_aets)
         handlers = [
             (evt.EVT_CONN_OPEN, _no_delay),

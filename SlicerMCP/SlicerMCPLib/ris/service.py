@@ -61,6 +61,7 @@ class RisService:
                 max_associations=self.settings.mwl_max_associations,
                 timeout_s=self.settings.mwl_timeout_s,
                 calling_aets=tuple(self.settings.mwl_calling_aets),
+                check_called_aet=self.settings.mwl_check_called_aet,
             )
             try:
                 scp.start()
