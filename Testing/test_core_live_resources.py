@@ -45,6 +45,16 @@ class Inbox:
 
         await asyncio.wait_for(until(), timeout)
 
+    async def wait_for_list_changed(self, timeout: float = 10.0) -> None:
+        """list_changed and the updates are separate notifications: either may arrive first."""
+
+        async def until() -> None:
+            while not self.list_changed:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(until(), timeout)
+
 
 def add_node_on_scene(run_on_scene, name: str) -> str:
     """What a Slicer user or a Python console does: a node added straight to the scene."""
@@ -80,7 +90,8 @@ def test_subscribed_client_hears_tool_and_scene_changes(mcp_server, run_on_scene
             loaded = await client.call_tool("load_volume", {"path": str(path)})
             node_id = loaded.structured_content["nodes"][0]["id"]
             await inbox.wait_for("slicer://volumes")
-            assert "slicer://scene" in inbox.updated and inbox.list_changed >= 1
+            await inbox.wait_for("slicer://scene")
+            await inbox.wait_for_list_changed()
             listed = {str(r.uri) for r in (await client.list_resources()).resources}
             assert f"slicer://node/{node_id}" in listed  # each data node is a resource
 
