@@ -147,8 +147,8 @@ def test_close_releases_every_service_even_when_one_fails(headless_services) -> 
     backend = headless_services.backend
     asyncio.run(backend.list_nodes(None, None, 0, 1))  # the backend now holds a scene index to release
     assert backend._index is not None
-    headless_services.get_or_create("broken", lambda s: Broken())
-    recording = headless_services.get_or_create("recording", lambda s: Recording())
+    headless_services.domain(Broken, lambda _: Broken())
+    recording = headless_services.domain(Recording, lambda _: Recording())
     asyncio.run(headless_services.close())
     assert recording.closed
     assert backend._index is None

@@ -26,6 +26,7 @@ from fixtures.scene import call_tool, error_of
 from SlicerMCPLib.core.config import load_config
 from SlicerMCPLib.core.errors import ConfigError
 from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.ris.service import RisService
 from SlicerMCPLib.serving.server import build_server
 
 # dicom-mcp's README configuration block, as its users have it on disk
@@ -163,7 +164,7 @@ def ris_server(tmp_path: Path, clean_backend: Any) -> Any:
     config = load_config(env={}, overrides={"allow": {"ris_write": True}, "mini_ris": block})
     services = Services(config=config, backend=clean_backend)
     yield build_server(services)
-    ris = services._domains.get("ris")
+    ris = services.existing(RisService)
     if ris is not None:
         ris.close()
 

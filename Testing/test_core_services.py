@@ -39,6 +39,22 @@ class CountingDomain:
             raise OSError("socket already gone")
 
 
+class FailingDomain(CountingDomain):
+    """A second kind of domain service (one per kind), whose close fails."""
+
+
+def test_one_service_per_kind_made_from_the_config_on_first_use() -> None:
+    services, _ = _services()
+    made = []
+
+    class Kind:
+        def __init__(self, config: object) -> None:
+            made.append(config)
+
+    first = services.domain(Kind)
+    assert services.domain(Kind) is first and made == [services.config]
+
+
 def _services() -> tuple[Services, CountingBackend]:
     backend = CountingBackend()
     return Services(config=load_config(None, env={}), backend=backend), backend  # type: ignore[arg-type]
@@ -50,8 +66,8 @@ def test_async_with_closes_every_domain_and_the_backend_once() -> None:
     async def host() -> tuple[CountingDomain, CountingDomain]:
         async with services as entered:
             assert entered is services
-            broken = entered.get_or_create("broken", lambda s: CountingDomain(fail=True))
-            fine = entered.get_or_create("fine", lambda s: CountingDomain())
+            broken = entered.domain(FailingDomain, lambda _: FailingDomain(fail=True))
+            fine = entered.domain(CountingDomain, lambda _: CountingDomain())
             await services.close()  # someone closes early: the exit must not close again
         await services.close()
         return broken, fine
@@ -66,14 +82,14 @@ def test_closed_services_make_no_new_domain_service_and_cannot_be_entered_again(
     with hosted(services):
         pass
     with pytest.raises(RuntimeError, match="closed"):
-        services.get_or_create("dicom", lambda s: CountingDomain())
+        services.domain(CountingDomain, lambda _: CountingDomain())
     with pytest.raises(RuntimeError, match="builds new ones"):
         asyncio.run(services.__aenter__())
 
 
 def test_hosted_closes_once_when_the_host_fails() -> None:
     services, backend = _services()
-    domain = services.get_or_create("ris", lambda s: CountingDomain())
+    domain = services.domain(CountingDomain, lambda _: CountingDomain())
     with pytest.raises(ValueError), hosted(services):
         raise ValueError("transport failed")
     assert (domain.closed, backend.closed) == (1, 1)

@@ -11,6 +11,7 @@ from pydicom.uid import generate_uid
 from fixtures.fhir import call
 from fixtures.orthanc import make_ct_series, orthanc_config
 from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.dicom.service import DicomService
 
 
 def test_fhir_patient_to_loaded_ct_and_back(fhir_peer, orthanc, clean_backend) -> None:
@@ -70,6 +71,6 @@ def test_fhir_patient_to_loaded_ct_and_back(fhir_peer, orthanc, clean_backend) -
         assert [s["id"] for s in back["imaging_studies"]] == [imaging["id"]]
         assert back["imaging_studies"][0]["patient"] == f"Patient/{pid}"
     finally:
-        dicom = services._domains.get("dicom")
+        dicom = services.existing(DicomService)
         if dicom is not None:
             dicom.close()

@@ -19,6 +19,7 @@ from fixtures.orthanc import Orthanc, make_ct_series, orthanc_config
 from fixtures.scene import call_tool, call_tools, error_of
 from SlicerMCPLib.core.scene_backend import SegmentationArray, SegmentMask
 from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.dicom.service import DicomService
 from SlicerMCPLib.scene import segment_io
 from SlicerMCPLib.serving.server import build_server
 
@@ -30,8 +31,8 @@ SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 def results_server(orthanc: Orthanc, clean_backend: Any) -> Any:
     services = Services(config=orthanc_config(orthanc, allow={"dicom_send": True}), backend=clean_backend)
     yield build_server(services)
-    if "dicom" in services._domains:
-        services._domains["dicom"].close()
+    if services.existing(DicomService) is not None:
+        services.existing(DicomService).close()
 
 
 def ok(result: Any) -> dict[str, Any]:

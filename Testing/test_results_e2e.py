@@ -28,6 +28,9 @@ from fixtures.core import free_port
 from fixtures.orthanc import Orthanc, orthanc_config
 from fixtures.scene import call_tool
 from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.dicom.service import DicomService
+from SlicerMCPLib.fhir.service import FhirService
+from SlicerMCPLib.ris.service import RisService
 from SlicerMCPLib.serving.server import build_server
 
 STATION = "VIRTUALCT"
@@ -45,8 +48,8 @@ def loop_server(orthanc: Orthanc, fhir_peer: Any, clean_backend: Any, ris_settin
     )
     services = Services(config=config, backend=clean_backend)
     yield build_server(services)
-    for name in ("ris", "dicom", "fhir"):
-        domain = services._domains.get(name)
+    for kind in (RisService, DicomService, FhirService):
+        domain = services.existing(kind)
         if domain is not None:
             domain.close()
 

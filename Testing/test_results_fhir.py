@@ -18,6 +18,7 @@ from fixtures.orthanc import make_ct_series, make_pdf_bytes, make_pdf_instance, 
 from SlicerMCPLib.core.errors import SlicerMCPError
 from SlicerMCPLib.core.scene_backend import SegmentationArray, SegmentMask
 from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.dicom.service import DicomService
 from SlicerMCPLib.fhir.report import ReportValue, report_bundle
 from SlicerMCPLib.scene import segment_io
 
@@ -54,7 +55,7 @@ def patient_with_study(fhir_peer: Any, orthanc: Any, clean_backend: Any) -> Any:
         )
     )
     yield services, spec, created["id"], imaging["id"], loaded["loaded"][0]["node"]
-    services._domains["dicom"].close()
+    services.existing(DicomService).close()
 
 
 def test_report_from_the_sr_has_one_observation_per_value_and_reads_back(
@@ -179,4 +180,4 @@ def test_report_from_a_dicom_pdf(fhir_peer: Any, orthanc: Any, clean_backend: An
     form = stored["presentedForm"][0]
     assert form["contentType"] == "application/pdf" and form["title"] == "Radiology report"
     assert base64.b64decode(form["data"]) == make_pdf_bytes(pages)
-    services._domains["dicom"].close()
+    services.existing(DicomService).close()

@@ -29,6 +29,8 @@ from fixtures.orthanc import Orthanc, orthanc_config
 from fixtures.ris import SPS, findscu_worklist, start_ris_serve
 from fixtures.scene import call_tool, error_of
 from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.dicom.service import DicomService
+from SlicerMCPLib.ris.service import RisService
 from SlicerMCPLib.serving.server import build_server
 
 STATION = "VIRTUALCR"
@@ -43,10 +45,10 @@ def e2e_server(orthanc: Orthanc, clean_backend: Any, ris_settings: dict[str, Any
     )
     services = Services(config=config, backend=clean_backend)
     yield build_server(services)
-    ris = services._domains.get("ris")
+    ris = services.existing(RisService)
     if ris is not None:
         ris.close()
-    dicom = services._domains.get("dicom")
+    dicom = services.existing(DicomService)
     if dicom is not None:
         dicom.close()
 
@@ -158,7 +160,7 @@ def test_pacs_down_discontinues_the_step(orthanc: Orthanc, clean_backend: Any, t
         assert status["performed_steps"][0]["status"] == "DISCONTINUED"
         assert status["order_status"] == "DISCONTINUED"
     finally:
-        services._domains["ris"].close()
+        services.existing(RisService).close()
 
 
 # --- the `slicer-mcp ris serve` process ---------------------------------------------------------------

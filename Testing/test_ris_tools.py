@@ -14,6 +14,7 @@ from fixtures.ris import ris_config
 from fixtures.scene import call_tool, call_tools, error_of
 from SlicerMCPLib.core.config import load_config
 from SlicerMCPLib.core.services import Services
+from SlicerMCPLib.ris.service import RisService
 from SlicerMCPLib.serving.server import build_server
 
 RIS_TOOLS = {
@@ -39,7 +40,7 @@ def make_server(tmp_path: Any, clean_backend: Any) -> Iterator[Any]:
 
     yield make
     for services in made:
-        ris = services._domains.get("ris")
+        ris = services.existing(RisService)
         if ris is not None:
             ris.close()
 

@@ -41,8 +41,9 @@ def publish(root: Path, data: bytes, as_sha: str | None = None) -> str:
 def use_registry(services, base_url: str, specs: list[SampleSpec], tmp_path: Path) -> SampleDataCache:
     services.config.sample_data.base_url = base_url
     services.config.sample_data.cache_dir = str(tmp_path / "cache")
-    return services.get_or_create(
-        "sample_data", lambda s: SampleDataCache(s.config.sample_data, registry={x.name: x for x in specs})
+    return services.domain(
+        SampleDataCache,
+        lambda config: SampleDataCache(config.sample_data, registry={x.name: x for x in specs}),
     )
 
 

@@ -34,12 +34,13 @@ from ..core.models import (
     ViewType,
     VolumeMeasurement,
 )
+from ..core.progress import Progress
 from ..core.scene_backend import SceneBackend, SceneChanges, Screenshot, SegmentationArray, VolumeArray
 from ..scene import data_io, segment_io
 from ..scene import measure as mrml_measure
 from ..scene import nodes as mrml_nodes
 from ..scene.app import SceneApp, layout_id
-from ..scene.edit_history import EditHistory, ProgressFn, Workspace
+from ..scene.edit_history import EditHistory, Workspace
 from ..scene.python_exec import Namespaces, run_code
 from ..scene.volume_files import vet_volume_file
 
@@ -266,7 +267,7 @@ class MrmlBackend(SceneBackend):
 
         return ClearResult(removed_nodes=await self._scene_call(run))
 
-    async def run_analysis(self, work: Callable[[Workspace], T], progress: ProgressFn | None) -> T:
+    async def run_analysis(self, work: Callable[[Workspace], T], progress: Progress | None) -> T:
         def run() -> T:
             self._workspace.progress = progress
             try:

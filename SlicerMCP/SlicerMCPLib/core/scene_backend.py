@@ -32,6 +32,7 @@ from .models import (
     ViewType,
     VolumeMeasurement,
 )
+from .progress import Progress
 
 T = TypeVar("T")
 
@@ -169,7 +170,7 @@ class SceneBackend(abc.ABC):
     async def export_volume(self, node_id: str) -> VolumeArray:
         """A scalar volume node's voxels and geometry (for sending it as DICOM)."""
 
-    async def run_analysis(self, work: Callable[[Any], T], progress: Callable[..., None] | None) -> T:
+    async def run_analysis(self, work: Callable[[Any], T], progress: Progress | None) -> T:
         """Run an analysis step (`scene.segment_edit`, `segment_stats`, `markups`) on the scene.
 
         `work` gets the scene's `Workspace` on the main thread. Only backends holding the scene in

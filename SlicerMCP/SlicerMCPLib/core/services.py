@@ -1,7 +1,9 @@
 """The lifespan context every tool receives: config, the scene backend and the domain services.
 
-Domain services (DICOM, FHIR, RIS) are created on first use through `get_or_create`, so a
-server that never touches a PACS never opens a socket, and each domain owns its wiring.
+Domain services (DICOM, FHIR, RIS, the sample data cache, ...) are made on first use through
+`services.domain(DicomService)`, so a server that never touches a PACS never opens a socket.
+Each is built from the config as `Kind(config)`; the few whose constructor takes a part of it
+name that in the call: `services.domain(RenderQueue, lambda c: RenderQueue(c.rendering...))`.
 
 The host that builds `Services` owns them: it enters them once (`async with services:`, or
 `with hosted(services):` on a thread that runs no event loop) and leaving closes every domain
@@ -27,7 +29,7 @@ from .config import Config
 from .errors import OperationDisabled
 from .scene_backend import SceneBackend
 
-S = TypeVar("S")
+D = TypeVar("D")
 log = logging.getLogger(__name__)
 
 
@@ -74,7 +76,7 @@ class Services:
     backend: SceneBackend
     call_log: CallLog = field(default_factory=CallLog)
     started_at: float = field(default_factory=time.time)
-    _domains: dict[str, Any] = field(default_factory=dict)
+    _domains: dict[type, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
 
@@ -90,14 +92,19 @@ class Services:
     def closed(self) -> bool:
         return self._closed
 
-    def get_or_create(self, name: str, factory: Callable[[Services], S]) -> S:
-        """The domain service `name`, built by `factory(self)` on first use."""
+    def domain(self, kind: type[D], make: Callable[[Config], D] | None = None) -> D:
+        """The server's one `kind`, made on first use as `kind(config)` (or `make(config)`)."""
         with self._lock:
             if self._closed:
-                raise RuntimeError(f"the services are closed; no {name} service is made any more")
-            if name not in self._domains:
-                self._domains[name] = factory(self)
-            return self._domains[name]
+                raise RuntimeError(f"the services are closed; no {kind.__name__} is made any more")
+            if kind not in self._domains:
+                self._domains[kind] = (make or kind)(self.config)  # type: ignore[call-arg]
+            return self._domains[kind]
+
+    def existing(self, kind: type[D]) -> D | None:
+        """The server's `kind` if one was made (a host or test closing it early), else None."""
+        with self._lock:
+            return self._domains.get(kind)
 
     def require_allowed(self, operation: str, what: str, person: Any = None) -> None:
         """Raise OPERATION_DISABLED unless `allow.<operation>` is on, or the person allowed this one call.

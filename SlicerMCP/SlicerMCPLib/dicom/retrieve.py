@@ -23,6 +23,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # ty
 
 from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.progress import CountProgress
 from .associations import (
     MAX_CONTEXTS,
     UNCOMPRESSED,
@@ -39,7 +40,6 @@ from .validation import check_uid
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 MAX_INSTANCES = 100_000
 _CHUNK = 1 << 20
 
@@ -130,7 +130,7 @@ class Arrivals:
         self,
         expected: Expected | Future[Expected],
         directory: Path | None,
-        progress: Progress | None = None,
+        progress: CountProgress | None = None,
         on_item: Callable[[str, Path | bytes], None] | None = None,
     ):
         self._expected = expected

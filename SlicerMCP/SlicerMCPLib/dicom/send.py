@@ -8,7 +8,7 @@ so anything readable on disk can be offered without a fixed list.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
@@ -18,12 +18,11 @@ from pynetdicom.status import STATUS_FAILURE, STATUS_WARNING
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.progress import CountProgress
 from .associations import UNCOMPRESSED, lost_association, node_label, open_association, status_of
 from .models import SendFailure, SendResult
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
 
 
 def _identity(item: Path | Dataset) -> tuple[str, str, str]:
@@ -76,7 +75,7 @@ def send(
     items: Sequence[Path | Dataset],
     *,
     node_name: str | None = None,
-    progress: Progress | None = None,
+    progress: CountProgress | None = None,
 ) -> SendResult:
     """C-STORE every file or dataset in `items` over one association and count the outcomes.
 

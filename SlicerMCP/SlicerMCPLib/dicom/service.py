@@ -1,6 +1,6 @@
 """DicomService: the configured nodes, the current one, and the blocking DICOM operations.
 
-Created lazily through `services.get_or_create("dicom", ...)`. Every method blocks (network,
+Made on first use through `services.domain(DicomService)`. Every method blocks (network,
 disk, decoding) and is meant to run in a worker thread; nothing here touches the scene.
 """
 
@@ -23,6 +23,7 @@ import pydicom
 from ..core.config import Config
 from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.progress import Progress, counted
 from ..core.scene_backend import VolumeArray
 from .associations import echo
 from .export import volume_to_datasets
@@ -49,8 +50,6 @@ from .volume import Allocate, LoadedVolume, NotAVolume
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
-
 
 @dataclass
 class DecodedSeries:
@@ -73,7 +72,8 @@ class DicomService:
     # --- nodes -------------------------------------------------------------------------------
 
     @property
-    def current_node(self) -> str | None:
+    def current(self) -> str | None:
+        """The node a call without a node name uses (switch_dicom_node changes it)."""
         return self._current
 
     def node(self, name: str | None = None) -> tuple[str, DicomNode]:
@@ -170,9 +170,7 @@ class DicomService:
         if progress is not None:
             progress(0, 0, f"retrieving by {chosen}")
 
-        def per_instance(done: int, count: int) -> None:
-            if progress is not None:
-                progress(done, count, f"retrieved {done}/{count or '?'} instances")
+        per_instance = counted(progress, "retrieved")
 
         with ThreadPoolExecutor(2, thread_name_prefix="dicom-expected") as pool:
             if early is not None:
@@ -331,17 +329,14 @@ class DicomService:
         """C-MOVE from the current node to an AE title the PACS knows as a destination."""
         name, node = self.node()
 
-        def on_pending(done: int, total: int) -> None:
-            if progress is not None:
-                progress(done, total, f"moved {done}/{total} instances")
-
+        on_pending = counted(progress, "moved")
         return move(node, self.calling_aet, destination_aet, target, node_name=name, on_pending=on_pending)
 
     def send_files_or_datasets(
         self, items: Sequence[Path | pydicom.Dataset], destination_node: str | None, progress: Progress | None
     ) -> SendResult:
         name, node = self.node(destination_node)
-        return send(node, self.calling_aet, list(items), node_name=name, progress=_two(progress, "sent"))
+        return send(node, self.calling_aet, list(items), node_name=name, progress=counted(progress, "sent"))
 
     def send_volume(
         self,
@@ -385,9 +380,3 @@ class DicomService:
         if self._own_storage is not None:
             shutil.rmtree(self._own_storage, ignore_errors=True)
             self._own_storage = None
-
-
-def _two(progress: Progress | None, verb: str) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda done, total: progress(done, total, f"{verb} {done}/{total} instances")

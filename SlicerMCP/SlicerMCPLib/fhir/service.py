@@ -4,32 +4,24 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
 
-from ..core.domain_config import FhirServer
+from ..core.config import Config
 from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
 from .models import FhirCapability, FhirServerInfo, FhirServerList, FhirSwitchResult
-
-if TYPE_CHECKING:
-    from ..core.config import Config
-    from ..core.services import Services
 
 
 class FhirService:
     """Holds `fhir_servers` / `current_fhir` from the config; clients are made on first use."""
 
-    def __init__(self, servers: dict[str, FhirServer], current: str | None = None):
-        self.servers = dict(servers)
-        self.current = current or (next(iter(self.servers)) if len(self.servers) == 1 else None)
+    def __init__(self, config: Config):
+        self.servers = dict(config.fhir_servers)
+        self.current = config.current_fhir or (next(iter(self.servers)) if len(self.servers) == 1 else None)
         self._clients: dict[str, FhirClient] = {}
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_config(cls, config: Config) -> FhirService:
-        return cls(config.fhir_servers, config.current_fhir)
-
-    def _name(self, name: str | None) -> str:
+    def chosen(self, name: str | None = None) -> str:
+        """The server `name`, or the current one; the error says which names exist."""
         if not self.servers:
             raise ConfigError(
                 "no FHIR server is configured; add one under fhir_servers in the config YAML "
@@ -51,13 +43,13 @@ class FhirService:
 
     def client(self, name: str | None = None) -> FhirClient:
         """The client of server `name` (default: the current one)."""
-        chosen = self._name(name)
+        chosen = self.chosen(name)
         with self._lock:
             if chosen not in self._clients:
                 self._clients[chosen] = FhirClient(chosen, self.servers[chosen])
             return self._clients[chosen]
 
-    def listing(self) -> FhirServerList:
+    def list_servers(self) -> FhirServerList:
         return FhirServerList(
             current=self.current,
             servers=[
@@ -73,11 +65,11 @@ class FhirService:
         )
 
     def switch(self, name: str) -> FhirSwitchResult:
-        chosen = self._name(name)
+        chosen = self.chosen(name)
         previous, self.current = self.current, chosen
         return FhirSwitchResult(previous=previous, current=chosen, url=self.servers[chosen].url)
 
-    def capability(self, name: str | None = None) -> FhirCapability:
+    def verify(self, name: str | None = None) -> FhirCapability:
         """Read /metadata: the FHIR version, the software and the resource types it serves."""
         client = self.client(name)
         t0 = time.perf_counter()
@@ -115,8 +107,3 @@ class FhirService:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
-
-
-def fhir_service(services: Services) -> FhirService:
-    """The FHIR service of this server, created on first use."""
-    return services.get_or_create("fhir", lambda s: FhirService.from_config(s.config))

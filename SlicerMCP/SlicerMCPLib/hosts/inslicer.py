@@ -281,11 +281,11 @@ class ServerController:
         the API takes the MCP server's bearer token.
         """
         from ..ris.api import serve_api
-        from ..ris.service import ris_service
+        from ..ris.service import RisService
 
         with self._lock:
             core = self._ensure_core(self._last_start.get("config_path"), allow=self._last_start.get("allow"))
-            service = ris_service(core.services)
+            service = core.services.domain(RisService)
             service.start_scp(mwl_port)
             if api and self._ris_api is None:
                 token = self._token or load_or_create_token(token_path(core.config.server))
@@ -295,7 +295,7 @@ class ServerController:
 
     def stop_ris(self) -> None:
         """Stop the worklist/MPPS SCP and the REST API; the RIS data stay in their database."""
-        from ..ris.service import ris_service
+        from ..ris.service import RisService
 
         with self._lock:
             api, self._ris_api = self._ris_api, None
@@ -304,13 +304,13 @@ class ServerController:
                     _unwatch(self._core.driver, api)
                 api.stop()
             if self._core is not None and self.ris_status().running:
-                ris_service(self._core.services).close()
+                self._core.services.domain(RisService).close()
 
     def ris_status(self) -> RisStatus:
-        from ..ris.service import ris_service
+        from ..ris.service import RisService
 
         core = self._core
-        scp = ris_service(core.services).scp if core else None
+        scp = core.services.domain(RisService).scp if core else None
         if scp is None:
             return RisStatus(running=False)
         api = self._ris_api

@@ -1,6 +1,6 @@
 """RisService: the RIS domain of a server process (store, DICOM services, virtual modality).
 
-Tools get it with `ris_service(services)`; `slicer-mcp ris serve` builds one directly. The
+Tools get it with `services.domain(RisService)`; `slicer-mcp ris serve` builds one directly. The
 store opens (and migrates, and seeds a new database) on first use, so a server that never
 touches the RIS never opens its database.
 """
@@ -145,7 +145,3 @@ class RisService:
         if self._store is not None:
             self._store.close()
             self._store = None
-
-
-def ris_service(services) -> RisService:  # noqa: ANN001 - Services, imported lazily to avoid a cycle
-    return services.get_or_create("ris", lambda s: RisService(s.config))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import InvalidParameter
+from ..core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +132,13 @@ def _segmentation_bytes(segmentation: Any) -> int:
     return total
 
 
-ProgressFn = Callable[[float, float | None, str], None]
-
-
 @dataclass
 class Workspace:
     """What an analysis step gets on the main thread: the scene, its undo stack, a progress sink."""
 
     app: Any
     history: EditHistory
-    progress: ProgressFn | None = None
+    progress: Progress | None = None
 
     @property
     def scene(self) -> Any:

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -23,6 +22,7 @@ from ..core.config import SampleDataSettings
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from ..core.localhost import user_data_dir
 from ..core.models import SampleDataInfo, SampleDataList
+from ..core.progress import CountProgress
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -78,8 +78,6 @@ SAMPLES: dict[str, SampleSpec] = {
     )
 }
 
-ProgressFn = Callable[[int, int | None], None]
-
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -112,7 +110,7 @@ class SampleDataCache:
     def source(self) -> str:
         return self.settings.mirror_dir or self.settings.base_url
 
-    def listing(self) -> SampleDataList:
+    def list_samples(self) -> SampleDataList:
         return SampleDataList(
             samples=[
                 SampleDataInfo(
@@ -128,7 +126,7 @@ class SampleDataCache:
             source=self.source(),
         )
 
-    def ensure(self, name: str, progress: ProgressFn | None = None) -> Path:
+    def ensure(self, name: str, progress: CountProgress | None = None) -> Path:
         """The local path of sample `name`, downloading and verifying it first if needed."""
         spec = self.spec(name)
         target = self.cached_path(spec)
@@ -162,7 +160,7 @@ class SampleDataCache:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _fetch(self, spec: SampleSpec, out, progress: ProgressFn | None) -> None:
+    def _fetch(self, spec: SampleSpec, out, progress: CountProgress | None) -> None:
         if self.settings.mirror_dir:
             mirror = Path(self.settings.mirror_dir)
             src = mirror / spec.sha256
@@ -190,7 +188,7 @@ class SampleDataCache:
                     out.write(chunk)
                     done += len(chunk)
                     if progress:
-                        progress(done, total)
+                        progress(done, total or 0)
         except requests.RequestException as exc:
             raise SlicerMCPError(
                 f"could not download sample {spec.name} from {parsed.scheme}://{parsed.netloc} "

@@ -1,19 +1,16 @@
 """DICOM tools with the dicom-mcp names: nodes, C-ECHO, C-FIND, retrieve, load, move, send, PDF text.
 
-Network, disk and decoding run in worker threads (`anyio.to_thread`); only the final
-`backend.add_volume` of load_* reaches the scene. Progress from those threads is relayed
-to the client as MCP progress notifications, one per instance.
+Network, disk and decoding run in worker threads (`_run`, tools/running.py); only the final
+`backend.add_volume` of load_* reaches the scene. Progress from those threads reaches the
+client as MCP progress notifications (about 20 per operation).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
@@ -42,8 +39,9 @@ from ..dicom.retrieve import choose_method
 from ..dicom.service import DicomService
 from ..dicom.validation import check_ae_title, check_code, check_date, check_text, check_uid
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, READS, READS_REMOTE, SETS
-from .client_log import ThrottledLog, client_log
+from .client_log import client_log
 from .confirm import asks_person
+from .running import DomainRunner
 from .seg_load import load_seg, series_modality
 
 Uid = Annotated[str, Field(min_length=1, max_length=64, description="a DICOM UID (digits and dots)")]
@@ -71,14 +69,13 @@ DestinationNode = Annotated[
 ]
 
 
-def dicom_service(services: Services) -> DicomService:
-    return services.get_or_create("dicom", lambda s: DicomService(s.config))
+_run = DomainRunner(DicomService)
 
 
 def node_text(services: Services, name: str | None) -> str:
     """A node as the person confirming a transfer sees it: name, AE title, address."""
     try:
-        chosen, node = dicom_service(services).node(name)
+        chosen, node = services.domain(DicomService).node(name)
     except SlicerMCPError:
         return f"node {name!r} (not configured)" if name else "the current node (none chosen)"
     return f"{chosen} ({node.ae_title} at {node.host}:{node.port})"
@@ -146,43 +143,6 @@ SendPerson = asks_person(
 )
 
 
-class ProgressRelay:
-    """Thread-safe progress callback whose reports are sent, in order, by a task on the event loop."""
-
-    def __init__(self, ctx: Context):
-        self._ctx = ctx
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[tuple[int, int, str] | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (done, total, message))
-
-    async def _pump(self) -> None:
-        tell = ThrottledLog(self._ctx)
-        while (item := await self._queue.get()) is not None:
-            try:
-                await self._ctx.report_progress(float(item[0]), float(item[1]) or None, item[2])
-            except (ValueError, RuntimeError):  # no request to report to (console call)
-                pass
-            await tell(item[2], last=bool(item[1]) and item[0] >= item[1])  # counts only: no PHI
-
-    async def __aenter__(self) -> ProgressRelay:
-        self._task = asyncio.create_task(self._pump())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._queue.put_nowait(None)
-        if self._task is not None:
-            await self._task
-
-
-async def _run(ctx: Context, fn: Any, *args: Any) -> Any:
-    """Run a blocking service call in a worker thread with a progress relay as its last argument."""
-    async with ProgressRelay(ctx) as relay:
-        return await anyio.to_thread.run_sync(fn, *args, relay)
-
-
 def _filters(**values: tuple[str | None, str]) -> dict[str, str]:
     """Matching keys from tool arguments: (value, kind) with kind uid, text, date or code."""
     checks = {"uid": check_uid, "text": check_text, "date": check_date, "code": check_code}
@@ -202,13 +162,13 @@ async def _query(
     excluded: list[str] | None,
     limit: int,
 ) -> QueryResult:
-    service = dicom_service(services_of(ctx))
     attributes = attribute_list(level, preset, extra, excluded)
-
-    def run(relay: ProgressRelay) -> QueryResult:
-        return service.query(level, attributes, filters, limit, lambda n: relay(n, 0, f"{n} matches"))
-
-    return await _run(ctx, run)
+    return await _run(
+        ctx,
+        lambda dicom, progress: dicom.query(
+            level, attributes, filters, limit, lambda n: progress(n, None, f"{n} matches")
+        ),
+    )
 
 
 async def _series_target(ctx: Context, series_uid: str, study_uid: str | None) -> Target:
@@ -216,9 +176,9 @@ async def _series_target(ctx: Context, series_uid: str, study_uid: str | None) -
     check_uid(series_uid, "series_instance_uid")
     if study_uid:
         return Target(check_uid(study_uid, "study_instance_uid"), series_uid)
-    service = dicom_service(services_of(ctx))
-    found = await anyio.to_thread.run_sync(
-        lambda: service.query("series", ["StudyInstanceUID"], {"SeriesInstanceUID": series_uid}, 1)
+    found = await _run(
+        ctx,
+        lambda dicom, _: dicom.query("series", ["StudyInstanceUID"], {"SeriesInstanceUID": series_uid}, 1),
     )
     if not found.records or not found.records[0].get("StudyInstanceUID"):
         raise InvalidParameter(
@@ -234,7 +194,7 @@ async def _series_target(ctx: Context, series_uid: str, study_uid: str | None) -
 async def list_dicom_nodes(ctx: Context) -> DicomNodeList:
     """List the configured DICOM nodes (PACS) with AE title, address, DICOMweb URL and retrieve method,
     which one is current, and our calling AE title."""
-    return dicom_service(services_of(ctx)).list_nodes()
+    return services_of(ctx).domain(DicomService).list_nodes()
 
 
 async def switch_dicom_node(
@@ -242,14 +202,14 @@ async def switch_dicom_node(
     node_name: Annotated[str, Field(min_length=1, description="a node name from list_dicom_nodes")],
 ) -> SwitchResult:
     """Make another configured node the current one; queries, retrieves and loads then use it."""
-    name = dicom_service(services_of(ctx)).switch(node_name)
+    name = services_of(ctx).domain(DicomService).switch(node_name)
     return SwitchResult(success=True, current_node=name, message=f"Switched to DICOM node: {name}")
 
 
 async def verify_connection(ctx: Context) -> EchoResult:
     """C-ECHO the current node: round-trip time and the presentation contexts it accepted.
     Use it first when a node seems unreachable."""
-    return await anyio.to_thread.run_sync(dicom_service(services_of(ctx)).verify)
+    return await _run(ctx, lambda dicom, _: dicom.verify())
 
 
 # --- query ---------------------------------------------------------------------------------------
@@ -388,17 +348,15 @@ async def extract_pdf_text_from_dicom(
         check_uid(series_instance_uid, "series_instance_uid"),
         check_uid(sop_instance_uid, "sop_instance_uid"),
     )
-    return await anyio.to_thread.run_sync(dicom_service(services_of(ctx)).pdf_text, target)
+    return await _run(ctx, lambda dicom, _: dicom.pdf_text(target))
 
 
 # --- move ----------------------------------------------------------------------------------------
 
 
 async def _move(ctx: Context, target: Target, destination_node: str, person: Any) -> MoveResult:
-    services = services_of(ctx)
-    services.require_allowed("dicom_move", MOVE_WHAT, person)
-    service = dicom_service(services)
-    return await _run(ctx, service.move, target, destination_node)
+    services_of(ctx).require_allowed("dicom_move", MOVE_WHAT, person)
+    return await _run(ctx, lambda dicom, progress: dicom.move(target, destination_node, progress))
 
 
 async def move_series(
@@ -448,7 +406,7 @@ async def pacs_retrieve(
         check_uid(series_instance_uid, "series_instance_uid") if series_instance_uid else None,
     )
     aet = check_ae_title(destination_ae_title, "destination_ae_title")
-    return await _run(ctx, dicom_service(services).move_to_ae, target, aet)
+    return await _run(ctx, lambda dicom, progress: dicom.move_to_ae(target, aet, progress))
 
 
 # --- retrieve and load ---------------------------------------------------------------------------
@@ -463,26 +421,27 @@ async def retrieve_series(
     """Download a series to local storage (DICOMweb, C-GET or C-MOVE), checking every expected
     instance arrived. Returns the folder and counts; RETRIEVE_INCOMPLETE lists missing instances."""
     target = await _series_target(ctx, series_instance_uid, study_instance_uid)
-    return await _run(ctx, dicom_service(services_of(ctx)).retrieve_to_storage, target, method)
+    return await _run(ctx, lambda dicom, progress: dicom.retrieve_to_storage(target, method, progress))
 
 
 async def retrieve_study(ctx: Context, study_instance_uid: Uid, method: Method = None) -> RetrieveResult:
     """Download a whole study to local storage, checking every expected instance arrived."""
     target = Target(check_uid(study_instance_uid, "study_instance_uid"))
-    return await _run(ctx, dicom_service(services_of(ctx)).retrieve_to_storage, target, method)
+    return await _run(ctx, lambda dicom, progress: dicom.retrieve_to_storage(target, method, progress))
 
 
 async def _load(ctx: Context, target: Target, method: RetrieveMethod | None) -> LoadResult:
     services = services_of(ctx)
-    service = dicom_service(services)
-    if target.series_uid and await anyio.to_thread.run_sync(series_modality, service, target) == "SEG":
+    if target.series_uid and await _run(ctx, lambda dicom, _: series_modality(dicom, target)) == "SEG":
         return await _load_seg(ctx, target, method)
     # decoded straight into memory the scene can take over (no copy of the voxels when adding them)
-    decode = functools.partial(service.retrieve_and_decode, allocate=services.backend.allocate_voxels)
+    allocate = services.backend.allocate_voxels
     await client_log(
         ctx, "debug", "loading", study_instance_uid=target.study_uid, series_instance_uid=target.series_uid
     )
-    chosen, decoded, skipped, t_retrieve, t_decode = await _run(ctx, decode, target, method)
+    chosen, decoded, skipped, t_retrieve, t_decode = await _run(
+        ctx, lambda dicom, progress: dicom.retrieve_and_decode(target, method, progress, allocate=allocate)
+    )
     loaded = []
     for i, item in enumerate(decoded, 1):
         await client_log(ctx, "info", f"adding series {i} of {len(decoded)} to the scene")
@@ -513,7 +472,7 @@ async def _load_seg(ctx: Context, target: Target, method: RetrieveMethod | None)
         return (await _load(ctx, source, method)).loaded
 
     services = services_of(ctx)
-    service = dicom_service(services)
+    service = services.domain(DicomService)
     sources, segmentations = await load_seg(services, service, target, load_source)
     loaded = [
         LoadedSeries(series_instance_uid=str(target.series_uid), node=n, slices=0) for n in segmentations
@@ -571,17 +530,23 @@ async def send_to_pacs(
     Returns sent, warning and failed counts. Off unless allow.dicom_send is true."""
     services = services_of(ctx)
     services.require_allowed("dicom_send", "Sending DICOM data to a node", person)
-    service = dicom_service(services)
     if bool(file_paths) == bool(volume_node_id):
         raise InvalidParameter("give either file_paths or volume_node_id (exactly one)")
     if file_paths:
         files = _dicom_files(file_paths)
-        return await _run(ctx, service.send_files_or_datasets, files, destination_node)
+        return await _run(
+            ctx, lambda dicom, progress: dicom.send_files_or_datasets(files, destination_node, progress)
+        )
     volume = await services.backend.export_volume(str(volume_node_id))
     reference = None
     if reference_series_instance_uid:
         reference = await _series_target(ctx, reference_series_instance_uid, None)
-    return await _run(ctx, service.send_volume, volume, destination_node, reference, series_description)
+    return await _run(
+        ctx,
+        lambda dicom, progress: dicom.send_volume(
+            volume, destination_node, reference, series_description, progress
+        ),
+    )
 
 
 def _dicom_files(paths: list[str]) -> list[Path]:

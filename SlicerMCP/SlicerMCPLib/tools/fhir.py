@@ -1,21 +1,21 @@
 """FHIR tools: servers from the config, Patient and ImagingStudy search, read/create/update, and
 the links between ImagingStudy resources and DICOM studies (names as in dicom-mcp).
 
-All HTTP work runs in a worker thread (`anyio.to_thread`); writes need `allow.fhir_write`.
+All HTTP work runs in a worker thread (`_run`, tools/running.py); writes need `allow.fhir_write`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from ..core.errors import InvalidParameter, SlicerMCPError
+from ..core.progress import Progress
 from ..core.services import Services, services_of
+from ..dicom.service import DicomService
 from ..fhir import linking, resources
 from ..fhir.linking import DicomStudyRecord
 from ..fhir.models import (
@@ -30,13 +30,10 @@ from ..fhir.models import (
     patient_summary,
 )
 from ..fhir.search import imaging_study_params, patient_params, search
-from ..fhir.service import FhirService, fhir_service
+from ..fhir.service import FhirService
 from .annotations import ADDS_FROM_REMOTE, COPIES_REMOTE, OVERWRITES_REMOTE, READS, READS_REMOTE, SETS
 from .confirm import asks_person
-from .dicom import dicom_service
-
-T = TypeVar("T")
-
+from .running import DomainRunner
 
 Limit = Annotated[
     int, Field(ge=1, le=500, description="at most this many matches (pages are followed up to it)")
@@ -46,9 +43,9 @@ Uid = Annotated[str, Field(min_length=1, max_length=64, description="DICOM UID, 
 
 def fhir_server_text(services: Services) -> str:
     """The FHIR server a write goes to, as the person confirming it sees it."""
-    service = fhir_service(services)
+    service = services.domain(FhirService)
     try:
-        name = service._name(None)  # noqa: SLF001 - the same choice of server the write makes
+        name = service.chosen()  # the same choice of server the write makes
     except SlicerMCPError:
         return "the current FHIR server (none chosen)"
     return f"FHIR server {name} ({service.servers[name].url})"
@@ -83,10 +80,7 @@ ImagingStudyPerson = asks_person(
 )
 
 
-async def _run(ctx: Context, work: Callable[[FhirService], T]) -> T:
-    """Run blocking FHIR I/O off the event loop with the server's FHIR service."""
-    service = fhir_service(services_of(ctx))
-    return await anyio.to_thread.run_sync(work, service)
+_run = DomainRunner(FhirService)
 
 
 async def verify_fhir_connection(
@@ -97,19 +91,19 @@ async def verify_fhir_connection(
 ) -> FhirCapability:
     """Check a FHIR server answers: reads its CapabilityStatement (/metadata) and returns the FHIR
     version, the software and the resource types it serves. Use it first when FHIR calls fail."""
-    return await _run(ctx, lambda s: s.capability(server))
+    return await _run(ctx, lambda fhir, _: fhir.verify(server))
 
 
 async def list_fhir_servers(ctx: Context) -> FhirServerList:
     """The FHIR servers in the config (name, url, auth kind; never secrets) and which is current."""
-    return fhir_service(services_of(ctx)).listing()
+    return services_of(ctx).domain(FhirService).list_servers()
 
 
 async def switch_fhir_server(
     ctx: Context, name: Annotated[str, Field(min_length=1, description="a name from list_fhir_servers")]
 ) -> FhirSwitchResult:
     """Make another configured FHIR server the current one for the following FHIR tools."""
-    return fhir_service(services_of(ctx)).switch(name)
+    return services_of(ctx).domain(FhirService).switch(name)
 
 
 async def fhir_search_patient(
@@ -143,7 +137,7 @@ async def fhir_search_patient(
         raise InvalidParameter(
             "give at least one search criterion (name, family, given, identifier, birthdate...)"
         )
-    page = await _run(ctx, lambda s: search(s.client(), "Patient", params, limit))
+    page = await _run(ctx, lambda fhir, _: search(fhir.client(), "Patient", params, limit))
     return PatientSearchResult(
         total=page.total,
         returned=len(page.resources),
@@ -189,7 +183,7 @@ async def fhir_search_imaging_study(
         )
     # newest first across pages; the local sort keeps that order on servers that ignore _sort
     page = await _run(
-        ctx, lambda s: search(s.client(), "ImagingStudy", [*params, ("_sort", "-started")], limit)
+        ctx, lambda fhir, _: search(fhir.client(), "ImagingStudy", [*params, ("_sort", "-started")], limit)
     )
     studies = sorted(
         (imaging_study_summary(r) for r in page.resources), key=lambda x: x.started or "", reverse=True
@@ -215,7 +209,7 @@ async def fhir_read_resource(
 ) -> ResourceResult:
     """Read one FHIR resource of any type (optionally a past version). The result's version_id is
     what fhir_update_resource needs to detect concurrent changes."""
-    return await _run(ctx, lambda s: resources.read(s.client(), resource_type, id, version_id))
+    return await _run(ctx, lambda fhir, _: resources.read(fhir.client(), resource_type, id, version_id))
 
 
 async def fhir_create_resource(
@@ -227,7 +221,7 @@ async def fhir_create_resource(
     first. Off unless allow.fhir_write is true."""
     services = services_of(ctx)
     services.require_allowed("fhir_write", "Writing to the FHIR server", person)
-    return await _run(ctx, lambda s: resources.create(s.client(), resource))
+    return await _run(ctx, lambda fhir, _: resources.create(fhir.client(), resource))
 
 
 async def fhir_update_resource(
@@ -245,7 +239,7 @@ async def fhir_update_resource(
     Validated against the R4 model first. Off unless allow.fhir_write is true."""
     services = services_of(ctx)
     services.require_allowed("fhir_write", "Writing to the FHIR server", person)
-    return await _run(ctx, lambda s: resources.update(s.client(), resource, version_id))
+    return await _run(ctx, lambda fhir, _: resources.update(fhir.client(), resource, version_id))
 
 
 async def fhir_imaging_study_for_series(
@@ -257,8 +251,8 @@ async def fhir_imaging_study_for_series(
     scene), to get to its patient, order and reports."""
     found = await _run(
         ctx,
-        lambda s: linking.imaging_studies_for_uid(
-            s.client(), study_instance_uid=study_instance_uid, series_instance_uid=series_instance_uid
+        lambda fhir, _: linking.imaging_studies_for_uid(
+            fhir.client(), study_instance_uid=study_instance_uid, series_instance_uid=series_instance_uid
         ),
     )
     return ImagingStudySearchResult(
@@ -276,7 +270,7 @@ async def fhir_dicom_study_for_imaging_study(
 ) -> DicomStudyLink:
     """The DICOM Study Instance UID, series UIDs and PACS (Endpoint) addresses of an ImagingStudy:
     hand the study UID to the DICOM tools to load the images into the scene."""
-    return await _run(ctx, lambda s: linking.dicom_link(s.client(), imaging_study_id))
+    return await _run(ctx, lambda fhir, _: linking.dicom_link(fhir.client(), imaging_study_id))
 
 
 async def fhir_create_imaging_study_from_pacs(
@@ -309,21 +303,21 @@ async def fhir_create_imaging_study_from_pacs(
     services.require_allowed("fhir_write", "Writing to the FHIR server", person)
     if study is None and not study_instance_uid:
         raise InvalidParameter("pass study_instance_uid (looked up in the PACS) or a study record")
-    dicom = dicom_service(services)
+    dicom = services.domain(DicomService)
     node_name, dicom_node = None, None
-    if study is None or node is not None or dicom.current_node is not None:
+    if study is None or node is not None or dicom.current is not None:
         node_name, dicom_node = dicom.node(node)  # the DICOM tools' choice of node and their errors
     endpoint = (
         (node_name, dicom_node.dicomweb_url) if dicom_node is not None and dicom_node.dicomweb_url else None
     )
 
-    def work(s: FhirService) -> ResourceResult:
+    def work(fhir: FhirService, _: Progress) -> ResourceResult:
         record = study
         if record is None:
             record = linking.study_record_from_pacs(
                 dicom_node, dicom.calling_aet, node_name, study_instance_uid
             )
-        return linking.create_imaging_study(s.client(), record, patient=patient, endpoint=endpoint)
+        return linking.create_imaging_study(fhir.client(), record, patient=patient, endpoint=endpoint)
 
     return await _run(ctx, work)
 

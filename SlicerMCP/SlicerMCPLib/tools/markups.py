@@ -11,7 +11,8 @@ from pydantic import Field
 from ..core.analysis_models import MarkupInfo, MarkupList, MarkupType
 from ..scene import markups
 from .annotations import ADDS, READS
-from .segments import Point, run_analysis
+from .running import run_analysis
+from .segments import Point
 
 
 async def place_markup(

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from ..core.errors import InvalidParameter
+from ..core.progress import Progress
 from ..core.services import services_of
+from ..dicom.service import DicomService
 from ..ris.db import RisNotFound
 from ..ris.mpps_scu import perform_step, series_item
 from ..ris.reports import OrderReport, OrderResult, order_results, record_report
-from ..ris.service import RisService, ris_service
+from ..ris.service import RisService
 from ..ris.virtual_ct import VirtualCT
 from .annotations import ADDS_FROM_REMOTE
-from .dicom import dicom_service
 from .results import results_registry
+from .running import DomainRunner
+
+_run = DomainRunner(RisService)
 
 
 class CompletedStep(BaseModel):
@@ -59,8 +62,8 @@ async def complete_procedure_step(
     services = services_of(ctx)
     services.require_allowed("ris_write", "Completing a procedure step on the mini-RIS")
     objects = results_registry(services).datasets_for(sop_instance_uids)
-    dicom = dicom_service(services)
-    pacs_aet = dicom.node()[1].ae_title if dicom.current_node else ""
+    dicom = services.domain(DicomService)
+    pacs_aet = dicom.node()[1].ae_title if dicom.current else ""
     by_series: dict[str, list] = {}
     for _, ds, _ in objects:
         by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
@@ -78,8 +81,8 @@ async def complete_procedure_step(
         "SEG" if any(str(ds.Modality) == "SEG" for _, ds, _ in objects) else str(objects[0][1].Modality)
     )
 
-    def work(s: RisService) -> CompletedStep:
-        entries = s.store.list_worklist(accession_number=accession_number)
+    def work(ris: RisService, _: Progress) -> CompletedStep:
+        entries = ris.store.list_worklist(accession_number=accession_number)
         if not entries:
             raise RisNotFound(
                 f"accession {accession_number} has no worklist entry; schedule it with create_mwl_from_order",
@@ -91,7 +94,7 @@ async def complete_procedure_step(
                 details={"study_instance_uid": str(objects[0][1].StudyInstanceUID)},
             )
         uid = perform_step(
-            s.ensure_scp(),
+            ris.ensure_scp(),
             dicom.calling_aet,
             entries[0],
             series,
@@ -102,10 +105,10 @@ async def complete_procedure_step(
         if diagnostic_report:
             sr_uid = next((str(ds.SOPInstanceUID) for kind, ds, _ in objects if kind == "SR"), None)
             report = record_report(
-                s.store, accession_number, diagnostic_report, report_status, conclusion, sr_uid
+                ris.store, accession_number, diagnostic_report, report_status, conclusion, sr_uid
             )
-        steps = [m for e in entries for m in s.store.mpps_for_mwl(e.mwl_id)]
-        record = s.store.get_mpps(uid)
+        steps = [m for e in entries for m in ris.store.mpps_for_mwl(e.mwl_id)]
+        record = ris.store.get_mpps(uid)
         return CompletedStep(
             accession_number=accession_number,
             mpps_sop_instance_uid=uid,
@@ -115,7 +118,7 @@ async def complete_procedure_step(
             report=report,
         )
 
-    return await anyio.to_thread.run_sync(work, ris_service(services))
+    return await _run(ctx, work)
 
 
 class SyntheticCtStudy(BaseModel):
@@ -150,9 +153,9 @@ async def create_synthetic_ct_study(
     services.require_allowed("ris_write", "Acquiring with the virtual modality")
     services.require_allowed("dicom_send", "Sending the synthetic study to the PACS")
 
-    def work(s: RisService) -> SyntheticCtStudy:
+    def work(ris: RisService, _: Progress) -> SyntheticCtStudy:
         entries = [
-            e for e in s.store.list_worklist(accession_number=accession_number) if e.status == "SCHEDULED"
+            e for e in ris.store.list_worklist(accession_number=accession_number) if e.status == "SCHEDULED"
         ]
         if not entries or entries[0].modality != "CT":
             raise RisNotFound(
@@ -161,8 +164,8 @@ async def create_synthetic_ct_study(
                 details={"accession_number": accession_number},
             )
         entry = entries[0]
-        station = VirtualCT(entry.scheduled_station_aet, s.settings.modality.station_name, s.ensure_scp())
-        pacs_name, pacs = s.pacs_node()
+        station = VirtualCT(entry.scheduled_station_aet, ris.settings.modality.station_name, ris.ensure_scp())
+        pacs_name, pacs = ris.pacs_node()
         done = station.acquire_ct(accession_number, entry.scheduled_date, pacs, lesion_diameter_mm)
         return SyntheticCtStudy(
             accession_number=accession_number,
@@ -179,7 +182,7 @@ async def create_synthetic_ct_study(
             sent_to_pacs=pacs_name,
         )
 
-    return await anyio.to_thread.run_sync(work, ris_service(services))
+    return await _run(ctx, work)
 
 
 def register(server: MCPServer) -> None:

@@ -10,24 +10,28 @@ from __future__ import annotations
 import io
 from typing import Annotated, Any
 
-import anyio.to_thread
 import pydicom
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from ..core.errors import InvalidParameter
+from ..core.progress import Progress
 from ..core.services import services_of
 from ..dicom.move import Target
 from ..dicom.pdf import pdf_text
+from ..dicom.service import DicomService
 from ..dicom.validation import check_uid
 from ..fhir import linking, resources
 from ..fhir.report import ReportResult, ReportStatus, ReportValue, report_bundle, send_report
-from ..fhir.service import FhirService, fhir_service
+from ..fhir.service import FhirService
 from .annotations import ADDS_FROM_REMOTE
 from .confirm import asks_person
-from .dicom import dicom_service
 from .fhir import fhir_server_text
 from .results import Quantity, Unit, results_registry
+from .running import DomainRunner
+
+_run = DomainRunner(FhirService)
+_run_dicom = DomainRunner(DicomService)
 
 
 class ReportMeasurement(BaseModel):
@@ -40,24 +44,24 @@ class ReportMeasurement(BaseModel):
 
 
 def _imaging_study(
-    s: FhirService, imaging_study_id: str | None, study_uid: str | None
+    fhir: FhirService, imaging_study_id: str | None, study_uid: str | None
 ) -> dict[str, Any] | None:
     if imaging_study_id:
-        return resources.read(s.client(), "ImagingStudy", imaging_study_id).resource
+        return resources.read(fhir.client(), "ImagingStudy", imaging_study_id).resource
     if not study_uid:
         return None
-    found = linking.imaging_studies_for_uid(s.client(), study_instance_uid=study_uid, limit=2)
+    found = linking.imaging_studies_for_uid(fhir.client(), study_instance_uid=study_uid, limit=2)
     return found[0] if found else None
 
 
 def _subject(
-    s: FhirService, study: dict[str, Any] | None, patient: str | None, patient_id: str | None
+    fhir: FhirService, study: dict[str, Any] | None, patient: str | None, patient_id: str | None
 ) -> str:
     if patient:
         return f"Patient/{patient.removeprefix('Patient/')}"
     if study and (study.get("subject") or {}).get("reference"):
         return str(study["subject"]["reference"])
-    found = linking.find_patient_by_identifier(s.client(), patient_id) if patient_id else None
+    found = linking.find_patient_by_identifier(fhir.client(), patient_id) if patient_id else None
     if found is None:
         raise InvalidParameter(
             "no subject for the report: pass patient (a FHIR Patient id) or an imaging study whose subject is set",
@@ -133,9 +137,9 @@ async def fhir_create_report(
         values += [ReportValue(name, v.quantity, v.value, v.unit) for name, v in sr.markups]
     values += [ReportValue(m.label, m.quantity, m.value, m.unit) for m in measurements or []]
 
-    def work(s: FhirService) -> ReportResult:
-        study = _imaging_study(s, imaging_study_id, study_instance_uid)
-        subject = _subject(s, study, patient, None)
+    def work(fhir: FhirService, _: Progress) -> ReportResult:
+        study = _imaging_study(fhir, imaging_study_id, study_instance_uid)
+        subject = _subject(fhir, study, patient, None)
         bundle = report_bundle(
             subject=subject,
             imaging_study=study,
@@ -144,9 +148,9 @@ async def fhir_create_report(
             values=values,
             sr_uid=sr_uid,
         )
-        return send_report(s.client(), bundle)
+        return send_report(fhir.client(), bundle)
 
-    return await anyio.to_thread.run_sync(work, fhir_service(services))
+    return await _run(ctx, work)
 
 
 def _document(ds: pydicom.Dataset) -> bytes:
@@ -184,24 +188,23 @@ async def fhir_report_from_dicom_pdf(
         check_uid(series_instance_uid, "series_instance_uid"),
         check_uid(sop_instance_uid, "sop_instance_uid"),
     )
-    dicom = dicom_service(services)
 
-    def fetch() -> tuple[pydicom.Dataset, str]:
+    def fetch(dicom: DicomService, _: Progress) -> tuple[pydicom.Dataset, str]:
         data = next(iter(dicom.fetch_instances(target).values()))
         raw = data if isinstance(data, bytes) else open(data, "rb").read()  # noqa: SIM115
         text = pdf_text(raw).text
         return pydicom.dcmread(io.BytesIO(raw)), text
 
-    ds, text = await anyio.to_thread.run_sync(fetch)
+    ds, text = await _run_dicom(ctx, fetch)
     paragraphs = [p.strip() for p in text.replace("\f", "\n\n").split("\n\n") if p.strip()]
     summary = conclusion or (paragraphs[0][:4000] if paragraphs else "")
     if not summary:
         raise InvalidParameter("the PDF has no text to take a conclusion from; pass conclusion")
     title = str(ds.get("DocumentTitle", "") or "Report")
 
-    def work(s: FhirService) -> ReportResult:
-        study = _imaging_study(s, None, study_instance_uid)
-        subject = _subject(s, study, patient, str(ds.get("PatientID", "")) or None)
+    def work(fhir: FhirService, _: Progress) -> ReportResult:
+        study = _imaging_study(fhir, None, study_instance_uid)
+        subject = _subject(fhir, study, patient, str(ds.get("PatientID", "")) or None)
         bundle = report_bundle(
             subject=subject,
             imaging_study=study,
@@ -210,9 +213,9 @@ async def fhir_report_from_dicom_pdf(
             values=[],
             pdf=(_document(ds), title),
         )
-        return send_report(s.client(), bundle)
+        return send_report(fhir.client(), bundle)
 
-    return await anyio.to_thread.run_sync(work, fhir_service(services))
+    return await _run(ctx, work)
 
 
 def register(server: MCPServer) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-import anyio.to_thread
 import numpy as np
 import pydicom
 from mcp.server.mcpserver import Context, MCPServer
@@ -35,10 +34,14 @@ from ..dicom.results import (
     store_and_verify,
 )
 from ..dicom.seg_export import AlgorithmType, build_seg, order_sources
+from ..dicom.service import DicomService
 from ..dicom.sr_export import SegmentFindings, Value, build_sr
 from .annotations import ADDS, ADDS_FROM_REMOTE
 from .confirm import asks_person
-from .dicom import dicom_service, node_text
+from .dicom import node_text
+from .running import DomainRunner, run_blocking
+
+_run = DomainRunner(DicomService)
 
 NodeId = Annotated[str, Field(min_length=1, max_length=200, description="a node id from list_scene_nodes")]
 SopUid = Annotated[str, Field(min_length=1, max_length=64, description="SOP Instance UID an export returned")]
@@ -69,15 +72,14 @@ TYPE2_STUDY = ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber", "
 
 
 def results_registry(services: Services) -> ResultsRegistry:
-    folder = dicom_service(services).storage_dir() / "results"  # first: get_or_create does not nest
-    return services.get_or_create("results", lambda s: ResultsRegistry(folder))
+    folder = services.domain(DicomService).storage_dir() / "results"
+    return services.domain(ResultsRegistry, lambda _: ResultsRegistry(folder))
 
 
-def _source_headers(services: Services, segmentation: SegmentationArray) -> list[pydicom.Dataset]:
+def _source_headers(dicom: DicomService, segmentation: SegmentationArray) -> list[pydicom.Dataset]:
     """Headers of the reference volume's DICOM images from the current node (no pixel data)."""
     study = segmentation.attributes.get("DICOM.StudyInstanceUID", "")
     series = segmentation.attributes.get("DICOM.SeriesInstanceUID", "")
-    dicom = dicom_service(services)
     name, node = dicom.node()
     return series_headers(node, name, Target(study, series), dicom.fetch_instances)
 
@@ -118,7 +120,7 @@ async def export_dicom_seg(
     )
     created: list[pydicom.Dataset] = []
     if segmentation.attributes.get("DICOM.SeriesInstanceUID"):
-        sources = await anyio.to_thread.run_sync(_source_headers, services, segmentation)
+        sources = await _run(ctx, lambda dicom, _: _source_headers(dicom, segmentation))
     else:
         volume = await services.backend.export_volume(segmentation.reference_volume_id)
         created = volume_to_datasets(volume, patient_id=patient_id, patient_name=patient_name, modality="CT")
@@ -154,7 +156,7 @@ async def export_dicom_seg(
             Exported("SEG", seg, registry.path_for("SEG", uid), ordered, findings, [], created)
         )
 
-    item = await anyio.to_thread.run_sync(build)
+    item = await run_blocking(ctx, lambda _: build())
     seg = item.dataset
     rows = []
     for finding in item.findings:
@@ -254,7 +256,7 @@ async def export_dicom_sr(
         uid = str(sr.SOPInstanceUID)
         return registry.add(Exported("SR", sr, registry.path_for("SR", uid), [], findings, marks))
 
-    item = await anyio.to_thread.run_sync(build)
+    item = await run_blocking(ctx, lambda _: build())
     rows = [
         MeasurementResult(
             tracking_id=f.label,
@@ -312,11 +314,11 @@ async def store_results_to_pacs(
     DICOM_SEND_FAILED naming what is missing. Off unless allow.dicom_send is true."""
     services = services_of(ctx)
     services.require_allowed("dicom_send", "Storing results in a PACS", person)
-    dicom = dicom_service(services)
+    dicom = services.domain(DicomService)
     name, target = dicom.node(node)
     objects = results_registry(services).datasets_for(sop_instance_uids)
     chosen: StoreMethod = method or ("stow-rs" if target.dicomweb_url else "c-store")
-    return await anyio.to_thread.run_sync(store_and_verify, target, name, dicom.calling_aet, objects, chosen)
+    return await _run(ctx, lambda _, __: store_and_verify(target, name, dicom.calling_aet, objects, chosen))
 
 
 def register(server: MCPServer) -> None:

@@ -1,32 +1,29 @@
 """Mini-RIS tools: patients, orders, the modality worklist, MPPS status and the virtual CR.
 
-Database and DICOM work runs in a worker thread; writes need `allow.ris_write` (and sending
+Database and DICOM work runs in a worker thread (`_run`, tools/running.py); writes need `allow.ris_write` (and sending
 the synthetic study to the PACS also `allow.dicom_send`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
-import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from ..core.errors import InvalidParameter
+from ..core.progress import Progress
 from ..core.services import Services, services_of
 from ..dicom.validation import check_text
 from ..ris.db import RisNotFound
 from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
 from ..ris.reports import OrderReport, OrderResult, order_results, reports_for
 from ..ris.schema import CT_PROCEDURES, PROCEDURES
-from ..ris.service import RisService, ris_service
+from ..ris.service import RisService
 from .annotations import ADDS, ADDS_FROM_REMOTE, CANCELS, READS
 from .confirm import asks_person
-
-T = TypeVar("T")
-
+from .running import DomainRunner
 
 ProcedureCode = Literal[tuple(p[0] for p in PROCEDURES + CT_PROCEDURES)]  # type: ignore[valid-type]
 Limit = Annotated[int, Field(ge=1, le=1000, description="at most this many records")]
@@ -131,9 +128,7 @@ AcquirePerson = asks_person(
 )
 
 
-async def _run(ctx: Context, work: Callable[[RisService], T]) -> T:
-    service = ris_service(services_of(ctx))
-    return await anyio.to_thread.run_sync(work, service)
+_run = DomainRunner(RisService)
 
 
 async def list_mini_ris_patients(
@@ -145,7 +140,7 @@ async def list_mini_ris_patients(
     limit: Limit = 100,
 ) -> PatientList:
     """Patients in the mini-RIS (MRN, name, birth date, sex). Use it to find the MRN for create_order."""
-    patients = await _run(ctx, lambda s: s.store.list_patients(mrn, name, limit))
+    patients = await _run(ctx, lambda ris, _: ris.store.list_patients(mrn, name, limit))
     return PatientList(count=len(patients), patients=patients)
 
 
@@ -163,7 +158,9 @@ async def list_orders(
 ) -> OrderList:
     """Imaging orders, newest first, with patient, procedure (views, expected image count), priority
     and state. ORDERED orders are waiting for create_mwl_from_order."""
-    orders = await _run(ctx, lambda s: s.store.list_orders(status, patient_mrn, accession_number, limit))
+    orders = await _run(
+        ctx, lambda ris, _: ris.store.list_orders(status, patient_mrn, accession_number, limit)
+    )
     return OrderList(count=len(orders), orders=orders)
 
 
@@ -185,7 +182,7 @@ async def create_order(
     services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS", person)
     return await _run(
         ctx,
-        lambda s: s.store.create_order(
+        lambda ris, _: ris.store.create_order(
             patient_mrn, procedure_code, priority=priority, reason=reason, accession_number=accession_number
         ),
     )
@@ -230,7 +227,9 @@ async def create_mwl_from_order(
     name = station.station_name if aet == station.ae_title else None
     e = await _run(
         ctx,
-        lambda s: s.store.create_mwl(order_id, aet, when, station_name=name, performing_physician=None),
+        lambda ris, _: ris.store.create_mwl(
+            order_id, aet, when, station_name=name, performing_physician=None
+        ),
     )
     return MwlCreated(
         success=True,
@@ -266,7 +265,7 @@ async def list_worklist(
     """Worklist entries (scheduled procedure steps) in time order with patient, procedure, station
     and state; the same entries the MWL SCP serves to modalities."""
     entries = await _run(
-        ctx, lambda s: s.store.list_worklist(status, date, station_aet, accession_number, limit)
+        ctx, lambda ris, _: ris.store.list_worklist(status, date, station_aet, accession_number, limit)
     )
     return Worklist(count=len(entries), entries=entries)
 
@@ -279,7 +278,7 @@ async def cancel_mwl(
     """Take a SCHEDULED entry off the worklist (state CANCELLED); its order can be scheduled again.
     A started step cannot be cancelled (the modality ends it with MPPS DISCONTINUED). Needs allow.ris_write."""
     services_of(ctx).require_allowed("ris_write", "Writing to the mini-RIS", person)
-    return await _run(ctx, lambda s: s.store.cancel_mwl(mwl_id))
+    return await _run(ctx, lambda ris, _: ris.store.cancel_mwl(mwl_id))
 
 
 async def create_synthetic_cr_study(
@@ -321,9 +320,11 @@ async def create_synthetic_cr_study(
     mode = image_mode or services.config.mini_ris.modality.image_mode
     if image_description is not None:
         check_text(image_description, "image_description", max_length=1024)
-    done = await _run(ctx, lambda s: s.acquire(accession_number, mode, send_to_pacs, image_description))
+    done = await _run(
+        ctx, lambda ris, _: ris.acquire(accession_number, mode, send_to_pacs, image_description)
+    )
     await ctx.report_progress(3, 3, f"MPPS {done.mpps_status}")
-    pacs = ris_service(services).pacs_node()[0] if send_to_pacs else None
+    pacs = services.domain(RisService).pacs_node()[0] if send_to_pacs else None
     return SyntheticStudy(
         accession_number=done.accession_number,
         study_instance_uid=done.study_instance_uid,
@@ -347,21 +348,21 @@ async def get_procedure_step_status(ctx: Context, accession_number: Accession) -
     DISCONTINUED) with the performed series and the status history, the results those steps produced
     (images, SEG, SR) and the reports recorded for it."""
 
-    def work(s: RisService) -> ProcedureStepStatus:
-        orders = s.store.list_orders(accession_number=accession_number, limit=1)
+    def work(ris: RisService, _: Progress) -> ProcedureStepStatus:
+        orders = ris.store.list_orders(accession_number=accession_number, limit=1)
         if not orders:
             raise RisNotFound(
                 f"no order with accession {accession_number}", details={"accession": accession_number}
             )
-        entries = s.store.list_worklist(accession_number=accession_number)
-        steps = [m for e in entries for m in s.store.mpps_for_mwl(e.mwl_id)]
+        entries = ris.store.list_worklist(accession_number=accession_number)
+        steps = [m for e in entries for m in ris.store.mpps_for_mwl(e.mwl_id)]
         return ProcedureStepStatus(
             accession_number=accession_number,
             order_status=orders[0].status,
             worklist=entries,
             performed_steps=steps,
             results=order_results(steps),
-            reports=reports_for(s.store, accession_number),
+            reports=reports_for(ris.store, accession_number),
         )
 
     return await _run(ctx, work)

@@ -6,8 +6,6 @@ import base64
 from pathlib import Path
 from typing import Annotated
 
-import anyio.from_thread
-import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
@@ -36,6 +34,7 @@ from ..scene.sampledata import SAMPLES, SampleDataCache
 from .annotations import ADDS, ADDS_FROM_REMOTE, READS, REMOVES, RUNS_CODE, SETS
 from .client_log import client_log
 from .confirm import asks_person
+from .running import run_blocking
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
@@ -48,7 +47,7 @@ PythonPerson = asks_person("execute_python", lambda services, code: _shown_code(
 
 
 def sample_cache(services: Services) -> SampleDataCache:
-    return services.get_or_create("sample_data", lambda s: SampleDataCache(s.config.sample_data))
+    return services.domain(SampleDataCache, lambda config: SampleDataCache(config.sample_data))
 
 
 def session_key(ctx: Context) -> str:
@@ -67,23 +66,6 @@ def session_key(ctx: Context) -> str:
     if params is not None and params.client_info is not None:
         return f"client-{params.client_info.name}"
     return "default"
-
-
-def _throttled_progress(ctx: Context, label: str):
-    """A progress callback usable from a worker thread, sending at most ~20 updates per file."""
-    last = [-1.0]
-
-    def report(done: int, total: int | None) -> None:
-        fraction = done / total if total else 0.0
-        if total and fraction - last[0] < 0.05 and done < total:
-            return
-        last[0] = fraction
-        try:
-            anyio.from_thread.run(ctx.report_progress, float(done), float(total) if total else None, label)
-        except (ValueError, RuntimeError):  # no request to report to (console call)
-            pass
-
-    return report
 
 
 async def list_scene_nodes(
@@ -130,10 +112,10 @@ async def capture_screenshot(
     say so) and its metadata (view, size, slice offset in mm). Renders run one at a time; a client
     with 2 already queued gets BUSY at once: wait for them, then capture again."""
     services = services_of(ctx)
-    queue = services.get_or_create("render_queue", lambda s: RenderQueue(s.config.rendering.queue_per_client))
+    queue = services.domain(RenderQueue, lambda config: RenderQueue(config.rendering.queue_per_client))
     async with queue.turn(session_key(ctx)):
         shot = await services.backend.capture_screenshot(view_type, scroll_position, look_from_axis, size)
-    fitted = await anyio.to_thread.run_sync(fit_image, shot.png, services.config.rendering.max_image_bytes)
+    fitted = await run_blocking(ctx, lambda _: fit_image(shot.png, services.config.rendering.max_image_bytes))
     info = shot.info
     if fitted.mime_type != "image/png":
         info = info.model_copy(
@@ -184,7 +166,7 @@ def _one_of(name: str, value: str | None, alias: str, alias_value: str | None) -
 
 async def list_sample_data(ctx: Context) -> SampleDataList:
     """The sample data sets load_sample_data can load, and whether each is already cached."""
-    return sample_cache(services_of(ctx)).listing()
+    return sample_cache(services_of(ctx)).list_samples()
 
 
 async def load_sample_data(
@@ -205,9 +187,7 @@ async def load_sample_data(
     cache.spec(name)  # unknown names fail before anything is touched
 
     async def fetch_local() -> Path:
-        return await anyio.to_thread.run_sync(
-            cache.ensure, name, _throttled_progress(ctx, f"downloading {name}")
-        )
+        return await run_blocking(ctx, lambda progress: cache.ensure(name, progress), f"downloading {name}")
 
     await client_log(ctx, "info", f"loading sample data {name}")
     loaded = await services.backend.load_sample_data(name, fetch_local)

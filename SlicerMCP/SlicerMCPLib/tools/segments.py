@@ -3,10 +3,8 @@ and undo an edit. The work runs on the scene's main thread (`SceneBackend.run_an
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
@@ -19,10 +17,10 @@ from ..core.analysis_models import (
     StatisticsResult,
     UndoResult,
 )
-from ..core.services import services_of
 from ..scene import segment_edit, segment_stats
-from ..scene.edit_history import ProgressFn, Workspace
+from ..scene.edit_history import Workspace
 from .annotations import ADDS, EDITS, OVERWRITES, READS, REMOVES, SETS
+from .running import run_analysis
 
 T = TypeVar("T")
 
@@ -39,40 +37,6 @@ VolumeId = Annotated[
     ),
 ]
 Point = Annotated[list[float], Field(min_length=3, max_length=3, description="[R, A, S] in mm")]
-
-
-async def run_analysis(ctx: Context, work: Callable[[Workspace], T], label: str) -> T:
-    """Run `work` on the scene's main thread, relaying its progress to the client."""
-    return await services_of(ctx).backend.run_analysis(work, progress_relay(ctx, label))
-
-
-def progress_relay(ctx: Context, label: str) -> ProgressFn:
-    """A progress callback callable from the main thread: sends at most ~20 updates to this request."""
-    loop = asyncio.get_running_loop()
-    last = [-1.0]
-    pending: set[asyncio.Future[Any]] = set()
-
-    async def send(done: float, total: float | None, message: str) -> None:
-        try:
-            await ctx.report_progress(done, total, message)
-        except (ValueError, RuntimeError):  # no request to report to (a console call)
-            pass
-
-    def report(done: float, total: float | None, message: str) -> None:
-        fraction = done / total if total else 0.0
-        if total and fraction - last[0] < 0.05 and done < total:
-            return
-        last[0] = fraction
-
-        def start() -> None:
-            text = label if message == label else f"{label}: {message}"
-            task = asyncio.ensure_future(send(done, total, text))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-        loop.call_soon_threadsafe(start)
-
-    return report
 
 
 async def create_segmentation(

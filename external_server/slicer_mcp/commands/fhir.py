@@ -43,9 +43,9 @@ def _print(data: Any) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from SlicerMCPLib.fhir.service import FhirService
 
-    service = FhirService.from_config(load_config(args.config))
+    service = FhirService(load_config(args.config))
     try:
-        _print(service.capability(args.server).model_dump())
+        _print(service.verify(args.server).model_dump())
     finally:
         service.close()
     return 0
@@ -76,7 +76,7 @@ def run_seed(args: argparse.Namespace) -> int:
                 details={"config_key": f"nodes.{args.dicom_node}.dicomweb_url"},
             )
         endpoint = (args.dicom_node, node.dicomweb_url)
-    service = FhirService.from_config(config)
+    service = FhirService(config)
     try:
         client = service.client(args.server)
         log.info("seeding FHIR server %s (%s)", client.name, client.base_url)
