@@ -151,6 +151,21 @@ def test_series_without_images_is_not_a_volume(tmp_path: Path) -> None:
         load_series([path])
 
 
+def test_non_image_instances_in_an_image_series_are_reported(tmp_path: Path) -> None:
+    """An SR-like object among the slices: the images load and the result says what was skipped."""
+    from fixtures.orthanc import make_pdf_instance
+
+    spec, datasets = make_ct_series()
+    other = make_pdf_instance(spec.patient_id, ["report"])
+    other.StudyInstanceUID, other.SeriesInstanceUID = (
+        datasets[0].StudyInstanceUID,
+        datasets[0].SeriesInstanceUID,
+    )
+    loaded = load_series(write([*datasets, other], tmp_path))
+    assert loaded.slices == len(datasets)
+    assert any("skipped 1 non-image instance" in w and str(other.Modality) in w for w in loaded.warnings)
+
+
 def test_enhanced_multiframe_matches_single_frames(tmp_path: Path) -> None:
     """An enhanced CT built from the single-frame series loads to the same volume."""
     from pydicom.dataset import Dataset

@@ -351,3 +351,17 @@ def test_storage_scp_stays_on_loopback() -> None:
         env={}, overrides={"storage_scp": {"bind_address": "0.0.0.0", "allow_remote": True}}
     )
     assert ok_config.storage_scp.allow_remote
+
+
+def test_load_series_says_which_non_image_instances_it_skipped(dicom_server: Any, orthanc: Orthanc) -> None:
+    """A report object stored in the image series (as some modalities do): the slices load and the
+    result counts what was left out, by modality, without patient data."""
+    spec, ds = make_ct_series(slices=4)
+    report = make_pdf_instance(spec.patient_id, ["Impression: normal"])
+    report.StudyInstanceUID, report.SeriesInstanceUID = ds[0].StudyInstanceUID, ds[0].SeriesInstanceUID
+    orthanc.upload([*ds, report])
+    result = ok(call(dicom_server, "load_series", {"series_instance_uid": spec.series_uid}))
+    [series] = result["loaded"]
+    warnings = " ".join(series["warnings"])
+    assert f"skipped 1 non-image instance(s) (by modality: 1 {report.Modality})" in warnings
+    assert spec.patient_id not in warnings

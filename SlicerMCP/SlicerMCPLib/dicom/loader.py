@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -433,6 +434,13 @@ def build_volume(
     first = images[0]
     slices = [s for item in images for s in item.slices]
     warnings: list[str] = []
+    others = Counter(item.modality or "?" for item in instances if not item.slices)
+    if others:
+        # an SR or other non-image object in an image series: said, not silently dropped (no PHI: counts only)
+        kinds = ", ".join(f"{count} {modality}" for modality, count in sorted(others.items()))
+        warnings.append(
+            f"skipped {sum(others.values())} non-image instance(s) (by modality: {kinds}): no pixel data"
+        )
     slices = consistent_slices(slices, warnings)
     array, ijk_to_ras, value_range = assemble(slices, warnings, allocate or np.empty, staged)
     attributes = {

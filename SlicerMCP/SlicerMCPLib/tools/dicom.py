@@ -494,7 +494,9 @@ async def load_series(
 ) -> LoadResult:
     """Retrieve a series and load it into the scene as a volume (name = series description,
     DICOM UIDs as node attributes). Refuses a partial series (RETRIEVE_INCOMPLETE). A DICOM SEG
-    series loads as a segmentation node over its source volume (loaded too if not in the scene)."""
+    series loads as a segmentation node over its source volume (loaded too if not in the scene).
+    Non-image instances inside the series (an SR, a PDF) are left out and counted by modality in
+    the series' warnings."""
     return await _load(ctx, await _series_target(ctx, series_instance_uid, study_instance_uid), method)
 
 
