@@ -39,6 +39,7 @@ from ..serving.auth import load_or_create_token, token_path
 from ..serving.endpoint import endpoint_path, remove_endpoint, write_endpoint
 from ..serving.http_transport import mcp_http_server
 from ..serving.server import SlicerMCPServer, build_server
+from ..tools.sdk_internals import open_session_count
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +388,7 @@ class ServerController:
         if self._core is None or self._http is None:
             return 0
         try:
-            sessions = len(self._core.server.session_manager._server_instances)  # noqa: SLF001
+            sessions = open_session_count(self._core.server.session_manager)
         except (RuntimeError, AttributeError):
             sessions = 0
         return sessions or self._http.open_connections

@@ -168,6 +168,7 @@ def build_server(services: Services) -> SlicerMCPServer:
     from ..tools.completions import register_completions
     from ..tools.prompts import register_prompts
     from ..tools.resources import register_resources
+    from ..tools.sdk_internals import registered_tools
 
     server = SlicerMCPServer(services)
     register_all(server)
@@ -175,9 +176,7 @@ def build_server(services: Services) -> SlicerMCPServer:
     register_prompts(server)
     register_completions(server, services)
     register_logging(server)
-    read_only = {
-        t.name for t in server._tool_manager.list_tools() if t.annotations and t.annotations.read_only_hint
-    }
+    read_only = {t.name for t in registered_tools(server) if t.annotations and t.annotations.read_only_hint}
     server.live = LiveResources(services, server.bus, read_only)
     server.live.install(server)
     server.compact_output_schemas()

@@ -27,6 +27,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from ..core.scene_backend import SceneChanges
 from ..core.services import CallRecord, Services
 from ..tools.client_log import connection_of
+from ..tools.sdk_internals import lowlevel_server
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class LiveResources:
 
     # -- wiring ------------------------------------------------------------------------------------
     def install(self, server: Any) -> None:
-        low = server._lowlevel_server  # noqa: SLF001 - MCPServer has no subscribe API; the low-level one does
+        low = lowlevel_server(server)  # MCPServer has no subscribe API; the low-level one does
         low.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
         low.middleware.append(self._middleware)

@@ -20,6 +20,8 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from .sdk_internals import lowlevel_server
+
 log = logging.getLogger(__name__)
 
 LEVELS: tuple[str, ...] = get_args(LoggingLevel)  # severity ascending (RFC 5424)
@@ -72,7 +74,7 @@ async def set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParam
 
 def register_logging(server: MCPServer) -> None:
     """Serve `logging/setLevel` (the SDK derives the `logging` capability from the handler)."""
-    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)  # noqa: SLF001
+    lowlevel_server(server).add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
 
 
 class ThrottledLog:
