@@ -64,18 +64,55 @@ def test_namespace_persists_per_session_key(clean_backend) -> None:
     assert not other.success and other.error.startswith("NameError")
 
 
-def test_python_timeout_leaves_the_scene_running(clean_backend) -> None:
+def test_a_busy_loop_is_really_stopped_at_its_deadline(clean_backend) -> None:
+    """`while True: pass` is stopped (an exception raised in the main thread), and the scene answers again;
+    code that catches the first stop is asked again."""
+
     async def main():
-        slow = asyncio.create_task(
-            clean_backend.execute_python("import time\ntime.sleep(0.5)\n'done'", "t", 0.1)
+        loop = await clean_backend.execute_python("n = 0\nwhile True:\n    n += 1", "t", 0.5)
+        stubborn = await clean_backend.execute_python(
+            "try:\n    while True:\n        pass\nexcept BaseException:\n    print('caught')\nwhile True:\n    pass",
+            "t",
+            0.5,
         )
-        return await asyncio.gather(slow, return_exceptions=True)
+        after = await clean_backend.execute_python("n > 0", "t", 10)
+        return loop, stubborn, after
+
+    loop, stubborn, after = asyncio.run(main())
+    assert (
+        not loop.success and loop.error.startswith("ExecutionStopped") and "timeouts.python_s" in loop.error
+    )
+    assert "<execute_python>" in loop.traceback
+    assert not stubborn.success and stubborn.stdout == "caught\n"
+    assert after.success and after.result == "True", "the variables set before the stop stay"
+
+
+def test_code_inside_a_long_c_call_is_reported_as_unstoppable(clean_backend, scene_config) -> None:
+    """time.sleep is one C call: Python cannot interrupt it, and the error says so rather than 'it will
+    finish on its own'; once the call returns, the stop takes effect and the scene answers again."""
+    scene_config.limits.python_stop_grace_s = 0.3
+
+    async def main():
+        return await asyncio.gather(
+            clean_backend.execute_python("import time\ntime.sleep(2)\n'done'", "t", 0.1),
+            return_exceptions=True,
+        )
 
     (outcome,) = asyncio.run(main())
     assert getattr(outcome, "code", None) == ErrorCode.SLICER_TIMEOUT
-    assert outcome.details["started"] is True
+    assert outcome.details["started"] is True and outcome.details["stoppable"] is False
+    assert "C call" in outcome.message and "finish on its own" not in outcome.message
     ok = asyncio.run(clean_backend.execute_python("1 + 1", "t", 10))
     assert ok.result == "2"
+
+
+def test_memory_guard_fails_a_huge_allocation_in_the_code(clean_backend, scene_config) -> None:
+    scene_config.limits.python_memory_bytes = 256 << 20
+    big = asyncio.run(clean_backend.execute_python("x = bytearray(2 << 30)\nlen(x)", "t", 30))
+    assert not big.success and big.error.startswith("MemoryError")
+    assert "limits.python_memory_bytes" in big.error
+    small = asyncio.run(clean_backend.execute_python("len(bytearray(16 << 20))", "t", 30))
+    assert small.result == str(16 << 20), "the limit is lifted after each call, and smaller work runs"
 
 
 def test_namespace_persists_over_stdio(tmp_path) -> None:
