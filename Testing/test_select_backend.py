@@ -76,3 +76,37 @@ def test_headless_flag_never_uses_what_answers_on_the_webserver_port(slicer_like
 def test_without_a_flag_slicers_webserver_is_used(slicer_like: str) -> None:
     assert choose_backend(None, False, slicer_like).backend == "webserver"
     assert choose_backend("webserver", True, slicer_like).backend == "webserver", "chosen explicitly"
+
+
+@pytest.mark.parametrize(
+    "body,content_type",
+    [
+        (b'{"hello": "world"}', "application/json"),
+        (b'{"nodes": 7, "applicationVersion": "5.8.1"}', "application/json"),
+        (b"<html><body>router login</body></html>", "text/html"),
+    ],
+)
+def test_junk_replies_to_the_webserver_backend_are_coded_errors(body: bytes, content_type: str) -> None:
+    """Chosen explicitly, a WebServer that is not Slicer gives a coded error naming the URL, not a KeyError."""
+    import asyncio
+
+    from SlicerMCPLib.backends.webserver import WebServerBackend
+    from SlicerMCPLib.core.config import Config
+    from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+
+    gen = _junk_server(body, content_type)
+    url = next(gen)
+    backend = WebServerBackend(Config(), url)
+    try:
+        with pytest.raises(SlicerMCPError) as caught:
+            asyncio.run(backend.list_nodes(None, None, 0, 10))
+        assert caught.value.code in (ErrorCode.SLICER_CONNECTION_ERROR, ErrorCode.SLICER_WEBSERVER_ERROR)
+        assert url in caught.value.message or caught.value.code == ErrorCode.SLICER_WEBSERVER_ERROR
+        status = asyncio.run(backend.status())
+        if b"applicationVersion" in body:
+            return  # a version record alone looks like Slicer; the scene calls above still fail coded
+        assert status.connection == "unreachable", "a junk reply is not a connected Slicer"
+        assert status.error["code"] == ErrorCode.SLICER_CONNECTION_ERROR and url in status.notes[0]
+    finally:
+        asyncio.run(backend.close())
+        gen.close()
