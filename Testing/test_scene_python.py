@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fixtures.scene import call_tool, call_tools, error_of
 from SlicerMCPLib.core.errors import ErrorCode
@@ -64,18 +65,63 @@ def test_namespace_persists_per_session_key(clean_backend) -> None:
     assert not other.success and other.error.startswith("NameError")
 
 
-def test_python_timeout_leaves_the_scene_running(clean_backend) -> None:
+def test_a_busy_loop_is_really_stopped_at_its_deadline(clean_backend) -> None:
+    """`while True: pass` is stopped (an exception raised in the main thread), and the scene answers again;
+    code that catches the first stop is asked again."""
+
     async def main():
-        slow = asyncio.create_task(
-            clean_backend.execute_python("import time\ntime.sleep(0.5)\n'done'", "t", 0.1)
+        loop = await clean_backend.execute_python("n = 0\nwhile True:\n    n += 1", "t", 0.5)
+        stubborn = await clean_backend.execute_python(
+            "try:\n    while True:\n        pass\nexcept BaseException:\n    print('caught')\nwhile True:\n    pass",
+            "t",
+            0.5,
         )
-        return await asyncio.gather(slow, return_exceptions=True)
+        after = await clean_backend.execute_python("n > 0", "t", 10)
+        return loop, stubborn, after
+
+    loop, stubborn, after = asyncio.run(main())
+    assert (
+        not loop.success and loop.error.startswith("ExecutionStopped") and "timeouts.python_s" in loop.error
+    )
+    assert "<execute_python>" in loop.traceback
+    assert not stubborn.success and stubborn.stdout == "caught\n"
+    assert after.success and after.result == "True", "the variables set before the stop stay"
+
+
+def test_code_inside_a_long_c_call_is_reported_as_unstoppable(clean_backend, scene_config) -> None:
+    """time.sleep is one C call: Python cannot interrupt it, and the error says so rather than 'it will
+    finish on its own'; once the call returns, the stop takes effect and the scene answers again."""
+    scene_config.limits.python_stop_grace_s = 0.3
+
+    async def main():
+        return await asyncio.gather(
+            clean_backend.execute_python("import time\ntime.sleep(2)\n'done'", "t", 0.1),
+            return_exceptions=True,
+        )
 
     (outcome,) = asyncio.run(main())
     assert getattr(outcome, "code", None) == ErrorCode.SLICER_TIMEOUT
-    assert outcome.details["started"] is True
+    assert outcome.details["started"] is True and outcome.details["stoppable"] is False
+    assert "C call" in outcome.message and "finish on its own" not in outcome.message
     ok = asyncio.run(clean_backend.execute_python("1 + 1", "t", 10))
     assert ok.result == "2"
+
+
+def test_memory_guard_stops_code_that_keeps_growing(clean_backend, scene_config) -> None:
+    """The guard limits the user's code, not the process: code growing the server past the budget is
+    stopped and its memory can be freed; afterwards the process allocates more than the budget freely."""
+    scene_config.limits.python_memory_bytes = 128 << 20
+    big = asyncio.run(
+        clean_backend.execute_python("x = []\nwhile True:\n    x.append(bytearray(1 << 20))", "t", 60)
+    )
+    assert not big.success and big.error.startswith("MemoryError")
+    assert "limits.python_memory_bytes" in big.error
+    freed = asyncio.run(clean_backend.execute_python("n = len(x)\ndel x\nn", "t", 30))
+    assert 128 <= int(freed.result) < 4096
+    outside = bytearray(256 << 20)  # no process-wide cap (RLIMIT_AS) is left behind
+    assert len(outside) == 256 << 20
+    small = asyncio.run(clean_backend.execute_python("len(bytearray(16 << 20))", "t", 30))
+    assert small.result == str(16 << 20), "smaller work runs after a stop"
 
 
 def test_namespace_persists_over_stdio(tmp_path) -> None:
@@ -109,3 +155,31 @@ def test_a_value_whose_repr_raises_is_reported_not_a_crash(mcp_server, scene_con
     r = result.structured_content
     assert not r["success"] and r["error"] == "ValueError: no repr"
     assert r["stdout"] == "ran\n" and "__repr__" in r["traceback"]
+
+
+def test_memory_guard_does_not_cap_the_rest_of_the_process(clean_backend, scene_config) -> None:
+    """While user code runs, Slicer's other threads may reserve memory freely (RLIMIT_AS made this fail)."""
+    import mmap
+    import threading
+
+    scene_config.limits.python_memory_bytes = 64 << 20
+    reserved: list[object] = []
+
+    def reserve() -> None:
+        time.sleep(0.3)
+        try:
+            reserved.append(mmap.mmap(-1, 1 << 30))  # address space, not resident memory
+        except (OSError, MemoryError) as exc:
+            reserved.append(exc)
+
+    other = threading.Thread(target=reserve)
+    other.start()
+    ran = asyncio.run(
+        clean_backend.execute_python(
+            "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.5:\n    pass\n'ok'", "t", 30
+        )
+    )
+    other.join()
+    assert ran.result == "'ok'"
+    assert isinstance(reserved[0], mmap.mmap), f"another thread could not reserve memory: {reserved[0]!r}"
+    reserved[0].close()

@@ -1,9 +1,10 @@
 """Which backend `slicer-mcp serve` uses, and hosting the two that need no scene of their own.
 
-Without `--backend`: (a) the SlicerMCP server inside Slicer when its endpoint file names a
-live process, (b) else Slicer's WebServer when `/slicer/system/version` answers at
-`--webserver-url`, (c) else a headless scene of our own when `--headless` is given,
-(d) else nothing: a message saying how to start one, and exit code 2.
+Without `--backend` or `--headless`: (a) the SlicerMCP server inside Slicer when its endpoint file
+names a live process, (b) else Slicer's WebServer when `/slicer/system/version` at `--webserver-url`
+answers with Slicer's version record, (c) else nothing: a message saying how to start one, and exit
+code 2. `--headless` means a headless scene of our own, whatever answers on the WebServer port: it
+must never receive execute_python source or file paths it was not chosen for.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def choose_backend(forced: BackendName | None, headless_flag: bool, webserver_ur
 
     if forced == "headless":
         return Choice("headless", "forced with --backend headless")
+    if forced is None and headless_flag:
+        # --headless means headless: never hand execute_python source or file paths to whatever answers
+        # on the WebServer port.
+        return Choice("headless", "--headless")
     if forced in (None, "proxy"):
         endpoint = read_endpoint()
         if endpoint is not None:
@@ -61,11 +66,9 @@ def choose_backend(forced: BackendName | None, headless_flag: bool, webserver_ur
         return Choice("webserver", f"forced with --backend webserver ({webserver_url})")
     if forced is None:
         version = probe_version(webserver_url)
-        if version is not None:
+        if version is not None and isinstance(version.get("applicationVersion"), str):
             found = f"Slicer {version.get('applicationVersion', '?')} WebServer at {webserver_url}"
             return Choice("webserver", found)
-    if headless_flag:
-        return Choice("headless", "--headless")
     return Choice(None, "no SlicerMCP server, no WebServer, no --headless")
 
 

@@ -16,7 +16,7 @@ import anyio.to_thread
 import numpy as np
 
 from ..core.config import Config
-from ..core.errors import InvalidParameter
+from ..core.errors import InvalidParameter, SlicerTimeout
 from ..core.gateway import MainThreadGateway
 from ..core.models import (
     LAYOUT_NAMES,
@@ -243,9 +243,21 @@ class MrmlBackend(SceneBackend):
                 import slicer
 
                 slicer.mrmlScene = self.scene
-            return run_code(code, namespace)
+            return run_code(code, namespace, timeout_s, self.config.limits.python_bytes())
 
-        return await self.gateway.acall(run, timeout_s)
+        grace = self.config.limits.python_stop_grace_s
+        try:
+            return await self.gateway.acall(run, timeout_s + grace)
+        except SlicerTimeout as exc:
+            if not exc.details.get("started"):
+                raise
+            raise SlicerTimeout(
+                f"execute_python was told to stop at {timeout_s:g} s but is still running {grace:g} s later: "
+                "it is inside one long C call (a library function), which Python cannot interrupt. Every "
+                "scene call waits until that call returns. If it does not, restart the server (SIGTERM "
+                "stops it within limits.python_stop_grace_s).",
+                details={**exc.details, "stoppable": False},
+            ) from None
 
     def _python_seed(self) -> dict[str, Any]:
         import slicer

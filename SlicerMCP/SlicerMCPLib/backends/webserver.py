@@ -14,6 +14,8 @@ is enabled in Slicer's Web Server module. HTTP details live in `webserver_http`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -287,10 +289,21 @@ class WebServerBackend(SceneBackend):
             )
 
     async def _status(self) -> SceneStatus:
-        version = (await self._get(webserver_http.VERSION)).json(webserver_http.VERSION)
+        try:
+            version = (await self._get(webserver_http.VERSION)).json(webserver_http.VERSION)
+        except SlicerMCPError as exc:
+            if exc.code != ErrorCode.SLICER_WEBSERVER_ERROR:
+                raise
+            version = None
+        if not (isinstance(version, dict) and isinstance(version.get("applicationVersion"), str)):
+            raise SlicerConnectionError(
+                f"{self.http.base_url} answered {webserver_http.VERSION} without Slicer's version record: it is "
+                "not Slicer's WebServer. Check --webserver-url, or run 'slicer-mcp --headless'.",
+                details={"url": self.http.base_url},
+            )
         return SceneStatus(
             backend=self.kind,
-            slicer_version=str(version.get("applicationVersion")) if isinstance(version, dict) else None,
+            slicer_version=version["applicationVersion"],
             node_count=len(await self._ids()),
             volume_count=len(await self._ids(**{"class": "vtkMRMLVolumeNode"})),
             segmentation_count=len(await self._ids(**{"class": "vtkMRMLSegmentationNode"})),
@@ -620,6 +633,32 @@ class WebServerBackend(SceneBackend):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.kind, "webserver_url": self.http.base_url}
+
+
+def _replies_checked(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A reply missing what Slicer always sends (a key, a list, a number) is not Slicer's: say so, coded."""
+
+    @functools.wraps(method)
+    async def checked(self: WebServerBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except SlicerMCPError:
+            raise
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+            raise SlicerMCPError(
+                f"The reply from {self.http.base_url} is not what Slicer's WebServer sends "
+                f"({type(exc).__name__}: {exc}). Is another program listening on that port? Check "
+                "--webserver-url, or run 'slicer-mcp --headless' for a scene of its own.",
+                code=ErrorCode.SLICER_CONNECTION_ERROR,
+                details={"url": self.http.base_url, "operation": method.__name__},
+            ) from None
+
+    return checked
+
+
+for _name, _method in list(vars(WebServerBackend).items()):
+    if not _name.startswith("_") and inspect.iscoroutinefunction(_method) and _name != "close":
+        setattr(WebServerBackend, _name, _replies_checked(_method))
 
 
 def probe_version(url: str, timeout: float = 2.0) -> dict[str, Any] | None:

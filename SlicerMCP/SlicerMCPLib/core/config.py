@@ -123,7 +123,9 @@ class LimitSettings(BaseModel):
         default=None, gt=0, description="largest voxel size x type a file may declare; default: 1/4 of RAM"
     )
     python_memory_bytes: int | None = Field(
-        default=None, gt=0, description="memory one execute_python call may add; default: 1/4 of RAM"
+        default=None,
+        gt=0,
+        description="resident memory one execute_python call may add before it is stopped; default: 1/4 of RAM",
     )
     python_stop_grace_s: float = Field(
         default=5.0, gt=0, description="seconds stopped code gets to unwind; SIGTERM exits after as long"

@@ -2,14 +2,25 @@
 
 Used by `execute_python` on a real scene (on the main thread, through the gateway). The
 value of a trailing expression is returned as its repr, like the interactive console.
+
+A deadline really stops the code: a watchdog thread raises `ExecutionStopped` in the running
+thread (`PyThreadState_SetAsyncExc`), again every second if the code catches it. Python checks
+for it between bytecodes, so code inside one long C call (a library function) stops only when
+that call returns; the caller says so. The same watchdog is the memory guard: when the process's
+resident memory grows by more than `memory_bytes` over what it was when the code started, the
+code is stopped the same way and reported as a MemoryError. No process-wide limit (RLIMIT_AS)
+is set, because inside Slicer it would cap Slicer itself and fail unrelated allocations.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import ctypes
 import io
+import os
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -24,8 +35,121 @@ def _clip(text: str) -> str:
     return text[:_MAX_OUTPUT] + f"\n... [{len(text) - _MAX_OUTPUT} more characters cut]"
 
 
-def run_code(code: str, namespace: dict[str, Any]) -> PythonResult:
-    """Execute `code` in `namespace`; never raises for errors in the code itself."""
+class ExecutionStopped(BaseException):
+    """Raised inside user code whose deadline passed (BaseException: a bare `except Exception` lets it by)."""
+
+
+def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Ask `thread_id` to raise `exc` at its next bytecode (None withdraws a pending request)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None
+    )
+
+
+class MemoryExceeded(ExecutionStopped):
+    """Raised inside user code that grew the process past its memory budget."""
+
+
+def _resident_bytes() -> int | None:
+    """The process's resident set size (Linux /proc); None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class Deadline:
+    """Stops the code running on the calling thread after `seconds`, or once the process's resident memory
+    has grown by more than `memory_bytes` since the start. Only this code is limited: the process (Slicer
+    itself) has no cap, unlike RLIMIT_AS. `stopped` / `over_memory` say what happened."""
+
+    _POLL_S = 0.05
+
+    def __init__(self, seconds: float | None, memory_bytes: int | None = None):
+        self.seconds = seconds
+        self.memory_bytes = memory_bytes
+        self.stopped = False
+        self.over_memory = False
+        self._thread_id = threading.get_ident()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    def __enter__(self) -> Deadline:
+        self._base = _resident_bytes() if self.memory_bytes is not None else None
+        if self.seconds is not None or self._base is not None:
+            self._watchdog = threading.Thread(target=self._watch, name="execute-python-deadline", daemon=True)
+            self._watchdog.start()
+        return self
+
+    def _watch(self) -> None:
+        started = time.monotonic()
+        next_ask = None if self.seconds is None else started + self.seconds
+        while not self._done.wait(self._POLL_S):
+            now = time.monotonic()
+            grown = None
+            if self._base is not None:
+                rss = _resident_bytes()
+                grown = None if rss is None else rss - self._base
+            with self._lock:
+                if self._done.is_set():
+                    return
+                if grown is not None and grown > self.memory_bytes and not self.stopped:
+                    self.over_memory = self.stopped = True
+                    _raise_in(self._thread_id, MemoryExceeded)
+                    next_ask = now + 1.0
+                elif next_ask is not None and now >= next_ask:
+                    self.stopped = True
+                    _raise_in(self._thread_id, MemoryExceeded if self.over_memory else ExecutionStopped)
+                    next_ask = now + 1.0  # the code caught it: ask again
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._done.set()
+            if self.stopped:
+                _raise_in(self._thread_id, None)  # one not yet delivered must not hit the caller
+
+
+def run_code(
+    code: str,
+    namespace: dict[str, Any],
+    timeout_s: float | None = None,
+    memory_bytes: int | None = None,
+) -> PythonResult:
+    """Execute `code` in `namespace`, stopping it after `timeout_s`; never raises for the code's errors."""
+    started = time.monotonic()
+    deadline = Deadline(timeout_s, memory_bytes)
+    try:
+        with deadline:
+            result = _run(code, namespace)
+    except ExecutionStopped:  # delivered between the code's end and the watchdog's stop
+        result = PythonResult(success=False)
+    if deadline.over_memory:
+        result.success = False
+        result.result = None
+        result.error = (
+            f"MemoryError: the code was stopped after it grew the server by more than {memory_bytes:,} bytes "
+            "(limits.python_memory_bytes); its variables stay in the namespace: `del` the big ones to free "
+            "the memory, work in smaller pieces, or raise the limit."
+        )
+    elif deadline.stopped:
+        result.success = False
+        result.result = None
+        result.error = (
+            f"ExecutionStopped: the code was stopped after {time.monotonic() - started:.1f} s "
+            f"(timeouts.python_s = {timeout_s:g}); what it did before stays done and its variables stay "
+            "in the namespace. Make it faster, run it in steps, or raise timeouts.python_s."
+        )
+    elif result.error and result.error.startswith("MemoryError") and memory_bytes is not None:
+        result.error += (
+            f" (execute_python may add at most {memory_bytes:,} bytes of memory: limits.python_memory_bytes)"
+        )
+    return result
+
+
+def _run(code: str, namespace: dict[str, Any]) -> PythonResult:
     out, err = io.StringIO(), io.StringIO()
     try:
         tree = ast.parse(code, mode="exec")
