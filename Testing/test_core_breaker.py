@@ -82,3 +82,18 @@ def test_registry_shares_one_breaker_per_peer():
     reg.get("orthanc").record_failure()
     reg.get("fhir")
     assert {s.peer: s.state for s in reg.statuses()} == {"orthanc": "open", "fhir": "closed"}
+
+
+def test_fhir_client_fails_fast_after_refused_connections():
+    from SlicerMCPLib.core.domain_config import FhirServer
+    from SlicerMCPLib.fhir.client import FhirClient
+
+    port = _free_port()  # nothing listens: the kernel refuses, a real connection failure
+    client = FhirClient("down", FhirServer(url=f"http://127.0.0.1:{port}/fhir", retries=0))
+    codes = []
+    for _ in range(4):
+        with pytest.raises(Exception) as exc:
+            client.request("GET", "Patient")
+        codes.append(str(exc.value.code))
+    assert codes == ["FHIR_CONNECTION_ERROR"] * 3 + ["CIRCUIT_OPEN"]
+    assert "'down'" in client.breaker.status().peer

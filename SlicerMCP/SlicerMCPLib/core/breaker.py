@@ -52,7 +52,8 @@ class CircuitBreaker:
     def _retry_at(self) -> float:
         return self._opened_at + self.settings.cooldown_seconds
 
-    def _admit(self) -> None:
+    def admit(self) -> None:
+        """Raise CIRCUIT_OPEN unless a call may go to the peer now (closed, or the one half-open probe)."""
         with self._lock:
             if self._state == "closed":
                 return
@@ -82,7 +83,7 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[[], T], connection_errors: tuple[type[BaseException], ...]) -> T:
         """Run fn through the breaker; only `connection_errors` count as failures."""
-        self._admit()
+        self.admit()
         try:
             result = fn()
         except connection_errors:
