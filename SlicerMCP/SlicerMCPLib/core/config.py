@@ -164,6 +164,21 @@ class RenderingSettings(BaseModel):
     )
 
 
+class BreakerConfig(BaseModel):
+    """When a peer (WebServer, DICOM node, FHIR server, RIS database) is treated as down."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_threshold: int = Field(
+        default=3, ge=1, description="consecutive connection failures that open a peer's breaker"
+    )
+    cooldown_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds an open breaker fails fast before one probe call is let through",
+    )
+
+
 class Config(BaseModel):
     """Everything the server reads from the outside world, validated in one place."""
 
@@ -174,6 +189,7 @@ class Config(BaseModel):
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     rendering: RenderingSettings = Field(default_factory=RenderingSettings)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
     webserver_url: str = Field(
         default="http://localhost:2016", description="Slicer's WebServer, for slicer-mcp"

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..core.breaker import CircuitBreaker
 from ..core.domain_config import FhirServer
 from ..core.errors import ConfigError, ErrorCode, SlicerMCPError
 
@@ -127,8 +128,9 @@ class _Session(requests.Session):
 class FhirClient:
     """One configured FHIR server: a requests Session with its auth, TLS and timeout settings."""
 
-    def __init__(self, name: str, server: FhirServer):
+    def __init__(self, name: str, server: FhirServer, breaker: CircuitBreaker | None = None):
         self.name = name
+        self.breaker = breaker or CircuitBreaker(f"FHIR server {name!r}")
         self.server = server
         self.base_url = server.url.rstrip("/")
         allowed = {_origin(server.url)} | {_origin(o) for o in server.redirect_origins}
@@ -169,7 +171,30 @@ class FhirClient:
         json_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> FhirResponse:
-        """Send one request and return the parsed JSON body; raise a FHIR_* SlicerMCPError on failure."""
+        """Send one request and return the parsed JSON body; raise a FHIR_* SlicerMCPError on failure.
+
+        Through this server's breaker: FHIR_CONNECTION_ERROR counts as a failure, any answer as success."""
+        self.breaker.admit()
+        try:
+            result = self._request(method, path_or_url, params=params, json_body=json_body, headers=headers)
+        except SlicerMCPError as exc:
+            if exc.code == ErrorCode.FHIR_CONNECTION_ERROR:
+                self.breaker.record_failure()
+            else:
+                self.breaker.record_success()
+            raise
+        self.breaker.record_success()
+        return result
+
+    def _request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: list[tuple[str, str]] | dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+    ) -> FhirResponse:
         method = method.upper()
         url = self.url_for(path_or_url)
         rtype = _resource_type_of(path_or_url.removeprefix(self.base_url))
