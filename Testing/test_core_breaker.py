@@ -97,3 +97,26 @@ def test_fhir_client_fails_fast_after_refused_connections():
         codes.append(str(exc.value.code))
     assert codes == ["FHIR_CONNECTION_ERROR"] * 3 + ["CIRCUIT_OPEN"]
     assert "'down'" in client.breaker.status().peer
+
+
+def test_fhir_service_breakers_take_the_configured_threshold() -> None:
+    """breaker.failure_threshold from the config reaches each FHIR server's breaker."""
+    from SlicerMCPLib.core.config import load_config
+    from SlicerMCPLib.fhir.service import FhirService
+
+    port = _free_port()  # nothing listens: refused
+    config = load_config(
+        None,
+        env={},
+        overrides={
+            "fhir_servers": {"down": {"url": f"http://127.0.0.1:{port}/fhir", "retries": 0}},
+            "breaker": {"failure_threshold": 1, "cooldown_s": 60},
+        },
+    )
+    client = FhirService(config).client("down")
+    codes = []
+    for _ in range(2):
+        with pytest.raises(Exception) as exc:
+            client.request("GET", "metadata")
+        codes.append(str(exc.value.code))
+    assert codes == ["FHIR_CONNECTION_ERROR", "CIRCUIT_OPEN"]  # open after one failure, not the default three

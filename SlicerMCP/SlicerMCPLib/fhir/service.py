@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from ..core.breaker import BreakerSettings, CircuitBreaker
 from ..core.config import Config
 from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
@@ -19,6 +20,7 @@ class FhirService:
         self.current = config.current_fhir or (next(iter(self.servers)) if len(self.servers) == 1 else None)
         self._clients: dict[str, FhirClient] = {}
         self._lock = threading.Lock()
+        self._breaker = BreakerSettings(config.breaker.failure_threshold, config.breaker.cooldown_s)
 
     def chosen(self, name: str | None = None) -> str:
         """The server `name`, or the current one; the error says which names exist."""
@@ -46,7 +48,8 @@ class FhirService:
         chosen = self.chosen(name)
         with self._lock:
             if chosen not in self._clients:
-                self._clients[chosen] = FhirClient(chosen, self.servers[chosen])
+                breaker = CircuitBreaker(f"FHIR server {chosen!r}", self._breaker)
+                self._clients[chosen] = FhirClient(chosen, self.servers[chosen], breaker)
             return self._clients[chosen]
 
     def list_servers(self) -> FhirServerList:
