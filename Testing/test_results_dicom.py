@@ -212,3 +212,18 @@ def test_a_volume_without_dicom_gets_its_images_made_and_stored_with_the_seg(
         call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [seg["sop_instance_uid"]]})
     )
     assert stored["verified"] == 65 and orthanc.count_instances(seg["source_series_instance_uid"]) == 64
+
+
+def test_overlapping_masks_stacked_with_the_same_values_each_segment_contiguous() -> None:
+    """The segment-last view highdicom is given holds the plain stack's values (so the SEG's frames
+    are the same) while each segment stays contiguous (what makes its overlap sum and frames fast)."""
+    from SlicerMCPLib.dicom.seg_export import _pixel_array
+
+    lesion, organ = _masks((6, 24, 24))
+    organ = organ | lesion  # make sure they overlap
+    stacked = _pixel_array([lesion, organ])
+    assert stacked.shape == (*lesion.shape, 2)
+    assert np.array_equal(stacked, np.stack([lesion, organ], axis=-1))
+    assert stacked[..., 0].flags["C_CONTIGUOUS"] and stacked[..., 1].flags["C_CONTIGUOUS"]
+    apart = _pixel_array([lesion, organ & ~lesion])
+    assert apart.ndim == 3 and apart.max() == 2  # no overlap: a label map
