@@ -382,3 +382,10 @@ def test_api_writes_follow_the_allow_switch(tmp_path: Any) -> None:
     finally:
         server.stop()
         service.close()
+
+
+def test_huge_name_is_an_invalid_parameter_without_the_database_path(ris_server: Any) -> None:
+    (huge,) = call_tools(ris_server, [("list_mini_ris_patients", {"name": "A" * 1_000_000})])
+    error = error_of(huge)
+    assert error["code"] == "INVALID_PARAMETER", error
+    assert "sqlite" not in str(error).lower()

@@ -35,6 +35,19 @@ def user_data_dir() -> Path:
     return Path(base) / "slicer-mcp"
 
 
+def private_file(path: Path) -> Path:
+    """Create `path` empty if missing, 0600 in a 0700 folder; tighten an existing file to 0600.
+
+    For files other libraries open themselves (SQLite creates its -wal/-shm with the main file's mode).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    if os.name != "nt":
+        os.chmod(path, 0o600)
+    return path
+
+
 def write_private_file(path: Path, text: str, *, keep_existing: bool = False) -> bool:
     """Write `text` (plus a newline) atomically, readable by the user only (file 0600, folder 0700).
 

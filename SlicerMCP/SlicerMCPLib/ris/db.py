@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core.domain_config import MiniRisSettings, default_sqlite_path
 from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.localhost import private_file
 from .schema import MYSQL, SQLITE, Dialect
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class SqliteDatabase(Database):
         self.path = path
         self.describe = f"sqlite:{path}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # names, MRNs, birth dates: 0600 before SQLite opens it (-wal/-shm follow)
             with contextlib.closing(sqlite3.connect(path)) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
         except (OSError, sqlite3.Error) as exc:
@@ -107,7 +108,7 @@ class SqliteDatabase(Database):
         try:
             conn = sqlite3.connect(self.path, timeout=15.0, isolation_level=None)
         except sqlite3.Error as exc:
-            raise RisDatabaseError(f"cannot open the RIS database {self.path}: {exc}") from exc
+            raise RisDatabaseError(f"cannot open the RIS database: {exc}") from exc
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA foreign_keys=ON")
@@ -121,9 +122,7 @@ class SqliteDatabase(Database):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise RisDatabaseError(
-                f"RIS database error ({self.path}): {exc}", details={"backend": "sqlite"}
-            ) from exc
+            raise RisDatabaseError(f"RIS database error: {exc}", details={"backend": "sqlite"}) from exc
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

@@ -323,7 +323,8 @@ def list_nodes(
 
 def find_node(scene: Any, node_id: str, expected_class: str | None = None, what: str = "") -> Any:
     """The node `node_id`, or InvalidNodeId / InvalidParameter saying how to find a good one."""
-    node = scene.GetNodeByID(node_id) if node_id else None
+    # VTK takes C strings: "id\x00x" would resolve as "id", so a NUL never reaches it.
+    node = scene.GetNodeByID(node_id) if node_id and "\x00" not in node_id else None
     if node is None:
         raise InvalidNodeId(
             f"no node with id {node_id!r} in the scene; call list_scene_nodes to see the node ids",

@@ -133,9 +133,11 @@ _run = DomainRunner(RisService)
 
 async def list_mini_ris_patients(
     ctx: Context,
-    mrn: Annotated[str | None, Field(description="exact medical record number, e.g. MRN1001")] = None,
+    mrn: Annotated[
+        str | None, Field(description="exact medical record number, e.g. MRN1001", max_length=64)
+    ] = None,
     name: Annotated[
-        str | None, Field(description="part of the family or given name, case-insensitive")
+        str | None, Field(description="part of the family or given name, case-insensitive", max_length=200)
     ] = None,
     limit: Limit = 100,
 ) -> PatientList:
