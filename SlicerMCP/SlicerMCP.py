@@ -377,7 +377,7 @@ class SlicerMCPLogic(ScriptedLoadableModuleLogic):
             return
         from SlicerMCPLib.hosts.inslicer import start_if_asked
 
-        start_if_asked(qt.QSettings())
+        start_if_asked(qt.QSettings(), testing=bool(slicer.app.commandOptions().testingEnabled))
 
     def stopAtQuit(self) -> None:
         """Stop the server while Qt and the scene still exist (before the interpreter exits)."""

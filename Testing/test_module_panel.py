@@ -207,6 +207,8 @@ def test_auto_start_follows_the_setting(settings_store, qt_controller) -> None:
     assert auto_start(qt_controller, settings_store) is False
     assert not qt_controller.status().running
     PanelSettings(port=0, auto_start=True).save(settings_store)
+    assert auto_start(qt_controller, settings_store, testing=True) is False  # Slicer --testing
+    assert not qt_controller.status().running
     assert auto_start(qt_controller, settings_store) is True
     assert qt_controller.status().running
 

@@ -127,6 +127,7 @@ KNOWLEDGE = {
         "QPixmap.scaled()": "QPixmap",
         "QBuffer.data()": "QByteArray",
         "qSlicerApplication.layoutManager()": "qSlicerLayoutManager",
+        "qSlicerApplication.commandOptions()": "qSlicerCommandOptions",
         "qMRMLLayoutManager.threeDWidget()": "qMRMLThreeDWidget",
         "qMRMLLayoutManager.sliceWidget()": "qMRMLSliceWidget",
         "qMRMLLayoutManager.layoutLogic()": "vtkMRMLLayoutLogic",

@@ -518,7 +518,7 @@ def existing_controller() -> ServerController | None:
     return _controller
 
 
-def start_if_asked(store: Any) -> bool:
+def start_if_asked(store: Any, testing: bool = False) -> bool:
     """At Slicer start-up: start the server when the user ticked 'start with Slicer' (never prompts).
 
     A busy port or a broken config is logged, never raised: it must not break Slicer's start-up.
@@ -526,7 +526,7 @@ def start_if_asked(store: Any) -> bool:
     from .panel import auto_start
 
     try:
-        started = auto_start(controller(), store)
+        started = auto_start(controller(), store, testing)
     except Exception as exc:
         log.error("SlicerMCP could not start at Slicer start-up: %s", exc)
         return False

@@ -253,10 +253,13 @@ class PanelPresenter:
         self.settings.save(self.store)
 
 
-def auto_start(controller: Any, store: SettingsStore) -> bool:
-    """At Slicer start-up: start the server when the user asked for it; True when started."""
+def auto_start(controller: Any, store: SettingsStore, testing: bool = False) -> bool:
+    """At Slicer start-up: start the server when the user asked for it; True when started.
+
+    Never while Slicer runs its tests (`--testing`): a test run must not open a port or take
+    the one a user's Slicer listens on."""
     settings = PanelSettings.load(store)
-    if not settings.auto_start:
+    if not settings.auto_start or testing:
         return False
     controller.start(port=settings.port, config_path=settings.config_path or None, allow=settings.granted())
     return True
