@@ -185,3 +185,30 @@ def test_configuration_reference_is_current() -> None:
     current = (PROJECT_ROOT / "docs/configuration.md").read_text(encoding="utf-8")
     assert current == module.render(), "run: .venv/bin/python scripts/config_reference.py"
     assert "`allow.execute_python`" in current and "`nodes.<name>.ae_title`" in current
+
+
+def test_generic_environment_variables_set_any_key_and_say_where_values_came_from(tmp_path: Path) -> None:
+    """SLICER_MCP__SECTION__KEY reaches any setting; errors and source_of name the layer that set it."""
+    path = tmp_path / "config.yaml"
+    path.write_text("nodes:\n  Orthanc: {host: 127.0.0.1, port: 4242, ae_title: ORTHANC}\n", encoding="utf-8")
+    env = {
+        "SLICER_MCP__MINI_RIS__MWL_PORT": "11113",
+        "SLICER_MCP__NODES__ORTHANC__PORT": "4343",  # the file's node, whatever its case
+        "SLICER_MCP__SERVER__ALLOWED_ORIGINS": '["http://localhost:3000"]',
+    }
+    cfg = load_config(path, env=env)
+    assert cfg.mini_ris.mwl_port == 11113
+    assert cfg.nodes["Orthanc"].port == 4343 and set(cfg.nodes) == {"Orthanc"}
+    assert cfg.server.allowed_origins == ["http://localhost:3000"]
+    assert cfg.source_of("mini_ris.mwl_port") == "environment SLICER_MCP__MINI_RIS__MWL_PORT"
+    assert cfg.source_of("nodes.Orthanc.host") == f"file {path}"
+    assert cfg.source_of("server.port") == "default"
+
+    with pytest.raises(ConfigError) as bad:
+        load_config(path, env={"SLICER_MCP__SERVER__PORT": "99999"})
+    assert "server.port" in bad.value.message and "SLICER_MCP__SERVER__PORT" in bad.value.message
+    assert bad.value.details["source"] == "environment SLICER_MCP__SERVER__PORT"
+    with pytest.raises(ConfigError, match="two underscores"):
+        load_config(None, env={"SLICER_MCP__SERVER____PORT": "1"})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(None, env={"SLICER_MCP__SERVER__ALLOWED_ORIGINS": "[oops"})

@@ -36,6 +36,11 @@ selects MySQL/MariaDB) load unchanged.
 Environment overrides: `SLICER_MCP_HOST`, `SLICER_MCP_PORT`, `SLICER_MCP_TOKEN_FILE`,
 `SLICER_MCP_WEBSERVER_URL`, and `SLICER_MCP_ALLOW_<NAME>=true|false` for each of
 {allow}; `DICOM_HL7_PACS_ALLOW_RETRIEVE=true` also turns on `dicom_move`.
+Any key below can be set as `SLICER_MCP__<SECTION>__<KEY>` (two underscores between levels,
+any case: `SLICER_MCP__MINI_RIS__MWL_PORT=11112`, `SLICER_MCP__NODES__ORTHANC__PORT=4242` for
+a node named Orthanc in the file); a value starting with `[` or `{{` is read as JSON. These come
+after the file and the variables above, before the command line. A bad value fails naming the
+key and what set it (file, environment variable, command line or the default).
 User folders: `$SLICER_MCP_HOME` if set, else `$XDG_CONFIG_HOME/slicer-mcp` (token, endpoint
 file) and `$XDG_DATA_HOME/slicer-mcp` (sample data cache, RIS database).
 """

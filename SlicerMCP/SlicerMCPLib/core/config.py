@@ -7,6 +7,7 @@ and the reason (CONFIG_ERROR).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .domain_config import DicomNode, FhirServer, MiniRisSettings, StorageScpSettings
 from .errors import ConfigError
@@ -183,6 +184,12 @@ class Config(BaseModel):
     """Everything the server reads from the outside world, validated in one place."""
 
     model_config = ConfigDict(extra="forbid")
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def source_of(self, key: str) -> str:
+        """Where `key` (e.g. `mini_ris.mwl_port`) got its value: 'file PATH', 'environment NAME',
+        'environment', 'command line' or 'default'."""
+        return _source_for(self._sources, key) or "default"
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     allow: AllowSettings = Field(default_factory=AllowSettings)
@@ -283,6 +290,75 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+GENERIC_ENV_PREFIX = "SLICER_MCP__"
+
+
+def _generic_env(env: Mapping[str, str], data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """`SLICER_MCP__MINI_RIS__MWL_PORT=11112` sets `mini_ris.mwl_port`: any key, `__` between levels.
+
+    Levels match the keys already in `data` regardless of case (a node named `Orthanc` in the file
+    is `SLICER_MCP__NODES__ORTHANC__PORT`), else are lower-cased. A value starting with `[` or `{`
+    is read as JSON (lists, mappings); any other stays text for the model to convert. Returns the
+    layer and, for each key it sets, the variable that set it."""
+    layer: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in sorted(env):
+        if not name.startswith(GENERIC_ENV_PREFIX):
+            continue
+        parts = name[len(GENERIC_ENV_PREFIX) :].split("__")
+        if not all(parts):
+            raise ConfigError(
+                f"environment variable {name}: levels are separated by exactly two underscores, "
+                "e.g. SLICER_MCP__MINI_RIS__MWL_PORT",
+                details={"env": name},
+            )
+        raw = env[name]
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"environment variable {name} starts like JSON but is not valid JSON",
+                    details={"env": name},
+                ) from None
+        keys: list[str] = []
+        known: Any = data
+        target = layer
+        for i, part in enumerate(parts):
+            existing = known if isinstance(known, Mapping) else {}
+            key = next((k for k in existing if str(k).lower() == part.lower()), part.lower())
+            keys.append(str(key))
+            known = existing.get(key)
+            if i == len(parts) - 1:
+                target[key] = value
+            else:
+                target = target.setdefault(key, {})
+        sources[".".join(keys)] = f"environment {name}"
+    return layer, sources
+
+
+def _sources_of(data: Mapping[str, Any], origin: str, prefix: str = "") -> dict[str, str]:
+    """Every key path in `data` (mappings walked, lists and values are leaves) -> `origin`."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        out[path] = origin
+        if isinstance(value, Mapping):
+            out.update(_sources_of(value, origin, path))
+    return out
+
+
+def _source_for(sources: Mapping[str, str], key: str) -> str | None:
+    """Where the value at `key` (or the nearest enclosing key that was set) came from."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        found = sources.get(".".join(parts[:n]))
+        if found:
+            return found
+    return None
+
+
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
@@ -363,23 +439,35 @@ def load_config(
     """
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     source = path or env.get("SLICER_MCP_CONFIG")
     if source:
         dotenv = Path(source).with_name(".env")
         names = {**read_dotenv(dotenv), **env} if dotenv.is_file() else env  # the environment wins
         data = _substitute_env(_read_yaml(Path(source)), names)
-    data = _deep_merge(data, _env_overrides(env))
+        sources.update(_sources_of(data, f"file {source}"))
+    named = _env_overrides(env)
+    data = _deep_merge(data, named)
+    sources.update(_sources_of(named, "environment"))
+    generic, generic_sources = _generic_env(env, data)
+    data = _deep_merge(data, generic)
+    sources.update(generic_sources)
     if overrides:
         data = _deep_merge(data, overrides)
+        sources.update(_sources_of(overrides, "command line"))
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "<root>"
+        origin = _source_for(sources, key)
         raise ConfigError(
-            f"config key {key}: {first['msg']}" + (f" (in {source})" if source else ""),
+            f"config key {key}: {first['msg']}" + (f" (set by {origin})" if origin else " (the default)"),
             details={
                 "key": key,
+                "source": origin or "default",
                 "problems": [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()],
             },
         ) from exc
+    config._sources = sources  # noqa: SLF001 - recorded where the config is built
+    return config
