@@ -110,12 +110,14 @@ def test_selection_prefers_the_in_slicer_server(
     proxy_endpoint: ProxyTarget, webserver_peer: PeerProcess
 ) -> None:
     add_probe_tools(proxy_endpoint.server)
-    names = tool_names(["--headless", "--webserver-url", webserver_peer.url])
-    assert "progress_probe" in names, "a live endpoint file wins over the WebServer and --headless"
+    names = tool_names(["--webserver-url", webserver_peer.url])
+    assert "progress_probe" in names, "without a flag, a live endpoint file wins over the WebServer"
+    # --headless means headless: neither the in-Slicer server nor the WebServer is used
+    assert backend_of(["--headless", "--webserver-url", webserver_peer.url]) == "headless"
 
 
 def test_selection_then_the_webserver(webserver_peer: PeerProcess) -> None:
-    assert backend_of(["--headless", "--webserver-url", webserver_peer.url]) == "webserver"
+    assert backend_of(["--webserver-url", webserver_peer.url]) == "webserver"
 
 
 def test_stale_endpoint_file_is_ignored(proxy_endpoint: ProxyTarget) -> None:
@@ -129,7 +131,9 @@ def test_stale_endpoint_file_is_ignored(proxy_endpoint: ProxyTarget) -> None:
     dead_pid = int(gone.stdout)
     write_endpoint(proxy_endpoint.url, 1, token_path(ServerSettings()), pid=dead_pid)
     closed = f"http://127.0.0.1:{free_port()}"
-    assert backend_of(["--headless", "--webserver-url", closed]) == "headless"
+    done = run_bridge(["--webserver-url", closed])
+    assert done.returncode == 2, "a dead process's endpoint file is not a Slicer to proxy to"
+    assert "found no Slicer" in done.stderr
 
 
 def test_forced_proxy_without_slicer_explains(tmp_path: Path) -> None:
