@@ -18,8 +18,10 @@ import importlib.metadata
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -126,6 +128,35 @@ def create_headless_backend(gateway: MainThreadGateway, config: Config) -> MrmlB
     return MrmlBackend(gateway, config, app)
 
 
+_watchdog_sockets: list[socket.socket] = []
+
+
+def exit_after_grace_on_signal(grace_s: float) -> None:
+    """After SIGTERM/SIGINT the process ends within `grace_s`, whatever the main thread is doing.
+
+    The Python-level handler (a clean stop) runs only when the main thread next runs bytecode,
+    which code stuck in one C call (a `time.sleep` in execute_python, a C loop) never does. CPython's
+    C-level handler writes the signal number to the wakeup fd at once, though: a watchdog thread
+    reading it gives the clean stop `grace_s` seconds, then exits with os._exit. Main thread only.
+    """
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    _watchdog_sockets[:] = [reader, writer]  # kept open for the life of the process
+
+    def watch() -> None:
+        got = reader.recv(1)
+        signum = got[0] if got else signal.SIGTERM
+        time.sleep(grace_s)
+        log.error(
+            "still running %.1f s after signal %d (code stuck in a C call?): exiting now", grace_s, signum
+        )
+        logging.shutdown()
+        os._exit(128 + signum)
+
+    threading.Thread(target=watch, name="slicer-mcp-signal-watchdog", daemon=True).start()
+
+
 def run_headless(config: Config, transport: Literal["stdio", "http"], demo: bool = False) -> int:
     gateway = MainThreadGateway()
     driver = LoopDriver(gateway)
@@ -142,6 +173,7 @@ def run_headless(config: Config, transport: Literal["stdio", "http"], demo: bool
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    exit_after_grace_on_signal(config.limits.python_stop_grace_s)
     # on this (the scene's) thread: closing the backend's helpers runs inline here
     with hosted(Services(config=config, backend=backend)) as services:
         server = build_server(services)
