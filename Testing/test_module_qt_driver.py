@@ -222,7 +222,8 @@ class _MainThreadOnly:
 
 
 def test_worker_threads_never_touch_qt_objects(gil_loop) -> None:
-    """Calls arriving from worker threads reach the main thread through the wake-up socket only."""
+    """Calls arriving from worker threads reach the main thread through the driver only: no Qt
+    object is touched from a worker thread."""
     real = pyside6_api()
     violations: list[str] = []
     main = threading.get_ident()
@@ -254,4 +255,7 @@ def test_worker_threads_never_touch_qt_objects(gil_loop) -> None:
     finally:
         driver.stop()
     assert violations == []
-    assert driver.stats.wakeups >= 1
+    # all 20 ran in the driver's drain on the main thread; whether the wake-up socket or a tick got
+    # there first depends on load (a CI run saw one tick drain them all), and the wake-up path has
+    # its own tests above
+    assert driver.stats.jobs == 20
