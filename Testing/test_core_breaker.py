@@ -8,7 +8,8 @@ import socket
 
 import pytest
 
-from SlicerMCPLib.core.breaker import BreakerRegistry, BreakerSettings, CircuitBreaker
+from SlicerMCPLib.core.breaker import BreakerRegistry, CircuitBreaker
+from SlicerMCPLib.core.config import BreakerConfig
 from SlicerMCPLib.core.errors import CircuitOpen, ErrorCode
 
 
@@ -33,7 +34,7 @@ class Clock:
 
 def test_opens_after_threshold_fails_fast_then_probe_closes():
     port, clock = _free_port(), Clock()
-    b = CircuitBreaker("test-peer", BreakerSettings(failure_threshold=3, cooldown_seconds=30), clock=clock)
+    b = CircuitBreaker("test-peer", BreakerConfig(failure_threshold=3, cooldown_s=30), clock=clock)
     for _ in range(3):
         with pytest.raises(ConnectionRefusedError):
             b.call(lambda: _connect(port), (OSError,))
@@ -56,7 +57,7 @@ def test_opens_after_threshold_fails_fast_then_probe_closes():
 
 def test_failed_probe_reopens_and_application_errors_do_not_count():
     port, clock = _free_port(), Clock()
-    b = CircuitBreaker("p", BreakerSettings(failure_threshold=2, cooldown_seconds=5), clock=clock)
+    b = CircuitBreaker("p", BreakerConfig(failure_threshold=2, cooldown_s=5), clock=clock)
 
     def app_error():
         raise KeyError("no match")  # the peer answered: not a connection failure
@@ -77,7 +78,7 @@ def test_failed_probe_reopens_and_application_errors_do_not_count():
 
 
 def test_registry_shares_one_breaker_per_peer():
-    reg = BreakerRegistry(BreakerSettings(failure_threshold=1))
+    reg = BreakerRegistry(BreakerConfig(failure_threshold=1))
     assert reg.get("orthanc") is reg.get("orthanc")
     reg.get("orthanc").record_failure()
     reg.get("fhir")

@@ -14,16 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
+from .config import BreakerConfig
 from .errors import CircuitOpen
 
 T = TypeVar("T")
 State = Literal["closed", "open", "half_open"]
-
-
-@dataclass(frozen=True)
-class BreakerSettings:
-    failure_threshold: int = 3
-    cooldown_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,10 +33,10 @@ class CircuitBreaker:
     """closed -> open after `failure_threshold` connection failures; one half-open probe after the cool-down."""
 
     def __init__(
-        self, peer: str, settings: BreakerSettings | None = None, clock: Callable[[], float] = time.time
+        self, peer: str, settings: BreakerConfig | None = None, clock: Callable[[], float] = time.time
     ):
         self.peer = peer
-        self.settings = settings or BreakerSettings()
+        self.settings = settings or BreakerConfig()
         self._clock = clock
         self._lock = threading.Lock()
         self._state: State = "closed"
@@ -50,7 +45,7 @@ class CircuitBreaker:
         self._probing = False
 
     def _retry_at(self) -> float:
-        return self._opened_at + self.settings.cooldown_seconds
+        return self._opened_at + self.settings.cooldown_s
 
     def admit(self) -> None:
         """Raise CIRCUIT_OPEN unless a call may go to the peer now (closed, or the one half-open probe)."""
@@ -106,8 +101,8 @@ class CircuitBreaker:
 class BreakerRegistry:
     """One breaker per peer name, shared by every caller of that peer."""
 
-    def __init__(self, settings: BreakerSettings | None = None):
-        self.settings = settings or BreakerSettings()
+    def __init__(self, settings: BreakerConfig | None = None):
+        self.settings = settings or BreakerConfig()
         self._lock = threading.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ..core.breaker import BreakerSettings, CircuitBreaker
+from ..core.breaker import CircuitBreaker
 from ..core.config import Config
 from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
@@ -20,7 +20,7 @@ class FhirService:
         self.current = config.current_fhir or (next(iter(self.servers)) if len(self.servers) == 1 else None)
         self._clients: dict[str, FhirClient] = {}
         self._lock = threading.Lock()
-        self._breaker = BreakerSettings(config.breaker.failure_threshold, config.breaker.cooldown_s)
+        self._breaker = config.breaker
 
     def chosen(self, name: str | None = None) -> str:
         """The server `name`, or the current one; the error says which names exist."""
