@@ -155,7 +155,7 @@ def test_started_like_dicom_mcp_the_tools_show_the_config(dicom_mcp_dir: Path) -
     assert listed["firely"]["description"].startswith("Firely FHIR Test Server")
 
 
-# --- the RIS calls dicom-mcp documents -------------------------------------------------------------
+# -- the RIS calls dicom-mcp documents -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ def test_synthetic_cr_with_an_image_description(ris_server: Any) -> None:
     assert error_of(bad)["code"] == "INVALID_PARAMETER"
 
 
-# --- findscu and the REST paths against `slicer-mcp ris serve` ---------------------------------------
+# -- findscu and the REST paths against `slicer-mcp ris serve` -------------------------------------
 
 
 @pytest.fixture

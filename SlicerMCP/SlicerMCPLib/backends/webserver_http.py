@@ -108,7 +108,7 @@ class WebServerHttp:
         self.retries = 0  # connection-error retries made (tests and logs)
         self.connections_opened = 0
 
-    # -- public -----------------------------------------------------------------------------
+    # -- public ------------------------------------------------------------------------------------
     def get(self, path: str, params: dict[str, Any] | None = None, *, timeout: float) -> Response:
         return self.request("GET", path, params, timeout=timeout, changes_state=False)
 
@@ -165,7 +165,7 @@ class WebServerHttp:
         with self._lock:
             self._drop()
 
-    # -- connection handling -----------------------------------------------------------------
+    # -- connection handling -----------------------------------------------------------------------
     def _drop(self) -> None:
         if self._conn is not None:
             self._conn.close()

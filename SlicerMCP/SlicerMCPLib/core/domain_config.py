@@ -28,7 +28,7 @@ def is_ae_title(value: str) -> bool:
     )
 
 
-# -- DICOM (`nodes`, `calling_aet`, `storage_scp`) ------------------------------------------
+# -- DICOM (`nodes`, `calling_aet`, `storage_scp`) -------------------------------------------------
 
 RetrieveMethod = Literal["dicomweb", "c-get", "c-move"]
 
@@ -95,7 +95,7 @@ class StorageScpSettings(BaseModel):
         return self
 
 
-# -- FHIR (`fhir_servers`, `current_fhir`) -----------------------------------------------
+# -- FHIR (`fhir_servers`, `current_fhir`) ---------------------------------------------------------
 
 
 class FhirServer(BaseModel):
@@ -150,7 +150,7 @@ class FhirServer(BaseModel):
         return "none"
 
 
-# -- mini-RIS (`mini_ris`) ---------------------------------------------------------------
+# -- mini-RIS (`mini_ris`) -------------------------------------------------------------------------
 
 _SERVER_KEYS = {"host", "port", "user", "password", "database"}
 
