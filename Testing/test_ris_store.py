@@ -289,7 +289,11 @@ def test_dicom_mcp_config_block_selects_mysql(tmp_path: Any) -> None:
         '  password: "${MINI_RIS_DB_PASSWORD}"\n  database: orthanc_ris\n  pool_size: 5\n'
     )
     settings = load_config(path, env={"MINI_RIS_DB_PASSWORD": "s3cret"}).mini_ris
-    assert settings.backend == "mysql" and settings.password == "s3cret" and settings.pool_size == 5
+    assert (
+        settings.backend == "mysql"
+        and settings.password.get_secret_value() == "s3cret"
+        and settings.pool_size == 5
+    )
     assert load_config(env={}).mini_ris.backend == "sqlite"
     explicit = load_config(env={}, overrides={"mini_ris": {"backend": "sqlite", "sqlite_path": "x"}}).mini_ris
     assert explicit.backend == "sqlite"
