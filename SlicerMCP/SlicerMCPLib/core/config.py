@@ -186,14 +186,10 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    def source_of(self, key: str) -> str:
-        """Where `key` (e.g. `mini_ris.mwl_port`) got its value: 'file PATH', 'environment NAME',
-        'environment', 'command line' or 'default'."""
-        return _source_for(self._sources, key) or "default"
-
     def sources(self) -> dict[str, str]:
-        """Each setting not left at its default -> where it came from (values are not included, so
-        secrets stay out): what `slicer://status` shows."""
+        """Each setting not left at its default (e.g. `mini_ris.mwl_port`) -> where it came from:
+        'file PATH', 'environment NAME', 'environment' or 'command line'. Values are not included,
+        so secrets stay out: this is what `slicer://status` shows."""
         keys = sorted(self._sources)
         return {k: self._sources[k] for k in keys if not any(o.startswith(k + ".") for o in keys)}
 
