@@ -109,6 +109,18 @@ class SceneChanges(abc.ABC):
     def names(self) -> list[NodeName]:
         """Every node's id, name and class as of the last change."""
 
+    async def watch(self, node_ids: frozenset[str]) -> None:  # noqa: B027 - optional hook
+        """A client subscribes (to these nodes, among other resources): a source that has to poll to
+        see changes polls from now on (its first look done on return) and looks at these nodes first.
+        Observers see every change anyway and need nothing."""
+
+    def unwatch(self) -> None:  # noqa: B027 - optional hook
+        """No client subscribes any more: a polling source stops."""
+
+    def live(self) -> bool:
+        """Whether the notes and `names` follow the scene now (a polling source: only while it polls)."""
+        return True
+
 
 class SceneBackend(abc.ABC):
     """The scene operations behind the scene tools (and the scene side of DICOM loading)."""
