@@ -253,3 +253,47 @@ def test_post_volume_overwrites_an_existing_node_in_place(webserver_peer_no_exec
 
     anyio.run(main)
     user.close()
+
+
+@pytest.mark.parametrize("python", [True, False], ids=["exec-on", "exec-off"])
+def test_what_one_look_costs_slicer(python: bool, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Requests per look (Slicer closes every connection, so connections opened = requests): one
+    /slicer/exec with exec on; with exec off /mrml/ids + /mrml/names, the subscribed data nodes'
+    MTime and POLL_CHECKS more."""
+    from SlicerMCPLib.backends.webserver_watch import POLL_CHECKS
+
+    peer = request.getfixturevalue("webserver_peer" if python else "webserver_peer_no_exec")
+    user = SlicerUser(peer, python)
+    user.clear()
+    ids = [user.add_volume(f"Cost{i}", tmp_path) for i in range(POLL_CHECKS + 2)]
+    _, backend = _in_process(peer)
+
+    async def main() -> tuple[int, int, int]:
+        watcher = await backend.scene_changes()
+        http = watcher.reader.http
+        watcher._wanted = frozenset(ids[:1])
+        await watcher._look()  # the first look: every node's class and kind, learnt once
+        before = http.connections_opened
+        await watcher._look()
+        plain = http.connections_opened - before
+        await asyncio.to_thread(user.add_volume, "CostNew", tmp_path)
+        before, known = http.connections_opened, len(watcher.names())
+        await watcher._look()
+        with_new = http.connections_opened - before
+        new_nodes = (
+            len(watcher.names()) - known
+        )  # the volume, with exec off its display and storage nodes too
+        modified, set_changed = watcher.take()
+        assert set_changed and any(kind == "vtkMRMLScalarVolumeNode" for kind in modified.values())
+        await backend.close()
+        return plain, with_new, new_nodes
+
+    plain, with_new, new_nodes = asyncio.run(main())
+    user.clear()
+    user.close()
+    if python:
+        assert (plain, with_new) == (1, 1)
+    else:
+        assert plain == 2 + 1 + POLL_CHECKS, plain
+        # new nodes: the properties of each and the nine application-class queries, once
+        assert with_new == plain + new_nodes + 9, (with_new, new_nodes)

@@ -15,8 +15,12 @@ module's log):
   the data nodes a client subscribed to and of `POLL_CHECKS` more in turn, so a change to an
   unsubscribed node is seen within ceil(data nodes / POLL_CHECKS) looks. A node seen for the first
   time costs one properties request (its class, whether it is a data node) and the nine class
-  queries of `WebServerBackend._application_ids`.
-MTime changes whenever the node's ModifiedEvent fires, which is what the MRML observers report.
+  queries of `WebServerBackend._application_ids`; every 30 s (`webserver.EXEC_RECHECK_S`) one
+  /slicer/exec asks whether exec was turned on.
+The MTime is what vtkObject::Modified() bumps, and vtkMRMLNode::Modified() calls it exactly when it
+fires ModifiedEvent (Libs/MRML/Core/vtkMRMLNode.h at Slicer 583e9b3, lines 569-579; a batched
+StartModify/EndModify fires once), the event the MRML observers report; vtkMRMLNode::PrintSelf
+prints it (vtkMRMLNode.cxx, line 316), so /slicer/mrml/properties carries it as "MTime".
 """
 
 from __future__ import annotations
@@ -25,15 +29,12 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..core.scene_backend import NodeName, SceneChanges
 from ..scene.nodes import APPLICATION_CLASSES
 from . import webserver_exec
 from .webserver_props import class_of, is_listed
-
-if TYPE_CHECKING:
-    from .webserver import WebServerBackend
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ Seen = dict[str, tuple[NodeName, int | None]]  # node id -> (id, name, class, da
 class WebServerWatcher(SceneChanges):
     """Notes of what changed in Slicer's scene since the last `take`, by polling its WebServer."""
 
-    def __init__(self, reader: WebServerBackend, interval_s: float):
-        self.reader = reader  # a backend of its own, over an HTTP client that does not retry
+    def __init__(self, reader: Any, interval_s: float):
+        # a WebServerBackend of its own, over an HTTP client that does not retry (typed Any:
+        # webserver.py imports this module)
+        self.reader = reader
         self.interval_s = interval_s
         self._lock = threading.Lock()  # take() and names() may come from any thread
         self._seen: Seen = {}
