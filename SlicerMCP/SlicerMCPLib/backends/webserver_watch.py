@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
-from ..core.scene_backend import NodeName, SceneChanges
+from ..core.scene_backend import ChangeNotes, NodeName
 from ..scene.nodes import APPLICATION_CLASSES
 from . import webserver_exec
 from .webserver_props import class_of, is_listed
@@ -43,20 +42,17 @@ POLL_CHECKS = 4  # data nodes not subscribed to whose MTime one exec-less look r
 Seen = dict[str, tuple[NodeName, int | None]]  # node id -> (id, name, class, data), MTime of data nodes
 
 
-class WebServerWatcher(SceneChanges):
+class WebServerWatcher(ChangeNotes):
     """Notes of what changed in Slicer's scene since the last `take`, by polling its WebServer."""
 
     def __init__(self, reader: Any, interval_s: float):
         # a WebServerBackend of its own, over an HTTP client that does not retry (typed Any:
         # webserver.py imports this module)
+        super().__init__()
         self.reader = reader
         self.interval_s = interval_s
-        self._lock = threading.Lock()  # take() and names() may come from any thread
         self._seen: Seen = {}
         self._based = False  # a first look succeeded since watching started
-        self._modified: dict[str, str] = {}
-        self._set_changed = False
-        self._listeners: list[Callable[[], None]] = []
         self._wanted: frozenset[str] = frozenset()
         self._turn = 0  # where the next round of MTime checks starts among the data nodes
         self._task: asyncio.Task[None] | None = None
@@ -88,16 +84,6 @@ class WebServerWatcher(SceneChanges):
     def live(self) -> bool:
         return self._task is not None and self._based
 
-    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def take(self) -> tuple[dict[str, str], bool]:
-        with self._lock:
-            modified, changed = self._modified, self._set_changed
-            self._modified, self._set_changed = {}, False
-        return modified, changed
-
     def names(self) -> list[NodeName]:
         with self._lock:
             return [name for name, _ in self._seen.values()]
@@ -126,14 +112,10 @@ class WebServerWatcher(SceneChanges):
             log.info("polling Slicer's WebServer for scene changes again")
         self._failing = False
         self.looks += 1
-        if self._note(seen):
-            for listener in list(self._listeners):
-                try:
-                    listener()
-                except Exception:  # a broken listener must not stop the polling
-                    log.exception("scene change listener %r failed", listener)
+        if self._compare(seen):
+            self._tell()
 
-    def _note(self, seen: Seen) -> bool:
+    def _compare(self, seen: Seen) -> bool:
         """Compare with the last look; returns whether there is something to report."""
         with self._lock:
             before, based = self._seen, self._based
