@@ -2,9 +2,9 @@
 WebServer, headless): prompts, completions, logging/setLevel, resources/subscribe and
 subscriptions/listen, with the SDK's stdio client on both protocol eras.
 
-Where a backend can't: the WebServer backend sees only changes made through our own tools
-(Slicer's WebServer has no change events), so the change here is made by a tool; the proxy
-relays no elicitation (asserted in test_proxy_keeps_gated_operations_off).
+The change here is made by a tool, which every backend sees; changes made in Slicer itself
+reach WebServer-backend clients by polling (test_bridge_webserver_live.py). Where a backend
+can't: the proxy relays no elicitation (asserted in test_proxy_keeps_gated_operations_off).
 """
 
 from __future__ import annotations

@@ -203,6 +203,12 @@ class Config(BaseModel):
     webserver_url: str = Field(
         default="http://localhost:2016", description="Slicer's WebServer, for slicer-mcp"
     )
+    webserver_poll_s: float = Field(
+        default=1.0,
+        ge=0.1,
+        description="seconds between looks at the scene through Slicer's WebServer for changes, while a "
+        "client subscribes to a scene resource (each look is a few requests on Slicer's main thread)",
+    )
     # dicom-mcp shape
     nodes: dict[str, DicomNode] = Field(default_factory=dict, description="DICOM nodes by name (below)")
     current_node: str | None = Field(default=None, description="the node DICOM tools use by default")
