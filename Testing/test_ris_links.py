@@ -35,7 +35,14 @@ def _results(report: str = "DiagnosticReport/77", status: str = "preliminary") -
     return [
         NewLink("SEG", SEG_UID, STUDY, SEG_SERIES, "orthanc"),
         NewLink("SR", SR_UID, STUDY, SR_SERIES, "orthanc"),
-        NewLink("DiagnosticReport", report, location="local", status=status, conclusion="2 mL", derived_from=SR_UID),
+        NewLink(
+            "DiagnosticReport",
+            report,
+            location="local",
+            status=status,
+            conclusion="2 mL",
+            derived_from=SR_UID,
+        ),
     ]
 
 
