@@ -181,3 +181,51 @@ def test_report_from_a_dicom_pdf(fhir_peer: Any, orthanc: Any, clean_backend: An
     assert form["contentType"] == "application/pdf" and form["title"] == "Radiology report"
     assert base64.b64decode(form["data"]) == make_pdf_bytes(pages)
     services.existing(DicomService).close()
+
+
+def test_report_from_a_dicom_pdf_is_listed_on_its_ris_order(
+    fhir_peer: Any, orthanc: Any, clean_backend: Any, tmp_path: Any
+) -> None:
+    """With allow.ris_write on, the report is linked to the order of the PDF's accession number."""
+    from SlicerMCPLib.ris.service import RisService
+
+    mrn = "PDF" + uuid.uuid4().hex[:10].upper()
+    pdf = make_pdf_instance(mrn, ["Stable lesion."])
+    orthanc.upload([pdf])
+    config = orthanc_config(
+        orthanc,
+        fhir_servers={"local": fhir_peer.server_config()},
+        current_fhir="local",
+        allow={"fhir_write": True, "ris_write": True},
+        mini_ris={"sqlite_path": str(tmp_path / "ris.sqlite")},
+    )
+    services = Services(config=config, backend=clean_backend)
+    ris = services.domain(RisService)
+    order = ris.store.create_order("MRN1002", "CT-ABD-LESION", accession_number=str(pdf.AccessionNumber))
+    patient = {"resourceType": "Patient", "identifier": [{"system": "urn:test:mrn", "value": mrn}]}
+    _, report = _ok(
+        call(
+            services,
+            ("fhir_create_resource", {"resource": patient}),
+            (
+                "fhir_report_from_dicom_pdf",
+                {
+                    "study_instance_uid": str(pdf.StudyInstanceUID),
+                    "series_instance_uid": str(pdf.SeriesInstanceUID),
+                    "sop_instance_uid": str(pdf.SOPInstanceUID),
+                },
+            ),
+        )
+    )
+    on_order = report["ris_order"]
+    assert on_order["linked"] and on_order["order_id"] == order.id, on_order
+    (link,) = on_order["stored_results"]
+    assert (link["kind"], link["identifier"], link["status"], link["derived_from"]) == (
+        "DiagnosticReport",
+        f"DiagnosticReport/{report['diagnostic_report_id']}",
+        "final",
+        str(pdf.SOPInstanceUID),
+    )
+    assert fhir_peer.read(link["identifier"])["conclusion"] == "Stable lesion."
+    services.existing(DicomService).close()
+    ris.close()

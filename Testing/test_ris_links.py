@@ -181,3 +181,23 @@ def test_rest_api_and_worklist_page_show_the_results(ris_api: tuple[str, dict[st
     assert f'<span title="{SEG_UID}">SEG</span>' in row and f'<span title="{SR_UID}">SR</span>' in row
     assert "DiagnosticReport/&lt;b&gt;9&lt;/b&gt; (final)" in row and "<b>" not in row
     assert "<th>Results</th>" in page
+
+
+def test_a_tools_link_outcome_says_why_nothing_was_linked(ris_api: tuple[str, dict[str, str], Any]) -> None:
+    """The second act of store_results_to_pacs / fhir_create_report never fails the tool: it says why."""
+    from SlicerMCPLib.ris.service import RisService
+    from SlicerMCPLib.tools.order_links import link_accession
+
+    _, _, service = ris_api
+    assert "no AccessionNumber" in (link_accession(service, "", _results()).note or "")
+    unknown = link_accession(service, "NOT-ORDERED", _results())
+    assert not unknown.linked and "no order with this accession" in (unknown.note or "")
+    _order(service.store, "ACC-TOOL-1")
+    done = link_accession(service, "ACC-TOOL-1", _results())
+    assert done.linked and done.note is None and len(done.stored_results) == 3
+
+    nobody = load_config(  # a MariaDB that is not running: nothing listens on this port
+        env={}, overrides={"mini_ris": {"backend": "mysql", "port": free_port(), "password": "x"}}
+    )
+    down = link_accession(RisService(nobody), "ACC-TOOL-1", _results())
+    assert not down.linked and "RIS_DATABASE_ERROR" in (down.note or "")

@@ -43,7 +43,8 @@ class RisOrderUpdate(BaseModel):
     note: str | None = Field(None, description="why nothing was linked, and what to do about it")
 
 
-def _link_one(ris: RisService, accession: str, links: list[NewLink]) -> RisOrderUpdate:
+def link_accession(ris: RisService, accession: str, links: list[NewLink]) -> RisOrderUpdate:
+    """Link one accession's results to its order; the outcome says why not when they were not."""
     if not accession:
         return RisOrderUpdate(
             accession_number="",
@@ -77,6 +78,6 @@ async def link_to_orders(ctx: Context, by_accession: dict[str, list[NewLink]]) -
         return [RisOrderUpdate(accession_number=a, linked=False, note=RIS_WRITE_OFF) for a in by_accession]
 
     def work(ris: RisService, _: Progress) -> list[RisOrderUpdate]:
-        return [_link_one(ris, accession, links) for accession, links in by_accession.items()]
+        return [link_accession(ris, accession, links) for accession, links in by_accession.items()]
 
     return await _run(ctx, work)
