@@ -17,7 +17,8 @@ from fixtures.ris import STATION_AET
 from SlicerMCPLib.core.config import load_config
 from SlicerMCPLib.core.domain_config import MiniRisSettings
 from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
-from SlicerMCPLib.ris.links import NewLink, link_results, links_of, with_stored_results
+from SlicerMCPLib.ris.links import link_results, links_of, with_stored_results
+from SlicerMCPLib.ris.models import ResultLink
 from SlicerMCPLib.ris.reports import record_report, reports_for
 from SlicerMCPLib.ris.schema import MIGRATIONS
 from SlicerMCPLib.ris.seed import seed
@@ -31,13 +32,25 @@ def _order(store: RisStore, accession: str) -> int:
     return store.create_order("MRN1002", "CT-ABD-LESION", accession_number=accession).id
 
 
-def _results(report: str = "DiagnosticReport/77", status: str = "preliminary") -> list[NewLink]:
+def _results(report: str = "DiagnosticReport/77", status: str = "preliminary") -> list[ResultLink]:
     return [
-        NewLink("SEG", SEG_UID, STUDY, SEG_SERIES, "orthanc"),
-        NewLink("SR", SR_UID, STUDY, SR_SERIES, "orthanc"),
-        NewLink(
-            "DiagnosticReport",
-            report,
+        ResultLink(
+            kind="SEG",
+            identifier=SEG_UID,
+            study_instance_uid=STUDY,
+            series_instance_uid=SEG_SERIES,
+            location="orthanc",
+        ),
+        ResultLink(
+            kind="SR",
+            identifier=SR_UID,
+            study_instance_uid=STUDY,
+            series_instance_uid=SR_SERIES,
+            location="orthanc",
+        ),
+        ResultLink(
+            kind="DiagnosticReport",
+            identifier=report,
             location="local",
             status=status,
             conclusion="2 mL",
@@ -72,7 +85,7 @@ def test_linking_again_updates_what_is_known_and_keeps_one_row(seeded_store: Ris
     _, first = link_results(seeded_store, "ACC-LINK-3", _results())
     # the report signed later, recorded by complete_procedure_step; the SEG linked again without a location
     record_report(seeded_store, "ACC-LINK-3", "DiagnosticReport/77", "final", None, None)
-    _, again = link_results(seeded_store, "ACC-LINK-3", [NewLink("SEG", SEG_UID)])
+    _, again = link_results(seeded_store, "ACC-LINK-3", [ResultLink(kind="SEG", identifier=SEG_UID)])
     assert len(again) == 3
     report = again[2]
     assert (report.status, report.conclusion, report.derived_from) == ("final", "2 mL", SR_UID)
@@ -86,7 +99,9 @@ def test_unknown_accession_is_not_found_and_text_stays_text(seeded_store: RisSto
     assert err.value.code == ErrorCode.RIS_NOT_FOUND
     _order(seeded_store, "ACC-LINK-4")
     sly = "DiagnosticReport/1'); DROP TABLE order_links; --"
-    _, shown = link_results(seeded_store, "ACC-LINK-4", [NewLink("DiagnosticReport", sly, status="final")])
+    _, shown = link_results(
+        seeded_store, "ACC-LINK-4", [ResultLink(kind="DiagnosticReport", identifier=sly, status="final")]
+    )
     assert shown[0].identifier == sly
     assert len(links_of(seeded_store, [o.id for o in seeded_store.list_orders(limit=1000)])) == 15
 

@@ -9,44 +9,27 @@ UNIQUE (order, kind, identifier) key decides between concurrent writers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from pydicom.dataset import Dataset
 
 from .db import RisConflict, RisNotFound, Tx
-from .models import LinkKind, Order, OrderLink
+from .models import LinkKind, Order, OrderLink, ResultLink
 from .store import RisStore, now_iso
 
-LINK_COLUMNS = (
-    "kind, identifier, study_instance_uid, series_instance_uid, location, status, conclusion, derived_from"
-)
+LINK_FIELDS = tuple(ResultLink.model_fields)  # the table's columns, by the model's (fixed) names
+LINK_COLUMNS = ", ".join(LINK_FIELDS)
 # what a later call may fill in or change (never the kind or identifier)
-UPDATABLE = ("study_instance_uid", "series_instance_uid", "location", "status", "conclusion", "derived_from")
+UPDATABLE = tuple(f for f in LINK_FIELDS if f not in ("kind", "identifier"))
 
 
-@dataclass(frozen=True)
-class NewLink:
-    """One result to link: what the caller knows of it."""
-
-    kind: LinkKind
-    identifier: str
-    study_instance_uid: str | None = None
-    series_instance_uid: str | None = None
-    location: str | None = None
-    status: str | None = None
-    conclusion: str | None = None
-    derived_from: str | None = None
-
-    def values(self) -> tuple[Any, ...]:
-        return (
-            self.kind,
-            self.identifier,
-            self.study_instance_uid,
-            self.series_instance_uid,
-            self.location,
-            self.status,
-            self.conclusion,
-            self.derived_from,
-        )
+def object_link(kind: LinkKind, ds: Dataset, location: str | None = None) -> ResultLink:
+    """The link of a stored SEG or SR dataset, by its UIDs."""
+    return ResultLink(
+        kind=kind,
+        identifier=str(ds.SOPInstanceUID),
+        study_instance_uid=str(ds.StudyInstanceUID),
+        series_instance_uid=str(ds.SeriesInstanceUID),
+        location=location,
+    )
 
 
 def order_id_of(store: RisStore, accession_number: str) -> int:
@@ -60,15 +43,16 @@ def order_id_of(store: RisStore, accession_number: str) -> int:
     return orders[0].id
 
 
-def _upsert(tx: Tx, order_id: int, link: NewLink) -> None:
+def _upsert(tx: Tx, order_id: int, link: ResultLink) -> None:
     row = tx.execute(
         "SELECT id FROM order_links WHERE order_id = ? AND kind = ? AND identifier = ?",
         (order_id, link.kind, link.identifier),
     ).one()
     if row is None:
         tx.execute(
-            f"INSERT INTO order_links (order_id, {LINK_COLUMNS}, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (order_id, *link.values(), now_iso()),
+            f"INSERT INTO order_links (order_id, {LINK_COLUMNS}, recorded_at)"
+            f" VALUES ({', '.join('?' for _ in range(len(LINK_FIELDS) + 2))})",
+            (order_id, *(getattr(link, f) for f in LINK_FIELDS), now_iso()),
         )
         return
     sets = ", ".join(f"{c} = COALESCE(?, {c})" for c in UPDATABLE)  # fixed column names only
@@ -77,7 +61,9 @@ def _upsert(tx: Tx, order_id: int, link: NewLink) -> None:
     )
 
 
-def link_results(store: RisStore, accession_number: str, links: list[NewLink]) -> tuple[int, list[OrderLink]]:
+def link_results(
+    store: RisStore, accession_number: str, links: list[ResultLink]
+) -> tuple[int, list[OrderLink]]:
     """Link `links` to the order of `accession_number` in one transaction; returns the order's id and
     all its links."""
     order_id = order_id_of(store, accession_number)

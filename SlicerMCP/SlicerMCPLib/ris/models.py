@@ -37,8 +37,8 @@ class Procedure(BaseModel):
 LinkKind = Literal["SEG", "SR", "DiagnosticReport"]
 
 
-class OrderLink(BaseModel):
-    """A result the order produced outside the RIS: a SEG or SR in a PACS, a DiagnosticReport in FHIR."""
+class ResultLink(BaseModel):
+    """A result an order produced outside the RIS: a SEG or SR in a PACS, a DiagnosticReport in FHIR."""
 
     kind: LinkKind
     identifier: str = Field(description="SOP Instance UID (SEG, SR) or FHIR reference DiagnosticReport/<id>")
@@ -50,6 +50,11 @@ class OrderLink(BaseModel):
     derived_from: str | None = Field(
         None, description="a DiagnosticReport's source: the SR (or DICOM PDF) SOP Instance UID"
     )
+
+
+class OrderLink(ResultLink):
+    """A result as the order lists it: when the RIS linked it."""
+
     recorded_at: str = Field(description="when the RIS first linked it (UTC, ISO 8601)")
 
 

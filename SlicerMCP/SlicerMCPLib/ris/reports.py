@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from .links import NewLink, link_results, links_of, order_id_of
-from .models import MppsRecord, OrderLink
+from .links import link_results, links_of, order_id_of
+from .models import MppsRecord, OrderLink, ResultLink
 from .store import RisStore
 
 KINDS = {
@@ -77,7 +77,13 @@ def record_report(
     sr_uid: str | None,
 ) -> OrderReport:
     """Link the FHIR DiagnosticReport to the order (again: its status and conclusion are updated)."""
-    new = NewLink("DiagnosticReport", reference, status=status, conclusion=conclusion, derived_from=sr_uid)
+    new = ResultLink(
+        kind="DiagnosticReport",
+        identifier=reference,
+        status=status,
+        conclusion=conclusion,
+        derived_from=sr_uid,
+    )
     _, links = link_results(store, accession_number, [new])
     return _report_of(next(x for x in links if x.kind == "DiagnosticReport" and x.identifier == reference))
 

@@ -17,8 +17,8 @@ from ..core.errors import SlicerMCPError
 from ..core.progress import Progress
 from ..core.services import services_of
 from ..ris.db import RisNotFound
-from ..ris.links import NewLink, link_results
-from ..ris.models import OrderLink
+from ..ris.links import link_results
+from ..ris.models import OrderLink, ResultLink
 from ..ris.service import RisService
 from .running import DomainRunner
 
@@ -43,7 +43,7 @@ class RisOrderUpdate(BaseModel):
     note: str | None = Field(None, description="why nothing was linked, and what to do about it")
 
 
-def link_accession(ris: RisService, accession: str, links: list[NewLink]) -> RisOrderUpdate:
+def link_accession(ris: RisService, accession: str, links: list[ResultLink]) -> RisOrderUpdate:
     """Link one accession's results to its order; the outcome says why not when they were not."""
     if not accession:
         return RisOrderUpdate(
@@ -70,7 +70,7 @@ def link_accession(ris: RisService, accession: str, links: list[NewLink]) -> Ris
     return RisOrderUpdate(accession_number=accession, linked=True, order_id=order_id, stored_results=shown)
 
 
-async def link_to_orders(ctx: Context, by_accession: dict[str, list[NewLink]]) -> list[RisOrderUpdate]:
+async def link_to_orders(ctx: Context, by_accession: dict[str, list[ResultLink]]) -> list[RisOrderUpdate]:
     """Link each accession's results to its order, if allow.ris_write lets the RIS be written."""
     if not by_accession:
         return []

@@ -18,7 +18,7 @@ from ..core.progress import Progress
 from ..core.services import services_of
 from ..dicom.service import DicomService
 from ..ris.db import RisNotFound
-from ..ris.links import NewLink, link_results
+from ..ris.links import link_results, object_link
 from ..ris.models import OrderLink
 from ..ris.mpps_scu import perform_step, series_item
 from ..ris.reports import OrderReport, OrderResult, order_results, record_report
@@ -106,11 +106,7 @@ async def complete_procedure_step(
             modality=modality,
             description="Reading and quantification",
         )
-        produced = [
-            NewLink(kind, str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID))
-            for kind, ds, _ in objects
-            if kind in ("SEG", "SR")
-        ]
+        produced = [object_link(kind, ds) for kind, ds, _ in objects if kind in ("SEG", "SR")]
         _, shown = link_results(ris.store, accession_number, produced)
         report = None
         if diagnostic_report:

@@ -25,7 +25,7 @@ from ..fhir import linking, resources
 from ..fhir.models import accession_of
 from ..fhir.report import ReportResult, ReportStatus, ReportValue, report_bundle, send_report
 from ..fhir.service import FhirService
-from ..ris.links import NewLink
+from ..ris.models import ResultLink
 from .annotations import ADDS_FROM_REMOTE
 from .confirm import asks_person
 from .fhir import fhir_server_text
@@ -90,9 +90,9 @@ async def _show_on_order(
     """The report linked to the RIS order of `accession` (ris_order says how that went)."""
     if not accession:
         return ReportWritten(**written.model_dump())
-    link = NewLink(
-        "DiagnosticReport",
-        f"DiagnosticReport/{written.diagnostic_report_id}",
+    link = ResultLink(
+        kind="DiagnosticReport",
+        identifier=f"DiagnosticReport/{written.diagnostic_report_id}",
         location=location,
         status=written.status,
         conclusion=written.conclusion,

@@ -36,7 +36,8 @@ from ..dicom.results import (
 from ..dicom.seg_export import AlgorithmType, build_seg, order_sources
 from ..dicom.service import DicomService
 from ..dicom.sr_export import SegmentFindings, Value, build_sr
-from ..ris.links import NewLink
+from ..ris.links import object_link
+from ..ris.models import ResultLink
 from .annotations import ADDS, ADDS_FROM_REMOTE
 from .confirm import asks_person
 from .dicom import node_text
@@ -331,14 +332,11 @@ async def store_results_to_pacs(
     chosen: StoreMethod = method or ("stow-rs" if target.dicomweb_url else "c-store")
     stored = await _run(ctx, lambda _, __: store_and_verify(target, name, dicom.calling_aet, objects, chosen))
     verified = {i.sop_instance_uid for i in stored.instances if i.verified}
-    by_accession: dict[str, list[NewLink]] = {}
+    by_accession: dict[str, list[ResultLink]] = {}
     for kind, ds, _ in objects:
         if kind in ("SEG", "SR") and str(ds.SOPInstanceUID) in verified:
-            by_accession.setdefault(str(ds.get("AccessionNumber", "") or "").strip(), []).append(
-                NewLink(
-                    kind, str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), name
-                )
-            )
+            accession = str(ds.get("AccessionNumber", "") or "").strip()
+            by_accession.setdefault(accession, []).append(object_link(kind, ds, name))
     return StoredResults(**stored.model_dump(), ris_orders=await link_to_orders(ctx, by_accession))
 
 
