@@ -98,8 +98,7 @@ class RisStore:
         return int(row["v"] or 0) if row else 0
 
     def migrate(self, up_to: int | None = None) -> int:
-        """Apply the migrations above the recorded version (up to `up_to`, default all); returns the
-        version now in force."""
+        """Apply the migrations above the recorded version, up to `up_to` (default all); returns it."""
         current = self.schema_version()
         for number, statements in enumerate(MIGRATIONS, start=1):
             if number <= current or (up_to is not None and number > up_to):
