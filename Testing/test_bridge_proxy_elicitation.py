@@ -98,7 +98,9 @@ def test_a_forged_answer_on_the_2026_wire_is_refused(confirming: Any) -> None:
                 await client.session.call_tool(
                     "execute_python", {"code": CODE}, input_responses=approve, request_state="v1.forged"
                 )
-            asked = await client.session.call_tool("execute_python", {"code": CODE}, allow_input_required=True)
+            asked = await client.session.call_tool(
+                "execute_python", {"code": CODE}, allow_input_required=True
+            )
             assert isinstance(asked, types.InputRequiredResult) and asked.request_state
             other = {"code": CODE + " + 1"}  # the minted state binds the exact call it asked about
             with pytest.raises(MCPError, match="requestState"):

@@ -8,11 +8,12 @@ its own progress token), resources, resource templates, prompts, each with the c
 request `_meta`; the upstream server's errors and log messages come back as they are. Nothing
 is re-encoded, so images, structured content and tool errors reach the client exactly as
 Slicer sent them. Also relayed: completion/complete, logging/setLevel, resources/subscribe and
-unsubscribe (the proxy subscribes upstream; updates and list_changed come back), and the 2026
+unsubscribe (the proxy subscribes upstream; updates and list_changed come back), the 2026
 wire's `subscriptions/listen` (the URIs a listen stream asks for are subscribed upstream and
-upstream updates are published on the proxy's bus). Not relayed: elicitation (the upstream
-session declares none, so a gated operation stays OPERATION_DISABLED through the proxy even
-with allow.confirm_with_person on; connect to the in-Slicer HTTP endpoint directly for that).
+upstream updates are published on the proxy's bus), and confirmation by a person
+(allow.confirm_with_person, `confirm_relay.py`): upstream's `elicitation/create` goes on to a
+handshake-era stdio client, and a 2026-07-28 client that elicits calls tools over a second
+upstream session on the 2026 wire, so the InputRequiredResult and its retry pass through.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -42,6 +43,8 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from SlicerMCPLib.core.errors import SlicerConnectionError
 from SlicerMCPLib.serving.endpoint import Endpoint
 
+from .confirm_relay import CALL_OR_INPUT, elicits, on_the_2026_wire, relay_elicitation
+
 log = logging.getLogger(__name__)
 logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
 
@@ -53,6 +56,12 @@ class _Downstream:
         self.session: ServerSession | None = None
         self.bus = InMemorySubscriptionBus()  # the 2026 listen streams of the stdio client
         self.subscribed: set[str] = set()  # URIs the stdio client subscribed to (handshake era)
+        self.modern: ClientSession | None = None  # the 2026-wire upstream session, for clients that elicit
+
+    async def on_upstream_elicit(
+        self, ctx: Any, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        return await relay_elicitation(self.session, params)
 
     async def on_upstream_log(self, params: types.LoggingMessageNotificationParams) -> None:
         if self.session is not None:
@@ -119,6 +128,18 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
             await ctx.session.report_progress(progress, total, message)
 
         # send_request, not call_tool: the result goes on as it came; the stdio client validates it
+        if downstream.modern is not None and on_the_2026_wire(ctx.session) and elicits(ctx.session):
+            # the person may be asked: InputRequiredResult out, the retry's answer and state back in
+            request = types.CallToolRequest(
+                params=types.CallToolRequestParams(
+                    name=params.name,
+                    arguments=params.arguments,
+                    input_responses=params.input_responses,
+                    request_state=params.request_state,
+                    _meta=forwarded_meta(params.meta),
+                )
+            )
+            return await downstream.modern.send_request(request, CALL_OR_INPUT, progress_callback=relay)
         request = types.CallToolRequest(
             params=types.CallToolRequestParams(
                 name=params.name, arguments=params.arguments, _meta=forwarded_meta(params.meta)
@@ -202,9 +223,12 @@ def initialization_options(server: Server[Any], upstream: ClientSession) -> Any:
 
 @asynccontextmanager
 async def upstream_session(
-    endpoint: Endpoint, downstream: _Downstream | None = None
+    endpoint: Endpoint, downstream: _Downstream | None = None, *, modern: bool = False
 ) -> AsyncIterator[ClientSession]:
-    """An initialised client session with the in-Slicer server named by `endpoint`."""
+    """An initialised client session with the in-Slicer server named by `endpoint`.
+
+    `modern`: negotiated with server/discover (the 2026 wire) instead of the initialize handshake.
+    """
     try:
         token = endpoint.read_token()
     except OSError as exc:
@@ -221,17 +245,32 @@ async def upstream_session(
             read,
             write,
             logging_callback=downstream.on_upstream_log,
-            message_handler=downstream.on_upstream_message,
+            message_handler=None if modern else downstream.on_upstream_message,
+            elicitation_callback=downstream.on_upstream_elicit,
         ) as session,
     ):
-        await session.initialize()
+        if modern:
+            await session.discover()
+        else:
+            await session.initialize()
         yield session
+
+
+async def open_modern_upstream(stack: AsyncExitStack, endpoint: Endpoint, downstream: _Downstream) -> None:
+    """The 2026-wire upstream session, if the server speaks it; without it a 2026 client can't confirm."""
+    try:
+        downstream.modern = await stack.enter_async_context(
+            upstream_session(endpoint, downstream, modern=True)
+        )
+    except Exception as exc:
+        log.warning("the SlicerMCP server does not speak the 2026 wire (%s): 2026 clients can't confirm", exc)
 
 
 async def serve_proxy_stdio(endpoint: Endpoint) -> None:
     """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes."""
     downstream = _Downstream()
-    async with upstream_session(endpoint, downstream) as upstream:
+    async with upstream_session(endpoint, downstream) as upstream, AsyncExitStack() as stack:
+        await open_modern_upstream(stack, endpoint, downstream)
         server = build_proxy_server(upstream, downstream)
         log.info("proxying stdio to the SlicerMCP server at %s (Slicer pid %d)", endpoint.url, endpoint.pid)
         async with stdio_server() as (read, write):
