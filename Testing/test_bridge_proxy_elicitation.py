@@ -12,14 +12,17 @@ that sleeps: a fault no real client can be made to produce on demand.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
+from test_bridge_proxy import add_probe_tools
 from test_core_confirm import CODE, ERAS, Person, code_of
 
 from fixtures.bridge import ProxyTarget, bridge_client
+from fixtures.scene import make_phantom_volume
 
 
 @pytest.fixture
@@ -109,3 +112,40 @@ def test_a_forged_answer_on_the_2026_wire_is_refused(confirming: Any) -> None:
                 )
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ERAS)
+@pytest.mark.parametrize("person", [Person(), None], ids=["elicits", "no-elicitation"])
+def test_log_messages_and_progress_come_through_on_either_upstream_session(
+    proxy_endpoint: ProxyTarget, tmp_path: Path, mode: str, person: Person | None
+) -> None:
+    """A 2026 client that elicits calls over the 2026 upstream session: its logs and progress come too."""
+    add_probe_tools(proxy_endpoint.server)
+    volume_file = make_phantom_volume(tmp_path)
+    logs: list[types.LoggingMessageNotificationParams] = []
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logs.append(params)
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async def main() -> None:
+        client = bridge_client(["--backend", "proxy"])
+        client.mode, client.logging_callback = mode, on_log
+        if person is not None:
+            client.elicitation_callback = person
+        if mode != "legacy":
+            client.log_level = "debug"  # 2026: opted in per request, in the request's _meta
+        async with client:
+            if mode == "legacy":
+                await client.set_logging_level("debug")
+            loaded = await client.call_tool("load_volume", {"path": str(volume_file), "name": "Logged"})
+            assert not loaded.is_error, loaded.content[0].text
+            probed = await client.call_tool("progress_probe", {"steps": 3}, progress_callback=on_progress)
+            assert not probed.is_error
+
+    asyncio.run(main())
+    assert any(e.level == "debug" and e.data.get("message") == "loading a volume file" for e in logs), logs
+    assert progress == [(i, 3, f"step {i}") for i in range(1, 4)]

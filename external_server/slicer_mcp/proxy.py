@@ -56,7 +56,8 @@ class _Downstream:
         self.session: ServerSession | None = None
         self.bus = InMemorySubscriptionBus()  # the 2026 listen streams of the stdio client
         self.subscribed: set[str] = set()  # URIs the stdio client subscribed to (handshake era)
-        self.modern: ClientSession | None = None  # the 2026-wire upstream session, for clients that elicit
+        #: the 2026-wire upstream sessions, by whether they declare elicitation (a 2026 client's calls)
+        self.modern: dict[bool, ClientSession] = {}
 
     async def on_upstream_elicit(
         self, ctx: Any, params: types.ElicitRequestParams
@@ -128,23 +129,18 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
             await ctx.session.report_progress(progress, total, message)
 
         # send_request, not call_tool: the result goes on as it came; the stdio client validates it
-        if downstream.modern is not None and on_the_2026_wire(ctx.session) and elicits(ctx.session):
-            # the person may be asked: InputRequiredResult out, the retry's answer and state back in
-            request = types.CallToolRequest(
-                params=types.CallToolRequestParams(
-                    name=params.name,
-                    arguments=params.arguments,
-                    input_responses=params.input_responses,
-                    request_state=params.request_state,
-                    _meta=forwarded_meta(params.meta),
-                )
-            )
-            return await downstream.modern.send_request(request, CALL_OR_INPUT, progress_callback=relay)
         request = types.CallToolRequest(
             params=types.CallToolRequestParams(
-                name=params.name, arguments=params.arguments, _meta=forwarded_meta(params.meta)
+                name=params.name,
+                arguments=params.arguments,
+                input_responses=params.input_responses,  # a 2026 retry: the person's answer...
+                request_state=params.request_state,  # ...and the state the server sealed, as they came
+                _meta=forwarded_meta(params.meta),
             )
         )
+        modern = downstream.modern.get(elicits(ctx.session)) if on_the_2026_wire(ctx.session) else None
+        if modern is not None:  # as the client declared itself: log opt-in and elicitation per request
+            return await modern.send_request(request, CALL_OR_INPUT, progress_callback=relay)
         return await upstream.send_request(request, types.CallToolResult, progress_callback=relay)
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
@@ -223,11 +219,12 @@ def initialization_options(server: Server[Any], upstream: ClientSession) -> Any:
 
 @asynccontextmanager
 async def upstream_session(
-    endpoint: Endpoint, downstream: _Downstream | None = None, *, modern: bool = False
+    endpoint: Endpoint, downstream: _Downstream | None = None, *, modern: bool = False, asks: bool = True
 ) -> AsyncIterator[ClientSession]:
     """An initialised client session with the in-Slicer server named by `endpoint`.
 
     `modern`: negotiated with server/discover (the 2026 wire) instead of the initialize handshake.
+    `asks`: declares elicitation (the questions go to `downstream`, see `confirm_relay`).
     """
     try:
         token = endpoint.read_token()
@@ -246,7 +243,7 @@ async def upstream_session(
             write,
             logging_callback=downstream.on_upstream_log,
             message_handler=None if modern else downstream.on_upstream_message,
-            elicitation_callback=downstream.on_upstream_elicit,
+            elicitation_callback=downstream.on_upstream_elicit if asks else None,
         ) as session,
     ):
         if modern:
@@ -256,21 +253,29 @@ async def upstream_session(
         yield session
 
 
-async def open_modern_upstream(stack: AsyncExitStack, endpoint: Endpoint, downstream: _Downstream) -> None:
-    """The 2026-wire upstream session, if the server speaks it; without it a 2026 client can't confirm."""
-    try:
-        downstream.modern = await stack.enter_async_context(
-            upstream_session(endpoint, downstream, modern=True)
-        )
-    except Exception as exc:
-        log.warning("the SlicerMCP server does not speak the 2026 wire (%s): 2026 clients can't confirm", exc)
+async def open_modern_upstreams(stack: AsyncExitStack, endpoint: Endpoint, downstream: _Downstream) -> None:
+    """The 2026-wire upstream sessions (with and without elicitation) for the 2026 clients' tool calls.
+
+    Without them (a server that does not speak the 2026 wire) those calls go over the handshake
+    session: they work, but the person can't be asked and log levels are the connection's.
+    """
+    for asks in (True, False):
+        try:
+            session = upstream_session(endpoint, downstream, modern=True, asks=asks)
+            downstream.modern[asks] = await stack.enter_async_context(session)
+        except Exception as exc:
+            log.warning(
+                "no 2026-wire session with the SlicerMCP server (%s): 2026 clients can't confirm", exc
+            )
+            downstream.modern.clear()
+            return
 
 
 async def serve_proxy_stdio(endpoint: Endpoint) -> None:
     """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes."""
     downstream = _Downstream()
     async with upstream_session(endpoint, downstream) as upstream, AsyncExitStack() as stack:
-        await open_modern_upstream(stack, endpoint, downstream)
+        await open_modern_upstreams(stack, endpoint, downstream)
         server = build_proxy_server(upstream, downstream)
         log.info("proxying stdio to the SlicerMCP server at %s (Slicer pid %d)", endpoint.url, endpoint.pid)
         async with stdio_server() as (read, write):
