@@ -3,14 +3,16 @@
 The proxy never makes or changes an answer; it only carries the question and the answer:
 - handshake-era stdio client: the server's `elicitation/create`, sent to the proxy's upstream
   session mid-call, goes on to the stdio client unchanged and its answer goes back as it came;
-- 2026-07-28 stdio client that declared elicitation: its tools/call goes over an upstream
-  session on the 2026 wire, so the server's InputRequiredResult (the question, and the request
-  state the server sealed and bound to that call) reaches the client unchanged, and the
-  client's retry with its inputResponses goes back the same way;
-- a stdio client without elicitation: upstream gets the answer an SDK client without elicitation
-  gives ("Elicitation not supported"), so the gated operation stays OPERATION_DISABLED, as when
-  that client connects directly. The upstream session is opened before the stdio client's
-  handshake, so it always declares elicitation and this answer stands for "not supported".
+- a handshake-era stdio client without elicitation: upstream gets the answer an SDK client
+  without elicitation gives ("Elicitation not supported"), so the gated operation stays
+  OPERATION_DISABLED, as when that client connects directly. The handshake upstream session is
+  opened before the stdio client's handshake, so it always declares elicitation and this answer
+  stands for "not supported";
+- 2026-07-28 stdio client: its tools/call goes over the upstream session on the 2026 wire that
+  declares elicitation as the client did. If it did, the server's InputRequiredResult (the
+  question, and the request state the server sealed and bound to that call) reaches the client
+  unchanged and the retry with its inputResponses goes back the same way; if not, the server
+  does not ask.
 A stdio client that fails to answer, or goes away, is a decline; a timeout is the server's
 (`timeouts.confirm_s`), which stops waiting and leaves the operation off.
 """

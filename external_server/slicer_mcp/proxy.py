@@ -11,9 +11,12 @@ Slicer sent them. Also relayed: completion/complete, logging/setLevel, resources
 unsubscribe (the proxy subscribes upstream; updates and list_changed come back), the 2026
 wire's `subscriptions/listen` (the URIs a listen stream asks for are subscribed upstream and
 upstream updates are published on the proxy's bus), and confirmation by a person
-(allow.confirm_with_person, `confirm_relay.py`): upstream's `elicitation/create` goes on to a
-handshake-era stdio client, and a 2026-07-28 client that elicits calls tools over a second
-upstream session on the 2026 wire, so the InputRequiredResult and its retry pass through.
+(allow.confirm_with_person, `confirm_relay.py`). A 2026-07-28 stdio client's tool calls go over
+one of two upstream sessions on the 2026 wire, the one declaring elicitation or the one not, as
+the client declared itself, so its per-request log level and elicitation reach the server as
+they would directly (an InputRequiredResult and its retry pass through unchanged); everything
+else, and every handshake-era client, uses the handshake session, whose `elicitation/create`
+goes on to a handshake-era client that elicits.
 """
 
 from __future__ import annotations
