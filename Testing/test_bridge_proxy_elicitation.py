@@ -19,7 +19,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 from test_bridge_proxy import add_probe_tools
-from test_core_confirm import CODE, ERAS, Person, code_of
+from test_core_confirm import CODE, ERAS, Person, assert_each_accept_ran_one_call, code_of
 
 from fixtures.bridge import ProxyTarget, bridge_client
 from fixtures.scene import make_phantom_volume
@@ -50,11 +50,7 @@ def through_proxy(mode: str, person: Person | None, calls: int = 1, extra: dict 
 @pytest.mark.parametrize("mode", ERAS)
 def test_accept_runs_that_one_call_and_shows_the_code(confirming: Any, mode: str) -> None:
     person = Person()
-    first, second = through_proxy(mode, person, calls=2)
-    assert code_of(first) is None and first.structured_content["result"] == "42"
-    assert code_of(second) is None
-    assert len(person.shown) == 2  # asked again for the second call: an accept covers one call
-    assert CODE in person.shown[0] and "allow.execute_python is off" in person.shown[0]
+    assert_each_accept_ran_one_call(through_proxy(mode, person, calls=2), person)
 
 
 @pytest.mark.parametrize("mode", ERAS)
