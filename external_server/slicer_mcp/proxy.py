@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx2
 import mcp_types as types
-from mcp.client.session import ClientSession
+from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
@@ -63,7 +63,7 @@ class _Downstream:
         self.modern: dict[bool, ClientSession] = {}
 
     async def on_upstream_elicit(
-        self, ctx: Any, params: types.ElicitRequestParams
+        self, ctx: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
         return await relay_elicitation(self.session, params)
 
