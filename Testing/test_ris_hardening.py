@@ -12,6 +12,7 @@ import pytest
 
 from fixtures.ris import SPS, STATION_AET, mwl_query, worklist_query
 from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.dicom.status import Status
 from SlicerMCPLib.ris.store import RisStore
 
 BAD_AE = "Zoë山田"
@@ -315,7 +316,7 @@ def test_a_find_whose_identifier_never_arrives_ends_within_the_timeout(strict_sc
     answers = list(assoc.send_c_find(Dataset(), ModalityWorklistInformationFind))
     waited = time.monotonic() - started
     assert waited < strict_scp.timeout_s + 5  # the client's own timeout is 20 s: the SCP ended it first
-    assert all(not status or int(status.Status) != 0xFF00 for status, _ in answers)
+    assert all(not status or int(status.Status) != Status.PENDING for status, _ in answers)
     fresh = associate(strict_scp.port)  # and the SCP serves the next modality normally
     assert fresh.is_established
     fresh.release()
