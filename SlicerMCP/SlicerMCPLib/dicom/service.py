@@ -122,8 +122,9 @@ class DicomService:
         log.info("current DICOM node is now %s", name)
         return name
 
-    def verify(self) -> EchoResult:
-        name, node = self.node()
+    def verify(self, name: str | None = None) -> EchoResult:
+        """C-ECHO the named node, or the current one."""
+        name, node = self.node(name)
         return echo(node, self.calling_aet, name)
 
     # -- query -------------------------------------------------------------------------------------

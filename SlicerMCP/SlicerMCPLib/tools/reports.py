@@ -194,7 +194,7 @@ async def fhir_create_report(
             values=values,
             sr_uid=sr_uid,
         )
-        return send_report(fhir.client(), bundle), accession_of(study) if study else None, fhir.chosen()
+        return send_report(fhir.client(), bundle), accession_of(study) if study else None, fhir.server()[0]
 
     written, study_accession, server = await _run(ctx, work)
     return await _show_on_order(
@@ -266,7 +266,7 @@ async def fhir_report_from_dicom_pdf(
             values=[],
             pdf=(_document(ds), title),
         )
-        return send_report(fhir.client(), bundle), accession_of(study) if study else None, fhir.chosen()
+        return send_report(fhir.client(), bundle), accession_of(study) if study else None, fhir.server()[0]
 
     written, study_accession, server = await _run(ctx, work)
     pdf_accession = str(ds.get("AccessionNumber", "") or "")
