@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import anyio
 from mcp.server.mcpserver import Context
 
+from .breaker import BreakerStatus, GuardsPeers
 from .config import Config
 from .errors import OperationDisabled
 from .scene_backend import SceneBackend
@@ -105,6 +106,12 @@ class Services:
         """The server's `kind` if one was made (a host or test closing it early), else None."""
         with self._lock:
             return self._domains.get(kind)
+
+    def peer_states(self) -> list[BreakerStatus]:
+        """The breaker of every peer the backend and the domain services made so far."""
+        with self._lock:
+            guards = [self.backend, *self._domains.values()]
+        return [b.status() for g in guards if isinstance(g, GuardsPeers) for b in g.breakers()]
 
     def require_allowed(self, operation: str, what: str, person: Any = None) -> None:
         """Raise OPERATION_DISABLED unless `allow.<operation>` is on, or the person allowed this one call.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ..core.breaker import CircuitBreaker
+from ..core.breaker import BreakerRegistry, CircuitBreaker
 from ..core.config import Config
 from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
@@ -20,7 +20,7 @@ class FhirService:
         self.current = config.current_fhir or (next(iter(self.servers)) if len(self.servers) == 1 else None)
         self._clients: dict[str, FhirClient] = {}
         self._lock = threading.Lock()
-        self._breaker = config.breaker
+        self._breakers = BreakerRegistry(config.breaker)  # kept when the clients close
 
     def chosen(self, name: str | None = None) -> str:
         """The server `name`, or the current one; the error says which names exist."""
@@ -48,9 +48,13 @@ class FhirService:
         chosen = self.chosen(name)
         with self._lock:
             if chosen not in self._clients:
-                breaker = CircuitBreaker(f"FHIR server {chosen!r}", self._breaker)
+                breaker = self._breakers.get(f"FHIR server {chosen!r}")
                 self._clients[chosen] = FhirClient(chosen, self.servers[chosen], breaker)
             return self._clients[chosen]
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The breaker of every server called so far (`slicer://status`)."""
+        return self._breakers.breakers()
 
     def list_servers(self) -> FhirServerList:
         return FhirServerList(

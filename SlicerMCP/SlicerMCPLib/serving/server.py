@@ -172,7 +172,7 @@ def build_server(services: Services) -> SlicerMCPServer:
 
     server = SlicerMCPServer(services)
     register_all(server)
-    register_resources(server, services.backend)
+    register_resources(server, services)
     register_prompts(server)
     register_completions(server, services)
     register_logging(server)

@@ -12,9 +12,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel
 
-from ..core.errors import ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
+from ..core.errors import CircuitOpen, ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
 from ..core.models import SceneStatus
-from ..core.scene_backend import SceneBackend
+from ..core.services import Services
 
 
 async def _json_of(read: Awaitable[BaseModel]) -> str:
@@ -27,24 +27,27 @@ async def _json_of(read: Awaitable[BaseModel]) -> str:
         raise ResourceError(exc.to_json()) from exc
 
 
-def register_resources(server: MCPServer, backend: SceneBackend) -> None:
+def register_resources(server: MCPServer, services: Services) -> None:
+    backend = services.backend
 
     @server.resource("slicer://status", name="status", title="Slicer status", mime_type="application/json")
     async def status() -> str:
         """Backend, Slicer version, node counts and what this host can render; "unreachable" and why
-        when Slicer doesn't answer (a status that can't be read is itself the answer)."""
+        when Slicer doesn't answer (a status that can't be read is itself the answer); the circuit
+        breaker state of each peer called so far."""
         try:
-            return (await backend.status()).model_dump_json()
-        except (SlicerConnectionError, SlicerTimeout) as exc:
-            down = SceneStatus(
+            state = await backend.status()
+        except (SlicerConnectionError, SlicerTimeout, CircuitOpen) as exc:
+            state = SceneStatus(
                 backend=backend.kind,
                 connection="unreachable",
                 error=exc.to_dict()["error"],
                 notes=[f"Slicer is unreachable: {exc.message}"],
             )
-            return down.model_dump_json()
         except SlicerMCPError as exc:
             raise ResourceError(exc.to_json()) from exc
+        state.peers = services.peer_states()
+        return state.model_dump_json()
 
     @server.resource("slicer://scene", name="scene", title="Scene nodes", mime_type="application/json")
     async def scene() -> str:
