@@ -36,13 +36,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CallRecord:
-    """One served tool call, as shown in the module panel's table (no arguments: they may hold PHI)."""
+    """One served tool call, as the module panel's table and the audit log show it (no arguments:
+    they may hold PHI; only their digest)."""
 
     started_at: float
     tool: str
     duration_s: float
     ok: bool
     error_code: str | None = None
+    client: str | None = None  # the name and version the client declared
+    session: str | None = None  # a short digest of the transport's session id (never the id)
+    arguments_sha256: str | None = None
+    result_bytes: int = 0
 
 
 class CallLog:

@@ -1,6 +1,7 @@
-"""MCP resources: read-only views of the scene for clients that browse rather than call tools.
+"""MCP resources: read-only views of the scene (and of the server's audit log and peers) for
+clients that browse rather than call tools.
 
-The SDK gives static resources no Context, so each handler closes over the scene backend.
+The SDK gives static resources no Context, so each handler closes over the services.
 A failed read carries the same JSON error body as a failed tool (code, message, details).
 """
 
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel
 
+from ..core.audit import audit_of
 from ..core.errors import CircuitOpen, ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
 from ..core.models import SceneStatus
 from ..core.services import Services
@@ -48,6 +51,13 @@ def register_resources(server: MCPServer, services: Services) -> None:
             raise ResourceError(exc.to_json()) from exc
         state.peers = services.peer_states()
         return state.model_dump_json()
+
+    @server.resource("slicer://audit", name="audit", title="Audit log", mime_type="application/json")
+    async def audit() -> str:
+        """The newest tool calls from the audit log (audit.recent_lines of them, oldest first): time,
+        client, tool, a SHA-256 of the arguments (never the arguments), result code, duration, bytes."""
+        log = audit_of(services)
+        return (await anyio.to_thread.run_sync(log.tail)).model_dump_json()
 
     @server.resource("slicer://scene", name="scene", title="Scene nodes", mime_type="application/json")
     async def scene() -> str:
