@@ -209,3 +209,29 @@ def test_webserver_opens_then_the_probe_finds_slicer(tmp_path: Path) -> None:
     finally:
         for p in started:
             stop_peer(p)
+
+
+def test_dicomweb_requests_share_the_node_breaker() -> None:
+    """WADO-RS/STOW-RS to a node's dicomweb_url go through the same breaker as its associations."""
+    import pytest
+
+    from SlicerMCPLib.core.breaker import CircuitBreaker
+    from SlicerMCPLib.core.config import BreakerConfig
+    from SlicerMCPLib.core.domain_config import DicomNode
+    from SlicerMCPLib.core.errors import SlicerMCPError
+    from SlicerMCPLib.dicom.associations import GuardedNode
+    from SlicerMCPLib.dicom.retrieve import dicomweb_request
+
+    port = free_port()  # nothing listens
+    plain = DicomNode(
+        host="127.0.0.1", port=port, ae_title="X", dicomweb_url=f"http://127.0.0.1:{port}/dicom-web"
+    )
+    breaker = CircuitBreaker("web node", BreakerConfig(failure_threshold=2, cooldown_s=60))
+    node = GuardedNode.bind(plain, breaker)
+    codes = []
+    for _ in range(3):
+        with pytest.raises(SlicerMCPError) as exc:
+            dicomweb_request(node, "GET", f"{node.dicomweb_url}/studies")
+        codes.append(str(exc.value.code))
+    assert codes == ["DICOM_NODE_UNREACHABLE", "DICOM_NODE_UNREACHABLE", "CIRCUIT_OPEN"]
+    assert breaker.status().state == "open"

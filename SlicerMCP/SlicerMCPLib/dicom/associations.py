@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import PrivateAttr
 from pydicom.dataset import Dataset
@@ -30,6 +30,7 @@ from .models import EchoResult
 from .status import Status, code_to_category
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Uncompressed transfer syntaxes we can always decode with numpy alone.
 UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]
@@ -66,6 +67,12 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, SlicerMCPError) and exc.code == ErrorCode.DICOM_NODE_UNREACHABLE
 
 
+def through_breaker(node: DicomNode, reach: Callable[[], T]) -> T:
+    """`reach()` (opening an association, sending a DICOMweb request) through the node's breaker:
+    DICOM_NODE_UNREACHABLE counts as a failure, anything else proves the node alive."""
+    return guarded(node.breaker if isinstance(node, GuardedNode) else None, reach, _unreachable)
+
+
 @contextmanager
 def open_association(
     node: DicomNode,
@@ -97,11 +104,8 @@ def open_association(
     label = node_label(node, node_name)
     handlers = [*(evt_handlers or []), (evt.EVT_ACSE_RECV, _note_peer_abort)]
     attempts = 1 + (node.retries if retry else 0)
-    breaker = node.breaker if isinstance(node, GuardedNode) else None
     try:
-        assoc = guarded(
-            breaker, lambda: _establish(ae, node, label, attempts, ext_neg, handlers), _unreachable
-        )
+        assoc = through_breaker(node, lambda: _establish(ae, node, label, attempts, ext_neg, handlers))
     except BaseException:
         ae.shutdown()
         raise

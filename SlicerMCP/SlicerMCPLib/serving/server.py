@@ -65,6 +65,7 @@ class SlicerMCPServer(MCPServer[Services]):
         self.services = services
         self.bus = kwargs.pop("subscriptions", None) or InMemorySubscriptionBus()
         self.live: LiveResources | None = None  # set by build_server
+        self.audit = audit_of(services)  # one per Services, however many servers share them
 
         @asynccontextmanager
         async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
@@ -115,7 +116,7 @@ class SlicerMCPServer(MCPServer[Services]):
     def _record(self, record: CallRecord, t0: float) -> None:
         record.duration_s = time.perf_counter() - t0
         self.services.call_log.add(record)
-        audit_of(self.services).write(record)
+        self.audit.write(record)
 
     async def _call_tool(self, name: str, arguments: dict[str, Any], context: Context | None) -> Any:
         try:
