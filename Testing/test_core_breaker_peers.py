@@ -57,6 +57,29 @@ async def peers(client: Client) -> dict[str, dict[str, Any]]:
     return {p["peer"]: p for p in status["peers"]}
 
 
+def _server(backend: Any, threshold: int = 2, **overrides: Any) -> Any:
+    config = load_config(env={}, overrides={"breaker": _breaker(threshold), **overrides})
+    return build_server(Services(config=config, backend=backend))
+
+
+async def trip(client: Client, tool: str, failure: str, peer: str, then: str | None = None) -> dict[str, Any]:
+    """Two calls fail with `failure`; the next (of `then`, default the same tool) fails fast with
+    CIRCUIT_OPEN naming the peer; returns that error."""
+    assert [await code_of(client, tool) for _ in range(2)] == [failure] * 2
+    err = error_of(await client.call_tool(then or tool, {}))
+    assert err["code"] == "CIRCUIT_OPEN" and err["details"]["peer"] == peer
+    return err
+
+
+async def probe_after(client: Client, retry_at: str, tool: str) -> None:
+    """The peer runs again: before `retry_at` it is still not called (when the peer started in time
+    to see that), after it the half-open probe reaches it."""
+    if time.time() < datetime.fromisoformat(retry_at).timestamp() - 1:
+        assert await code_of(client, tool) == "CIRCUIT_OPEN"
+    wait_until(retry_at)
+    assert await code_of(client, tool) == "OK"
+
+
 def wait_until(retry_at: str) -> None:
     """Sleep until the breaker's announced time (the test waits for it; nothing is timed)."""
     delay = datetime.fromisoformat(retry_at).timestamp() - time.time()
@@ -69,21 +92,12 @@ def test_dicom_node_opens_fails_fast_then_the_probe_reaches_orthanc(
 ) -> None:
     port = free_port()
     node = {"host": "127.0.0.1", "port": port, "ae_title": ORTHANC_AET, "retries": 0, "timeout_s": 5}
-    config = load_config(
-        env={},
-        overrides={"nodes": {"pacs": node}, "calling_aet": OUR_AET, "breaker": _breaker()},
-    )
-    server = build_server(Services(config=config, backend=clean_backend))
+    server = _server(clean_backend, nodes={"pacs": node}, calling_aet=OUR_AET)
     peer = f"DICOM node pacs ({ORTHANC_AET}@127.0.0.1:{port})"
     orthanc: list[Orthanc] = []
 
     async def steps(client: Client) -> None:
-        assert [await code_of(client, "verify_connection") for _ in range(2)] == [
-            "DICOM_NODE_UNREACHABLE"
-        ] * 2
-        result = await client.call_tool("query_patients", {"patient_id": "X"})
-        err = error_of(result)
-        assert err["code"] == "CIRCUIT_OPEN" and err["details"]["peer"] == peer
+        err = await trip(client, "verify_connection", "DICOM_NODE_UNREACHABLE", peer, then="query_patients")
         assert err["details"]["retry_at"] in err["message"] and "is running" in err["message"]
         state = (await peers(client))[peer]
         assert (state["state"], state["failures"], state["retry_at"]) == (
@@ -93,11 +107,7 @@ def test_dicom_node_opens_fails_fast_then_the_probe_reaches_orthanc(
         )
 
         orthanc.append(start_orthanc(tmp_path, dicom_port=port))
-        if time.time() < datetime.fromisoformat(err["details"]["retry_at"]).timestamp() - 1:
-            # the node answers now, but the breaker does not call it before retry_at
-            assert await code_of(client, "verify_connection") == "CIRCUIT_OPEN"
-        wait_until(err["details"]["retry_at"])
-        assert await code_of(client, "verify_connection") == "OK"  # the half-open probe
+        await probe_after(client, err["details"]["retry_at"], "verify_connection")
         assert (await peers(client))[peer] == {
             "peer": peer,
             "state": "closed",
@@ -116,8 +126,7 @@ def test_dicom_node_opens_fails_fast_then_the_probe_reaches_orthanc(
 def test_a_rejected_association_does_not_open_the_breaker(orthanc: Orthanc, clean_backend: Any) -> None:
     """Orthanc refuses a wrong called AE title: it answered, so the node is alive."""
     node = {"host": "127.0.0.1", "port": orthanc.dicom_port, "ae_title": "NOT-ORTHANC", "retries": 0}
-    config = load_config(env={}, overrides={"nodes": {"pacs": node}, "breaker": _breaker(threshold=1)})
-    server = build_server(Services(config=config, backend=clean_backend))
+    server = _server(clean_backend, threshold=1, nodes={"pacs": node})
 
     async def steps(client: Client) -> None:
         codes = [await code_of(client, "verify_connection") for _ in range(3)]
@@ -132,25 +141,17 @@ def test_ris_database_opens_while_mariadb_is_down_then_recovers(tmp_path: Path, 
     db: MariaDb = start_mariadb(tmp_path)
     block = db.create_database()
     stop_mariadb(db)
-    config = load_config(env={}, overrides={"mini_ris": block, "breaker": _breaker()})
-    server = build_server(Services(config=config, backend=clean_backend))
+    server = _server(clean_backend, mini_ris=block)
     peer = f"the RIS database mysql://127.0.0.1:{db.port}/{block['database']}"
     running: list[MariaDb] = []
 
     async def steps(client: Client) -> None:
-        assert [await code_of(client, "list_mini_ris_patients") for _ in range(2)] == [
-            "RIS_DATABASE_ERROR"
-        ] * 2
-        err = error_of(await client.call_tool("list_mini_ris_patients", {}))
-        assert err["code"] == "CIRCUIT_OPEN" and err["details"]["peer"] == peer
+        err = await trip(client, "list_mini_ris_patients", "RIS_DATABASE_ERROR", peer)
         assert str(block["password"]) not in json.dumps(await peers(client))
         assert (await peers(client))[peer]["state"] == "open"
 
         running.append(launch_mariadb(tmp_path, db.datadir, db.port))
-        if time.time() < datetime.fromisoformat(err["details"]["retry_at"]).timestamp() - 1:
-            assert await code_of(client, "list_mini_ris_patients") == "CIRCUIT_OPEN"
-        wait_until(err["details"]["retry_at"])
-        assert await code_of(client, "list_mini_ris_patients") == "OK"  # the probe opens the store
+        await probe_after(client, err["details"]["retry_at"], "list_mini_ris_patients")  # opens the store
         assert (await peers(client))[peer]["state"] == "closed"
 
     try:
@@ -164,14 +165,11 @@ def test_a_refused_login_does_not_open_the_ris_breaker(
     mariadb_settings: dict[str, object], clean_backend: Any
 ) -> None:
     """MariaDB answers 'access denied' (a server error, 1045): it is up, so the breaker stays closed."""
-    block = {**mariadb_settings, "password": "wrong"}
-    config = load_config(env={}, overrides={"mini_ris": block, "breaker": _breaker(threshold=1)})
-    server = build_server(Services(config=config, backend=clean_backend))
+    server = _server(clean_backend, threshold=1, mini_ris={**mariadb_settings, "password": "wrong"})
 
     async def steps(client: Client) -> None:
-        assert [await code_of(client, "list_mini_ris_patients") for _ in range(3)] == [
-            "RIS_DATABASE_ERROR"
-        ] * 3
+        codes = [await code_of(client, "list_mini_ris_patients") for _ in range(3)]
+        assert codes == ["RIS_DATABASE_ERROR"] * 3
         (state,) = (await peers(client)).values()
         assert state["state"] == "closed"
 
@@ -188,18 +186,14 @@ def test_webserver_opens_then_the_probe_finds_slicer(tmp_path: Path) -> None:
     started: list[Any] = []
 
     async def steps(client: Client) -> None:
-        codes = [await code_of(client, "list_scene_nodes") for _ in range(2)]
-        assert codes == ["SLICER_CONNECTION_ERROR"] * 2
-        err = error_of(await client.call_tool("list_scene_nodes", {}))
-        assert err["code"] == "CIRCUIT_OPEN" and err["details"]["peer"] == peer
+        err = await trip(client, "list_scene_nodes", "SLICER_CONNECTION_ERROR", peer)
         status = json.loads((await client.read_resource("slicer://status")).contents[0].text)
         assert status["connection"] == "unreachable" and status["error"]["code"] == "CIRCUIT_OPEN"
-        assert status["peers"] == [
-            {"peer": peer, "state": "open", "failures": 2, "retry_at": err["details"]["retry_at"]}
-        ]
+        open_state = {"peer": peer, "state": "open", "failures": 2, "retry_at": err["details"]["retry_at"]}
+        assert status["peers"] == [open_state]
 
         started.append(start_peer(tmp_path, enable_exec=False, port=port))
-        wait_until(err["details"]["retry_at"])
+        wait_until(err["details"]["retry_at"])  # the stand-in takes longer to start than the cool-down
         assert await code_of(client, "list_scene_nodes") == "OK"
         status = json.loads((await client.read_resource("slicer://status")).contents[0].text)
         assert status["connection"] == "connected" and status["peers"][0]["state"] == "closed"
