@@ -205,7 +205,7 @@ def test_order_to_report_and_completed_step(
         [seg_out["series_instance_uid"], sr_out["series_instance_uid"]]
     )
 
-    # --- everything asked back, peer by peer -----------------------------------------------------
+    # -- everything asked back, peer by peer -------------------------------------------------------
     status = ok(call_tool(s, "get_procedure_step_status", {"accession_number": accession}))
     assert [m["status"] for m in status["performed_steps"]] == ["COMPLETED", "COMPLETED"]  # the CT's, ours
     kinds = sorted(r["kind"] for r in status["results"])

@@ -310,7 +310,7 @@ def test_scp_address_not_available_is_a_config_error(tmp_path: Any) -> None:
         service.close()
 
 
-# --- REST API ---------------------------------------------------------------------------------------
+# -- REST API --------------------------------------------------------------------------------------
 
 
 def test_api_needs_the_token_and_a_local_origin(api: tuple[str, str, Any]) -> None:

@@ -114,3 +114,27 @@ def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
     assert {r.get("id") for r in replies} >= {1, 2, 3}
     assert "DEBUG" in stderr or "INFO" in stderr  # the logs went to stderr
     assert proc.returncode == 0, stderr[-2000:]
+
+
+def test_status_says_where_each_setting_came_from_without_values(tmp_path: Path) -> None:
+    """slicer://status lists each non-default setting with its origin (file, environment variable),
+    never its value: a FHIR token from the file must not appear."""
+    config = tmp_path / "slicer-mcp.yaml"
+    config.write_text(
+        "fhir_servers:\n  main:\n    url: https://fhir.example.org/r4\n    bearer_token: tok-6c1d2e\n"
+        "timeouts:\n  python_s: 7\n"
+    )
+    env = {"SLICER_MCP__MINI_RIS__MWL_PORT": "11999"}
+
+    async def main() -> dict:
+        params = stdio_params("serve", "--headless", "--config", str(config), env=env)
+        async with Client(params, read_timeout_seconds=120) as client:
+            return json.loads((await client.read_resource("slicer://status")).contents[0].text)
+
+    status = asyncio.run(main())
+    settings = status["settings"]
+    assert settings["fhir_servers.main.bearer_token"] == f"file {config}"
+    assert settings["timeouts.python_s"] == f"file {config}"
+    assert settings["mini_ris.mwl_port"] == "environment SLICER_MCP__MINI_RIS__MWL_PORT"
+    assert "server.port" not in settings  # left at its default
+    assert "tok-6c1d2e" not in json.dumps(status)

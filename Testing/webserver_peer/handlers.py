@@ -68,7 +68,7 @@ class SlicerApi:
     async def close(self) -> None:
         await self.backend.close()
 
-    # -- routing ---------------------------------------------------------------------------
+    # -- routing -----------------------------------------------------------------------------------
     def handle(self, method: str, request: str, q: Query, body: bytes) -> tuple[bytes, bytes]:
         routes: list[tuple[str, Callable[[], tuple[bytes, bytes]]]] = [
             ("/system", lambda: self.system(method, request)),
@@ -99,7 +99,7 @@ class SlicerApi:
     def _png(shot: Any) -> tuple[bytes, bytes]:
         return b"image/png", shot.png
 
-    # -- nodes -----------------------------------------------------------------------------
+    # -- nodes -------------------------------------------------------------------------------------
     def _filtered(self, q: Query) -> list[Any]:
         if "id" in q:
             node = self.scene.GetNodeByID(_first(q, "id"))
@@ -182,7 +182,7 @@ class SlicerApi:
                 self._show(self.scene.GetNodeByID(summary.id))
         return self._json({"success": True, "loadedNodeIDs": [n.id for n in loaded.nodes]})
 
-    # -- views -----------------------------------------------------------------------------
+    # -- views -------------------------------------------------------------------------------------
     def slice(self, q: Query) -> tuple[bytes, bytes]:
         """SlicerRequestHandler.slice: the PNG of the view's slice blend.
 
@@ -238,7 +238,7 @@ class SlicerApi:
                 raise RuntimeError("Unknown layout name: " + layout)
         return b"application/json", b'{"success": true}'
 
-    # -- system, data ----------------------------------------------------------------------
+    # -- system, data ------------------------------------------------------------------------------
     def system(self, method: str, request: str) -> tuple[bytes, bytes]:
         if method == "DELETE":
             return b"application/json", b'{"success": true}'

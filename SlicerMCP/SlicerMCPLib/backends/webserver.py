@@ -112,7 +112,7 @@ class WebServerBackend(SceneBackend):
         # exact (spacing, origin) by (node id, node MTime): a node's MTime changes with its geometry
         self._geometry: dict[tuple[str, Any], tuple[Any, Any]] = {}
 
-    # -- plumbing ----------------------------------------------------------------------------
+    # -- plumbing ----------------------------------------------------------------------------------
     async def _get(
         self, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
     ) -> Response:
@@ -277,7 +277,7 @@ class WebServerBackend(SceneBackend):
         await self._exact_volumes(out, found)
         return out
 
-    # -- SceneBackend ------------------------------------------------------------------------
+    # -- SceneBackend ------------------------------------------------------------------------------
     def breakers(self) -> list[CircuitBreaker]:
         """The WebServer's breaker (`slicer://status`)."""
         return [self.http.breaker]

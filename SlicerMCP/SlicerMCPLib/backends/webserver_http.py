@@ -114,7 +114,7 @@ class WebServerHttp:
         self.connections_opened = 0
         self.breaker = CircuitBreaker(f"Slicer's WebServer at {self.base_url}", breaker)
 
-    # -- public -----------------------------------------------------------------------------
+    # -- public ------------------------------------------------------------------------------------
     def get(self, path: str, params: dict[str, Any] | None = None, *, timeout: float) -> Response:
         return self.request("GET", path, params, timeout=timeout, changes_state=False)
 
@@ -191,7 +191,7 @@ class WebServerHttp:
         with self._lock:
             self._drop()
 
-    # -- connection handling -----------------------------------------------------------------
+    # -- connection handling -----------------------------------------------------------------------
     def _drop(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -208,6 +208,12 @@ class Config(BaseModel):
         'environment', 'command line' or 'default'."""
         return _source_for(self._sources, key) or "default"
 
+    def sources(self) -> dict[str, str]:
+        """Each setting not left at its default -> where it came from (values are not included, so
+        secrets stay out): what `slicer://status` shows."""
+        keys = sorted(self._sources)
+        return {k: self._sources[k] for k in keys if not any(o.startswith(k + ".") for o in keys)}
+
     server: ServerSettings = Field(default_factory=ServerSettings)
     allow: AllowSettings = Field(default_factory=AllowSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)

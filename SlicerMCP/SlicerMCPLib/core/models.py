@@ -147,6 +147,11 @@ class SceneStatus(BaseModel):
     segmentation_count: int | None = None
     gui: bool | None = Field(default=None, description="whether a GUI shows the views")
     rendering_3d: bool | None = None
+    settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="each setting not at its default -> where it came from ('file PATH', "
+        "'environment NAME', 'command line'); values are not shown",
+    )
     notes: list[str] = Field(default_factory=list)
     peers: list[BreakerStatus] = Field(
         default_factory=list,

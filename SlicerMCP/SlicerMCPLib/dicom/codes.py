@@ -83,7 +83,7 @@ def terminology_entry(category: Code, kind: Code) -> str:
     )
 
 
-# --- measurements --------------------------------------------------------------------------------
+# -- measurements ----------------------------------------------------------------------------------
 
 Quantity = Literal["volume", "mean", "minimum", "maximum", "standard_deviation", "diameter", "length"]
 

@@ -74,7 +74,7 @@ class DicomService:
         self._storage = Path(config.dicom_storage_dir) if config.dicom_storage_dir else None
         self._lock = threading.Lock()
 
-    # --- nodes -------------------------------------------------------------------------------
+    # -- nodes -------------------------------------------------------------------------------------
 
     @property
     def current(self) -> str | None:
@@ -135,7 +135,7 @@ class DicomService:
         name, node = self.node()
         return echo(node, self.calling_aet, name)
 
-    # --- query -------------------------------------------------------------------------------
+    # -- query -------------------------------------------------------------------------------------
 
     def query(
         self,
@@ -150,7 +150,7 @@ class DicomService:
             node, self.calling_aet, level, attributes, filters, limit=limit, node_name=name, on_match=on_match
         )
 
-    # --- retrieve and load -------------------------------------------------------------------
+    # -- retrieve and load -------------------------------------------------------------------------
 
     def storage_dir(self) -> Path:
         """Where retrieve_* keeps files: the configured folder, else a temp folder removed at close."""
@@ -325,7 +325,7 @@ class DicomService:
         """Fetch one Encapsulated PDF instance into memory and extract its text."""
         return pdf_text(next(iter(self.fetch_instances(target).values())))
 
-    # --- move and send -----------------------------------------------------------------------
+    # -- move and send -----------------------------------------------------------------------------
 
     def move(self, target: Target, destination_node: str, progress: Progress | None = None) -> MoveResult:
         """C-MOVE from the current node to another configured node."""

@@ -140,12 +140,14 @@ class FhirClient:
         self.base_url = server.url.rstrip("/")
         allowed = {_origin(server.url)} | {_origin(o) for o in server.redirect_origins}
         self.session = _Session(("Authorization", server.api_key_header), allowed)
-        self.secrets = [v for v in (server.bearer_token, server.api_key) if v and len(v) >= 4]
+        token = server.bearer_token.get_secret_value() if server.bearer_token else ""
+        key = server.api_key.get_secret_value() if server.api_key else ""
+        self.secrets = [v for v in (token, key) if len(v) >= 4]
         self.session.headers["Accept"] = FHIR_JSON
-        if server.bearer_token:
-            self.session.headers["Authorization"] = f"Bearer {server.bearer_token}"
-        if server.api_key:
-            self.session.headers[server.api_key_header] = server.api_key
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        if key:
+            self.session.headers[server.api_key_header] = key
         # passed on every request: requests lets REQUESTS_CA_BUNDLE override a Session's verify
         self.verify: str | bool = _ca_bundle(name, server.ca_bundle) or True
 

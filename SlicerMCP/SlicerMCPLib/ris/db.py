@@ -174,7 +174,7 @@ class MySqlDatabase(Database):
                 host=s.host,
                 port=s.port,
                 user=s.user,
-                password=s.password or "",
+                password=s.password.get_secret_value() if s.password else "",
                 database=s.database,
                 charset="utf8mb4",
                 autocommit=False,

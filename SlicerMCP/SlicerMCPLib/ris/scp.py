@@ -195,7 +195,7 @@ class RisScp:
         if new:
             log.info("worklist SCP: first association from calling AE %s", caller)
 
-    # Modality Worklist ------------------------------------------------------------------------
+    # -- Modality Worklist -------------------------------------------------------------------------
 
     def matches(self, query: Dataset) -> Iterator[Item]:
         """The worklist items matching `query` (the store prefilters with SQL, the matcher decides)."""
@@ -265,7 +265,7 @@ class RisScp:
                 continue
             yield Status.PENDING, response
 
-    # MPPS -------------------------------------------------------------------------------------
+    # -- MPPS --------------------------------------------------------------------------------------
 
     def _on_n_create(self, event: Any) -> tuple[int | Dataset, Dataset | None]:
         req = event.request

@@ -128,7 +128,11 @@ class RisService:
         entry = active[0]
         m = self.settings.modality
         station = VirtualCR(
-            entry.scheduled_station_aet, m.station_name, self.ensure_scp(), m.ai_endpoint, m.ai_api_key
+            entry.scheduled_station_aet,
+            m.station_name,
+            self.ensure_scp(),
+            m.ai_endpoint,
+            m.ai_api_key.get_secret_value() if m.ai_api_key else None,
         )
         pacs = self.pacs_node()[1] if send_to_pacs else None
         output = None if send_to_pacs else self._output_dir(accession_number)

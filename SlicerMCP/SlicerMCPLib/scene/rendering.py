@@ -482,12 +482,12 @@ class SceneRenderer:
             info.look_from_axis = look_from_axis  # type: ignore[assignment]
             info.notes = notes
             return Screenshot(png=encode_png(rgb), info=info)
-        rgb, notes = self._full(scroll_position, look_from_axis, size)
+        rgb, notes = self._tiled_layout(scroll_position, look_from_axis, size)
         info.width, info.height = rgb.shape[1], rgb.shape[0]
         info.notes = notes
         return Screenshot(png=encode_png(rgb), info=info)
 
-    def _full(
+    def _tiled_layout(
         self, scroll_position: float | None, look_from_axis: str | None, size: int
     ) -> tuple[np.ndarray, list[str]]:
         """The layout's views tiled into one image of about `size` pixels wide."""

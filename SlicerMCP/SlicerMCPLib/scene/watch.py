@@ -113,7 +113,7 @@ class SceneWatcher(SceneChanges):
         self._watched.clear()
         self._listeners.clear()
 
-    # -- any thread -------------------------------------------------------------------------------
+    # -- any thread --------------------------------------------------------------------------------
     def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None

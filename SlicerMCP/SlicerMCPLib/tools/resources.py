@@ -36,12 +36,12 @@ def register_resources(server: MCPServer, services: Services) -> None:
     @server.resource("slicer://status", name="status", title="Slicer status", mime_type="application/json")
     async def status() -> str:
         """Backend, Slicer version, node counts and what this host can render; "unreachable" and why
-        when Slicer doesn't answer (a status that can't be read is itself the answer); the circuit
-        breaker state of each peer called so far."""
+        when Slicer doesn't answer (a status that can't be read is itself the answer); where each
+        setting that is not at its default came from; the circuit breaker state of each peer called so far."""
         try:
-            state = await backend.status()
+            found = await backend.status()
         except (SlicerConnectionError, SlicerTimeout, CircuitOpen) as exc:
-            state = SceneStatus(
+            found = SceneStatus(
                 backend=backend.kind,
                 connection="unreachable",
                 error=exc.to_dict()["error"],
@@ -49,8 +49,9 @@ def register_resources(server: MCPServer, services: Services) -> None:
             )
         except SlicerMCPError as exc:
             raise ResourceError(exc.to_json()) from exc
-        state.peers = services.peer_states()
-        return state.model_dump_json()
+        found.settings = services.config.sources()
+        found.peers = services.peer_states()
+        return found.model_dump_json()
 
     @server.resource("slicer://audit", name="audit", title="Audit log", mime_type="application/json")
     async def audit() -> str:
