@@ -146,3 +146,38 @@ def test_disabled_writes_nothing(tmp_path: Path, clean_backend: Any) -> None:
 
     asyncio.run(main())
     assert not path.exists()
+
+
+def test_calls_over_http_are_audited_with_the_client(tmp_path: Path, clean_backend: Any) -> None:
+    """The SDK's streamable HTTP client, as Claude Code connects: lines name the client, never the token."""
+    from fixtures.transport import http_client
+    from SlicerMCPLib.core.config import ServerSettings
+    from SlicerMCPLib.serving.auth import load_or_create_token, token_path
+    from SlicerMCPLib.serving.http_transport import mcp_http_server
+
+    path = tmp_path / "http" / "calls.jsonl"
+    settings = ServerSettings(port=0)
+    token = load_or_create_token(token_path(settings))
+    http = mcp_http_server(_server(clean_backend, {"path": str(path)}), settings, token).start()
+    try:
+
+        async def main() -> None:
+            async with http_client(http.url, token) as client:  # the 2026 protocol: no session
+                await client.call_tool("list_scene_nodes", {"name": PATIENT})
+            for _ in range(2):  # two handshake sessions, one call each
+                legacy = http_client(http.url, token)
+                legacy.mode = "legacy"
+                async with legacy:
+                    await legacy.call_tool("list_scene_nodes", {"name": PATIENT})
+
+        asyncio.run(main())
+    finally:
+        http.stop()
+    entries = _lines(path)
+    assert [(e["tool"], e["result"], e["client"]) for e in entries] == [
+        ("list_scene_nodes", "OK", "mcp/0.1.0")
+    ] * 3
+    sessions = [e["session"] for e in entries]
+    assert sessions[0] is None and len(set(sessions[1:])) == 2  # a digest per session, not the id
+    assert all(len(s) == 12 and int(s, 16) >= 0 for s in sessions[1:])
+    assert token not in path.read_text() and PATIENT not in path.read_text()
