@@ -188,7 +188,7 @@ def test_configuration_reference_is_current() -> None:
 
 
 def test_generic_environment_variables_set_any_key_and_say_where_values_came_from(tmp_path: Path) -> None:
-    """SLICER_MCP__SECTION__KEY reaches any setting; errors and source_of name the layer that set it."""
+    """SLICER_MCP__SECTION__KEY reaches any setting; errors and sources() name the layer that set it."""
     path = tmp_path / "config.yaml"
     path.write_text("nodes:\n  Orthanc: {host: 127.0.0.1, port: 4242, ae_title: ORTHANC}\n", encoding="utf-8")
     env = {
@@ -200,9 +200,9 @@ def test_generic_environment_variables_set_any_key_and_say_where_values_came_fro
     assert cfg.mini_ris.mwl_port == 11113
     assert cfg.nodes["Orthanc"].port == 4343 and set(cfg.nodes) == {"Orthanc"}
     assert cfg.server.allowed_origins == ["http://localhost:3000"]
-    assert cfg.source_of("mini_ris.mwl_port") == "environment SLICER_MCP__MINI_RIS__MWL_PORT"
-    assert cfg.source_of("nodes.Orthanc.host") == f"file {path}"
-    assert cfg.source_of("server.port") == "default"
+    assert cfg.sources()["mini_ris.mwl_port"] == "environment SLICER_MCP__MINI_RIS__MWL_PORT"
+    assert cfg.sources()["nodes.Orthanc.host"] == f"file {path}"
+    assert "server.port" not in cfg.sources()  # left at its default
 
     with pytest.raises(ConfigError) as bad:
         load_config(path, env={"SLICER_MCP__SERVER__PORT": "99999"})

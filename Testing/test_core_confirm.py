@@ -69,14 +69,19 @@ def test_off_by_default_the_person_is_never_asked(mcp_server, mode: str) -> None
     assert code_of(result) == "OPERATION_DISABLED" and person.shown == []
 
 
-@pytest.mark.parametrize("mode", ERAS)
-def test_accept_runs_that_one_call_and_shows_the_code(confirming, mcp_server, mode: str) -> None:
-    person = Person()
-    first, second = run_python(mcp_server, mode, person, calls=2)
+def assert_each_accept_ran_one_call(results: list[Any], person: Person) -> None:
+    """Two calls, each accepted: both ran, the person was asked twice and shown the code."""
+    first, second = results
     assert code_of(first) is None and first.structured_content["result"] == "42"
     assert code_of(second) is None
     assert len(person.shown) == 2  # asked again for the second call: an accept covers one call
     assert CODE in person.shown[0] and "allow.execute_python is off" in person.shown[0]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+def test_accept_runs_that_one_call_and_shows_the_code(confirming, mcp_server, mode: str) -> None:
+    person = Person()
+    assert_each_accept_ran_one_call(run_python(mcp_server, mode, person, calls=2), person)
 
 
 @pytest.mark.parametrize("mode", ERAS)

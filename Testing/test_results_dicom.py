@@ -93,6 +93,9 @@ def test_seg_export_references_the_source_and_round_trips_through_orthanc(
         call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [seg["sop_instance_uid"]]})
     )
     assert stored["success"] and stored["method"] == "stow-rs" and stored["verified"] == 1
+    (on_order,) = stored["ris_orders"]  # allow.ris_write is off here: the RIS is left alone and says why
+    assert on_order["accession_number"] == spec.patient_id[-8:] and not on_order["linked"]
+    assert "allow.ris_write is off" in on_order["note"] and on_order["stored_results"] == []
     assert orthanc.count_instances(seg["series_instance_uid"]) == 1
     # what Orthanc itself says it holds, asked over its REST API (not through our code)
     tags = requests.get(

@@ -360,13 +360,39 @@ class SlicerApi:
             existing = self._get_node(volume_id)
         except RuntimeError:  # postNRRD catches MRMLNodeNotFoundException and makes a new node
             existing = None
-        if existing is not None and existing.IsA("vtkMRMLScalarVolumeNode"):
-            self.scene.RemoveNode(existing)  # Slicer overwrites it in place; a fresh node is equivalent here
-        added = self.run(
-            self.backend.add_volume(VolumeArray(array=voxels.copy(), ijk_to_ras=ijk_to_ras, name=volume_id))
-        )
-        self._show(self.scene.GetNodeByID(added.id))  # postNRRD: SetReferenceActiveVolumeID + Propagate
+        if existing is None:
+            added = self.run(
+                self.backend.add_volume(
+                    VolumeArray(array=voxels.copy(), ijk_to_ras=ijk_to_ras, name=volume_id)
+                )
+            )
+            node = self.scene.GetNodeByID(added.id)
+        else:
+            node = existing
+            self._overwrite(node, voxels, ijk_to_ras)
+        self._show(node)  # postNRRD: SetReferenceActiveVolumeID + Propagate
         return b"application/json", b"{'status': 'success'}"
+
+    @staticmethod
+    def _overwrite(node: Any, voxels: np.ndarray, ijk_to_ras: np.ndarray) -> None:
+        """postNRRD on a node getNode found (SlicerRequestHandler.py at 583e9b3, lines 415-430): the same
+        node, id kept, gets new image data and IJK->RAS (node.SetAndObserveImageData(imageData),
+        node.SetIJKToRASMatrix(ijkToRAS), the voxels copied in); a node without image data (not a
+        volume) fails on the first call, a 500 as in Slicer."""
+        import vtk
+        from vtk.util import numpy_support
+
+        image = vtk.vtkImageData()
+        image.SetDimensions(voxels.shape[2], voxels.shape[1], voxels.shape[0])
+        image.AllocateScalars(vtk.VTK_SHORT, 1)
+        node.SetAndObserveImageData(image)
+        matrix = vtk.vtkMatrix4x4()
+        for row in range(4):
+            for col in range(4):
+                matrix.SetElement(row, col, float(ijk_to_ras[row, col]))
+        node.SetIJKToRASMatrix(matrix)
+        numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = voxels.ravel()
+        image.GetPointData().GetScalars().Modified()
 
     def exec(self, q: Query, body: bytes) -> tuple[bytes, bytes]:
         if body:

@@ -9,7 +9,8 @@ number or true/false and drops lines it can't convert), so names come from
 `/slicer/screenshot`, volumes from `/slicer/volume` (16-bit NRRD in LPS), loading from
 `POST /slicer/mrml`, sample data from `/slicer/sampledata`, layout from `/slicer/gui`.
 Measuring and Python run through `/slicer/exec`, which works only when "Slicer API exec"
-is enabled in Slicer's Web Server module. HTTP details live in `webserver_http`.
+is enabled in Slicer's Web Server module. HTTP details live in `webserver_http`; scene change
+notes come from polling (`webserver_watch`) while a client subscribes.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from ..core.models import (
     ViewType,
     VolumeMeasurement,
 )
-from ..core.scene_backend import SceneBackend, Screenshot, VolumeArray
+from ..core.scene_backend import SceneBackend, SceneChanges, Screenshot, VolumeArray
 from ..scene.nodes import APPLICATION_CLASSES, printed_properties
 from . import webserver_exec, webserver_http, webserver_nrrd
 from .webserver_http import Response, WebServerHttp
@@ -111,6 +112,7 @@ class WebServerBackend(SceneBackend):
         self._exec_off_since: float | None = None  # when Slicer last said exec is off
         # exact (spacing, origin) by (node id, node MTime): a node's MTime changes with its geometry
         self._geometry: dict[tuple[str, Any], tuple[Any, Any]] = {}
+        self._watcher: Any = None  # webserver_watch.WebServerWatcher, made on first use
 
     # -- plumbing ----------------------------------------------------------------------------------
     async def _get(
@@ -634,7 +636,22 @@ class WebServerBackend(SceneBackend):
             is_labelmap=props.get("ClassName") == "vtkMRMLLabelMapVolumeNode",
         )
 
+    async def scene_changes(self) -> SceneChanges:
+        """Notes from polling the WebServer (webserver_watch), which runs only while a client subscribes."""
+        if self._watcher is None:
+            from .webserver_watch import WebServerWatcher
+
+            reader = WebServerHttp(
+                self.http.base_url, backoff_s=(), connect_timeout_s=self.http.connect_timeout_s
+            )
+            self._watcher = WebServerWatcher(
+                WebServerBackend(self.config, http=reader), self.config.webserver_poll_s
+            )
+        return self._watcher
+
     async def close(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.close()
         self.http.close()
 
     def describe(self) -> dict[str, Any]:

@@ -138,8 +138,21 @@ def __slicer_mcp_details(node_ids, printout):
 __execResult = __slicer_mcp_details(@ARGS@)
 """
 
+_NODES = r"""
+def __slicer_mcp_nodes(application_classes):
+    out = []
+    for i in range(slicer.mrmlScene.GetNumberOfNodes()):
+        node = slicer.mrmlScene.GetNthNode(i)
+        application = bool(node.GetSingletonTag() or node.GetHideFromEditors()
+                           or any(node.IsA(c) for c in application_classes))
+        out.append([node.GetID(), node.GetName() or "", node.GetClassName(), node.GetMTime(), not application])
+    return out
 
-def _call(template: str, *args: str | dict[str, str] | list[str] | bool | None) -> str:
+__execResult = __slicer_mcp_nodes(@ARGS@)
+"""
+
+
+def _call(template: str, *args: str | dict[str, str] | list[str] | tuple[str, ...] | bool | None) -> str:
     return template.replace("@ARGS@", ", ".join(repr(a) for a in args))
 
 
@@ -159,3 +172,9 @@ def details_source(node_ids: list[str], printout: bool) -> str:
     """Exact name, description, attributes, geometry and storage file of each node (and its PrintSelf
     text when `printout`): what /slicer/mrml/properties rounds, converts or drops."""
     return _call(_DETAILS, [str(i) for i in node_ids], bool(printout))
+
+
+def nodes_source(application_classes: tuple[str, ...]) -> str:
+    """[id, name, class, MTime, data node] of every node in one call: what scene polling needs
+    (`data node` as scene.nodes.is_application_node decides it, negated)."""
+    return _call(_NODES, tuple(str(c) for c in application_classes))

@@ -5,7 +5,8 @@ config and its loader (`config`, with the DICOM/FHIR/RIS sections in `domain_con
 user's folders and private files (`localhost`), the gateway that runs work on the scene's
 main thread (`gateway`), the interface every scene backend implements (`scene_backend`), the
 lifespan context a tool receives (`services`), the circuit breaker per peer (`breaker`), the
-audit log of tool calls (`audit`) and the loopback HTTP server with its token and
+audit log of tool calls (`audit`), the coded segment categories and types Slicer keeps on a
+segment and the results report (`terminology`) and the loopback HTTP server with its token and
 Origin checks (`http_server`). It imports only the standard library and third-party packages:
 nothing else in SlicerMCPLib. Never Slicer, VTK or Qt.
 """

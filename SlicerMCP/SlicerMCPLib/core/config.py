@@ -203,14 +203,10 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    def source_of(self, key: str) -> str:
-        """Where `key` (e.g. `mini_ris.mwl_port`) got its value: 'file PATH', 'environment NAME',
-        'environment', 'command line' or 'default'."""
-        return _source_for(self._sources, key) or "default"
-
     def sources(self) -> dict[str, str]:
-        """Each setting not left at its default -> where it came from (values are not included, so
-        secrets stay out): what `slicer://status` shows."""
+        """Each setting not left at its default (e.g. `mini_ris.mwl_port`) -> where it came from:
+        'file PATH', 'environment NAME', 'environment' or 'command line'. Values are not included,
+        so secrets stay out: this is what `slicer://status` shows."""
         keys = sorted(self._sources)
         return {k: self._sources[k] for k in keys if not any(o.startswith(k + ".") for o in keys)}
 
@@ -224,6 +220,12 @@ class Config(BaseModel):
     sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
     webserver_url: str = Field(
         default="http://localhost:2016", description="Slicer's WebServer, for slicer-mcp"
+    )
+    webserver_poll_s: float = Field(
+        default=1.0,
+        ge=0.1,
+        description="seconds between looks at the scene through Slicer's WebServer for changes, while a "
+        "client subscribes to a scene resource (each look is a few requests on Slicer's main thread)",
     )
     # dicom-mcp shape
     nodes: dict[str, DicomNode] = Field(default_factory=dict, description="DICOM nodes by name (below)")

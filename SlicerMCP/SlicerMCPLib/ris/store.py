@@ -100,11 +100,11 @@ class RisStore:
             row = tx.execute("SELECT MAX(version) AS v FROM schema_version").one()
         return int(row["v"] or 0) if row else 0
 
-    def migrate(self) -> int:
-        """Apply the migrations above the recorded version; returns the version now in force."""
+    def migrate(self, up_to: int | None = None) -> int:
+        """Apply the migrations above the recorded version, up to `up_to` (default all); returns it."""
         current = self.schema_version()
         for number, statements in enumerate(MIGRATIONS, start=1):
-            if number <= current:
+            if number <= current or (up_to is not None and number > up_to):
                 continue
             with self.db.transaction() as tx:
                 for statement in statements:
