@@ -26,8 +26,10 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
+from ..core.breaker import CircuitBreaker
 from ..core.config import Config
 from ..core.errors import (
+    CircuitOpen,
     ErrorCode,
     InvalidNodeId,
     NotSupported,
@@ -105,7 +107,7 @@ class WebServerBackend(SceneBackend):
 
     def __init__(self, config: Config, url: str | None = None, http: WebServerHttp | None = None):
         self.config = config
-        self.http = http or WebServerHttp(url or config.webserver_url)
+        self.http = http or WebServerHttp(url or config.webserver_url, breaker=config.breaker)
         self._timeouts = config.timeouts
         self._exec_off_since: float | None = None  # when Slicer last said exec is off
         # exact (spacing, origin) by (node id, node MTime): a node's MTime changes with its geometry
@@ -278,10 +280,14 @@ class WebServerBackend(SceneBackend):
         return out
 
     # -- SceneBackend ------------------------------------------------------------------------------
+    def breakers(self) -> list[CircuitBreaker]:
+        """The WebServer's breaker (`slicer://status`)."""
+        return [self.http.breaker]
+
     async def status(self) -> SceneStatus:
         try:
             return await self._status()
-        except (SlicerConnectionError, SlicerTimeout) as exc:
+        except (SlicerConnectionError, SlicerTimeout, CircuitOpen) as exc:
             return SceneStatus(
                 backend=self.kind,
                 connection="unreachable",

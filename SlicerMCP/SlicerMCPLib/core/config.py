@@ -180,6 +180,23 @@ class BreakerConfig(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    """The audit log: one JSON line per tool call (no arguments, no results), rotated by size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="write the audit log")
+    path: str | None = Field(
+        default=None,
+        description="the log file (0600, folder 0700); default: <user data dir>/audit/tool-calls.jsonl",
+    )
+    max_bytes: int = Field(
+        default=10_000_000, ge=10_000, description="size at which the file is rotated to <path>.1"
+    )
+    backups: int = Field(default=5, ge=1, le=100, description="rotated files kept (<path>.1 ... <path>.N)")
+    recent_lines: int = Field(default=100, ge=1, le=10_000, description="lines slicer://audit shows")
+
+
 class Config(BaseModel):
     """Everything the server reads from the outside world, validated in one place."""
 
@@ -199,6 +216,7 @@ class Config(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     rendering: RenderingSettings = Field(default_factory=RenderingSettings)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
     webserver_url: str = Field(
         default="http://localhost:2016", description="Slicer's WebServer, for slicer-mcp"

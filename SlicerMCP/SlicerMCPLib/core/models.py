@@ -6,6 +6,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
+from .breaker import BreakerStatus
+
 ViewType = Literal["axial", "sagittal", "coronal", "3d", "full"]
 LookFromAxis = Literal["left", "right", "anterior", "posterior", "superior", "inferior"]
 GuiMode = Literal["full", "viewers"]
@@ -151,6 +153,11 @@ class SceneStatus(BaseModel):
         "'environment NAME', 'command line'); values are not shown",
     )
     notes: list[str] = Field(default_factory=list)
+    peers: list[BreakerStatus] = Field(
+        default_factory=list,
+        description="circuit breaker of each peer called so far (WebServer, DICOM nodes, FHIR servers, "
+        "RIS database): open ones fail fast with CIRCUIT_OPEN until retry_at",
+    )
 
 
 class SampleDataInfo(BaseModel):

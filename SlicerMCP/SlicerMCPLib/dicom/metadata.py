@@ -11,14 +11,13 @@ import io
 from collections.abc import Callable
 
 import pydicom
-import requests
 from pydicom.dataset import Dataset
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import node_label
 from .move import Target
-from .retrieve import dicomweb_unreachable
+from .retrieve import dicomweb_request
 
 
 def _no_bulk_data(*_args: str) -> None:
@@ -27,10 +26,7 @@ def _no_bulk_data(*_args: str) -> None:
 
 def _dicomweb_headers(node: DicomNode, node_name: str, target: Target) -> list[Dataset]:
     url = f"{node.dicomweb_url}/studies/{target.study_uid}/series/{target.series_uid}/metadata"
-    try:
-        resp = requests.get(url, headers={"Accept": "application/dicom+json"}, timeout=node.timeout_s)
-    except requests.RequestException as exc:
-        raise dicomweb_unreachable(node, exc) from exc
+    resp = dicomweb_request(node, "GET", url, headers={"Accept": "application/dicom+json"})
     if resp.status_code == 404:
         return []
     if resp.status_code >= 400:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 from pynetdicom import build_role, evt
@@ -31,6 +32,7 @@ from .associations import (
     node_label,
     open_association,
     status_of,
+    through_breaker,
 )
 from .move import Target, move
 from .query import find
@@ -255,7 +257,7 @@ def _dicomweb(
             url += f"/instances/{target.sop_uid}"
     accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
     try:
-        with requests.get(url, headers={"Accept": accept}, stream=True, timeout=node.timeout_s) as resp:
+        with dicomweb_request(node, "GET", url, headers={"Accept": accept}, stream=True) as resp:
             if resp.status_code == 404:
                 return  # nothing there: the verification reports every instance missing
             if resp.status_code >= 400:
@@ -269,6 +271,18 @@ def _dicomweb(
                 arrivals.put(_sop_instance_uid(part), part)
     except requests.RequestException as exc:
         raise dicomweb_unreachable(node, exc) from exc
+
+
+def dicomweb_request(node: DicomNode, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """One DICOMweb request to the node, through its circuit breaker (no answer counts as a failure)."""
+
+    def send() -> requests.Response:
+        try:
+            return requests.request(method, url, timeout=node.timeout_s, **kwargs)
+        except requests.RequestException as exc:
+            raise dicomweb_unreachable(node, exc) from exc
+
+    return through_breaker(node, send)
 
 
 def dicomweb_unreachable(node: DicomNode, exc: Exception) -> SlicerMCPError:

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pydicom
 
+from ..core.breaker import BreakerRegistry, CircuitBreaker
 from ..core.config import Config
 from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from ..core.progress import Progress, counted
 from ..core.scene_backend import VolumeArray
-from .associations import echo
+from .associations import GuardedNode, echo, node_label
 from .export import volume_to_datasets
 from .loader import SeriesCollector
 from .models import (
@@ -61,7 +62,11 @@ class DicomService:
     """One per server: knows the nodes, the calling AE, our Storage SCP and where files go."""
 
     def __init__(self, config: Config):
-        self.nodes: dict[str, DicomNode] = dict(config.nodes)
+        self._breakers = BreakerRegistry(config.breaker)
+        self.nodes: dict[str, DicomNode] = {  # each bound to its peer's breaker (associations.py)
+            name: GuardedNode.bind(node, self._breakers.get(f"DICOM node {node_label(node, name)}"))
+            for name, node in config.nodes.items()
+        }
         self.calling_aet = config.calling_aet
         self._current = config.current_node or (next(iter(self.nodes)) if len(self.nodes) == 1 else None)
         self.scp = StorageScp(config.storage_scp)
@@ -95,6 +100,10 @@ class DicomService:
                 details={"nodes": sorted(self.nodes)},
             )
         return name, self.nodes[name]
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """One per configured node (`slicer://status`)."""
+        return self._breakers.breakers()
 
     def list_nodes(self) -> DicomNodeList:
         return DicomNodeList(

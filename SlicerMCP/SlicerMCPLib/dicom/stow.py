@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
-import requests
 from pydicom.dataset import Dataset
 
 from ..core.domain_config import DicomNode
@@ -21,7 +20,7 @@ from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import node_label
 from .models import SendFailure, SendResult
 from .part10 import write_file
-from .retrieve import dicomweb_unreachable
+from .retrieve import dicomweb_request
 
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_SEQUENCE = "00081199"
@@ -79,15 +78,9 @@ def stow(node: DicomNode, datasets: Sequence[Dataset | Path], *, node_name: str 
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         "Accept": "application/dicom+json",
     }
-    try:
-        resp = requests.post(
-            f"{node.dicomweb_url}/studies",
-            data=_body(datasets, boundary),
-            headers=headers,
-            timeout=node.timeout_s,
-        )
-    except requests.RequestException as exc:
-        raise dicomweb_unreachable(node, exc) from exc
+    resp = dicomweb_request(
+        node, "POST", f"{node.dicomweb_url}/studies", data=_body(datasets, boundary), headers=headers
+    )
     if resp.status_code >= 400 and resp.status_code != 409:  # 409: some or all failed, listed in the body
         raise SlicerMCPError(
             f"STOW-RS to {label} failed: HTTP {resp.status_code}",

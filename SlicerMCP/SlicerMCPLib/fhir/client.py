@@ -125,6 +125,11 @@ class _Session(requests.Session):
                 prepared_request.headers.pop(name, None)
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """A connection failure for the breaker: the server did not answer at all."""
+    return isinstance(exc, SlicerMCPError) and exc.code == ErrorCode.FHIR_CONNECTION_ERROR
+
+
 class FhirClient:
     """One configured FHIR server: a requests Session with its auth, TLS and timeout settings."""
 
@@ -176,17 +181,10 @@ class FhirClient:
         """Send one request and return the parsed JSON body; raise a FHIR_* SlicerMCPError on failure.
 
         Through this server's breaker: FHIR_CONNECTION_ERROR counts as a failure, any answer as success."""
-        self.breaker.admit()
-        try:
-            result = self._request(method, path_or_url, params=params, json_body=json_body, headers=headers)
-        except SlicerMCPError as exc:
-            if exc.code == ErrorCode.FHIR_CONNECTION_ERROR:
-                self.breaker.record_failure()
-            else:
-                self.breaker.record_success()
-            raise
-        self.breaker.record_success()
-        return result
+        return self.breaker.call(
+            lambda: self._request(method, path_or_url, params=params, json_body=json_body, headers=headers),
+            _unreachable,
+        )
 
     def _request(
         self,

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 
-from ..core.breaker import CircuitBreaker
+from ..core.breaker import BreakerRegistry, CircuitBreaker
 from ..core.config import Config
 from ..core.domain_config import FhirServer
 from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
@@ -27,7 +27,7 @@ class FhirService:
         self._current = config.current_fhir or (next(iter(self.servers)) if len(self.servers) == 1 else None)
         self._clients: dict[str, FhirClient] = {}
         self._lock = threading.Lock()
-        self._breaker = config.breaker
+        self._breakers = BreakerRegistry(config.breaker)  # kept when the clients close
 
     @property
     def current(self) -> str | None:
@@ -60,9 +60,13 @@ class FhirService:
         chosen, server = self.server(name)
         with self._lock:
             if chosen not in self._clients:
-                breaker = CircuitBreaker(f"FHIR server {chosen!r}", self._breaker)
+                breaker = self._breakers.get(f"FHIR server {chosen!r}")
                 self._clients[chosen] = FhirClient(chosen, server, breaker)
             return self._clients[chosen]
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The breaker of every server called so far (`slicer://status`)."""
+        return self._breakers.breakers()
 
     def list_servers(self) -> FhirServerList:
         return FhirServerList(

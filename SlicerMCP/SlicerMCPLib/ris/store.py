@@ -15,6 +15,7 @@ from typing import Any
 
 from pydicom.uid import generate_uid
 
+from ..core.breaker import CircuitBreaker
 from ..core.domain_config import MiniRisSettings
 from ..core.errors import InvalidParameter
 from ..dicom.validation import check_ae_title, check_id, check_vr
@@ -80,8 +81,10 @@ class RisStore:
         self.db = db
 
     @classmethod
-    def open(cls, settings: MiniRisSettings, *, migrate: bool = True) -> RisStore:
-        store = cls(open_database(settings))
+    def open(
+        cls, settings: MiniRisSettings, *, migrate: bool = True, breaker: CircuitBreaker | None = None
+    ) -> RisStore:
+        store = cls(open_database(settings, breaker))
         if migrate:
             store.migrate()
         return store
