@@ -108,6 +108,12 @@ class TimeoutSettings(BaseModel):
     screenshot_s: float = Field(default=60.0, gt=0, description="seconds for a render")
     load_s: float = Field(default=300.0, gt=0, description="seconds for loading files, samples, volumes")
     python_s: float = Field(default=120.0, gt=0, description="seconds for one execute_python call")
+    fhir_call_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds one FHIR tool call may take in all: every page, retry and wait "
+        "(each request also has its server's timeout_s)",
+    )
     confirm_s: float = Field(
         default=300.0,
         gt=0,

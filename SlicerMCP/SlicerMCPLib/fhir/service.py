@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..core.breaker import CircuitBreaker
 from ..core.config import Config
+from ..core.deadline import Deadline
 from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
 from .models import FhirCapability, FhirServerInfo, FhirServerList, FhirSwitchResult
+
+T = TypeVar("T")
 
 
 class FhirService:
@@ -21,6 +26,13 @@ class FhirService:
         self._clients: dict[str, FhirClient] = {}
         self._lock = threading.Lock()
         self._breaker = config.breaker
+        self.call_timeout_s = config.timeouts.fhir_call_s
+
+    def within_call(self, work: Callable[[], T]) -> T:
+        """Run one tool call's FHIR work under its total deadline (`timeouts.fhir_call_s`): a request,
+        retry or wait that would end after it fails with SLICER_TIMEOUT instead."""
+        with Deadline(self.call_timeout_s, "the FHIR tool call", "timeouts.fhir_call_s").bounded():
+            return work()
 
     def chosen(self, name: str | None = None) -> str:
         """The server `name`, or the current one; the error says which names exist."""

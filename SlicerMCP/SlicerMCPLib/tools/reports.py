@@ -30,7 +30,7 @@ from .fhir import fhir_server_text
 from .results import Quantity, Unit, results_registry
 from .running import DomainRunner
 
-_run = DomainRunner(FhirService)
+_run = DomainRunner(FhirService, within=FhirService.within_call)  # a total deadline per call
 _run_dicom = DomainRunner(DicomService)
 
 
