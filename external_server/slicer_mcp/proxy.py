@@ -30,7 +30,6 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.session import ServerSession
-from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -41,6 +40,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 
 from SlicerMCPLib.core.errors import SlicerConnectionError
 from SlicerMCPLib.serving.endpoint import Endpoint
+from SlicerMCPLib.serving.stdio import serve_stdio
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
@@ -228,11 +228,11 @@ async def upstream_session(
         yield session
 
 
-async def serve_proxy_stdio(endpoint: Endpoint) -> None:
-    """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes."""
+async def serve_proxy_stdio(endpoint: Endpoint, on_eof: Callable[[], None] | None = None) -> None:
+    """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes
+    (then the forwarded calls in progress are cancelled: nobody is left to read their answers)."""
     downstream = _Downstream()
     async with upstream_session(endpoint, downstream) as upstream:
         server = build_proxy_server(upstream, downstream)
         log.info("proxying stdio to the SlicerMCP server at %s (Slicer pid %d)", endpoint.url, endpoint.pid)
-        async with stdio_server() as (read, write):
-            await server.run(read, write, initialization_options(server, upstream))
+        await serve_stdio(server, initialization_options(server, upstream), on_eof)

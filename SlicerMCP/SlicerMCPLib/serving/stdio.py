@@ -34,7 +34,9 @@ async def serve_stdio(lowlevel: Any, init_options: Any, on_eof: Callable[[], Non
                             await relay_send.send(message)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return  # the server loop ended first
-                log.info("stdin closed (the client is gone or asked us to stop): ending the calls in progress")
+                log.info(
+                    "stdin closed (the client is gone or asked us to stop): ending the calls in progress"
+                )
                 if on_eof is not None:
                     on_eof()
                 group.cancel_scope.cancel()
