@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from fixtures.serve_process import ServeProcess
-from fixtures.transport import http_client
+from fixtures.transport import INITIALIZE, http_client
 
 GRACE_S = 1.0
 
@@ -86,16 +86,7 @@ def test_closing_stdin_ends_a_stdio_server_stuck_in_a_call(tmp_path) -> None:
     threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
     try:
         for message in (
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            },
+            INITIALIZE,
             {"jsonrpc": "2.0", "method": "notifications/initialized"},
             {
                 "jsonrpc": "2.0",

@@ -98,7 +98,7 @@ class SampleDataSettings(BaseModel):
 
 
 class TimeoutSettings(BaseModel):
-    """Seconds a scene call may wait for the main thread, per kind of work."""
+    """Seconds a call may take, per kind of work (scene calls: waiting for the main thread)."""
 
     model_config = ConfigDict(extra="forbid")
 
