@@ -9,10 +9,8 @@ watchdog the process logged "stopping" and went on for the whole sleep.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +20,7 @@ import pytest
 import yaml
 
 from fixtures.serve_process import ServeProcess
-from fixtures.transport import INITIALIZE, http_client
+from fixtures.transport import hang_up_during_call, http_client
 
 GRACE_S = 1.0
 
@@ -64,7 +62,7 @@ def test_sigterm_ends_a_server_stuck_in_a_c_call_within_the_grace(tmp_path) -> N
 def test_closing_stdin_ends_a_stdio_server_stuck_in_a_call(tmp_path) -> None:
     """The client of `slicer-mcp serve --headless` (stdio) dies mid-call (issue 16 item 3): stdin
     closes, and the process stops within the grace, though its main thread sleeps in C for 600 s.
-    Before, the SDK's stdio loop waited for the running call and the process went on for the sleep."""
+    Before, nothing stopped the main thread's work at the end of input: the process went on for the sleep."""
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump({"allow": {"execute_python": True}, "limits": {"python_stop_grace_s": GRACE_S}}),
@@ -72,40 +70,7 @@ def test_closing_stdin_ends_a_stdio_server_stuck_in_a_call(tmp_path) -> None:
     )
     env = {**os.environ, "SLICER_MCP_HOME": str(tmp_path), "SLICER_MCP_CONFIG": str(config)}
     env.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    command = Path(sys.executable).with_name("slicer-mcp")
-    proc = subprocess.Popen(
-        [str(command), "serve", "--headless"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    log: list[str] = []
-    threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
-    try:
-        for message in (
-            INITIALIZE,
-            {"jsonrpc": "2.0", "method": "notifications/initialized"},
-            {
-                "jsonrpc": "2.0",
-                "id": 2,
-                "method": "tools/call",
-                "params": {"name": "execute_python", "arguments": {"code": "import time\ntime.sleep(600)"}},
-            },
-        ):
-            proc.stdin.write(json.dumps(message) + "\n")
-            proc.stdin.flush()
-            if message.get("id") == 1:
-                assert json.loads(proc.stdout.readline())["id"] == 1  # initialized: the server is up
-        time.sleep(3.0)  # the call reaches the main thread, which enters the sleep
-        assert proc.poll() is None, "still serving before stdin closes"
-        proc.stdin.close()  # what a dying client's end of the pipe does
-        code = proc.wait(timeout=60)  # generous bound; before: 600 s
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = "".join(log)
+    command = [str(Path(sys.executable).with_name("slicer-mcp")), "serve", "--headless"]
+    code, text = hang_up_during_call(command, env, "execute_python", {"code": "import time\ntime.sleep(600)"})
+    assert code is not None, "still running 60 s after stdin closed"
     assert code != 0 and "stdin closed" in text and "exiting now" in text

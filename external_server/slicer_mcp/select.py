@@ -10,6 +10,7 @@ must never receive execute_python source or file paths it was not chosen for.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -83,7 +84,7 @@ def _until_signal(
     run: Callable[[Callable[[], None]], object], failed: str = "bridge stopped", grace_s: float = 5.0
 ) -> int:
     """Run `run(stop_soon)` (an anyio entry point) on a worker thread; SIGTERM/SIGINT end the process
-    cleanly, and so does `stop_soon()` (stdin closed) at the latest `grace_s` later.
+    cleanly, and so does `stop_soon()` (stdin closed), by force `2 * grace_s` later at the latest.
 
     A failure is reported on stderr as `failed` followed by its reasons; the exit code is then 1."""
     done = threading.Event()
@@ -101,10 +102,22 @@ def _until_signal(
         log.info("signal %d: stopping", signum)
         done.set()
 
-    def stop_soon() -> None:  # the cancelled calls get grace_s to end (a blocking one cannot be cancelled)
-        timer = threading.Timer(grace_s, done.set)
-        timer.daemon = True
-        timer.start()
+    def stop_soon() -> None:
+        """stdin closed: the cancelled calls get `grace_s` to end (one blocking a thread cannot be
+        cancelled), then the clean stop as long again (closing a backend waits for its request)."""
+
+        def force() -> None:
+            log.error(
+                "still running %.1f s after stdin closed (a call that cannot be cancelled): exiting now",
+                2 * grace_s,
+            )
+            logging.shutdown()
+            os._exit(1)
+
+        for delay, then in ((grace_s, done.set), (2 * grace_s, force)):
+            timer = threading.Timer(delay, then)
+            timer.daemon = True
+            timer.start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

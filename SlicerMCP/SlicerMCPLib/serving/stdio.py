@@ -1,12 +1,12 @@
-"""MCP over stdio until stdin ends; then the calls in progress are cancelled, not awaited.
+"""MCP over stdio until stdin ends; then the host hears of it and the calls in progress are cancelled.
 
-The SDK's stdio loop, at end of input, waits for every request handler still running: a client
-that died (or closed stdin to stop us, as the MCP spec's stdio shutdown asks) left the process
-running a long call to its end, for minutes. Here the messages pass through a relay that sees the
-end of input; it calls `on_eof` (the host's "stop soon": stop the scene loop, arm the exit
-watchdog) and cancels the serving task group, so awaiting handlers end at once. Work already in a
-worker thread or on the main thread cannot be cancelled from asyncio: the host's exit watchdog
-ends the process after its grace if that work does not return (hosts/headless.py).
+At end of input the SDK's stdio loop cancels its async handlers, but work they started in a worker
+thread (a blocking tool, `anyio.to_thread`) or on the main thread (the scene gateway) runs on, and
+so does the host's own thread: a client that died (or closed stdin to stop us, as the MCP spec's
+stdio shutdown asks) left the process running such a call to its end, for minutes, with nothing
+said. Here the messages pass through a relay that sees the end of input: it logs it, calls
+`on_eof` (the host's "stop soon": stop the scene loop, arm the exit watchdog, which ends the
+process after its grace if that work does not return) and cancels the serving task group.
 """
 
 from __future__ import annotations
