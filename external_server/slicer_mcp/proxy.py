@@ -34,7 +34,6 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.session import ServerSession
-from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -45,6 +44,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 
 from SlicerMCPLib.core.errors import SlicerConnectionError
 from SlicerMCPLib.serving.endpoint import Endpoint
+from SlicerMCPLib.serving.stdio import serve_stdio
 
 from .confirm_relay import CALL_OR_INPUT, elicits, on_the_2026_wire, relay_elicitation
 
@@ -274,12 +274,12 @@ async def open_modern_upstreams(stack: AsyncExitStack, endpoint: Endpoint, downs
             return
 
 
-async def serve_proxy_stdio(endpoint: Endpoint) -> None:
-    """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes."""
+async def serve_proxy_stdio(endpoint: Endpoint, on_eof: Callable[[], None] | None = None) -> None:
+    """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes
+    (then the forwarded calls in progress are cancelled: nobody is left to read their answers)."""
     downstream = _Downstream()
     async with upstream_session(endpoint, downstream) as upstream, AsyncExitStack() as stack:
         await open_modern_upstreams(stack, endpoint, downstream)
         server = build_proxy_server(upstream, downstream)
         log.info("proxying stdio to the SlicerMCP server at %s (Slicer pid %d)", endpoint.url, endpoint.pid)
-        async with stdio_server() as (read, write):
-            await server.run(read, write, initialization_options(server, upstream))
+        await serve_stdio(server, initialization_options(server, upstream), on_eof)

@@ -98,7 +98,7 @@ class SampleDataSettings(BaseModel):
 
 
 class TimeoutSettings(BaseModel):
-    """Seconds a scene call may wait for the main thread, per kind of work."""
+    """Seconds a call may take, per kind of work (scene calls: waiting for the main thread)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -108,6 +108,12 @@ class TimeoutSettings(BaseModel):
     screenshot_s: float = Field(default=60.0, gt=0, description="seconds for a render")
     load_s: float = Field(default=300.0, gt=0, description="seconds for loading files, samples, volumes")
     python_s: float = Field(default=120.0, gt=0, description="seconds for one execute_python call")
+    fhir_call_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds one FHIR tool call may take in all: every page, retry and wait "
+        "(each request also has its server's timeout_s)",
+    )
     confirm_s: float = Field(
         default=300.0,
         gt=0,

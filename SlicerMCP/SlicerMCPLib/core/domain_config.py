@@ -52,7 +52,18 @@ class DicomNode(BaseModel):
     retrieve_method: RetrieveMethod | None = Field(
         default=None, description="force dicomweb, c-get or c-move (default: the best the node offers)"
     )
-    timeout_s: float = Field(default=30.0, gt=0, description="network, ACSE and DIMSE timeout in seconds")
+    timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="network, ACSE and DIMSE timeout in seconds; also the total deadline of a small "
+        "DICOMweb request (metadata)",
+    )
+    transfer_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds one DICOMweb retrieve or STOW-RS request may take in all, however slowly "
+        "the bytes come",
+    )
     retries: int = Field(
         default=3,
         ge=0,
@@ -116,7 +127,12 @@ class FhirServer(BaseModel):
     api_key: SecretStr | None = Field(default=None, description="sent in the header named by api_key_header")
     api_key_header: str = Field(default="X-API-Key", description="header that carries api_key")
     ca_bundle: str | None = Field(default=None, description="custom CA bundle; TLS verification is always on")
-    timeout_s: float = Field(default=30.0, gt=0, description="seconds per HTTP request")
+    timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds one HTTP request may take in all (connect, headers and body, however slowly "
+        "they come)",
+    )
     redirect_origins: list[str] = Field(
         default_factory=list,
         description="other origins (scheme://host:port) this server may redirect to; others are refused",

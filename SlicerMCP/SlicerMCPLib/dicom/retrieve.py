@@ -14,9 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import requests
 from pynetdicom import build_role, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
@@ -32,8 +30,8 @@ from .associations import (
     node_label,
     open_association,
     status_of,
-    through_breaker,
 )
+from .dicomweb_http import dicomweb_request, request_deadline
 from .move import Target, move
 from .query import find
 from .status import STATUS_PENDING, Status
@@ -256,42 +254,19 @@ def _dicomweb(
         if target.sop_uid:
             url += f"/instances/{target.sop_uid}"
     accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-    try:
-        with dicomweb_request(node, "GET", url, headers={"Accept": accept}, stream=True) as resp:
-            if resp.status_code == 404:
-                return  # nothing there: the verification reports every instance missing
-            if resp.status_code >= 400:
-                raise SlicerMCPError(
-                    f"DICOMweb retrieve from {node_label(node, node_name)} failed: HTTP {resp.status_code}",
-                    code=ErrorCode.DOWNLOAD_FAILED,
-                    details={"status": resp.status_code},
-                )
-            boundary = _boundary(resp.headers.get("Content-Type", ""))
-            for part in _multipart_parts(resp.iter_content(_CHUNK), boundary):
-                arrivals.put(_sop_instance_uid(part), part)
-    except requests.RequestException as exc:
-        raise dicomweb_unreachable(node, exc) from exc
-
-
-def dicomweb_request(node: DicomNode, method: str, url: str, **kwargs: Any) -> requests.Response:
-    """One DICOMweb request to the node, through its circuit breaker (no answer counts as a failure)."""
-
-    def send() -> requests.Response:
-        try:
-            return requests.request(method, url, timeout=node.timeout_s, **kwargs)
-        except requests.RequestException as exc:
-            raise dicomweb_unreachable(node, exc) from exc
-
-    return through_breaker(node, send)
-
-
-def dicomweb_unreachable(node: DicomNode, exc: Exception) -> SlicerMCPError:
-    """The error for a DICOMweb request that got no answer (retrieve, metadata, STOW-RS alike)."""
-    return SlicerMCPError(
-        f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
-        code=ErrorCode.DICOM_NODE_UNREACHABLE,
-        details={"url": node.dicomweb_url},
-    )
+    deadline = request_deadline(node, node_name, "the WADO-RS retrieve", "transfer")
+    with dicomweb_request(node, node_name, "GET", url, deadline, headers={"Accept": accept}) as resp:
+        if resp.status_code == 404:
+            return  # nothing there: the verification reports every instance missing
+        if resp.status_code >= 400:
+            raise SlicerMCPError(
+                f"DICOMweb retrieve from {node_label(node, node_name)} failed: HTTP {resp.status_code}",
+                code=ErrorCode.DOWNLOAD_FAILED,
+                details={"status": resp.status_code},
+            )
+        boundary = _boundary(resp.headers.get("Content-Type", ""))
+        for part in _multipart_parts(resp.iter_content(_CHUNK), boundary):
+            arrivals.put(_sop_instance_uid(part), part)
 
 
 def _boundary(content_type: str) -> bytes:

@@ -8,15 +8,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..core.breaker import BreakerRegistry, CircuitBreaker
 from ..core.config import Config
+from ..core.deadline import Deadline
 from ..core.domain_config import FhirServer
 from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
 from .models import FhirCapability, FhirServerInfo, FhirServerList
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class FhirService:
@@ -28,6 +33,13 @@ class FhirService:
         self._clients: dict[str, FhirClient] = {}
         self._lock = threading.Lock()
         self._breakers = BreakerRegistry(config.breaker)  # kept when the clients close
+        self.call_timeout_s = config.timeouts.fhir_call_s
+
+    def within_call(self, work: Callable[[], T]) -> T:
+        """Run one tool call's FHIR work under its total deadline (`timeouts.fhir_call_s`): a request,
+        retry or wait that would end after it fails with SLICER_TIMEOUT instead."""
+        with Deadline(self.call_timeout_s, "the FHIR tool call", "timeouts.fhir_call_s").bounded():
+            return work()
 
     @property
     def current(self) -> str | None:

@@ -80,7 +80,7 @@ ImagingStudyPerson = asks_person(
 )
 
 
-_run = DomainRunner(FhirService)
+_run = DomainRunner(FhirService, within=FhirService.within_call)  # a total deadline per call
 
 
 async def verify_fhir_connection(

@@ -33,7 +33,7 @@ from .order_links import RisOrderUpdate, link_to_orders
 from .results import Quantity, Unit, results_registry
 from .running import DomainRunner
 
-_run = DomainRunner(FhirService)
+_run = DomainRunner(FhirService, within=FhirService.within_call)  # a total deadline per call
 _run_dicom = DomainRunner(DicomService)
 
 
