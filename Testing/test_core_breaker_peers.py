@@ -214,7 +214,7 @@ def test_dicomweb_requests_share_the_node_breaker() -> None:
     from SlicerMCPLib.core.domain_config import DicomNode
     from SlicerMCPLib.core.errors import SlicerMCPError
     from SlicerMCPLib.dicom.associations import GuardedNode
-    from SlicerMCPLib.dicom.retrieve import dicomweb_request
+    from SlicerMCPLib.dicom.dicomweb_http import dicomweb_request, request_deadline
 
     port = free_port()  # nothing listens
     plain = DicomNode(
@@ -225,7 +225,9 @@ def test_dicomweb_requests_share_the_node_breaker() -> None:
     codes = []
     for _ in range(3):
         with pytest.raises(SlicerMCPError) as exc:
-            dicomweb_request(node, "GET", f"{node.dicomweb_url}/studies")
+            deadline = request_deadline(node, "web", "the test request", "small")
+            with dicomweb_request(node, "web", "GET", f"{node.dicomweb_url}/studies", deadline):
+                pass
         codes.append(str(exc.value.code))
     assert codes == ["DICOM_NODE_UNREACHABLE", "DICOM_NODE_UNREACHABLE", "CIRCUIT_OPEN"]
     assert breaker.status().state == "open"
