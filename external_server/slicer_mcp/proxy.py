@@ -43,7 +43,6 @@ from SlicerMCPLib.core.errors import SlicerConnectionError
 from SlicerMCPLib.serving.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
-logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
 
 
 class _Downstream:
