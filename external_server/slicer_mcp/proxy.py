@@ -30,7 +30,6 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.session import ServerSession
-from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -41,6 +40,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 
 from SlicerMCPLib.core.errors import SlicerConnectionError
 from SlicerMCPLib.serving.endpoint import Endpoint
+from SlicerMCPLib.serving.stdio import stdio_streams
 
 log = logging.getLogger(__name__)
 
@@ -233,5 +233,5 @@ async def serve_proxy_stdio(endpoint: Endpoint) -> None:
     async with upstream_session(endpoint, downstream) as upstream:
         server = build_proxy_server(upstream, downstream)
         log.info("proxying stdio to the SlicerMCP server at %s (Slicer pid %d)", endpoint.url, endpoint.pid)
-        async with stdio_server() as (read, write):
+        async with stdio_streams() as (read, write):
             await server.run(read, write, initialization_options(server, upstream))

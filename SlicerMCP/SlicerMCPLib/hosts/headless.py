@@ -33,6 +33,7 @@ from ..core.services import Services, hosted
 from ..serving.auth import load_or_create_token, token_path
 from ..serving.http_transport import mcp_http_server
 from ..serving.server import build_server
+from ..serving.stdio import run_stdio
 
 if TYPE_CHECKING:
     from ..backends.mrml import MrmlBackend
@@ -187,7 +188,7 @@ def _serve_stdio(server, driver: LoopDriver) -> int:
 
     def run() -> None:
         try:
-            anyio.run(server.run_stdio_async)
+            anyio.run(run_stdio, server)  # unreadable lines get a JSON-RPC error reply
         except BaseException as exc:  # reported on the main thread
             failure.append(exc)
         finally:
