@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
+from starlette.requests import ClientDisconnect
 
 from .config import ServerSettings
 from .errors import ErrorCode, SlicerMCPError
@@ -153,6 +154,24 @@ class _RequestCounter:
                     callback()
 
 
+class _QuietDisconnects:
+    """A client that closes the connection before its request body is complete (a cancelled call, a
+    killed client) is one log line, not uvicorn's 20-line "Exception in ASGI application"."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            if scope.get("type") == "http":
+                log.info(DISCONNECT_LINE, scope.get("method", ""), scope.get("path", ""))
+
+
+DISCONNECT_LINE = "HTTP: the client closed the connection before its %s %s request body was complete"
+
+
 def _any_readable(fds: list[int]) -> bool:
     """Whether any of `fds` has bytes (or a new connection) waiting, without blocking."""
     if hasattr(select, "poll"):  # no FD_SETSIZE limit: Slicer may hold many descriptors
@@ -183,7 +202,7 @@ class HttpServer:
         """`path` is the app's endpoint, appended to `url` (e.g. "/mcp")."""
         self.settings = settings
         self.limiter = InFlightLimiter(app, settings.max_in_flight_per_client)
-        self._counter = _RequestCounter(self.limiter)
+        self._counter = _RequestCounter(_QuietDisconnects(self.limiter))
         self.limits = GuardLimits(
             settings.header_timeout_s, settings.body_timeout_s, settings.max_connections
         )
