@@ -35,7 +35,7 @@ from .http_guards import (
     guarded_protocol,
     is_event_stream,
 )
-from .localhost import LOOPBACK_HOSTS
+from .localhost import LOOPBACK_HOSTS, served_host_names
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +293,13 @@ class HttpServer:
                 f"the HTTP server did not start within {timeout:g} s", code=ErrorCode.INTERNAL_ERROR
             )
         log.info("HTTP server listening on %s:%d", self.settings.host, self.port)
+        if self.settings.host not in LOOPBACK_HOSTS:
+            log.warning(
+                "listening beyond this machine (%s) over plain HTTP: the bearer token and every request "
+                "and answer (patient data included) travel in clear text. Use it only on a network you "
+                "trust, or put a TLS proxy in front and keep this server on 127.0.0.1",
+                self.settings.host,
+            )
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -320,7 +327,7 @@ class RequestLimits:
 
     def __init__(self, app: ASGIApp, bind_host: str, max_body_bytes: int):
         self.app = app
-        self.hosts = set(LOOPBACK_HOSTS) | {bind_host}
+        self.hosts = served_host_names(bind_host)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:

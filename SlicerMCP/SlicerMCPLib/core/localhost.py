@@ -8,11 +8,34 @@ to "where", "local" and "private" (0600 files in 0700 folders).
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # "every interface": never a name a client should send
+
+
+def machine_names() -> set[str]:
+    """This machine's own names and addresses, as a client elsewhere on the network would write them."""
+    names: set[str] = set()
+    try:
+        names |= {socket.gethostname(), socket.getfqdn()}
+        names |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:  # no resolver: the names found so far
+        pass
+    return {n for n in names if n} - WILDCARD_HOSTS
+
+
+def served_host_names(bind_host: str) -> set[str]:
+    """Names a request's Host may carry for a server bound to `bind_host`: the loopback names and the
+    bind address, and, for a server listening beyond loopback (allow_remote), this machine's names.
+    Any other name is a page on another site that resolves to us (DNS rebinding)."""
+    names = set(LOOPBACK_HOSTS) | {bind_host}
+    if bind_host not in LOOPBACK_HOSTS:
+        names |= machine_names()
+    return names - WILDCARD_HOSTS
 
 
 def user_config_dir() -> Path:

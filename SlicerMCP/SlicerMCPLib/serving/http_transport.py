@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect
 
 from ..core.config import ServerSettings
 from ..core.http_server import DISCONNECT_LINE, ASGIApp, AuthMiddleware, HttpServer
-from ..core.localhost import LOOPBACK_HOSTS
+from ..core.localhost import served_host_names
 from .event_store import RETRY_MS, MemoryEventStore
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,10 @@ def build_app(server: MCPServer, settings: ServerSettings, token: str) -> ASGIAp
     if not any(isinstance(f, OneLineDisconnects) for f in _SDK_HTTP_LOG.filters):
         _SDK_HTTP_LOG.addFilter(OneLineDisconnects())
     patterns = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    served = sorted(f"[{h}]:*" if ":" in h else f"{h}:*" for h in served_host_names(settings.host))
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=patterns + ([f"{settings.host}:*"] if settings.host not in LOOPBACK_HOSTS else []),
+        allowed_hosts=served,  # loopback; with allow_remote also this machine's own names
         allowed_origins=[f"http://{p}" for p in patterns] + list(settings.allowed_origins),
     )
     app = server.streamable_http_app(
