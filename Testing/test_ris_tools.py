@@ -389,6 +389,11 @@ def test_huge_name_is_an_invalid_parameter_without_the_database_path(ris_server:
     error = error_of(huge)
     assert error["code"] == "INVALID_PARAMETER", error
     assert "sqlite" not in str(error).lower()
+    # refused by the tool's schema before any SQL (the store's own check is tested in test_ris_hardening)
+    assert error.get("details", {}).get("problems") == ["name: String should have at most 200 characters"], (
+        error
+    )
+    assert len(error["message"]) < 200
 
 
 def test_synthetic_study_files_are_private(ris_server: Any, usual_umask: None) -> None:
