@@ -121,7 +121,7 @@ def test_nothing_the_assistant_sends_stands_in_for_the_person(confirming, mcp_se
             tools = {t.name: t for t in (await client.list_tools()).tools}
             return tools["execute_python"].input_schema
 
-    assert set(asyncio.run(schema())["properties"]) == {"code"}
+    assert set(asyncio.run(schema())["properties"]) == {"code", "namespace"}  # nothing about a person
 
 
 def test_allowed_in_the_config_runs_without_asking(confirming, mcp_server) -> None:

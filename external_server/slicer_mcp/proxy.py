@@ -49,7 +49,6 @@ from SlicerMCPLib.serving.stdio import serve_stdio
 from .confirm_relay import CALL_OR_INPUT, elicits, on_the_2026_wire, relay_elicitation
 
 log = logging.getLogger(__name__)
-logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
 
 
 class _Downstream:

@@ -7,6 +7,8 @@ JSON. Arguments go in as Python literals (`repr` of str, dict, None), never past
 
 from __future__ import annotations
 
+from ..scene.python_exec import MAX_NAMESPACES
+
 _MEASURE = r"""
 def __slicer_mcp_measure(node_id, wanted):
     import numpy
@@ -61,10 +63,13 @@ __execResult = __slicer_mcp_measure(@ARGS@)
 """
 
 _RUN = r"""
-def __slicer_mcp_run(code, key):
+def __slicer_mcp_run(code, key, limit):
     import ast, contextlib, io, traceback
     spaces = globals().setdefault("__slicer_mcp_namespaces", {})
-    space = spaces.setdefault(key, {"__name__": "__slicer_mcp__", "slicer": slicer})
+    space = spaces.pop(key, None) or {"__name__": "__slicer_mcp__", "slicer": slicer}
+    spaces[key] = space  # most recently used last; the oldest beyond `limit` are dropped
+    while len(spaces) > limit:
+        spaces.pop(next(iter(spaces)))
     out, err = io.StringIO(), io.StringIO()
     clip = lambda text: text if len(text) <= 100000 else text[:100000] + "\n... [output cut]"
     try:
@@ -152,7 +157,9 @@ __execResult = __slicer_mcp_nodes(@ARGS@)
 """
 
 
-def _call(template: str, *args: str | dict[str, str] | list[str] | tuple[str, ...] | bool | None) -> str:
+def _call(
+    template: str, *args: str | dict[str, str] | list[str] | tuple[str, ...] | bool | int | None
+) -> str:
     return template.replace("@ARGS@", ", ".join(repr(a) for a in args))
 
 
@@ -161,7 +168,7 @@ def measure_source(node_id: str, segment: str | None) -> str:
 
 
 def run_source(code: str, session_key: str) -> str:
-    return _call(_RUN, str(code), str(session_key))
+    return _call(_RUN, str(code), str(session_key), MAX_NAMESPACES)
 
 
 def attributes_source(node_id: str, attributes: dict[str, str]) -> str:

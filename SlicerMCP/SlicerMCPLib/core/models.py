@@ -126,6 +126,10 @@ class PythonResult(BaseModel):
     result: str | None = Field(default=None, description="repr of the last expression's value, if any")
     error: str | None = None
     traceback: str | None = None
+    namespace: str | None = Field(
+        default=None, description="the namespace the code ran in: pass it as `namespace` to run in it again"
+    )
+    notes: list[str] = Field(default_factory=list)
 
 
 class ClearResult(BaseModel):

@@ -22,6 +22,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # ty
 
 from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.localhost import private_dir, write_private_bytes
 from ..core.progress import CountProgress
 from .associations import (
     MAX_CONTEXTS,
@@ -140,7 +141,7 @@ class Arrivals:
         self.items: dict[str, Path | bytes] = {}
         self.bytes = 0
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
 
     @property
     def expected(self) -> Expected:
@@ -164,7 +165,7 @@ class Arrivals:
             self.items[sop_uid] = data
         else:
             path = self.directory / f"{check_uid(sop_uid, 'SOPInstanceUID')}.dcm"
-            path.write_bytes(data)
+            write_private_bytes(path, data)  # patient data: 0600
             self.items[sop_uid] = path
         self.bytes += len(data)
         if self.on_item is not None:

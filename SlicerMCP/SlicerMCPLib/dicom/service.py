@@ -24,6 +24,7 @@ from ..core.breaker import BreakerRegistry, CircuitBreaker
 from ..core.config import Config
 from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.localhost import private_dir
 from ..core.progress import Progress, counted
 from ..core.scene_backend import VolumeArray
 from .associations import GuardedNode, echo, node_label
@@ -218,13 +219,13 @@ class DicomService:
     ) -> RetrieveResult:
         """Retrieve into `<storage>/<study>/<series>/`; a failed retrieve leaves no files behind."""
         started = time.perf_counter()
-        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self._ensure(self.storage_dir())))
+        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=private_dir(self.storage_dir())))
         try:
             chosen, expected, files = self._fetch(target, staging, method, progress, expected)
             study_dir = self.storage_dir() / target.study_uid
             for sop_uid, path in files.items():
                 series_dir = study_dir / expected.instances[sop_uid][0]
-                series_dir.mkdir(parents=True, exist_ok=True)
+                private_dir(series_dir)
                 Path(path).replace(series_dir / f"{sop_uid}.dcm")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -238,11 +239,6 @@ class DicomService:
             bytes=sum((study_dir / expected.instances[s][0] / f"{s}.dcm").stat().st_size for s in files),
             seconds=round(time.perf_counter() - started, 3),
         )
-
-    @staticmethod
-    def _ensure(path: Path) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     def retrieve_and_decode(
         self,

@@ -28,6 +28,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
+from ..core.localhost import open_private
 from ..dicom.associations import lost_association, open_association, status_of
 from ..dicom.part10 import write_file
 from ..dicom.send import send
@@ -266,10 +267,10 @@ class VirtualCR:
                         details={"failures": [f.model_dump() for f in sent.failures]},
                     )
             if output_dir is not None:
-                output_dir.mkdir(parents=True, exist_ok=True)
                 for ds in images:
                     path = output_dir / f"{ds.SOPInstanceUID}.dcm"
-                    write_file(ds, path)
+                    with open_private(path) as out:  # names, MRNs: 0600 in a 0700 folder
+                        write_file(ds, out)
                     result.files.append(str(path))
         except BaseException:
             try:

@@ -58,6 +58,24 @@ def _validation_message(exc: ValidationError) -> tuple[str, list[str]]:
     return "invalid arguments: " + "; ".join(problems), problems
 
 
+def _validation_error(exc: ValidationError) -> CallToolResult:
+    """INVALID_PARAMETER naming each problem; INVALID_NODE_ID when only node ids are wrong (an object,
+    a number, an empty or 10 KB string where an id goes), as for an id the scene does not have."""
+    message, problems = _validation_message(exc)
+    errors = exc.errors()
+    if errors and all(
+        e["loc"] and str(e["loc"][0]).endswith("node_id") and e["type"] != "missing" for e in errors
+    ):
+        wrong = {str(e["loc"][0]) for e in errors}
+        return error_result(
+            ErrorCode.INVALID_NODE_ID,
+            f"{', '.join(sorted(wrong))} is not a node id (a short string such as "
+            "vtkMRMLScalarVolumeNode1); call list_scene_nodes to see the node ids",
+            {"problems": problems},
+        )
+    return error_result(ErrorCode.INVALID_PARAMETER, message, {"problems": problems})
+
+
 class SlicerMCPServer(MCPServer[Services]):
     """MCPServer with the project's error model and call log."""
 
@@ -166,8 +184,7 @@ class SlicerMCPServer(MCPServer[Services]):
             log.info("tool %s failed: %s", name, cause.code)
             return CallToolResult(content=[TextContent(type="text", text=cause.to_json())], is_error=True)
         if isinstance(cause, ValidationError):
-            message, problems = _validation_message(cause)
-            return error_result(ErrorCode.INVALID_PARAMETER, message, {"problems": problems})
+            return _validation_error(cause)
         if cause is None:  # unknown tool and similar SDK-side refusals
             return error_result(ErrorCode.INVALID_PARAMETER, str(exc))
         log.error("tool %s crashed", name, exc_info=cause)
