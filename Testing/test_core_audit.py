@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import stat
 import subprocess
@@ -16,12 +17,13 @@ import yaml
 from mcp import Client
 
 from fixtures.core import PROJECT_ROOT
+from SlicerMCPLib.core.audit import audit_key_path
 from SlicerMCPLib.core.config import load_config
 from SlicerMCPLib.core.services import Services
 from SlicerMCPLib.serving.server import build_server, result_bytes
 
 PATIENT = "DOE^JOHNATHAN"  # a patient name a client might send as an argument
-FIELDS = ["time", "client", "session", "tool", "arguments_sha256", "result", "duration_ms", "bytes"]
+FIELDS = ["time", "client", "session", "tool", "arguments_hmac", "result", "duration_ms", "bytes"]
 
 
 def _server(backend: Any, audit: dict[str, Any]) -> Any:
@@ -29,9 +31,11 @@ def _server(backend: Any, audit: dict[str, Any]) -> Any:
     return build_server(Services(config=config, backend=backend))
 
 
-def _canonical_sha256(arguments: dict[str, Any]) -> str:
+def _expected_digest(arguments: dict[str, Any]) -> str:
+    """What the line must hold: HMAC-SHA256 of the canonical JSON under this install's key."""
+    key = audit_key_path().read_text(encoding="utf-8").strip().encode("ascii")
     text = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -66,8 +70,12 @@ def test_each_call_is_one_line_without_argument_values(tmp_path: Path, clean_bac
         "(unknown tool)",
     ]
     assert [e["result"] for e in entries] == ["OK", "OK", "INVALID_NODE_ID", "UNKNOWN_TOOL"]
-    assert [e["arguments_sha256"] for e in entries] == [_canonical_sha256(args) for _, args in CALLS]
-    assert entries[0]["arguments_sha256"] == entries[1]["arguments_sha256"]
+    assert [e["arguments_hmac"] for e in entries] == [_expected_digest(args) for _, args in CALLS]
+    assert entries[0]["arguments_hmac"] == entries[1]["arguments_hmac"]
+    # without the key, hashing a guessed patient name's arguments finds nothing in the log
+    unkeyed = json.dumps(CALLS[0][1], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert hashlib.sha256(unkeyed.encode("utf-8")).hexdigest() not in path.read_text()
+    assert stat.S_IMODE(audit_key_path().stat().st_mode) == 0o600
     assert {e["client"] for e in entries} == {"mcp/0.1.0"}  # the SDK client's declared name/version
     for entry, result in zip(entries, results, strict=True):
         assert entry["bytes"] == result_bytes(result)  # as the client received it
@@ -107,9 +115,9 @@ def test_rotates_at_the_size_limit_and_reads_across_files(tmp_path: Path, clean_
 
 def _offset_of(entry: dict[str, Any]) -> int:
     for i in range(150):
-        if entry["arguments_sha256"] == _canonical_sha256({"offset": i}):
+        if entry["arguments_hmac"] == _expected_digest({"offset": i}):
             return i
-    raise AssertionError(f"unknown digest {entry['arguments_sha256']}")
+    raise AssertionError(f"unknown digest {entry['arguments_hmac']}")
 
 
 def test_cli_prints_the_newest_lines(tmp_path: Path, clean_backend: Any) -> None:

@@ -2,20 +2,24 @@
 
 Why: an operator must be able to say afterwards which client called which tool when, how it
 ended and how long it took, without the log itself holding patient data. So a line carries the
-time, the client's declared name, the tool, a SHA-256 digest of the arguments (equal arguments
-give equal digests; the arguments themselves are never written), the result code, the duration
-and the size of the result. `slicer://audit` and `slicer-mcp audit` read the newest lines.
+time, the client's declared name, the tool, a keyed digest of the arguments (HMAC-SHA256 with a
+per-install key: equal arguments give equal digests, the arguments themselves are never written,
+and a guessable value such as a patient name cannot be confirmed from the log by hashing it
+without the key), the result code, the duration and the size of the result. `slicer://audit` and `slicer-mcp audit` read the newest lines.
 
-The file is 0600 in a 0700 folder (`localhost.private_file`); at `audit.max_bytes` it is renamed
+The file is 0600 in a 0700 folder (`localhost.private_file`); the key is `<user config dir>/audit-key`
+(0600), made on first use and kept apart from the log, so a copied log carries no key; at `audit.max_bytes` it is renamed
 to `<name>.1` (older ones shift up to `<name>.<backups>`, the oldest is dropped).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .config import AuditSettings
-from .localhost import private_file, user_data_dir
+from .localhost import private_file, user_config_dir, user_data_dir, write_private_file
 from .services import CallRecord, Services
 
 log = logging.getLogger(__name__)
@@ -35,12 +39,23 @@ def default_audit_path() -> Path:
     return user_data_dir() / "audit" / "tool-calls.jsonl"
 
 
-def arguments_digest(arguments: dict[str, Any] | None) -> str:
-    """SHA-256 of the arguments as canonical JSON (sorted keys, no spaces, UTF-8)."""
+def audit_key_path() -> Path:
+    return user_config_dir() / "audit-key"
+
+
+def _audit_key(path: Path) -> bytes:
+    """The per-install key (made on first use; two servers starting at once share the first one)."""
+    if not path.exists():
+        write_private_file(path, secrets.token_hex(32), keep_existing=True)
+    return path.read_text(encoding="utf-8").strip().encode("ascii")
+
+
+def arguments_digest(key: bytes, arguments: dict[str, Any] | None) -> str:
+    """HMAC-SHA256 of the arguments as canonical JSON (sorted keys, no spaces, UTF-8)."""
     canonical = json.dumps(
         arguments or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
     )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def audit_line(record: CallRecord) -> dict[str, Any]:
@@ -51,7 +66,7 @@ def audit_line(record: CallRecord) -> dict[str, Any]:
         "client": record.client,
         "session": record.session,
         "tool": record.tool,
-        "arguments_sha256": record.arguments_sha256,
+        "arguments_hmac": record.arguments_hmac,
         "result": record.error_code or "OK",
         "duration_ms": round(record.duration_s * 1000, 3),
         "bytes": record.result_bytes,
@@ -64,7 +79,7 @@ class AuditTail(BaseModel):
     enabled: bool
     path: str = Field(description="the audit file; rotated copies are <path>.1 ... <path>.N")
     entries: list[dict[str, Any]] = Field(
-        description="oldest first: time, client, session, tool, arguments_sha256, result, duration_ms, bytes"
+        description="oldest first: time, client, session, tool, arguments_hmac, result, duration_ms, bytes"
     )
 
 
@@ -77,6 +92,21 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._failing = False
+        self._key: bytes | None = None
+
+    def digest(self, arguments: dict[str, Any] | None) -> str | None:
+        """The arguments' keyed digest for the line (None while the log is off or has no key)."""
+        if not self.settings.enabled:
+            return None
+        if self._key is None:
+            try:
+                self._key = _audit_key(audit_key_path())
+            except OSError as exc:
+                if not self._failing:
+                    log.warning("cannot make the audit key: %s", exc.strerror or exc)
+                self._failing = True
+                return None
+        return arguments_digest(self._key, arguments)
 
     def write(self, record: CallRecord) -> None:
         """Append the record's line; a failing disk is logged once and never fails the call."""

@@ -46,7 +46,7 @@ class CallRecord:
     error_code: str | None = None
     client: str | None = None  # the name and version the client declared
     session: str | None = None  # a short digest of the transport's session id (never the id)
-    arguments_sha256: str | None = None
+    arguments_hmac: str | None = None
     result_bytes: int = 0
 
 

@@ -26,7 +26,7 @@ from mcp_types import CallToolResult, Resource, TextContent
 from pydantic import ValidationError
 
 from .. import __version__
-from ..core.audit import arguments_digest, audit_of
+from ..core.audit import audit_of
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.services import CallRecord, Services
 from .output_schema import compact_schema
@@ -113,7 +113,7 @@ class SlicerMCPServer(MCPServer[Services]):
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
         started = time.time()
         t0 = time.perf_counter()
-        record = CallRecord(started, name, 0.0, ok=False, arguments_sha256=arguments_digest(arguments))
+        record = CallRecord(started, name, 0.0, ok=False, arguments_hmac=self.audit.digest(arguments))
         record.client, record.session = _caller(context)
         try:
             result = await self._call_tool(name, arguments, context)
