@@ -152,7 +152,7 @@ def _count_labels(values: np.ndarray) -> dict[int, int]:
         lowest = max(lo, 1)
         buf = mask[: chunk.size]
         for value in range(hi, lowest - 1, -1):
-            n = remaining if value == lowest else int(np.count_nonzero(np.equal(chunk, value, out=buf)))
+            n = remaining if value == lowest else _count_equal(chunk, value, buf)
             if n:
                 counts[value] = counts.get(value, 0) + n
                 remaining -= n
@@ -188,7 +188,7 @@ def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
         found: list[int] = []
         for i, value in enumerate(candidates):
             last = i == len(candidates) - 1
-            n = remaining if last else int(np.count_nonzero(np.equal(chunk, value, out=buf)))
+            n = remaining if last else _count_equal(chunk, value, buf)
             counts[value] += n
             remaining -= n
             if n:
@@ -220,6 +220,15 @@ def _chunk_bits(flat: np.ndarray) -> list[tuple[int, int]]:
     return [(i * CHUNK_BYTES, b) for i, b in enumerate(bits) if b]
 
 
+def _count_equal(chunk: np.ndarray, value: int, buf: np.ndarray) -> int:
+    """`count_nonzero(chunk == value)` with the compare written to `buf` (in cache): the count
+    starts at the first match, found by `argmax` (a memchr), so a chunk without `value` costs a
+    third of a count."""
+    hits = np.equal(chunk, value, out=buf[: chunk.size])
+    first = int(hits.argmax())
+    return int(np.count_nonzero(hits[first:])) if hits[first] else 0
+
+
 def _add_unique(counts: dict[int, int], chunk: np.ndarray) -> None:
     labels, found = np.unique(chunk, return_counts=True)
     for value, n in zip(labels.tolist(), found.tolist(), strict=True):
@@ -244,7 +253,7 @@ def _count_label(flat: np.ndarray, label: int) -> int:
     total = 0
     for start in range(0, flat.size, step):
         chunk = flat[start : start + step]
-        total += int(np.count_nonzero(np.equal(chunk, label, out=mask[: chunk.size])))
+        total += _count_equal(chunk, label, mask)
     return total
 
 
@@ -261,7 +270,7 @@ def _count_byte_label(flat: np.ndarray, label: int) -> int:
         if bits == label and one_bit:  # a one-bit label is the only value possible
             total += int(np.count_nonzero(chunk))
         else:
-            total += int(np.count_nonzero(np.equal(chunk, label, out=mask[: chunk.size])))
+            total += _count_equal(chunk, label, mask)
     if whole < flat.size:
         total += int(np.count_nonzero(flat[whole:] == label))
     return total
