@@ -1,7 +1,7 @@
 """Segment and label volumes: voxel counts from the binary labelmap, counted fast.
 
 Counting goes through the voxels in cache-sized chunks, skipping chunks that cannot hold a
-label (their ORs come from one numpy call per block), where `count_nonzero(a == v)` per label
+label (by the OR of their bytes, 8 voxels per operation), where `count_nonzero(a == v)` per label
 costs ~5x the streaming read. Large volumes are shared by the calling thread and a helper per
 idle core, each taking the next 4 MiB block (numpy releases the GIL), and counts are kept per labelmap until its voxels change (`LabelCounts`,
 keyed by the image's and the voxel array's MTime): asking again about an unchanged node is free.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -165,8 +165,7 @@ def _count_labels(values: np.ndarray) -> dict[int, int]:
 def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
     """`count_labels` for uint8, the usual labelmap: the first read ORs 8 voxels per operation.
 
-    The OR of a chunk bounds which labels it can hold (each label's bits are inside it); the
-    ORs of all chunks of `flat` come from one numpy call, so background costs no Python per chunk.
+    The OR of a chunk bounds which labels it can hold (each label's bits are inside it).
     When the OR leaves one candidate (a power of two: label 1, 2, 4...), `count_nonzero` answers
     alone; otherwise one in-cache `count_nonzero(chunk == v)` per candidate, labels of the
     previous chunk first, until all non-zero voxels are accounted for.
@@ -202,22 +201,23 @@ def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
     return {int(v): int(counts[v]) for v in np.flatnonzero(counts) if v}
 
 
-def _chunk_bits(flat: np.ndarray) -> list[tuple[int, int]]:
-    """(start, OR of its bytes) of every chunk of a uint8 array that is not all zero.
+def _chunk_bits(flat: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(start, OR of its bytes) of every chunk of a uint8 array that is not all zero, lazily.
 
-    `flat` is 8-byte aligned and a multiple of 8 long; full chunks are ORed in one numpy call
-    (8 voxels per operation), the short last chunk apart.
+    `flat` is 8-byte aligned and a multiple of 8 long; each chunk is ORed 8 voxels per
+    operation just before its caller works on it, so that work finds the chunk in cache (ORing
+    a whole block first read every mixed chunk from memory twice: slower on a loaded machine).
     """
     words = flat.view(np.uint64)
     per = CHUNK_BYTES // 8
-    full = words.size // per
-    ors = np.bitwise_or.reduce(words[: full * per].reshape(full, per), axis=1) if full else words[:0]
-    if words.size > full * per:
-        ors = np.append(ors, np.bitwise_or.reduce(words[full * per :]))
-    for shift in (32, 16, 8):  # fold the 8 bytes of each OR into its lowest byte
-        ors |= ors >> np.uint64(shift)
-    bits = (ors & np.uint64(0xFF)).tolist()
-    return [(i * CHUNK_BYTES, b) for i, b in enumerate(bits) if b]
+    for first in range(0, words.size, per):
+        word_or = int(np.bitwise_or.reduce(words[first : first + per]))
+        bits = 0
+        while word_or:  # fold the 8 bytes of the OR into one
+            bits |= word_or & 0xFF
+            word_or >>= 8
+        if bits:
+            yield first * 8, bits
 
 
 def _count_equal(chunk: np.ndarray, value: int, buf: np.ndarray) -> int:
