@@ -3,8 +3,9 @@
 Counting goes through the voxels in cache-sized chunks, skipping chunks that cannot hold a
 label (by the OR of their bytes, 8 voxels per operation), where `count_nonzero(a == v)` per label
 costs ~5x the streaming read. Large volumes are shared by the calling thread and a helper per
-idle core, each taking the next 4 MiB block (numpy releases the GIL), and counts are kept per labelmap until its voxels change (`LabelCounts`,
-keyed by the image's and the voxel array's MTime): asking again about an unchanged node is free.
+idle core, each taking the next 4 MiB block (numpy releases the GIL). Counts are kept per
+labelmap until its voxels change (`LabelCounts`, keyed by the image's and the voxel array's
+MTime): asking again about an unchanged node is free.
 Runs on the main thread.
 """
 
