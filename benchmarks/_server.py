@@ -221,14 +221,15 @@ def row(label: str, values: list[float], ref: float | None = None, target: float
     return text
 
 
-def in_server_timer(body: str, n: int, setup: str = "") -> str:
-    """execute_python code that times `body` n times on the scene thread and returns the ms list as JSON."""
+def in_server_timer(body: str, n: int, setup: str = "", warmup: int = 2) -> str:
+    """execute_python code that times `body` n times on the scene thread (after `warmup` untimed
+    runs) and returns the ms list as JSON."""
     indented = "\n".join("    " + line for line in body.strip().splitlines())
     return (
         f"import json as _j, time as _t\n{setup}\n_ms = []\n"
-        f"for _i in range({n} + 2):\n    _t0 = _t.perf_counter()\n{indented}\n"
+        f"for _i in range({n} + {warmup}):\n    _t0 = _t.perf_counter()\n{indented}\n"
         "    _ms.append((_t.perf_counter() - _t0) * 1000)\n"
-        "_j.dumps(_ms[2:])"
+        f"_j.dumps(_ms[{warmup}:])"
     )
 
 

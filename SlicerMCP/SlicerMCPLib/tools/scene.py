@@ -98,7 +98,11 @@ async def capture_screenshot(
     queue = services.domain(RenderQueue, lambda config: RenderQueue(config.rendering.queue_per_client))
     async with queue.turn(client_label(ctx)):
         shot = await services.backend.capture_screenshot(view_type, scroll_position, look_from_axis, size)
-    fitted = await run_blocking(ctx, lambda _: fit_image(shot.png, services.config.rendering.max_image_bytes))
+    limit = services.config.rendering.max_image_bytes
+    if len(shot.png) <= limit:  # the usual case: the PNG as it is, no trip to a worker thread
+        fitted = fit_image(shot.png, limit)
+    else:
+        fitted = await run_blocking(ctx, lambda _: fit_image(shot.png, limit))
     info = shot.info
     if fitted.mime_type != "image/png":
         info = info.model_copy(
