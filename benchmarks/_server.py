@@ -115,6 +115,7 @@ class Connection:
         )
         self.client = Client(streamable_http_client(url, http_client=self.http), read_timeout_seconds=120)
         self.validate = validate
+        self.namespace: str | None = None  # the server-issued execute_python namespace (2026: no session)
         self._next_id = 10_000
 
     async def __aenter__(self) -> Connection:
@@ -140,8 +141,10 @@ class Connection:
 
     async def python(self, code: str) -> Any:
         """Run code in the server (execute_python); returns the value of its last expression."""
-        result = await self.call("execute_python", {"code": code})
+        args = {"code": code, **({"namespace": self.namespace} if self.namespace else {})}
+        result = await self.call("execute_python", args)
         out = result.structured_content
+        self.namespace = out.get("namespace") or self.namespace  # names persist only when passed back
         if not out["success"]:
             raise RuntimeError(out.get("traceback") or out.get("error"))
         return json.loads(ast.literal_eval(out["result"])) if out.get("result") else None
