@@ -187,6 +187,24 @@ class _Decoded:
         return self.primitive
 
 
+def pdata_values(body: bytes | bytearray) -> list[tuple[int, bytes]] | None:
+    """The (presentation context ID, value with its message control header) items of a
+    P-DATA-TF PDU's body (after the 6-byte PDU header); None when the items do not fit."""
+    values: list[tuple[int, bytes]] = []
+    view = memoryview(body)
+    pos, length = 0, len(body)
+    while pos < length:
+        if pos + 6 > length:
+            return None
+        (item_length,) = struct.unpack_from(">L", body, pos)
+        end = pos + 4 + item_length
+        if item_length < 2 or end > length:
+            return None
+        values.append((body[pos + 4], bytes(view[pos + 5 : end])))
+        pos = end
+    return values
+
+
 def fast_receive(assoc: Association) -> None:
     """Cheaper PDU reception for one established association (private pynetdicom knobs).
 
@@ -251,20 +269,10 @@ def fast_receive(assoc: Association) -> None:
             dul.event_queue.put(event)
             dul._recv_pdu.put(pdu)
             return
-        values: list[tuple[int, bytes]] = []
-        view = memoryview(body)
-        pos = 0
-        while pos < length:
-            if pos + 6 > length:
-                dul.event_queue.put("Evt19")
-                return
-            (item_length,) = struct.unpack_from(">L", body, pos)
-            end = pos + 4 + item_length
-            if item_length < 2 or end > length:
-                dul.event_queue.put("Evt19")
-                return
-            values.append((body[pos + 4], bytes(view[pos + 5 : end])))
-            pos = end
+        values = pdata_values(body)
+        if values is None:
+            dul.event_queue.put("Evt19")  # a malformed P-DATA-TF, as pynetdicom reports it
+            return
         primitive = P_DATA()
         primitive.presentation_data_value_list = []  # the setter checks a list's items: fill it after
         primitive.presentation_data_value_list.extend(values)
