@@ -210,15 +210,15 @@ def fast_receive(assoc: Association) -> None:
 
     A PACS sends an image series as thousands of 16 kB P-DATA-TF PDUs; pynetdicom reads each in
     4 kB `recv` calls into a growing bytearray, decodes it into PDU item objects and calls its
-    debug-log handlers for every PDU even when nothing logs at debug level. Here a PDU is read
-    with `recv_into` a buffer of its size, a P-DATA-TF is split into its values directly, and the
-    per-PDU log handlers are unbound unless pynetdicom logs at debug level. The state machine,
-    the DIMSE decoding and every other PDU type take pynetdicom's own path unchanged.
+    log handlers for every PDU and message even when nothing shows their lines. Here a PDU is read
+    with `recv_into` a buffer of its size, a P-DATA-TF is split into its values directly, and those
+    handlers are unbound unless pynetdicom's logger lets INFO through (we cap it at WARNING). The
+    state machine, the DIMSE decoding and every other PDU type take pynetdicom's own path.
     """
     dul = getattr(assoc, "dul", None)
     if dul is None or not hasattr(dul, "_read_pdu_data") or not hasattr(dul, "_decode_pdu"):
         return
-    if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):  # they log at INFO and DEBUG
         for event, handler in _STANDARD_LOG_HANDLERS:
             if handler in [h for h, _ in assoc.get_handlers(event) or []]:
                 assoc.unbind(event, handler)
