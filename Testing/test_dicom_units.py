@@ -93,3 +93,29 @@ def test_encoded_instance_is_pynetdicoms_file() -> None:
         context.context_id = 1
         event = Event(None, evt.EVT_C_STORE, {"request": request, "context": context.as_tuple})  # type: ignore[arg-type]
         assert encoded_instance(event) == event.encoded_dataset()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 255).filter(lambda i: i % 2), st.binary(min_size=1, max_size=300)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_pdata_values_match_pynetdicoms_decoder(items: list[tuple[int, bytes]]) -> None:
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.pdu_primitives import P_DATA
+
+    from SlicerMCPLib.dicom.associations import pdata_values
+
+    primitive = P_DATA()
+    primitive.presentation_data_value_list = [[cid, value] for cid, value in items]
+    pdu = P_DATA_TF()
+    pdu.from_primitive(primitive)
+    encoded = pdu.encode()
+    decoded = P_DATA_TF()
+    decoded.decode(encoded)
+    theirs = [tuple(v) for v in decoded.to_primitive().presentation_data_value_list]
+    assert pdata_values(encoded[6:]) == theirs == [tuple(i) for i in items]
+    assert pdata_values(encoded[6:-1]) is None  # a cut item is malformed, never a short value

@@ -48,6 +48,7 @@ from fixtures.orthanc import (  # noqa: E402
     stop_orthanc,
 )
 from SlicerMCPLib.core.gateway import SceneThread  # noqa: E402
+from SlicerMCPLib.core.log_levels import cap_third_party_loggers  # noqa: E402
 from SlicerMCPLib.core.services import Services  # noqa: E402
 from SlicerMCPLib.dicom import retrieve as retrieve_module  # noqa: E402
 from SlicerMCPLib.dicom import service as service_module  # noqa: E402
@@ -98,6 +99,9 @@ def main() -> None:
     kind = sys.argv[3] if len(sys.argv) > 3 else "gradient16"
     if kind not in KINDS:
         raise SystemExit(f"series kind: one of {', '.join(KINDS)}")
+    # as the slicer-mcp process does: the in-process server must not log each C-FIND answer and
+    # sub-operation at INFO (the SDK's rich console handler made the in-process loads 5-10x slower)
+    cap_third_party_loggers()
     work = Path(tempfile.mkdtemp(prefix="bench-dicom-"))
     orthanc = start_orthanc(work)
     scene = SceneThread().start()

@@ -11,6 +11,7 @@ a rejection or any DIMSE status proves the node alive.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,13 @@ from typing import Any, TypeVar
 from pydantic import PrivateAttr
 from pydicom.dataset import Dataset
 from pynetdicom import AE, Association, evt
-from pynetdicom.pdu_primitives import A_ABORT
+from pynetdicom._handlers import (
+    standard_dimse_recv_handler,
+    standard_dimse_sent_handler,
+    standard_pdu_recv_handler,
+    standard_pdu_sent_handler,
+)
+from pynetdicom.pdu_primitives import A_ABORT, P_DATA
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -137,6 +144,7 @@ def _establish(
         )
         if assoc.is_established:
             tune_dul(assoc)
+            fast_receive(assoc)
             return assoc
         try:
             _raise_for_failed(assoc, node, label)
@@ -157,6 +165,121 @@ def tune_dul(assoc: Association, delay_s: float = DUL_LOOP_DELAY_S) -> None:
     dul = getattr(assoc, "dul", None)
     if dul is not None and hasattr(dul, "_run_loop_delay"):
         dul._run_loop_delay = delay_s
+
+
+_STANDARD_LOG_HANDLERS = (
+    (evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
+    (evt.EVT_DIMSE_SENT, standard_dimse_sent_handler),
+    (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
+    (evt.EVT_PDU_SENT, standard_pdu_sent_handler),
+)
+
+
+class _Decoded:
+    """Stands in for a decoded P-DATA-TF PDU: the state machine only asks it for its primitive."""
+
+    __slots__ = ("primitive",)
+
+    def __init__(self, primitive: P_DATA):
+        self.primitive = primitive
+
+    def to_primitive(self) -> P_DATA:
+        return self.primitive
+
+
+def pdata_values(body: bytes | bytearray) -> list[tuple[int, bytes]] | None:
+    """The (presentation context ID, value with its message control header) items of a
+    P-DATA-TF PDU's body (after the 6-byte PDU header); None when the items do not fit."""
+    values: list[tuple[int, bytes]] = []
+    view = memoryview(body)
+    pos, length = 0, len(body)
+    while pos < length:
+        if pos + 6 > length:
+            return None
+        (item_length,) = struct.unpack_from(">L", body, pos)
+        end = pos + 4 + item_length
+        if item_length < 2 or end > length:
+            return None
+        values.append((body[pos + 4], bytes(view[pos + 5 : end])))
+        pos = end
+    return values
+
+
+def fast_receive(assoc: Association) -> None:
+    """Cheaper PDU reception for one established association (private pynetdicom knobs).
+
+    A PACS sends an image series as thousands of 16 kB P-DATA-TF PDUs; pynetdicom reads each in
+    4 kB `recv` calls into a growing bytearray, decodes it into PDU item objects and calls its
+    log handlers for every PDU and message even when nothing shows their lines. Here a PDU is read
+    with `recv_into` a buffer of its size, a P-DATA-TF is split into its values directly, and those
+    handlers are unbound unless pynetdicom's logger lets INFO through (we cap it at WARNING). The
+    state machine, the DIMSE decoding and every other PDU type take pynetdicom's own path.
+    """
+    dul = getattr(assoc, "dul", None)
+    if dul is None or not hasattr(dul, "_read_pdu_data") or not hasattr(dul, "_decode_pdu"):
+        return
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):  # they log at INFO and DEBUG
+        for event, handler in _STANDARD_LOG_HANDLERS:
+            if handler in [h for h, _ in assoc.get_handlers(event) or []]:
+                assoc.unbind(event, handler)
+    original = dul._read_pdu_data
+
+    def read_exact(sock: Any, size: int) -> bytearray | None:
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = sock.recv_into(view[got:], size - got)
+            if n == 0:
+                return None
+            got += n
+        return buf
+
+    def read_pdu() -> None:
+        wrapper = dul.socket
+        sock = getattr(wrapper, "socket", None)
+        if sock is None or assoc.get_handlers(evt.EVT_DATA_RECV) or assoc.get_handlers(evt.EVT_PDU_RECV):
+            original()
+            return
+        try:
+            head = read_exact(sock, 6)
+            if head is None:
+                dul.event_queue.put("Evt17")  # closed before a whole PDU arrived, as pynetdicom does
+                return
+            pdu_type, _, length = struct.unpack(">BBL", head)
+            if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
+                log.error("unknown PDU type 0x%02X received", pdu_type)
+                dul.event_queue.put("Evt19")
+                return
+            body = read_exact(sock, length)
+        except OSError:
+            log.error("connection closed before the entire PDU was received")
+            dul.event_queue.put("Evt17")
+            return
+        if body is None:
+            dul.event_queue.put("Evt17")
+            return
+        if pdu_type != 0x04:
+            try:
+                pdu, event = dul._decode_pdu(head + body)
+            except Exception:
+                log.exception("unable to decode the received PDU")
+                dul.event_queue.put("Evt19")
+                return
+            dul.event_queue.put(event)
+            dul._recv_pdu.put(pdu)
+            return
+        values = pdata_values(body)
+        if values is None:
+            dul.event_queue.put("Evt19")  # a malformed P-DATA-TF, as pynetdicom reports it
+            return
+        primitive = P_DATA()
+        primitive.presentation_data_value_list = []  # the setter checks a list's items: fill it after
+        primitive.presentation_data_value_list.extend(values)
+        dul.event_queue.put("Evt10")
+        dul._recv_pdu.put(_Decoded(primitive))
+
+    dul._read_pdu_data = read_pdu
 
 
 def _note_peer_abort(event: evt.Event) -> None:

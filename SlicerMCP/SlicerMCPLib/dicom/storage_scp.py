@@ -20,7 +20,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..core.domain_config import StorageScpSettings
 from ..core.errors import ErrorCode, SlicerMCPError
-from .associations import DUL_LOOP_DELAY_S, MAX_PDU, tune_dul
+from .associations import DUL_LOOP_DELAY_S, MAX_PDU, fast_receive, tune_dul
 from .status import Status
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ class StorageScp:
         with self._lock:
             busy = bool(self._sinks)
         tune_dul(event.assoc, DUL_LOOP_DELAY_S if busy else IDLE_DUL_LOOP_DELAY_S)
+        fast_receive(event.assoc)
 
     def _on_store(self, event: Event) -> int:
         sop_uid = str(event.request.AffectedSOPInstanceUID)
