@@ -281,32 +281,39 @@ def slope_per_min(samples: list[tuple[float, int, int]], i: int, after: float) -
 
 
 def verify_writes(ris_block: dict[str, Any], soak: Soak) -> dict[str, int]:
+    """Each acknowledged write looked up in the database: the lost ones by kind (empty: none lost)."""
     store = RisStore.open(MiniRisSettings(**ris_block))
+    checks = [("order", lambda i=i, a=a: store.get_order(i).accession_number == a) for i, a in soak.orders]
+    checks += [("worklist entry", lambda i=i: store.get_mwl(i).mwl_id == i) for i in soak.scheduled]
+    checks += [("cancel", lambda i=i: store.get_mwl(i).status == "CANCELLED") for i in soak.cancelled]
+    checks += [
+        ("MPPS COMPLETED", lambda u=u: store.get_mpps(u).status == "COMPLETED") for u in soak.completed_mpps
+    ]
     lost: Counter[str] = Counter()
     try:
-        for order_id, accession in soak.orders:
-            if store.get_order(order_id).accession_number != accession:
-                lost["orders"] += 1
-        for mwl_id in soak.scheduled:
-            store.get_mwl(mwl_id)  # RIS_NOT_FOUND would raise: a lost entry
-        for mwl_id in soak.cancelled:
-            lost["cancels"] += store.get_mwl(mwl_id).status != "CANCELLED"
-        for uid in soak.completed_mpps:
-            lost["mpps"] += store.get_mpps(uid).status != "COMPLETED"
-    except SlicerMCPError as exc:
-        lost[f"missing ({exc.code})"] += 1
+        for kind, present in checks:
+            try:
+                lost[kind] += not present()
+            except SlicerMCPError as exc:  # RIS_NOT_FOUND: not there at all
+                lost[f"{kind} ({exc.code})"] += 1
     finally:
         store.close()
-    return dict(lost)
+    return {kind: n for kind, n in lost.items() if n}
 
 
-def report(args: argparse.Namespace, soak: Soak, lost: dict[str, int], elapsed: float) -> bool:
+def report(
+    args: argparse.Namespace, soak: Soak, lost: dict[str, int], elapsed: float, logs: dict[str, list[str]]
+) -> bool:
     print(
         f"\nsoak profile {args.profile}, RIS on {args.store}: {elapsed / 60:.1f} min, {len(soak.faults)} faults, started {args.date}"
     )
     for k, (name, start, end, note) in enumerate(soak.faults):
         until = soak.faults[k + 1][1] if k + 1 < len(soak.faults) else elapsed
-        hit = [e[0] for e in soak.errors if start <= e[0] < until and e[1] in AFFECTS.get(name, ())]
+        hit = [
+            e[0]
+            for e in soak.errors
+            if start <= e[0] < until and e[1] in AFFECTS.get(name, ()) and "RIS_CONFLICT" not in e[2]
+        ]
         effect = f"; {len(hit)} errors, the last {hit[-1] - start:.0f} s after the start" if hit else ""
         print(f"  fault {start / 60:5.1f} min {name:<22} {end - start:5.1f} s  {note}{effect}")
     print("calls (ok / errors by code; p50 of ok calls):")
@@ -339,7 +346,7 @@ def report(args: argparse.Namespace, soak: Soak, lost: dict[str, int], elapsed: 
     acked = len(soak.orders) + len(soak.scheduled) + len(soak.cancelled) + len(soak.completed_mpps)
     print(
         f"acknowledged writes: {len(soak.orders)} orders, {len(soak.scheduled)} worklist entries, "
-        f"{len(soak.cancelled)} cancels, {len(soak.completed_mpps)} MPPS COMPLETED = {acked}; lost: {lost or 0}"
+        f"{len(soak.cancelled)} cancels, {len(soak.completed_mpps)} MPPS COMPLETED = {acked}; lost: {lost or 'none'}"
     )
     window = min(300.0, elapsed / 5)
     kinds = {f[0] for f in soak.faults}
@@ -372,6 +379,11 @@ def report(args: argparse.Namespace, soak: Soak, lost: dict[str, int], elapsed: 
         )
         flat = flat and rss1 / rss_c <= 1.10 and fd1 - fd_c <= 5
     ok = not soak.crashed and not internal and not lost and not bad_loaded and flat
+    for name, lines in logs.items():
+        levels = Counter(
+            level for line in lines for level in ("WARNING", "ERROR", "Traceback") if level in line
+        )
+        print(f"  {name} log: {len(lines)} lines, {dict(levels) or 'no warnings'}")
     print(f"crash: {soak.crashed or 'none'}")
     print(
         f"verdict: {'PASS' if ok else 'FAIL'} (no crash, no INTERNAL_ERROR/uncoded, no lost write, "
@@ -400,7 +412,7 @@ async def run(args: argparse.Namespace) -> bool:
     nrrd, nhdr = make_bad_files(work)
     ris_config, serve_config = write_configs(work, peers, ris_block)
     (work / "ris-home").mkdir()
-    ris_proc, mwl_port, api_port, _ = start_ris_serve(ris_config, work / "ris-home")
+    ris_proc, mwl_port, api_port, ris_log = start_ris_serve(ris_config, work / "ris-home")
     ris_token = (work / "ris-home" / "token").read_text().strip()
     soak = Soak()
     try:
@@ -463,7 +475,8 @@ async def run(args: argparse.Namespace) -> bool:
     samples = work / "soak-samples.json"  # time s, RSS KiB, open fds per process: for plotting
     samples.write_text(json.dumps({"samples": soak.samples, "errors": soak.errors, "faults": soak.faults}))
     print(f"samples: {samples}", file=sys.stderr)
-    return report(args, soak, lost, elapsed)
+    logs = {"serve": server.log, "ris": ris_log.read_text(errors="replace").splitlines()}
+    return report(args, soak, lost, elapsed, logs)
 
 
 def main() -> None:
