@@ -476,6 +476,8 @@ async def run(args: argparse.Namespace) -> bool:
     samples.write_text(json.dumps({"samples": soak.samples, "errors": soak.errors, "faults": soak.faults}))
     print(f"samples: {samples}", file=sys.stderr)
     logs = {"serve": server.log, "ris": ris_log.read_text(errors="replace").splitlines()}
+    (work / "serve.log").write_text("".join(server.log))
+    print(f"logs: {work / 'serve.log'}, {ris_log}", file=sys.stderr)
     return report(args, soak, lost, elapsed, logs)
 
 
