@@ -268,9 +268,9 @@ def write_configs(work: Path, peers: Peers, ris_block: dict[str, Any]) -> tuple[
     return ris, serve
 
 
-def window_mean(samples: list[tuple[float, int, int]], lo: float, hi: float, i: int) -> float:
+def window_median(samples: list[tuple[float, int, int]], lo: float, hi: float, i: int) -> float:
     picked = [s[i] for s in samples if lo <= s[0] <= hi] or [samples[0][i]]
-    return statistics.mean(picked)
+    return statistics.median(picked)  # a transient peak (one big render) is not a trend
 
 
 def slope_per_min(samples: list[tuple[float, int, int]], i: int, after: float) -> float:
@@ -360,7 +360,7 @@ def report(
     )
     cycle = min(cycle, elapsed - 2 * window)
     print(
-        f"memory and descriptors: mean over the first vs the last {window / 60:.1f} min, and over "
+        f"memory and descriptors: median over the first vs the last {window / 60:.1f} min, and over "
         f"{window / 60:.1f} min after the first round of faults (at {cycle / 60:.1f} min) vs the last; "
         "slope from that round on:"
     )
@@ -368,8 +368,8 @@ def report(
     for name, samples in soak.samples.items():
         first, last = (0, window), (elapsed - window, elapsed)
         steady = (cycle, cycle + window)
-        rss0, rss1, rss_c = (window_mean(samples, *w, 1) / 1024 for w in (first, last, steady))
-        fd0, fd1, fd_c = (window_mean(samples, *w, 2) for w in (first, last, steady))
+        rss0, rss1, rss_c = (window_median(samples, *w, 1) / 1024 for w in (first, last, steady))
+        fd0, fd1, fd_c = (window_median(samples, *w, 2) for w in (first, last, steady))
         print(
             f"  {name:<6} RSS {rss0:7.1f} -> {rss1:7.1f} MiB ({rss1 / rss0:.3f}x); after the round "
             f"{rss_c:7.1f} -> {rss1:7.1f} MiB ({rss1 / rss_c:.3f}x, {slope_per_min(samples, 1, cycle) / 1024:+.2f} "
