@@ -381,7 +381,7 @@ def report(
     ok = not soak.crashed and not internal and not lost and not bad_loaded and flat
     for name, lines in logs.items():
         levels = Counter(
-            level for line in lines for level in ("WARNING", "ERROR", "Traceback") if level in line
+            level for line in lines for level in (" WARNING ", " ERROR ", "Traceback") if level in line
         )
         print(f"  {name} log: {len(lines)} lines, {dict(levels) or 'no warnings'}")
     print(f"crash: {soak.crashed or 'none'}")
