@@ -59,11 +59,6 @@ def missingPackages() -> list[str]:
     return missing_requirements(read_requirements())
 
 
-#
-# SlicerMCP
-#
-
-
 class SlicerMCP(ScriptedLoadableModule):
     """Module metadata; also starts the server at start-up (when asked) and stops it on exit."""
 
@@ -85,11 +80,6 @@ class SlicerMCP(ScriptedLoadableModule):
         )
         slicer.app.connect("startupCompleted()", lambda: SlicerMCPLogic().startIfAsked())
         slicer.app.connect("aboutToQuit()", lambda: SlicerMCPLogic().stopAtQuit())
-
-
-#
-# SlicerMCPWidget
-#
 
 
 class SlicerMCPWidget(ScriptedLoadableModuleWidget):
@@ -172,20 +162,20 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
             self.presenter.close()
             self.presenter = None
 
-    # -- PanelView ------------------------------------------------------------------------
-    def show_running(self, running: bool) -> None:
+    # -- PanelView ---------------------------------------------------------------------------------
+    def showRunning(self, running: bool) -> None:
         self.ui.startButton.enabled = not running
         self.ui.stopButton.enabled = running
         self.ui.restartButton.enabled = running
         self.ui.copyHttpCommandButton.enabled = running
 
-    def show_status(self, lines: dict[str, str]) -> None:
+    def showStatus(self, lines: dict[str, str]) -> None:
         self.ui.statusLabel.text = lines["state"]
         self.ui.urlLabel.text = lines["url"]
         self.ui.clientsLabel.text = lines["clients"]
         self.ui.callsServedLabel.text = lines["calls"]
 
-    def add_call_rows(self, rows: list[tuple[str, str, str, str]]) -> None:
+    def addCallRows(self, rows: list[tuple[str, str, str, str]]) -> None:
         table = self.ui.recentCallsTable
         for row in rows:  # newest first
             table.insertRow(0)
@@ -194,7 +184,7 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
         while table.rowCount > self._tableRows:
             table.removeRow(table.rowCount - 1)
 
-    def show_allow_warning(self, text: str) -> None:
+    def showAllowWarning(self, text: str) -> None:
         self.ui.allowWarningLabel.text = text
         self.ui.allowWarningLabel.visible = bool(text)
 
@@ -204,7 +194,7 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
         tools = [table.item(row, 1).text() for row in range(table.rowCount) if table.item(row, 1) is not None]
         return self.ui.stopButton.enabled, " ".join(tools)
 
-    # -- slots ----------------------------------------------------------------------------
+    # -- slots -------------------------------------------------------------------------------------
     def onStart(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the MCP server."), waitCursor=True):
             self.presenter.start()
@@ -224,10 +214,10 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
     def onRisToggled(self, checked: bool) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to change the mini-RIS services."), waitCursor=True):
             if checked:
-                self.logic.start_ris()
+                self.logic.startRis()
             else:
-                self.logic.stop_ris()
-        status = self.logic.ris_status()
+                self.logic.stopRis()
+        status = self.logic.risStatus()
         # a failed start leaves the box showing what really runs
         wasBlocked = self.ui.risCheckBox.blockSignals(True)
         self.ui.risCheckBox.checked = status["running"]
@@ -278,7 +268,7 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
             self.ui.installDependenciesButton.visible = False
             self._setupPanel()
 
-    # -- helpers --------------------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------------------------------
     def _showMessage(self, text: str) -> None:
         self.ui.messageLabel.text = text
         self.ui.messageLabel.visible = True
@@ -293,17 +283,12 @@ class SlicerMCPWidget(ScriptedLoadableModuleWidget):
             getattr(self.ui, name).enabled = enabled
 
 
-#
-# SlicerMCPLogic
-#
-
-
 class SlicerMCPLogic(ScriptedLoadableModuleLogic):
     """The console API. Every instance drives the same server, so the panel and the console agree.
 
     logic = slicer.util.getModuleLogic("SlicerMCP")
     logic.start(port=2026)            # or port=0 for any free port
-    logic.call_tool("list_scene_nodes", class_name="vtkMRMLScalarVolumeNode")
+    logic.callTool("list_scene_nodes", class_name="vtkMRMLScalarVolumeNode")
     logic.status(); logic.stop()
     """
 
@@ -350,18 +335,18 @@ class SlicerMCPLogic(ScriptedLoadableModuleLogic):
         """running, url, port, clients, calls_served, token_file, endpoint_file, config_path, allow."""
         return self.controller.status().as_dict()
 
-    def call_tool(self, name: str, **arguments):
+    def callTool(self, name: str, **arguments):
         """Run any tool without a client; returns its structured result, raises on a tool error."""
         return self.controller.call_tool(name, arguments)
 
-    def start_ris(self, mwl_port: int | None = None, api_port: int | None = None) -> dict:
+    def startRis(self, mwl_port: int | None = None, api_port: int | None = None) -> dict:
         """Serve the mini-RIS worklist/MPPS (DICOM) and its REST API from this Slicer."""
         return self.controller.start_ris(mwl_port=mwl_port, api_port=api_port).as_dict()
 
-    def stop_ris(self) -> None:
+    def stopRis(self) -> None:
         self.controller.stop_ris()
 
-    def ris_status(self) -> dict:
+    def risStatus(self) -> dict:
         """running, ae_title, mwl_host, mwl_port, api_url."""
         return self.controller.ris_status().as_dict()
 
@@ -395,11 +380,6 @@ class SlicerMCPLogic(ScriptedLoadableModuleLogic):
             slicer,
             confirm=lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle="SlicerMCP"),
         )
-
-
-#
-# SlicerMCPTest
-#
 
 
 class SlicerMCPTest(ScriptedLoadableModuleTest):
@@ -460,11 +440,11 @@ class SlicerMCPTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Console API")
         node = self._addVolume("McpConsoleVolume")
         logic = SlicerMCPLogic()
-        found = logic.call_tool("list_scene_nodes", name="McpConsoleVolume")
+        found = logic.callTool("list_scene_nodes", name="McpConsoleVolume")
         self.assertEqual([n["id"] for n in found["nodes"]], [node.GetID()])
         self.assertEqual(found["nodes"][0]["volume"]["dimensions"], [6, 5, 4])
         with self.assertRaises(Exception) as raised:
-            logic.call_tool("get_node", node_id="vtkMRMLScalarVolumeNode999")
+            logic.callTool("get_node", node_id="vtkMRMLScalarVolumeNode999")
         self.assertEqual(str(getattr(raised.exception, "code", "")), "INVALID_NODE_ID")
 
     def test_http_client(self):
@@ -503,10 +483,10 @@ class SlicerMCPTest(ScriptedLoadableModuleTest):
         first = logic.start(port=0)
         self._addVolume("McpBeforeClose")
         slicer.mrmlScene.Clear()
-        after = logic.call_tool("list_scene_nodes", name="McpBeforeClose")
+        after = logic.callTool("list_scene_nodes", name="McpBeforeClose")
         self.assertEqual(after["nodes"], [])
         self._addVolume("McpAfterClose")
-        self.assertEqual(len(logic.call_tool("list_scene_nodes", name="McpAfterClose")["nodes"]), 1)
+        self.assertEqual(len(logic.callTool("list_scene_nodes", name="McpAfterClose")["nodes"]), 1)
         second = logic.restart()
         self.assertTrue(second["running"])
         logic.stop()

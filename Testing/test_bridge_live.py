@@ -2,17 +2,15 @@
 WebServer, headless): prompts, completions, logging/setLevel, resources/subscribe and
 subscriptions/listen, with the SDK's stdio client on both protocol eras.
 
-Where a backend can't: the WebServer backend sees only changes made through our own tools
-(Slicer's WebServer has no change events), so the change here is made by a tool; the proxy
-relays no elicitation (asserted in test_proxy_keeps_gated_operations_off).
+The change here is made by a tool, which every backend sees; changes made in Slicer itself
+reach WebServer-backend clients by polling (test_bridge_webserver_live.py). Confirmation by a
+person through the proxy: test_bridge_proxy_elicitation.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 import mcp_types as types
 from mcp.client.subscriptions import ResourceUpdated
@@ -56,23 +54,3 @@ def test_prompts_completions_logging_and_subscriptions(bridge_target: BridgeTarg
                 assert await asyncio.wait_for(sub.__anext__(), 30) == ResourceUpdated("slicer://scene")
 
     asyncio.run(main())
-
-
-def test_proxy_keeps_gated_operations_off(proxy_endpoint: Any, scene_config: Any) -> None:
-    """The proxy relays no elicitation: with confirmation on, a gated call through it stays off."""
-    scene_config.allow.execute_python = False
-    scene_config.allow.confirm_with_person = True
-    shown: list[str] = []
-
-    async def person(ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        shown.append(params.message)
-        return types.ElicitResult(action="accept", content={"approve": True})
-
-    async def main() -> Any:
-        client = bridge_client(["--backend", "proxy"])
-        client.elicitation_callback = person
-        async with client:
-            return await client.call_tool("execute_python", {"code": "1"})
-
-    result = asyncio.run(main())
-    assert json.loads(result.content[0].text)["error"]["code"] == "OPERATION_DISABLED" and shown == []

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mcp.server.mcpserver import Context
 
 from fixtures.bridge import PeerProcess, ProxyTarget, bridge_client, run_bridge
@@ -140,3 +141,68 @@ def test_forced_proxy_without_slicer_explains(tmp_path: Path) -> None:
     done = run_bridge(["--backend", "proxy"])
     assert done.returncode == 2
     assert "SlicerMCP module" in done.stderr
+
+
+def test_the_proxy_ends_its_calls_when_the_client_hangs_up(proxy_endpoint: ProxyTarget) -> None:
+    """stdin closes during a forwarded call that would run 600 s (issue 16 item 3): the proxy cancels
+    it and exits at once (the SDK's stdio loop already cancelled async handlers at end of input; this
+    keeps it so through serving/stdio.py, which also logs why)."""
+    import threading
+
+    from fixtures.bridge import bridge_env
+    from fixtures.core import PROJECT_ROOT
+    from fixtures.transport import hang_up_during_call
+
+    released = threading.Event()
+
+    async def slow_probe(ctx: Context) -> str:
+        """Answers after 600 s (or when the test is over)."""
+        for _ in range(600):
+            if released.is_set():
+                break
+            await asyncio.sleep(1)
+        return "late"
+
+    proxy_endpoint.server.add_tool(slow_probe)
+    try:
+        command = [sys.executable, "-m", "slicer_mcp", "--backend", "proxy"]
+        code, log = hang_up_during_call(command, bridge_env(), "slow_probe", {}, cwd=PROJECT_ROOT)
+    finally:
+        released.set()
+    assert code == 0, f"exit code {code} (None: still running 60 s after stdin closed)\n{log[-2000:]}"
+    assert "stdin closed" in log, log
+
+
+@pytest.mark.timeout(240)
+def test_the_webserver_bridge_stops_soon_after_the_client_hangs_up(tmp_path: Path) -> None:
+    """The WebServer backend's calls block a worker thread (HTTP to Slicer), which asyncio cannot
+    cancel: before, a client hanging up during `execute_python` (a 600 s sleep in the WebServer) left
+    the bridge running until that request's timeout (timeouts.python_s, 120 s); now it exits within
+    limits.python_stop_grace_s of the end of stdin. The WebServer is the stand-in in webserver_peer/,
+    with its own process here (the sleep keeps it busy)."""
+    import yaml
+
+    from fixtures.bridge import bridge_env, start_peer, stop_peer
+    from fixtures.core import PROJECT_ROOT
+    from fixtures.transport import hang_up_during_call
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"allow": {"execute_python": True}, "limits": {"python_stop_grace_s": 1.0}}),
+        encoding="utf-8",
+    )
+    peer = start_peer(tmp_path, enable_exec=True)
+    try:
+        command = [sys.executable, "-m", "slicer_mcp", "--config", str(config)]
+        command += ["--backend", "webserver", "--webserver-url", peer.url]
+        code, log = hang_up_during_call(
+            command,
+            bridge_env(),
+            "execute_python",
+            {"code": "import time\ntime.sleep(600)"},
+            cwd=PROJECT_ROOT,
+        )
+    finally:
+        stop_peer(peer)
+    assert code is not None, f"still running 60 s after stdin closed\n{log[-2000:]}"
+    assert "stdin closed" in log and "exiting now" in log

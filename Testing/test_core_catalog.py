@@ -183,6 +183,15 @@ def test_every_tool_has_reference_docs(mcp_server) -> None:
     assert not missing, f"tools without reference docs: {missing}"
 
 
+def test_every_error_code_is_in_the_error_reference() -> None:
+    """docs/errors.md lists every code a client can receive, each in its own table row."""
+    from fixtures.core import PROJECT_ROOT
+
+    rows = (PROJECT_ROOT / "docs" / "errors.md").read_text(encoding="utf-8").splitlines()
+    listed = {row.split("|")[1].strip().strip("`") for row in rows if row.startswith("| `")}
+    assert listed == {str(code) for code in ErrorCode}
+
+
 def test_compact_schema_leaves_recursive_schemas_and_mixed_tuples_alone() -> None:
     from SlicerMCPLib.serving.output_schema import compact_schema
 

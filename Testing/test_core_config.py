@@ -51,7 +51,7 @@ def test_dicom_mcp_config_loads_unchanged(tmp_path: Path) -> None:
 def test_env_substitution_and_missing_variable(tmp_path: Path) -> None:
     text = "fhir_servers:\n  main:\n    url: http://127.0.0.1:9/fhir\n    bearer_token: ${FHIR_TOKEN}\n"
     cfg = load_config(write(tmp_path, text), env={"FHIR_TOKEN": "s3cret"})
-    assert cfg.fhir_servers["main"].bearer_token == "s3cret"
+    assert cfg.fhir_servers["main"].bearer_token.get_secret_value() == "s3cret"
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), env={})
     assert "FHIR_TOKEN" in info.value.message
@@ -188,7 +188,7 @@ def test_configuration_reference_is_current() -> None:
 
 
 def test_generic_environment_variables_set_any_key_and_say_where_values_came_from(tmp_path: Path) -> None:
-    """SLICER_MCP__SECTION__KEY reaches any setting; errors and source_of name the layer that set it."""
+    """SLICER_MCP__SECTION__KEY reaches any setting; errors and sources() name the layer that set it."""
     path = tmp_path / "config.yaml"
     path.write_text("nodes:\n  Orthanc: {host: 127.0.0.1, port: 4242, ae_title: ORTHANC}\n", encoding="utf-8")
     env = {
@@ -200,9 +200,9 @@ def test_generic_environment_variables_set_any_key_and_say_where_values_came_fro
     assert cfg.mini_ris.mwl_port == 11113
     assert cfg.nodes["Orthanc"].port == 4343 and set(cfg.nodes) == {"Orthanc"}
     assert cfg.server.allowed_origins == ["http://localhost:3000"]
-    assert cfg.source_of("mini_ris.mwl_port") == "environment SLICER_MCP__MINI_RIS__MWL_PORT"
-    assert cfg.source_of("nodes.Orthanc.host") == f"file {path}"
-    assert cfg.source_of("server.port") == "default"
+    assert cfg.sources()["mini_ris.mwl_port"] == "environment SLICER_MCP__MINI_RIS__MWL_PORT"
+    assert cfg.sources()["nodes.Orthanc.host"] == f"file {path}"
+    assert "server.port" not in cfg.sources()  # left at its default
 
     with pytest.raises(ConfigError) as bad:
         load_config(path, env={"SLICER_MCP__SERVER__PORT": "99999"})
@@ -212,3 +212,33 @@ def test_generic_environment_variables_set_any_key_and_say_where_values_came_fro
         load_config(None, env={"SLICER_MCP__SERVER____PORT": "1"})
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(None, env={"SLICER_MCP__SERVER__ALLOWED_ORIGINS": "[oops"})
+
+
+def test_secrets_never_show_when_the_config_is_printed_or_dumped(tmp_path: Path) -> None:
+    """FHIR tokens and keys, the RIS password and the generator key are SecretStr: repr, str, JSON
+    dumps and the status listing show stars; the code that sends one still gets the value."""
+    path = tmp_path / "slicer-mcp.yaml"
+    path.write_text(
+        "fhir_servers:\n  main:\n    url: https://fhir.example.org/r4\n    bearer_token: tok-7f3a9\n"
+        "    api_key: key-51c2e\n"
+        "mini_ris:\n  backend: mysql\n  password: pw-0d8e4\n  modality:\n    ai_api_key: ai-93b7f\n"
+    )
+    cfg = load_config(path)
+    secrets = ("tok-7f3a9", "key-51c2e", "pw-0d8e4", "ai-93b7f")
+    shown = [
+        repr(cfg),
+        str(cfg),
+        cfg.model_dump_json(),
+        str(cfg.model_dump()),
+        repr(cfg.fhir_servers["main"]),
+    ]
+    for text in shown:
+        assert not any(secret in text for secret in secrets), text
+    main = cfg.fhir_servers["main"]
+    assert main.bearer_token is not None and main.bearer_token.get_secret_value() == "tok-7f3a9"
+    assert main.auth_kind == "bearer"
+    from SlicerMCPLib.fhir.client import FhirClient
+
+    client = FhirClient("main", main)
+    assert client.session.headers["Authorization"] == "Bearer tok-7f3a9"
+    assert client.session.headers["X-API-Key"] == "key-51c2e"

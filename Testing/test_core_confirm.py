@@ -69,14 +69,19 @@ def test_off_by_default_the_person_is_never_asked(mcp_server, mode: str) -> None
     assert code_of(result) == "OPERATION_DISABLED" and person.shown == []
 
 
-@pytest.mark.parametrize("mode", ERAS)
-def test_accept_runs_that_one_call_and_shows_the_code(confirming, mcp_server, mode: str) -> None:
-    person = Person()
-    first, second = run_python(mcp_server, mode, person, calls=2)
+def assert_each_accept_ran_one_call(results: list[Any], person: Person) -> None:
+    """Two calls, each accepted: both ran, the person was asked twice and shown the code."""
+    first, second = results
     assert code_of(first) is None and first.structured_content["result"] == "42"
     assert code_of(second) is None
     assert len(person.shown) == 2  # asked again for the second call: an accept covers one call
     assert CODE in person.shown[0] and "allow.execute_python is off" in person.shown[0]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+def test_accept_runs_that_one_call_and_shows_the_code(confirming, mcp_server, mode: str) -> None:
+    person = Person()
+    assert_each_accept_ran_one_call(run_python(mcp_server, mode, person, calls=2), person)
 
 
 @pytest.mark.parametrize("mode", ERAS)
@@ -116,7 +121,7 @@ def test_nothing_the_assistant_sends_stands_in_for_the_person(confirming, mcp_se
             tools = {t.name: t for t in (await client.list_tools()).tools}
             return tools["execute_python"].input_schema
 
-    assert set(asyncio.run(schema())["properties"]) == {"code"}
+    assert set(asyncio.run(schema())["properties"]) == {"code", "namespace"}  # nothing about a person
 
 
 def test_allowed_in_the_config_runs_without_asking(confirming, mcp_server) -> None:

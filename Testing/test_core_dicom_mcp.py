@@ -93,14 +93,14 @@ def test_the_readme_block_loads_with_its_env_file(dicom_mcp_dir: Path) -> None:
     assert config.nodes["secondary"].ae_title == "ORTHANC2"
     assert config.nodes["main"].description == "Local Orthanc DICOM server (Primary)"
     assert config.fhir_servers["siim"].url == "https://hackathon.siim.org/fhir"
-    assert config.fhir_servers["siim"].api_key == "siim-key-123"  # from .env
+    assert config.fhir_servers["siim"].api_key.get_secret_value() == "siim-key-123"  # from .env
     assert config.current_fhir == "hapi_local"
     ris = config.mini_ris
     assert ris.backend == "mysql" and ris.user == "orthanc_ris_app" and ris.database == "orthanc_ris"
-    assert ris.password == "orthanc_ris_app" and ris.pool_size == 5 and ris.port == 3306
+    assert ris.password.get_secret_value() == "orthanc_ris_app" and ris.pool_size == 5 and ris.port == 3306
     # the environment wins over .env, as `dotenv run` leaves set variables alone
     again = load_config(dicom_mcp_dir / "configuration.yaml", env={"SIIM_API_KEY": "from-env"})
-    assert again.fhir_servers["siim"].api_key == "from-env"
+    assert again.fhir_servers["siim"].api_key.get_secret_value() == "from-env"
 
 
 def test_a_variable_set_nowhere_is_named(dicom_mcp_dir: Path) -> None:
@@ -155,7 +155,7 @@ def test_started_like_dicom_mcp_the_tools_show_the_config(dicom_mcp_dir: Path) -
     assert listed["firely"]["description"].startswith("Firely FHIR Test Server")
 
 
-# --- the RIS calls dicom-mcp documents -------------------------------------------------------------
+# -- the RIS calls dicom-mcp documents -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ def test_synthetic_cr_with_an_image_description(ris_server: Any) -> None:
     assert error_of(bad)["code"] == "INVALID_PARAMETER"
 
 
-# --- findscu and the REST paths against `slicer-mcp ris serve` ---------------------------------------
+# -- findscu and the REST paths against `slicer-mcp ris serve` -------------------------------------
 
 
 @pytest.fixture

@@ -12,11 +12,13 @@ import pytest
 import SimpleITK as sitk
 from mcp import Client
 
+from fixtures.core import loose_modes
 from fixtures.orthanc import (
     Orthanc,
     make_ct_series,
     make_mr_series,
     make_pdf_instance,
+    orthanc_config,
     stored_values,
     unique_patient,
 )
@@ -365,3 +367,29 @@ def test_load_series_says_which_non_image_instances_it_skipped(dicom_server: Any
     warnings = " ".join(series["warnings"])
     assert f"skipped 1 non-image instance(s) (by modality: 1 {report.Modality})" in warnings
     assert spec.patient_id not in warnings
+
+
+@pytest.mark.parametrize("method", ["dicomweb", "c-get", "c-move"])
+def test_retrieved_files_are_private_in_private_folders(
+    orthanc: Orthanc, clean_backend: Any, tmp_path: Path, usual_umask: None, method: str
+) -> None:
+    """Retrieved instances hold names and birth dates: each file 0600, each folder we make 0700, in a
+    configured storage folder that did not exist yet and in the default temp one (issue 15 item 9)."""
+    from SlicerMCPLib.core.services import Services
+    from SlicerMCPLib.dicom.service import DicomService
+    from SlicerMCPLib.serving.server import build_server
+
+    ct, ds = make_ct_series(slices=3)
+    orthanc.upload(ds)
+    for storage in (tmp_path / "pacs-copies" / "incoming", None):
+        overrides = {"dicom_storage_dir": str(storage)} if storage else {}
+        services = Services(config=orthanc_config(orthanc, **overrides), backend=clean_backend)
+        try:
+            args = {"series_instance_uid": ct.series_uid, "method": method}
+            result = ok(call(build_server(services), "retrieve_series", args))
+            root = services.domain(DicomService).storage_dir()
+            assert len(list(root.rglob("*.dcm"))) == 3 and Path(result["directory"]).is_relative_to(root)
+            made = [tmp_path / "pacs-copies"] if storage else [root]
+            assert loose_modes(*made) == {}
+        finally:
+            services.domain(DicomService).close()

@@ -139,12 +139,12 @@ def test_malformed_json_is_reported_not_crashed(fake_http) -> None:
 
 
 def test_a_server_that_never_answers_times_out(fake_http) -> None:
-    fake_http.answers["GET"] = [Canned(200, b"{}", delay_s=3.0)]
+    fake_http.answers["GET"] = [Canned(200, b"{}", delay_s=30.0)]  # far past the 0.5 s deadline
     t0 = time.perf_counter()
     err = call_error(fake_http_services(fake_http, timeout_s=0.5), "verify_fhir_connection")
-    assert err["code"] == ErrorCode.FHIR_CONNECTION_ERROR and "no answer within 0.5 s" in err["message"]
+    assert err["code"] == ErrorCode.SLICER_TIMEOUT and "longer than 0.5 s in all" in err["message"]
     assert len(fake_http.seen) == 1  # a timeout is not retried: the server may still be working
-    assert time.perf_counter() - t0 < 2.5
+    assert time.perf_counter() - t0 < 20  # ended by the deadline, not by the server's answer at 30 s
 
 
 def test_reads_are_retried_on_503_but_writes_are_not(fake_http) -> None:

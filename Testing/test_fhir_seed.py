@@ -47,7 +47,9 @@ def test_seed_uids_are_deterministic_and_valid() -> None:
     for study in SEED_STUDIES:
         for series in study.series:
             uids.append(series.uid(study.uid))
-            uids.extend(series.instance_uids(study.uid))
+            uids.extend(
+                seed_uid(series.uid(study.uid), "instance", i) for i in range(1, series.instances + 1)
+            )
     assert len(set(uids)) == len(uids)
     assert all(len(u) <= 64 and u.startswith("2.25.") and u.replace(".", "").isdigit() for u in uids)
     assert len(SEED_PATIENTS) == 5 and {s.mrn for s in SEED_STUDIES} == {p.mrn for p in SEED_PATIENTS}

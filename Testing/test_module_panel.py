@@ -18,10 +18,11 @@ from fixtures.qt import pump_while, run_client_while_pumping
 from fixtures.transport import http_client
 from SlicerMCPLib.core.config import ALLOW_KEYS
 from SlicerMCPLib.core.services import CallRecord
+from SlicerMCPLib.hosts import panel as panel_module
 from SlicerMCPLib.hosts.panel import (
-    ALLOW_LABELS,
     PanelPresenter,
     PanelSettings,
+    allow_labels,
     allow_warning,
     auto_start,
     call_row,
@@ -110,7 +111,68 @@ def test_allow_checkboxes_cover_every_gated_operation() -> None:
         for node in tree.body
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ALLOW_CHECKBOXES"
     )
-    assert set(mapping) == set(ALLOW_KEYS) == set(ALLOW_LABELS)
+    assert set(mapping) == set(ALLOW_KEYS) == set(allow_labels())
+
+
+def _untranslated_texts(path: Path, only_class: str | None = None) -> list[str]:
+    """Sentences (a space and a letter) in `path` that a user could see but that skip `_()`.
+
+    Docstrings, log and exception texts for developers, and `_()`'s own argument are exempt."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    roots = (
+        [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == only_class]
+        if only_class
+        else [tree]
+    )
+    exempt: set[int] = set()
+    for root in roots:
+        for node in ast.walk(root):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+                exempt.add(id(body[0].value))  # docstring
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if name in (
+                    "_",
+                    "translate",
+                    "debug",
+                    "info",
+                    "warning",
+                    "error",
+                    "exception",
+                    "RuntimeError",
+                ):
+                    for inner in node.args:
+                        for leaf in ast.walk(inner):
+                            exempt.add(id(leaf))
+    found = []
+    for root in roots:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in exempt:
+                text = node.value
+                if re.search(r"[A-Za-z]{2,} [A-Za-z]{2,}", text) and not text.startswith(
+                    ("SlicerMCP/", "UI/")
+                ):
+                    found.append(text)
+    return found
+
+
+def test_every_panel_string_goes_through_slicers_translator(monkeypatch) -> None:
+    """Slicer translates module panels with `_()` (slicer.i18n.tr): no sentence a user sees bypasses it."""
+    assert _untranslated_texts(MODULE_FILE, only_class="SlicerMCPWidget") == []
+    assert _untranslated_texts(Path(panel_module.__file__)) == []
+    # and what the presenter shows really is the translator's output
+    monkeypatch.setattr(panel_module, "_", lambda text: "<<" + text + ">>")
+
+    class Stopped:
+        running = False
+        calls_served = 0
+
+    assert status_lines(Stopped())["state"] == "<<Stopped>>"
+    warning = allow_warning({"dicom_send": True})
+    assert warning.startswith("<<Warning:") and "<<send local images to a PACS (C-STORE)>>" in warning
+    assert call_row(CallRecord(0.0, "get_node", 0.001, ok=True))[3] == "<<ok>>"
 
 
 class RecordingView:
@@ -122,16 +184,16 @@ class RecordingView:
         self.rows: list[tuple[str, str, str, str]] = []
         self.warning = ""
 
-    def show_running(self, running: bool) -> None:
+    def showRunning(self, running: bool) -> None:
         self.running.append(running)
 
-    def show_status(self, lines: dict[str, str]) -> None:
+    def showStatus(self, lines: dict[str, str]) -> None:
         self.status = lines
 
-    def add_call_rows(self, rows) -> None:
+    def addCallRows(self, rows) -> None:
         self.rows.extend(rows)
 
-    def show_allow_warning(self, text: str) -> None:
+    def showAllowWarning(self, text: str) -> None:
         self.warning = text
 
 

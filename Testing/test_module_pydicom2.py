@@ -50,7 +50,7 @@ CHECKS = textwrap.dedent(
     assert ident.QueryRetrieveLevel == "STUDY" and ident.PatientID == "P1"
     query = Dataset()
     query.PatientID = "P*"
-    worklist.validate(query)
+    worklist.compile_query(query)
     print(pydicom.__version__, pynetdicom.__version__)
     """
 )

@@ -7,6 +7,7 @@ it in the headless scene, and everything after that goes through the MCP tools.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import highdicom as hd
@@ -15,6 +16,7 @@ import pydicom
 import pytest
 import requests
 
+from fixtures.core import loose_modes
 from fixtures.orthanc import Orthanc, make_ct_series, orthanc_config
 from fixtures.scene import call_tool, call_tools, error_of
 from SlicerMCPLib.core.scene_backend import SegmentationArray, SegmentMask
@@ -93,6 +95,9 @@ def test_seg_export_references_the_source_and_round_trips_through_orthanc(
         call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [seg["sop_instance_uid"]]})
     )
     assert stored["success"] and stored["method"] == "stow-rs" and stored["verified"] == 1
+    (on_order,) = stored["ris_orders"]  # allow.ris_write is off here: the RIS is left alone and says why
+    assert on_order["accession_number"] == spec.patient_id[-8:] and not on_order["linked"]
+    assert "allow.ris_write is off" in on_order["note"] and on_order["stored_results"] == []
     assert orthanc.count_instances(seg["series_instance_uid"]) == 1
     # what Orthanc itself says it holds, asked over its REST API (not through our code)
     tags = requests.get(
@@ -227,3 +232,22 @@ def test_overlapping_masks_stacked_with_the_same_values_each_segment_contiguous(
     assert stacked[..., 0].flags["C_CONTIGUOUS"] and stacked[..., 1].flags["C_CONTIGUOUS"]
     apart = _pixel_array([lesion, organ & ~lesion])
     assert apart.ndim == 3 and apart.max() == 2  # no overlap: a label map
+
+
+def test_exported_seg_and_sr_files_are_private(
+    results_server: Any, clean_backend: Any, run_on_scene: Any, orthanc: Orthanc, usual_umask: None
+) -> None:
+    """A SEG and an SR carry the patient's name and IDs: 0600 files in 0700 folders (issue 15 item 9)."""
+    _, scene = _scene_with_segments(results_server, clean_backend, run_on_scene, orthanc)
+    seg = ok(call_tool(results_server, "export_dicom_seg", {"segmentation_node_id": scene["seg_id"]}))
+    measurements = [{"segment": "Lesion", "quantity": "mean", "value": 41.5, "unit": "[hnsf'U]"}]
+    sr = ok(
+        call_tool(
+            results_server,
+            "export_dicom_sr",
+            {"seg_sop_instance_uid": seg["sop_instance_uid"], "measurements": measurements},
+        )
+    )
+    folder = Path(seg["file"]).parent
+    assert Path(sr["file"]).parent == folder and {p.suffix for p in folder.iterdir()} == {".dcm"}
+    assert loose_modes(folder.parent) == {}  # the storage folder, results/ and both files

@@ -175,6 +175,13 @@ def test_order_to_report_and_completed_step(
     results = [seg_out["sop_instance_uid"], sr_out["sop_instance_uid"]]
     stored = ok(call_tool(s, "store_results_to_pacs", {"sop_instance_uids": results}))
     assert stored["success"] and stored["verified"] == 2
+    (on_order,) = stored["ris_orders"]  # the verified SEG and SR, linked to the order of their accession
+    assert on_order["accession_number"] == accession and on_order["linked"], on_order
+    assert on_order["order_id"] == order["id"]
+    assert [(x["kind"], x["identifier"]) for x in on_order["stored_results"]] == [
+        ("SEG", seg_out["sop_instance_uid"]),
+        ("SR", sr_out["sop_instance_uid"]),
+    ]
 
     # the report, in FHIR
     conclusion = f"Solitary lesion of {stats['volume_ml']:.2f} mL, mean {stats['mean']:.0f} HU."
@@ -186,6 +193,31 @@ def test_order_to_report_and_completed_step(
         )
     )
     assert len(report["observation_ids"]) == 4  # volume, mean, maximum, diameter
+    report_ref = f"DiagnosticReport/{report['diagnostic_report_id']}"
+    assert report["ris_order"]["linked"] and report["ris_order"]["accession_number"] == accession
+
+    # the order lists all three before the step is completed: the SEG and SR in the PACS, the report in FHIR
+    (listed,) = ok(call_tool(s, "list_orders", {"accession_number": accession}))["orders"]
+    shown = {x["kind"]: x for x in listed["stored_results"]}
+    assert len(listed["stored_results"]) == 3 and set(shown) == {"SEG", "SR", "DiagnosticReport"}
+    assert (shown["SEG"]["identifier"], shown["SEG"]["series_instance_uid"], shown["SEG"]["location"]) == (
+        seg_out["sop_instance_uid"],
+        seg_out["series_instance_uid"],
+        "orthanc",
+    )
+    assert (shown["SR"]["identifier"], shown["SR"]["study_instance_uid"]) == (
+        sr_out["sop_instance_uid"],
+        ct["study_instance_uid"],
+    )
+    assert (shown["DiagnosticReport"]["identifier"], shown["DiagnosticReport"]["status"]) == (
+        report_ref,
+        "preliminary",
+    )
+    assert shown["DiagnosticReport"]["derived_from"] == sr_out["sop_instance_uid"]
+    assert (
+        shown["DiagnosticReport"]["conclusion"] == conclusion
+        and shown["DiagnosticReport"]["location"] == "local"
+    )
 
     # the reading step completed on the RIS, over DICOM MPPS, with the report on the order
     done = ok(
@@ -195,7 +227,7 @@ def test_order_to_report_and_completed_step(
             {
                 "accession_number": accession,
                 "sop_instance_uids": results,
-                "diagnostic_report": f"DiagnosticReport/{report['diagnostic_report_id']}",
+                "diagnostic_report": report_ref,
                 "conclusion": conclusion,
             },
         )
@@ -205,13 +237,21 @@ def test_order_to_report_and_completed_step(
         [seg_out["series_instance_uid"], sr_out["series_instance_uid"]]
     )
 
-    # --- everything asked back, peer by peer -----------------------------------------------------
+    # -- everything asked back, peer by peer -------------------------------------------------------
     status = ok(call_tool(s, "get_procedure_step_status", {"accession_number": accession}))
     assert [m["status"] for m in status["performed_steps"]] == ["COMPLETED", "COMPLETED"]  # the CT's, ours
     kinds = sorted(r["kind"] for r in status["results"])
     assert kinds == ["IMAGE"] * 48 + ["SEG", "SR"]
-    assert status["reports"][0]["reference"] == f"DiagnosticReport/{report['diagnostic_report_id']}"
+    assert status["reports"][0]["reference"] == report_ref
     assert status["reports"][0]["sr_sop_instance_uid"] == sr_out["sop_instance_uid"]
+    # still one row each: completing the step linked the same three again
+    assert [(x["kind"], x["identifier"]) for x in status["stored_results"]] == [
+        ("SEG", seg_out["sop_instance_uid"]),
+        ("SR", sr_out["sop_instance_uid"]),
+        ("DiagnosticReport", report_ref),
+    ]
+    assert done["stored_results"] == status["stored_results"]
+    on_ris = {x["kind"]: x["identifier"] for x in status["stored_results"]}
 
     instances = ok(
         call_tool(
@@ -222,7 +262,7 @@ def test_order_to_report_and_completed_step(
     )["records"][0]
     assert instances["AccessionNumber"] == accession and instances["PatientID"] == MRN
     assert int(instances["NumberOfStudyRelatedInstances"]) == 50
-    for uid in results:  # what Orthanc holds, read over its own REST API
+    for uid in (on_ris["SEG"], on_ris["SR"]):  # what Orthanc holds under the UIDs the RIS lists
         data = requests.get(f"{orthanc.url}/instances/{orthanc.orthanc_id(uid)}/file", timeout=10).content
         ds = pydicom.dcmread(io.BytesIO(data))
         assert (ds.PatientID, ds.AccessionNumber, ds.StudyInstanceUID) == (
@@ -231,7 +271,7 @@ def test_order_to_report_and_completed_step(
             ct["study_instance_uid"],
         )
 
-    stored_report = fhir_peer.read(f"DiagnosticReport/{report['diagnostic_report_id']}")
+    stored_report = fhir_peer.read(on_ris["DiagnosticReport"])  # the reference the RIS holds resolves
     assert stored_report["subject"]["reference"] == f"Patient/{patient['id']}"
     assert stored_report["imagingStudy"] == [{"reference": f"ImagingStudy/{imaging['id']}"}]
     assert stored_report["conclusion"] == conclusion

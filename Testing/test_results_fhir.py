@@ -153,14 +153,10 @@ def test_an_invalid_resource_is_refused_before_sending() -> None:
     assert err.value.code == "FHIR_VALIDATION_ERROR" and "basedOn" in err.value.message
 
 
-def test_report_from_a_dicom_pdf(fhir_peer: Any, orthanc: Any, clean_backend: Any) -> None:
-    mrn = "PDF" + uuid.uuid4().hex[:10].upper()
-    pages = ["No acute findings. Lungs clear.", "Page two."]
-    pdf = make_pdf_instance(mrn, pages)
-    orthanc.upload([pdf])
-    services = _services(orthanc, fhir_peer, clean_backend, fhir_write=True)
+def _report_from_pdf(services: Services, mrn: str, pdf: Any) -> list[dict[str, Any]]:
+    """A FHIR Patient for `mrn`, then fhir_report_from_dicom_pdf of the PDF instance: (patient, report)."""
     patient = {"resourceType": "Patient", "identifier": [{"system": "urn:test:mrn", "value": mrn}]}
-    created, report = _ok(
+    return _ok(
         call(
             services,
             ("fhir_create_resource", {"resource": patient}),
@@ -174,6 +170,15 @@ def test_report_from_a_dicom_pdf(fhir_peer: Any, orthanc: Any, clean_backend: An
             ),
         )
     )
+
+
+def test_report_from_a_dicom_pdf(fhir_peer: Any, orthanc: Any, clean_backend: Any) -> None:
+    mrn = "PDF" + uuid.uuid4().hex[:10].upper()
+    pages = ["No acute findings. Lungs clear.", "Page two."]
+    pdf = make_pdf_instance(mrn, pages)
+    orthanc.upload([pdf])
+    services = _services(orthanc, fhir_peer, clean_backend, fhir_write=True)
+    created, report = _report_from_pdf(services, mrn, pdf)
     assert report["subject"] == f"Patient/{created['id']}" and report["status"] == "final"
     assert report["conclusion"] == pages[0] and report["observation_ids"] == []
     stored = fhir_peer.read(f"DiagnosticReport/{report['diagnostic_report_id']}")
@@ -181,3 +186,37 @@ def test_report_from_a_dicom_pdf(fhir_peer: Any, orthanc: Any, clean_backend: An
     assert form["contentType"] == "application/pdf" and form["title"] == "Radiology report"
     assert base64.b64decode(form["data"]) == make_pdf_bytes(pages)
     services.existing(DicomService).close()
+
+
+def test_report_from_a_dicom_pdf_is_listed_on_its_ris_order(
+    fhir_peer: Any, orthanc: Any, clean_backend: Any, tmp_path: Any
+) -> None:
+    """With allow.ris_write on, the report is linked to the order of the PDF's accession number."""
+    from SlicerMCPLib.ris.service import RisService
+
+    mrn = "PDF" + uuid.uuid4().hex[:10].upper()
+    pdf = make_pdf_instance(mrn, ["Stable lesion."])
+    orthanc.upload([pdf])
+    config = orthanc_config(
+        orthanc,
+        fhir_servers={"local": fhir_peer.server_config()},
+        current_fhir="local",
+        allow={"fhir_write": True, "ris_write": True},
+        mini_ris={"sqlite_path": str(tmp_path / "ris.sqlite")},
+    )
+    services = Services(config=config, backend=clean_backend)
+    ris = services.domain(RisService)
+    order = ris.store.create_order("MRN1002", "CT-ABD-LESION", accession_number=str(pdf.AccessionNumber))
+    _, report = _report_from_pdf(services, mrn, pdf)
+    on_order = report["ris_order"]
+    assert on_order["linked"] and on_order["order_id"] == order.id, on_order
+    (link,) = on_order["stored_results"]
+    assert (link["kind"], link["identifier"], link["status"], link["derived_from"]) == (
+        "DiagnosticReport",
+        f"DiagnosticReport/{report['diagnostic_report_id']}",
+        "final",
+        str(pdf.SOPInstanceUID),
+    )
+    assert fhir_peer.read(link["identifier"])["conclusion"] == "Stable lesion."
+    services.existing(DicomService).close()
+    ris.close()

@@ -163,7 +163,7 @@ def test_pacs_down_discontinues_the_step(orthanc: Orthanc, clean_backend: Any, t
         services.existing(RisService).close()
 
 
-# --- the `slicer-mcp ris serve` process ---------------------------------------------------------------
+# -- the `slicer-mcp ris serve` process ------------------------------------------------------------
 
 
 def test_ris_serve_process_creates_seeds_and_serves(tmp_path: Path, ris_settings: dict[str, Any]) -> None:

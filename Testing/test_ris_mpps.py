@@ -185,3 +185,85 @@ def test_stopping_the_scp_ends_open_associations(sqlite_store: Any) -> None:
     finally:
         if assoc.is_established:
             assoc.abort()
+
+
+SEG_CLASS, SR_CLASS = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34"
+
+
+def _without_end(ds: Dataset) -> None:
+    del ds.PerformedProcedureStepEndDate, ds.PerformedProcedureStepEndTime
+
+
+def _series(ds: Dataset) -> Dataset:
+    return ds.PerformedSeriesSequence[0]
+
+
+INCOMPLETE = {  # what a COMPLETED N-SET leaves out -> what the Error Comment names (PS3.4 F.7.2.2, IHE SWF)
+    "end date and time": (_without_end, "PerformedProcedureStepEndDate is empty"),
+    "protocol name": (lambda ds: delattr(_series(ds), "ProtocolName"), "performed series 1: ProtocolName"),
+    "series uid": (lambda ds: setattr(_series(ds), "SeriesInstanceUID", ""), "performed series 1: SeriesIn"),
+    "no reference": (lambda ds: delattr(_series(ds), "ReferencedImageSequence"), "references no image"),
+    "reference class": (
+        lambda ds: delattr(_series(ds).ReferencedImageSequence[0], "ReferencedSOPClassUID"),
+        "a reference lacks its SOP class",
+    ),
+    "no series": (lambda ds: setattr(ds, "PerformedSeriesSequence", Sequence([])), "has no item"),
+}
+
+
+@pytest.mark.parametrize("missing", sorted(INCOMPLETE))
+def test_completed_without_what_it_must_carry_is_refused_and_the_step_stays_open(
+    mpps: Association, sqlite_store: Any, missing: str
+) -> None:
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[2]
+    uid = generate_uid()
+    status, _ = mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)
+    assert code(status) == Status.SUCCESS
+    spoil, named = INCOMPLETE[missing]
+    request = set_request("COMPLETED", generate_uid())
+    spoil(request)
+    status, _ = mpps.send_n_set(request, ModalityPerformedProcedureStep, uid)
+    assert code(status) == Status.MISSING_ATTRIBUTE_VALUE == 0x0121
+    assert named in str(status.ErrorComment)
+    assert sqlite_store.get_mpps(uid).status == "IN PROGRESS"
+    assert sqlite_store.get_mwl(entry.mwl_id).status == "IN_PROGRESS"
+    # not frozen: the complete N-SET is taken afterwards
+    status, _ = mpps.send_n_set(set_request("COMPLETED", generate_uid()), ModalityPerformedProcedureStep, uid)
+    assert code(status) == Status.SUCCESS and sqlite_store.get_mpps(uid).status == "COMPLETED"
+
+
+def test_completed_with_seg_and_sr_as_non_image_references(mpps: Association, sqlite_store: Any) -> None:
+    """A reading step performs no images: its SEG and SR are Referenced Non-Image Composite SOP Instances,
+    and the end date/time an earlier N-SET gave counts."""
+    from SlicerMCPLib.ris.reports import order_results
+
+    entry = sqlite_store.list_worklist(status="SCHEDULED")[3]
+    uid = generate_uid()
+    status, _ = mpps.send_n_create(create_request(entry), ModalityPerformedProcedureStep, uid)
+    assert code(status) == Status.SUCCESS
+    status, _ = mpps.send_n_set(set_request(None), ModalityPerformedProcedureStep, uid)  # end date/time only
+    assert code(status) == Status.SUCCESS
+    request = Dataset()
+    request.PerformedProcedureStepStatus = "COMPLETED"
+    items = []
+    for sop_class, description in ((SEG_CLASS, "Segmentation"), (SR_CLASS, "Measurement report")):
+        item, ref = Dataset(), Dataset()
+        item.SeriesInstanceUID, item.SeriesDescription, item.ProtocolName = (
+            generate_uid(),
+            description,
+            "Reading",
+        )
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = sop_class, generate_uid()
+        item.ReferencedNonImageCompositeSOPInstanceSequence = Sequence([ref])
+        items.append(item)
+    request.PerformedSeriesSequence = Sequence(items)
+    status, _ = mpps.send_n_set(request, ModalityPerformedProcedureStep, uid)
+    assert code(status) == Status.SUCCESS
+    record = sqlite_store.get_mpps(uid)
+    assert record.status == "COMPLETED" and record.end == "20250612 102000"
+    assert [s["sop_classes"] for s in record.series] == [[SEG_CLASS], [SR_CLASS]]
+    shown = order_results([record])
+    assert [(r.kind, r.sop_instance_uid) for r in shown] == [
+        ("SEG", items[0].ReferencedNonImageCompositeSOPInstanceSequence[0].ReferencedSOPInstanceUID),
+        ("SR", items[1].ReferencedNonImageCompositeSOPInstanceSequence[0].ReferencedSOPInstanceUID),
+    ]

@@ -12,6 +12,7 @@ from fixtures.core import free_port
 from fixtures.ris import STATION_AET
 from SlicerMCPLib.core.domain_config import MiniRisSettings
 from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
+from SlicerMCPLib.ris.rows import procedure_of
 from SlicerMCPLib.ris.schema import CT_PROCEDURES, MIGRATIONS, PROCEDURES
 from SlicerMCPLib.ris.store import RisStore
 
@@ -25,7 +26,12 @@ def test_migrations_run_once_and_load_reference_data(
     again = RisStore.open(MiniRisSettings(**ris_settings))  # a second start must not re-apply
     try:
         assert again.migrate() == len(MIGRATIONS)
-        procedures = again.list_procedures()
+        with again.db.transaction() as tx:
+            rows = tx.execute(
+                "SELECT code AS pr_code, description AS pr_description, modality AS pr_modality, body_part,"
+                " views, image_count FROM procedures ORDER BY code"
+            ).all()
+        procedures = [procedure_of(r) for r in rows]
     finally:
         again.close()
     assert len(procedures) == 15 == len(PROCEDURES) + len(CT_PROCEDURES)
@@ -283,7 +289,11 @@ def test_dicom_mcp_config_block_selects_mysql(tmp_path: Any) -> None:
         '  password: "${MINI_RIS_DB_PASSWORD}"\n  database: orthanc_ris\n  pool_size: 5\n'
     )
     settings = load_config(path, env={"MINI_RIS_DB_PASSWORD": "s3cret"}).mini_ris
-    assert settings.backend == "mysql" and settings.password == "s3cret" and settings.pool_size == 5
+    assert (
+        settings.backend == "mysql"
+        and settings.password.get_secret_value() == "s3cret"
+        and settings.pool_size == 5
+    )
     assert load_config(env={}).mini_ris.backend == "sqlite"
     explicit = load_config(env={}, overrides={"mini_ris": {"backend": "sqlite", "sqlite_path": "x"}}).mini_ris
     assert explicit.backend == "sqlite"

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures.core import free_port
+from fixtures.core import free_port, loose_modes
 from fixtures.ris import ris_config
 from fixtures.scene import call_tool, call_tools, error_of
 from SlicerMCPLib.core.config import load_config
@@ -310,7 +310,7 @@ def test_scp_address_not_available_is_a_config_error(tmp_path: Any) -> None:
         service.close()
 
 
-# --- REST API ---------------------------------------------------------------------------------------
+# -- REST API --------------------------------------------------------------------------------------
 
 
 def test_api_needs_the_token_and_a_local_origin(api: tuple[str, str, Any]) -> None:
@@ -389,3 +389,23 @@ def test_huge_name_is_an_invalid_parameter_without_the_database_path(ris_server:
     error = error_of(huge)
     assert error["code"] == "INVALID_PARAMETER", error
     assert "sqlite" not in str(error).lower()
+    # refused by the tool's schema before any SQL (the store's own check is tested in test_ris_hardening)
+    assert error.get("details", {}).get("problems") == ["name: String should have at most 200 characters"], (
+        error
+    )
+    assert len(error["message"]) < 200
+
+
+def test_synthetic_study_files_are_private(ris_server: Any, usual_umask: None) -> None:
+    """The virtual CR's images carry the patient's name and MRN: 0600 files in 0700 folders, from the
+    user's data folder down (issue 15 item 9)."""
+    from SlicerMCPLib.core.localhost import user_data_dir
+
+    worklist = call_tool(ris_server, "list_worklist", {"status": "SCHEDULED"}).structured_content["entries"]
+    result = call_tool(
+        ris_server,
+        "create_synthetic_cr_study",
+        {"accession_number": worklist[0]["accession_number"], "send_to_pacs": False},
+    ).structured_content
+    assert result["files"] and all(Path(f).is_relative_to(user_data_dir()) for f in result["files"])
+    assert loose_modes(user_data_dir()) == {}

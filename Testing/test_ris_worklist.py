@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 
 from fixtures.ris import STATION_AET, findscu_worklist, mwl_query, worklist_query
 from SlicerMCPLib.dicom.status import Status
-from SlicerMCPLib.ris.worklist import InvalidQuery, match, validate
+from SlicerMCPLib.ris.worklist import InvalidQuery, compile_query
 
 SPS = "ScheduledProcedureStepSequence"
 # (patient MRN, procedure, scheduled) on station CR2, in June/July 2025
@@ -47,7 +47,17 @@ def cr2_query(date: str = "", time: str = "", **top: Any) -> Dataset:
     return mwl_query(PatientID="", sps=sps, **top)
 
 
-# --- pynetdicom queries against our SCP -------------------------------------------------------------
+def match(query: Dataset, item: dict[str, Any]) -> bool:
+    """One identifier against one item, as the SCP tests each entry."""
+    return compile_query(query)(item)
+
+
+def validate(query: Dataset) -> None:
+    """The identifier's checks alone (the SCP makes them before it reads any entry)."""
+    compile_query(query)
+
+
+# -- pynetdicom queries against our SCP ------------------------------------------------------------
 
 
 def test_universal_matching_returns_every_scheduled_step(ris_scp: Any, cr2: Any) -> None:
@@ -204,7 +214,7 @@ def test_malformed_time_is_refused(ris_scp: Any) -> None:
     assert statuses == [Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS]
 
 
-# --- dcmtk findscu -W ---------------------------------------------------------------------------
+# -- dcmtk findscu -W ------------------------------------------------------------------------------
 
 
 def test_findscu_worklist_by_station_and_date(ris_scp: Any, cr2: Any) -> None:
@@ -260,7 +270,7 @@ def test_findscu_malformed_date(ris_scp: Any) -> None:
     assert "DataSetDoesNotMatchSOPClass" in log or "0xa900" in log.lower()
 
 
-# --- the matcher without a network -----------------------------------------------------------------
+# -- the matcher without a network -----------------------------------------------------------------
 
 
 def test_validate_catches_bad_values_even_without_candidates() -> None:
@@ -282,7 +292,7 @@ def test_empty_sequence_item_is_universal() -> None:
     assert match(query, item)
 
 
-# --- properties of the matcher against simple references ----------------------------------------
+# -- properties of the matcher against simple references -------------------------------------------
 
 _days = st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31))
 
@@ -311,7 +321,7 @@ def test_wildcards_match_like_shell_patterns(pattern: str, value: str) -> None:
     assert match(query, {"AccessionNumber": value}) == expected
 
 
-# --- responses encoded without pydicom --------------------------------------------------------------
+# -- responses encoded without pydicom -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("explicit", [True, False], ids=["explicit", "implicit"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.core import free_port
+from fixtures.core import free_port, loose_modes
 from fixtures.scene import call_tool, error_of, make_phantom_volume
 from SlicerMCPLib.core.errors import ErrorCode
 from SlicerMCPLib.scene.sampledata import SampleDataCache, SampleSpec
@@ -47,11 +47,11 @@ def use_registry(services, base_url: str, specs: list[SampleSpec], tmp_path: Pat
     )
 
 
-def test_download_verify_cache_and_load(mcp_server, headless_services, mirror, tmp_path) -> None:
+def test_download_verify_cache_and_load(mcp_server, headless_services, mirror, tmp_path, usual_umask) -> None:
     base_url, root = mirror
     data = make_phantom_volume(tmp_path).read_bytes()
     sha = publish(root, data)
-    use_registry(
+    cache = use_registry(
         headless_services, base_url, [SampleSpec("Phantom", "test phantom", "phantom.nrrd", sha)], tmp_path
     )
     listed = call_tool(mcp_server, "list_sample_data").structured_content
@@ -66,6 +66,7 @@ def test_download_verify_cache_and_load(mcp_server, headless_services, mirror, t
         64,
     ]
     assert call_tool(mcp_server, "list_sample_data").structured_content["samples"][0]["cached"] is True
+    assert loose_modes(Path(cache.cache_dir)) == {}  # a cache is private like every file we keep
     # served from the cache from now on: the mirror may go away
     (root / "SHA256" / sha).unlink()
     again = call_tool(mcp_server, "load_sample_data", {"name": "Phantom"})

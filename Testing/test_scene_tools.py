@@ -182,7 +182,7 @@ def test_get_node_details_and_errors(mcp_server, tmp_path) -> None:
     assert "display" in d["references"] and "storage" in d["references"]
     body = error_of(unknown)
     assert body["code"] == ErrorCode.INVALID_NODE_ID and "list_scene_nodes" in body["message"]
-    assert error_of(empty_id)["code"] == ErrorCode.INVALID_PARAMETER
+    assert error_of(empty_id)["code"] == ErrorCode.INVALID_NODE_ID  # not a node id, as an unknown one
     body = error_of(wrong_class)
     assert body["code"] == ErrorCode.INVALID_PARAMETER and "vtkMRMLScalarVolumeNode" in body["message"]
     assert seg["id"] != node["id"]

@@ -114,3 +114,35 @@ def test_descriptor_exhaustion_is_logged_a_few_times_not_per_accept() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def _half_body(url: str, token: str, extra_header: bytes = b"") -> None:
+    """A POST that declares 1000 body bytes, sends a few and closes (a client killed mid-call)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as s:
+        s.sendall(
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n%s"
+            b'Content-Length: 1000\r\n\r\n{"jsonrpc"' % (parts.port, token.encode(), extra_header)
+        )
+        time.sleep(0.3)  # the server reads the headers and starts waiting for the body
+
+
+@pytest.mark.timeout(180)
+def test_a_client_gone_mid_body_is_one_log_line_not_a_traceback(tmp_path: Path) -> None:
+    """Before: each disconnect logged a 20-line traceback (uvicorn's "Exception in ASGI application"
+    on the 2026 path, the SDK's "Error handling POST request" on the handshake path)."""
+    with ServeProcess(tmp_path) as server:
+        _half_body(server.url, server.token)  # handshake era
+        _half_body(server.url, server.token, b"MCP-Protocol-Version: 2026-07-28\r\n")
+        _half_body(server.url, server.token)
+        deadline = time.monotonic() + 60  # a wait for the log, not a timing figure
+        while time.monotonic() < deadline:
+            said = [line for line in server.stderr_lines if "request body was complete" in line]
+            if len(said) >= 3:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)  # anything else the three disconnects log has been written by now
+        log = "".join(server.stderr_lines)
+    assert len(said) == 3, log[-3000:]
+    assert "Traceback" not in log and "ClientDisconnect" not in log, log[-3000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
 import socket
 
 import httpx
@@ -14,6 +15,7 @@ from fixtures.transport import INITIALIZE, RunningHttp, http_client
 from SlicerMCPLib.core.config import ServerSettings
 from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError
 from SlicerMCPLib.core.http_server import HttpServer
+from SlicerMCPLib.serving.auth import load_or_create_token, token_path
 from SlicerMCPLib.serving.http_transport import mcp_http_server
 
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -206,3 +208,29 @@ def test_ris_api_connections_have_tcp_nodelay(event_loop_kind: str, tmp_path) ->
     finally:
         server.stop()
         service.close()
+
+
+def test_allow_remote_answers_the_machines_own_name_and_warns_about_clear_text(
+    mcp_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With allow_remote a client elsewhere sends this machine's name as Host: answered (421 before),
+    while a foreign name is still refused; the log says the token then travels unencrypted."""
+    settings = ServerSettings(host="0.0.0.0", allow_remote=True, port=0)
+    token = load_or_create_token(token_path(settings))
+    with caplog.at_level(logging.WARNING, logger="SlicerMCPLib.core.http_server"):
+        server = mcp_http_server(mcp_server, settings, token).start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/mcp"
+        auth = {**ACCEPT, "Authorization": f"Bearer {token}"}
+        own = httpx.post(
+            url, json=INITIALIZE, headers={**auth, "Host": f"{socket.gethostname()}:{server.port}"}
+        )
+        assert own.status_code == 200, own.text
+        foreign = httpx.post(
+            url, json=INITIALIZE, headers={**auth, "Host": f"attacker.example:{server.port}"}
+        )
+        assert foreign.status_code in (403, 421)
+    finally:
+        server.stop()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("clear text" in m and "token" in m for m in warned), warned

@@ -114,3 +114,69 @@ def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
     assert {r.get("id") for r in replies} >= {1, 2, 3}
     assert "DEBUG" in stderr or "INFO" in stderr  # the logs went to stderr
     assert proc.returncode == 0, stderr[-2000:]
+
+
+def test_status_says_where_each_setting_came_from_without_values(tmp_path: Path) -> None:
+    """slicer://status lists each non-default setting with its origin (file, environment variable),
+    never its value: a FHIR token from the file must not appear."""
+    config = tmp_path / "slicer-mcp.yaml"
+    config.write_text(
+        "fhir_servers:\n  main:\n    url: https://fhir.example.org/r4\n    bearer_token: tok-6c1d2e\n"
+        "timeouts:\n  python_s: 7\n"
+    )
+    env = {"SLICER_MCP__MINI_RIS__MWL_PORT": "11999"}
+
+    async def main() -> dict:
+        params = stdio_params("serve", "--headless", "--config", str(config), env=env)
+        async with Client(params, read_timeout_seconds=120) as client:
+            return json.loads((await client.read_resource("slicer://status")).contents[0].text)
+
+    status = asyncio.run(main())
+    settings = status["settings"]
+    assert settings["fhir_servers.main.bearer_token"] == f"file {config}"
+    assert settings["timeouts.python_s"] == f"file {config}"
+    assert settings["mini_ris.mwl_port"] == "environment SLICER_MCP__MINI_RIS__MWL_PORT"
+    assert "server.port" not in settings  # left at its default
+    assert "tok-6c1d2e" not in json.dumps(status)
+
+
+def test_unreadable_lines_get_a_json_rpc_error_and_the_server_goes_on(tmp_path: Path) -> None:
+    """A line that is not JSON gets -32700 Parse error, JSON that is not a message -32600, both with id
+    null (JSON-RPC 2.0 section 5); the SDK's transport dropped both silently (issue 15 item 12)."""
+    import subprocess
+
+    lines = [
+        json.dumps(INITIALIZE),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        '{"jsonrpc": "2.0", "id": 5, "method": "tools/list"',  # cut short
+        "\x00\x01 not json at all",
+        json.dumps({"hello": "world"}),  # JSON, not JSON-RPC
+        json.dumps({"jsonrpc": "2.0", "id": 9, "method": "ping"}),
+    ]
+    with open(tmp_path / "stderr.txt", "w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slicer_mcp", "serve", "--headless"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+        )
+    replies: list[dict] = []
+    try:
+        assert proc.stdin and proc.stdout
+        proc.stdin.write("\n".join(lines) + "\n")
+        proc.stdin.flush()
+        while not any(r.get("id") == 9 for r in replies):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            replies.append(json.loads(line))
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    errors = [r["error"]["code"] for r in replies if "error" in r and r.get("id") is None]
+    assert errors == [-32700, -32700, -32600], replies
+    assert any(r.get("id") == 9 and "result" in r for r in replies), replies  # still serving

@@ -115,6 +115,7 @@ class Connection:
         )
         self.client = Client(streamable_http_client(url, http_client=self.http), read_timeout_seconds=120)
         self.validate = validate
+        self.namespace: str | None = None  # the server-issued execute_python namespace (2026: no session)
         self._next_id = 10_000
 
     async def __aenter__(self) -> Connection:
@@ -140,8 +141,10 @@ class Connection:
 
     async def python(self, code: str) -> Any:
         """Run code in the server (execute_python); returns the value of its last expression."""
-        result = await self.call("execute_python", {"code": code})
+        args = {"code": code, **({"namespace": self.namespace} if self.namespace else {})}
+        result = await self.call("execute_python", args)
         out = result.structured_content
+        self.namespace = out.get("namespace") or self.namespace  # names persist only when passed back
         if not out["success"]:
             raise RuntimeError(out.get("traceback") or out.get("error"))
         return json.loads(ast.literal_eval(out["result"])) if out.get("result") else None
@@ -226,14 +229,15 @@ def row(label: str, values: list[float], ref: float | None = None, target: float
     return text
 
 
-def in_server_timer(body: str, n: int, setup: str = "") -> str:
-    """execute_python code that times `body` n times on the scene thread and returns the ms list as JSON."""
+def in_server_timer(body: str, n: int, setup: str = "", warmup: int = 2) -> str:
+    """execute_python code that times `body` n times on the scene thread (after `warmup` untimed
+    runs) and returns the ms list as JSON."""
     indented = "\n".join("    " + line for line in body.strip().splitlines())
     return (
         f"import json as _j, time as _t\n{setup}\n_ms = []\n"
-        f"for _i in range({n} + 2):\n    _t0 = _t.perf_counter()\n{indented}\n"
+        f"for _i in range({n} + {warmup}):\n    _t0 = _t.perf_counter()\n{indented}\n"
         "    _ms.append((_t.perf_counter() - _t0) * 1000)\n"
-        "_j.dumps(_ms[2:])"
+        f"_j.dumps(_ms[{warmup}:])"
     )
 
 

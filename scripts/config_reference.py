@@ -41,6 +41,9 @@ any case: `SLICER_MCP__MINI_RIS__MWL_PORT=11112`, `SLICER_MCP__NODES__ORTHANC__P
 a node named Orthanc in the file); a value starting with `[` or `{{` is read as JSON. These come
 after the file and the variables above, before the command line. A bad value fails naming the
 key and what set it (file, environment variable, command line or the default).
+`slicer://status` lists each setting that is not at its default and what set it (never the
+value). Secrets (`SecretStr` below: FHIR `bearer_token` and `api_key`, `mini_ris.password`, the
+generator's `ai_api_key`) print as `**********` wherever the config is shown or logged.
 User folders: `$SLICER_MCP_HOME` if set, else `$XDG_CONFIG_HOME/slicer-mcp` (token, endpoint
 file) and `$XDG_DATA_HOME/slicer-mcp` (sample data cache, RIS database).
 """

@@ -101,7 +101,7 @@ KNOWLEDGE = {
         "ctkLayoutFactory": {"members": ["viewport"], "base": "ctkLayoutManager"},
         "ctkLayoutManager": {"members": ["viewport"], "base": "QObject"},
         # VTK 9 (vtkObject.h, vtkImageData.h, vtkDataSet.h, vtkDataSetAttributes.h)
-        "vtkObject": {"members": ["GetClassName", "IsA"], "base": None},
+        "vtkObject": {"members": ["GetClassName", "IsA", "GetMTime"], "base": None},
         "vtkImageData": {
             "members": ["GetSpacing", "GetPointData", "GetDimensions", "GetExtent", "SetExtent"],
             "base": "vtkObject",
@@ -139,6 +139,7 @@ KNOWLEDGE = {
         "qSlicerAbstractCoreModule.logic()": "vtkMRMLAbstractLogic",
         "vtkMRMLScene.GetNodeByID()": "vtkMRMLSegmentationNode|vtkMRMLLabelMapVolumeNode",
         "vtkMRMLScene.AddNewNodeByClass()": "vtkMRMLScalarVolumeNode",
+        "vtkMRMLScene.GetNthNode()": "vtkMRMLNode",
         "vtkMRMLSegmentationNode.GetSegmentation()": "vtkSegmentation",
         "vtkSegmentation.GetSegment()": "vtkSegment",
         "vtkSegmentation.GetNthSegment()": "vtkSegment",

@@ -68,7 +68,7 @@ class SlicerApi:
     async def close(self) -> None:
         await self.backend.close()
 
-    # -- routing ---------------------------------------------------------------------------
+    # -- routing -----------------------------------------------------------------------------------
     def handle(self, method: str, request: str, q: Query, body: bytes) -> tuple[bytes, bytes]:
         routes: list[tuple[str, Callable[[], tuple[bytes, bytes]]]] = [
             ("/system", lambda: self.system(method, request)),
@@ -99,7 +99,7 @@ class SlicerApi:
     def _png(shot: Any) -> tuple[bytes, bytes]:
         return b"image/png", shot.png
 
-    # -- nodes -----------------------------------------------------------------------------
+    # -- nodes -------------------------------------------------------------------------------------
     def _filtered(self, q: Query) -> list[Any]:
         if "id" in q:
             node = self.scene.GetNodeByID(_first(q, "id"))
@@ -182,7 +182,7 @@ class SlicerApi:
                 self._show(self.scene.GetNodeByID(summary.id))
         return self._json({"success": True, "loadedNodeIDs": [n.id for n in loaded.nodes]})
 
-    # -- views -----------------------------------------------------------------------------
+    # -- views -------------------------------------------------------------------------------------
     def slice(self, q: Query) -> tuple[bytes, bytes]:
         """SlicerRequestHandler.slice: the PNG of the view's slice blend.
 
@@ -238,7 +238,7 @@ class SlicerApi:
                 raise RuntimeError("Unknown layout name: " + layout)
         return b"application/json", b'{"success": true}'
 
-    # -- system, data ----------------------------------------------------------------------
+    # -- system, data ------------------------------------------------------------------------------
     def system(self, method: str, request: str) -> tuple[bytes, bytes]:
         if method == "DELETE":
             return b"application/json", b'{"success": true}'
@@ -360,13 +360,39 @@ class SlicerApi:
             existing = self._get_node(volume_id)
         except RuntimeError:  # postNRRD catches MRMLNodeNotFoundException and makes a new node
             existing = None
-        if existing is not None and existing.IsA("vtkMRMLScalarVolumeNode"):
-            self.scene.RemoveNode(existing)  # Slicer overwrites it in place; a fresh node is equivalent here
-        added = self.run(
-            self.backend.add_volume(VolumeArray(array=voxels.copy(), ijk_to_ras=ijk_to_ras, name=volume_id))
-        )
-        self._show(self.scene.GetNodeByID(added.id))  # postNRRD: SetReferenceActiveVolumeID + Propagate
+        if existing is None:
+            added = self.run(
+                self.backend.add_volume(
+                    VolumeArray(array=voxels.copy(), ijk_to_ras=ijk_to_ras, name=volume_id)
+                )
+            )
+            node = self.scene.GetNodeByID(added.id)
+        else:
+            node = existing
+            self._overwrite(node, voxels, ijk_to_ras)
+        self._show(node)  # postNRRD: SetReferenceActiveVolumeID + Propagate
         return b"application/json", b"{'status': 'success'}"
+
+    @staticmethod
+    def _overwrite(node: Any, voxels: np.ndarray, ijk_to_ras: np.ndarray) -> None:
+        """postNRRD on a node getNode found (SlicerRequestHandler.py at 583e9b3, lines 415-430): the same
+        node, id kept, gets new image data and IJK->RAS (node.SetAndObserveImageData(imageData),
+        node.SetIJKToRASMatrix(ijkToRAS), the voxels copied in); a node without image data (not a
+        volume) fails on the first call, a 500 as in Slicer."""
+        import vtk
+        from vtk.util import numpy_support
+
+        image = vtk.vtkImageData()
+        image.SetDimensions(voxels.shape[2], voxels.shape[1], voxels.shape[0])
+        image.AllocateScalars(vtk.VTK_SHORT, 1)
+        node.SetAndObserveImageData(image)
+        matrix = vtk.vtkMatrix4x4()
+        for row in range(4):
+            for col in range(4):
+                matrix.SetElement(row, col, float(ijk_to_ras[row, col]))
+        node.SetIJKToRASMatrix(matrix)
+        numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = voxels.ravel()
+        image.GetPointData().GetScalars().Modified()
 
     def exec(self, q: Query, body: bytes) -> tuple[bytes, bytes]:
         if body:

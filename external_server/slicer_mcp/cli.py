@@ -14,7 +14,7 @@ import sys
 from SlicerMCPLib import __version__
 from SlicerMCPLib.core.errors import SlicerMCPError
 
-COMMANDS = ("serve", "fhir", "ris")
+COMMANDS = ("serve", "fhir", "ris", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

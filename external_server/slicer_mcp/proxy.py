@@ -8,11 +8,15 @@ its own progress token), resources, resource templates, prompts, each with the c
 request `_meta`; the upstream server's errors and log messages come back as they are. Nothing
 is re-encoded, so images, structured content and tool errors reach the client exactly as
 Slicer sent them. Also relayed: completion/complete, logging/setLevel, resources/subscribe and
-unsubscribe (the proxy subscribes upstream; updates and list_changed come back), and the 2026
+unsubscribe (the proxy subscribes upstream; updates and list_changed come back), the 2026
 wire's `subscriptions/listen` (the URIs a listen stream asks for are subscribed upstream and
-upstream updates are published on the proxy's bus). Not relayed: elicitation (the upstream
-session declares none, so a gated operation stays OPERATION_DISABLED through the proxy even
-with allow.confirm_with_person on; connect to the in-Slicer HTTP endpoint directly for that).
+upstream updates are published on the proxy's bus), and confirmation by a person
+(allow.confirm_with_person, `confirm_relay.py`). A 2026-07-28 stdio client's tool calls go over
+one of two upstream sessions on the 2026 wire, the one declaring elicitation or the one not, as
+the client declared itself, so its per-request log level and elicitation reach the server as
+they would directly (an InputRequiredResult and its retry pass through unchanged); everything
+else, and every handshake-era client, uses the handshake session, whose `elicitation/create`
+goes on to a handshake-era client that elicits.
 """
 
 from __future__ import annotations
@@ -20,17 +24,16 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx2
 import mcp_types as types
-from mcp.client.session import ClientSession
+from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.session import ServerSession
-from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -41,9 +44,11 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 
 from SlicerMCPLib.core.errors import SlicerConnectionError
 from SlicerMCPLib.serving.endpoint import Endpoint
+from SlicerMCPLib.serving.stdio import serve_stdio
+
+from .confirm_relay import CALL_OR_INPUT, elicits, on_the_2026_wire, relay_elicitation
 
 log = logging.getLogger(__name__)
-logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
 
 
 class _Downstream:
@@ -53,6 +58,13 @@ class _Downstream:
         self.session: ServerSession | None = None
         self.bus = InMemorySubscriptionBus()  # the 2026 listen streams of the stdio client
         self.subscribed: set[str] = set()  # URIs the stdio client subscribed to (handshake era)
+        #: the 2026-wire upstream sessions, by whether they declare elicitation (a 2026 client's calls)
+        self.modern: dict[bool, ClientSession] = {}
+
+    async def on_upstream_elicit(
+        self, ctx: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        return await relay_elicitation(self.session, params)
 
     async def on_upstream_log(self, params: types.LoggingMessageNotificationParams) -> None:
         if self.session is not None:
@@ -121,9 +133,16 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
         # send_request, not call_tool: the result goes on as it came; the stdio client validates it
         request = types.CallToolRequest(
             params=types.CallToolRequestParams(
-                name=params.name, arguments=params.arguments, _meta=forwarded_meta(params.meta)
+                name=params.name,
+                arguments=params.arguments,
+                input_responses=params.input_responses,  # a 2026 retry: the person's answer...
+                request_state=params.request_state,  # ...and the state the server sealed, as they came
+                _meta=forwarded_meta(params.meta),
             )
         )
+        modern = downstream.modern.get(elicits(ctx.session)) if on_the_2026_wire(ctx.session) else None
+        if modern is not None:  # as the client declared itself: log opt-in and elicitation per request
+            return await modern.send_request(request, CALL_OR_INPUT, progress_callback=relay)
         return await upstream.send_request(request, types.CallToolResult, progress_callback=relay)
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
@@ -202,9 +221,13 @@ def initialization_options(server: Server[Any], upstream: ClientSession) -> Any:
 
 @asynccontextmanager
 async def upstream_session(
-    endpoint: Endpoint, downstream: _Downstream | None = None
+    endpoint: Endpoint, downstream: _Downstream | None = None, *, modern: bool = False, asks: bool = True
 ) -> AsyncIterator[ClientSession]:
-    """An initialised client session with the in-Slicer server named by `endpoint`."""
+    """An initialised client session with the in-Slicer server named by `endpoint`.
+
+    `modern`: negotiated with server/discover (the 2026 wire) instead of the initialize handshake.
+    `asks`: declares elicitation (the questions go to `downstream`, see `confirm_relay`).
+    """
     try:
         token = endpoint.read_token()
     except OSError as exc:
@@ -221,18 +244,41 @@ async def upstream_session(
             read,
             write,
             logging_callback=downstream.on_upstream_log,
-            message_handler=downstream.on_upstream_message,
+            message_handler=None if modern else downstream.on_upstream_message,
+            elicitation_callback=downstream.on_upstream_elicit if asks else None,
         ) as session,
     ):
-        await session.initialize()
+        if modern:
+            await session.discover()
+        else:
+            await session.initialize()
         yield session
 
 
-async def serve_proxy_stdio(endpoint: Endpoint) -> None:
-    """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes."""
+async def open_modern_upstreams(stack: AsyncExitStack, endpoint: Endpoint, downstream: _Downstream) -> None:
+    """The 2026-wire upstream sessions (with and without elicitation) for the 2026 clients' tool calls.
+
+    Without them (a server that does not speak the 2026 wire) those calls go over the handshake
+    session: they work, but the person can't be asked and log levels are the connection's.
+    """
+    for asks in (True, False):
+        try:
+            session = upstream_session(endpoint, downstream, modern=True, asks=asks)
+            downstream.modern[asks] = await stack.enter_async_context(session)
+        except Exception as exc:
+            log.warning(
+                "no 2026-wire session with the SlicerMCP server (%s): 2026 clients can't confirm", exc
+            )
+            downstream.modern.clear()
+            return
+
+
+async def serve_proxy_stdio(endpoint: Endpoint, on_eof: Callable[[], None] | None = None) -> None:
+    """Serve MCP on stdio, forwarding to the SlicerMCP server inside Slicer until stdin closes
+    (then the forwarded calls in progress are cancelled: nobody is left to read their answers)."""
     downstream = _Downstream()
-    async with upstream_session(endpoint, downstream) as upstream:
+    async with upstream_session(endpoint, downstream) as upstream, AsyncExitStack() as stack:
+        await open_modern_upstreams(stack, endpoint, downstream)
         server = build_proxy_server(upstream, downstream)
         log.info("proxying stdio to the SlicerMCP server at %s (Slicer pid %d)", endpoint.url, endpoint.pid)
-        async with stdio_server() as (read, write):
-            await server.run(read, write, initialization_options(server, upstream))
+        await serve_stdio(server, initialization_options(server, upstream), on_eof)

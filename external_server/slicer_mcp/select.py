@@ -10,6 +10,7 @@ must never receive execute_python source or file paths it was not chosen for.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -79,8 +80,11 @@ def _reasons(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _until_signal(run: Callable[[], object], failed: str = "bridge stopped") -> int:
-    """Run `run()` (an anyio entry point) on a worker thread; SIGTERM/SIGINT end the process cleanly.
+def _until_signal(
+    run: Callable[[Callable[[], None]], object], failed: str = "bridge stopped", grace_s: float = 5.0
+) -> int:
+    """Run `run(stop_soon)` (an anyio entry point) on a worker thread; SIGTERM/SIGINT end the process
+    cleanly, and so does `stop_soon()` (stdin closed), by force `2 * grace_s` later at the latest.
 
     A failure is reported on stderr as `failed` followed by its reasons; the exit code is then 1."""
     done = threading.Event()
@@ -88,7 +92,7 @@ def _until_signal(run: Callable[[], object], failed: str = "bridge stopped") -> 
 
     def target() -> None:
         try:
-            run()
+            run(stop_soon)
         except BaseException as exc:  # reported on the main thread
             failure.append(exc)
         finally:
@@ -97,6 +101,23 @@ def _until_signal(run: Callable[[], object], failed: str = "bridge stopped") -> 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)
         done.set()
+
+    def stop_soon() -> None:
+        """stdin closed: the cancelled calls get `grace_s` to end (one blocking a thread cannot be
+        cancelled), then the clean stop as long again (closing a backend waits for its request)."""
+
+        def force() -> None:
+            log.error(
+                "still running %.1f s after stdin closed (a call that cannot be cancelled): exiting now",
+                2 * grace_s,
+            )
+            logging.shutdown()
+            os._exit(1)
+
+        for delay, then in ((grace_s, done.set), (2 * grace_s, force)):
+            timer = threading.Timer(delay, then)
+            timer.daemon = True
+            timer.start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -119,7 +140,7 @@ def run_proxy(endpoint: Endpoint) -> int:
         f"the SlicerMCP server in Slicer at {endpoint.url} (pid {endpoint.pid}) did not answer or went away; "
         "restart it in the SlicerMCP module, then restart this client's connection"
     )
-    return _until_signal(lambda: anyio.run(serve_proxy_stdio, endpoint), failed)
+    return _until_signal(lambda stop_soon: anyio.run(serve_proxy_stdio, endpoint, stop_soon), failed)
 
 
 def run_webserver(config: Config, transport: Literal["stdio", "http"], url: str) -> int:
@@ -129,11 +150,18 @@ def run_webserver(config: Config, transport: Literal["stdio", "http"], url: str)
     from SlicerMCPLib.serving.auth import load_or_create_token, token_path
     from SlicerMCPLib.serving.http_transport import mcp_http_server
     from SlicerMCPLib.serving.server import build_server
+    from SlicerMCPLib.serving.stdio import serve_stdio
+    from SlicerMCPLib.tools.sdk_internals import lowlevel_server
 
     with hosted(Services(config=config, backend=WebServerBackend(config, url))) as services:
         server = build_server(services)
         if transport == "stdio":
-            return _until_signal(lambda: anyio.run(server.run_stdio_async))
+            lowlevel = lowlevel_server(server)
+            options = lowlevel.create_initialization_options()
+            return _until_signal(
+                lambda stop_soon: anyio.run(serve_stdio, lowlevel, options, stop_soon),
+                grace_s=config.limits.python_stop_grace_s,
+            )
         path = token_path(config.server)
         http = mcp_http_server(server, config.server, load_or_create_token(path)).start()
         print(
@@ -141,6 +169,6 @@ def run_webserver(config: Config, transport: Literal["stdio", "http"], url: str)
             file=sys.stderr,
         )
         try:
-            return _until_signal(lambda: threading.Event().wait())
+            return _until_signal(lambda _: threading.Event().wait())
         finally:
             http.stop()

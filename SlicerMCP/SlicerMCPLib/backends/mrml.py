@@ -71,7 +71,7 @@ class MrmlBackend(SceneBackend):
     async def _scene_call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         return await self.gateway.acall(fn, timeout or self.config.timeouts.scene_s)
 
-    # -- reading ---------------------------------------------------------------------------------
+    # -- reading -----------------------------------------------------------------------------------
     async def status(self) -> SceneStatus:
         def run() -> SceneStatus:
             scene = self.scene
@@ -181,7 +181,7 @@ class MrmlBackend(SceneBackend):
             self._renderer = SceneRenderer(self.app)
         return self._renderer
 
-    # -- changing --------------------------------------------------------------------------------
+    # -- changing ----------------------------------------------------------------------------------
     async def load_volume(self, path: Path, labelmap: bool, name: str | None) -> LoadedNodes:
         return await self._load(path, labelmap, name, str(path))
 

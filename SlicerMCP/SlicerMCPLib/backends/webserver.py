@@ -9,7 +9,8 @@ number or true/false and drops lines it can't convert), so names come from
 `/slicer/screenshot`, volumes from `/slicer/volume` (16-bit NRRD in LPS), loading from
 `POST /slicer/mrml`, sample data from `/slicer/sampledata`, layout from `/slicer/gui`.
 Measuring and Python run through `/slicer/exec`, which works only when "Slicer API exec"
-is enabled in Slicer's Web Server module. HTTP details live in `webserver_http`.
+is enabled in Slicer's Web Server module. HTTP details live in `webserver_http`; scene change
+notes come from polling (`webserver_watch`) while a client subscribes.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
+from ..core.breaker import CircuitBreaker
 from ..core.config import Config
 from ..core.errors import (
+    CircuitOpen,
     ErrorCode,
     InvalidNodeId,
     NotSupported,
@@ -54,7 +57,7 @@ from ..core.models import (
     ViewType,
     VolumeMeasurement,
 )
-from ..core.scene_backend import SceneBackend, Screenshot, VolumeArray
+from ..core.scene_backend import SceneBackend, SceneChanges, Screenshot, VolumeArray
 from ..scene.nodes import APPLICATION_CLASSES, printed_properties
 from . import webserver_exec, webserver_http, webserver_nrrd
 from .webserver_http import Response, WebServerHttp
@@ -104,13 +107,14 @@ class WebServerBackend(SceneBackend):
 
     def __init__(self, config: Config, url: str | None = None, http: WebServerHttp | None = None):
         self.config = config
-        self.http = http or WebServerHttp(url or config.webserver_url)
+        self.http = http or WebServerHttp(url or config.webserver_url, breaker=config.breaker)
         self._timeouts = config.timeouts
         self._exec_off_since: float | None = None  # when Slicer last said exec is off
         # exact (spacing, origin) by (node id, node MTime): a node's MTime changes with its geometry
         self._geometry: dict[tuple[str, Any], tuple[Any, Any]] = {}
+        self._watcher: Any = None  # webserver_watch.WebServerWatcher, made on first use
 
-    # -- plumbing ----------------------------------------------------------------------------
+    # -- plumbing ----------------------------------------------------------------------------------
     async def _get(
         self, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
     ) -> Response:
@@ -275,11 +279,15 @@ class WebServerBackend(SceneBackend):
         await self._exact_volumes(out, found)
         return out
 
-    # -- SceneBackend ------------------------------------------------------------------------
+    # -- SceneBackend ------------------------------------------------------------------------------
+    def breakers(self) -> list[CircuitBreaker]:
+        """The WebServer's breaker (`slicer://status`)."""
+        return [self.http.breaker]
+
     async def status(self) -> SceneStatus:
         try:
             return await self._status()
-        except (SlicerConnectionError, SlicerTimeout) as exc:
+        except (SlicerConnectionError, SlicerTimeout, CircuitOpen) as exc:
             return SceneStatus(
                 backend=self.kind,
                 connection="unreachable",
@@ -628,7 +636,22 @@ class WebServerBackend(SceneBackend):
             is_labelmap=props.get("ClassName") == "vtkMRMLLabelMapVolumeNode",
         )
 
+    async def scene_changes(self) -> SceneChanges:
+        """Notes from polling the WebServer (webserver_watch), which runs only while a client subscribes."""
+        if self._watcher is None:
+            from .webserver_watch import WebServerWatcher
+
+            reader = WebServerHttp(
+                self.http.base_url, backoff_s=(), connect_timeout_s=self.http.connect_timeout_s
+            )
+            self._watcher = WebServerWatcher(
+                WebServerBackend(self.config, http=reader), self.config.webserver_poll_s
+            )
+        return self._watcher
+
     async def close(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.close()
         self.http.close()
 
     def describe(self) -> dict[str, Any]:

@@ -7,6 +7,8 @@ JSON. Arguments go in as Python literals (`repr` of str, dict, None), never past
 
 from __future__ import annotations
 
+from ..scene.python_exec import MAX_NAMESPACES
+
 _MEASURE = r"""
 def __slicer_mcp_measure(node_id, wanted):
     import numpy
@@ -61,10 +63,13 @@ __execResult = __slicer_mcp_measure(@ARGS@)
 """
 
 _RUN = r"""
-def __slicer_mcp_run(code, key):
+def __slicer_mcp_run(code, key, limit):
     import ast, contextlib, io, traceback
     spaces = globals().setdefault("__slicer_mcp_namespaces", {})
-    space = spaces.setdefault(key, {"__name__": "__slicer_mcp__", "slicer": slicer})
+    space = spaces.pop(key, None) or {"__name__": "__slicer_mcp__", "slicer": slicer}
+    spaces[key] = space  # most recently used last; the oldest beyond `limit` are dropped
+    while len(spaces) > limit:
+        spaces.pop(next(iter(spaces)))
     out, err = io.StringIO(), io.StringIO()
     clip = lambda text: text if len(text) <= 100000 else text[:100000] + "\n... [output cut]"
     try:
@@ -138,8 +143,23 @@ def __slicer_mcp_details(node_ids, printout):
 __execResult = __slicer_mcp_details(@ARGS@)
 """
 
+_NODES = r"""
+def __slicer_mcp_nodes(application_classes):
+    out = []
+    for i in range(slicer.mrmlScene.GetNumberOfNodes()):
+        node = slicer.mrmlScene.GetNthNode(i)
+        application = bool(node.GetSingletonTag() or node.GetHideFromEditors()
+                           or any(node.IsA(c) for c in application_classes))
+        out.append([node.GetID(), node.GetName() or "", node.GetClassName(), node.GetMTime(), not application])
+    return out
 
-def _call(template: str, *args: str | dict[str, str] | list[str] | bool | None) -> str:
+__execResult = __slicer_mcp_nodes(@ARGS@)
+"""
+
+
+def _call(
+    template: str, *args: str | dict[str, str] | list[str] | tuple[str, ...] | bool | int | None
+) -> str:
     return template.replace("@ARGS@", ", ".join(repr(a) for a in args))
 
 
@@ -148,7 +168,7 @@ def measure_source(node_id: str, segment: str | None) -> str:
 
 
 def run_source(code: str, session_key: str) -> str:
-    return _call(_RUN, str(code), str(session_key))
+    return _call(_RUN, str(code), str(session_key), MAX_NAMESPACES)
 
 
 def attributes_source(node_id: str, attributes: dict[str, str]) -> str:
@@ -159,3 +179,9 @@ def details_source(node_ids: list[str], printout: bool) -> str:
     """Exact name, description, attributes, geometry and storage file of each node (and its PrintSelf
     text when `printout`): what /slicer/mrml/properties rounds, converts or drops."""
     return _call(_DETAILS, [str(i) for i in node_ids], bool(printout))
+
+
+def nodes_source(application_classes: tuple[str, ...]) -> str:
+    """[id, name, class, MTime, data node] of every node in one call: what scene polling needs
+    (`data node` as scene.nodes.is_application_node decides it, negated)."""
+    return _call(_NODES, tuple(str(c) for c in application_classes))

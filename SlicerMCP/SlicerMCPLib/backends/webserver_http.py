@@ -4,7 +4,9 @@ Slicer's WebServer answers one request at a time on Slicer's main thread and clo
 connection after every response without saying so (no `Connection: close`). The client
 notices the close after each response and opens a fresh connection for the next request;
 a server that keeps connections open gets them reused. Only connection failures are
-retried (after 1, 2 and 4 s), and only for requests that change nothing.
+retried (after 1, 2 and 4 s), and only for requests that change nothing. A request that still
+finds no WebServer counts against the client's circuit breaker; once it is open, requests fail
+fast with CIRCUIT_OPEN until the cool-down ends and one probe request finds Slicer again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from ..core.breaker import CircuitBreaker
+from ..core.config import BreakerConfig
 from ..core.errors import ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,7 @@ class WebServerHttp:
         backoff_s: Sequence[float] = BACKOFF_S,
         connect_timeout_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        breaker: BreakerConfig | None = None,
     ):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -107,8 +112,9 @@ class WebServerHttp:
         self.closes_connections = False  # learned: the server closes after each response (Slicer does)
         self.retries = 0  # connection-error retries made (tests and logs)
         self.connections_opened = 0
+        self.breaker = CircuitBreaker(f"Slicer's WebServer at {self.base_url}", breaker)
 
-    # -- public -----------------------------------------------------------------------------
+    # -- public ------------------------------------------------------------------------------------
     def get(self, path: str, params: dict[str, Any] | None = None, *, timeout: float) -> Response:
         return self.request("GET", path, params, timeout=timeout, changes_state=False)
 
@@ -133,10 +139,30 @@ class WebServerHttp:
         content_type: str = "application/octet-stream",
         head_until: tuple[bytes, int] | None = None,
     ) -> Response:
-        """Send one request; 200 and 404 come back, anything else raises a coded error."""
+        """Send one request; 200 and 404 come back, anything else raises a coded error.
+
+        Through the breaker: a request that could not reach the WebServer (after its retries) counts."""
         target = path + (
             "?" + urlencode({k: v for k, v in params.items() if v is not None}) if params else ""
         )
+        return self.breaker.call(
+            lambda: self._with_retries(
+                method, path, target, body, timeout, changes_state, content_type, head_until
+            ),
+            (SlicerConnectionError,),
+        )
+
+    def _with_retries(
+        self,
+        method: str,
+        path: str,
+        target: str,
+        body: bytes | None,
+        timeout: float,
+        changes_state: bool,
+        content_type: str,
+        head_until: tuple[bytes, int] | None,
+    ) -> Response:
         attempts = 1 if changes_state else 1 + len(self.backoff_s)
         for attempt in range(attempts):
             try:
@@ -165,7 +191,7 @@ class WebServerHttp:
         with self._lock:
             self._drop()
 
-    # -- connection handling -----------------------------------------------------------------
+    # -- connection handling -----------------------------------------------------------------------
     def _drop(self) -> None:
         if self._conn is not None:
             self._conn.close()

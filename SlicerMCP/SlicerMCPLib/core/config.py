@@ -98,7 +98,7 @@ class SampleDataSettings(BaseModel):
 
 
 class TimeoutSettings(BaseModel):
-    """Seconds a scene call may wait for the main thread, per kind of work."""
+    """Seconds a call may take, per kind of work (scene calls: waiting for the main thread)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -108,6 +108,12 @@ class TimeoutSettings(BaseModel):
     screenshot_s: float = Field(default=60.0, gt=0, description="seconds for a render")
     load_s: float = Field(default=300.0, gt=0, description="seconds for loading files, samples, volumes")
     python_s: float = Field(default=120.0, gt=0, description="seconds for one execute_python call")
+    fhir_call_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds one FHIR tool call may take in all: every page, retry and wait "
+        "(each request also has its server's timeout_s)",
+    )
     confirm_s: float = Field(
         default=300.0,
         gt=0,
@@ -180,16 +186,35 @@ class BreakerConfig(BaseModel):
     )
 
 
+class AuditSettings(BaseModel):
+    """The audit log: one JSON line per tool call (no arguments, no results), rotated by size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="write the audit log")
+    path: str | None = Field(
+        default=None,
+        description="the log file (0600, folder 0700); default: <user data dir>/audit/tool-calls.jsonl",
+    )
+    max_bytes: int = Field(
+        default=10_000_000, ge=10_000, description="size at which the file is rotated to <path>.1"
+    )
+    backups: int = Field(default=5, ge=1, le=100, description="rotated files kept (<path>.1 ... <path>.N)")
+    recent_lines: int = Field(default=100, ge=1, le=10_000, description="lines slicer://audit shows")
+
+
 class Config(BaseModel):
     """Everything the server reads from the outside world, validated in one place."""
 
     model_config = ConfigDict(extra="forbid")
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    def source_of(self, key: str) -> str:
-        """Where `key` (e.g. `mini_ris.mwl_port`) got its value: 'file PATH', 'environment NAME',
-        'environment', 'command line' or 'default'."""
-        return _source_for(self._sources, key) or "default"
+    def sources(self) -> dict[str, str]:
+        """Each setting not left at its default (e.g. `mini_ris.mwl_port`) -> where it came from:
+        'file PATH', 'environment NAME', 'environment' or 'command line'. Values are not included,
+        so secrets stay out: this is what `slicer://status` shows."""
+        keys = sorted(self._sources)
+        return {k: self._sources[k] for k in keys if not any(o.startswith(k + ".") for o in keys)}
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     allow: AllowSettings = Field(default_factory=AllowSettings)
@@ -197,9 +222,16 @@ class Config(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     rendering: RenderingSettings = Field(default_factory=RenderingSettings)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
     webserver_url: str = Field(
         default="http://localhost:2016", description="Slicer's WebServer, for slicer-mcp"
+    )
+    webserver_poll_s: float = Field(
+        default=1.0,
+        ge=0.1,
+        description="seconds between looks at the scene through Slicer's WebServer for changes, while a "
+        "client subscribes to a scene resource (each look is a few requests on Slicer's main thread)",
     )
     # dicom-mcp shape
     nodes: dict[str, DicomNode] = Field(default_factory=dict, description="DICOM nodes by name (below)")

@@ -1,5 +1,9 @@
 """The DICOM, FHIR and mini-RIS sections of the config, in the dicom-mcp shape.
 
+Secrets (FHIR bearer tokens and API keys, the RIS database password, the image generator's key)
+are `SecretStr`: a config that is printed, logged or dumped shows `**********`; only the code
+that sends one asks for its value (`get_secret_value()`).
+
 They live here, under the root `Config`, so that the config loads without importing the
 domain services; each domain package reads its own section from here. A dicom-mcp file
 (`nodes`, `current_node`, `calling_aet`, `fhir_servers`, `current_fhir`, `mini_ris`) loads
@@ -11,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from .localhost import LOOPBACK_HOSTS, user_data_dir
 
@@ -28,7 +32,7 @@ def is_ae_title(value: str) -> bool:
     )
 
 
-# -- DICOM (`nodes`, `calling_aet`, `storage_scp`) ------------------------------------------
+# -- DICOM (`nodes`, `calling_aet`, `storage_scp`) -------------------------------------------------
 
 RetrieveMethod = Literal["dicomweb", "c-get", "c-move"]
 
@@ -48,7 +52,18 @@ class DicomNode(BaseModel):
     retrieve_method: RetrieveMethod | None = Field(
         default=None, description="force dicomweb, c-get or c-move (default: the best the node offers)"
     )
-    timeout_s: float = Field(default=30.0, gt=0, description="network, ACSE and DIMSE timeout in seconds")
+    timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="network, ACSE and DIMSE timeout in seconds; also the total deadline of a small "
+        "DICOMweb request (metadata)",
+    )
+    transfer_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds one DICOMweb retrieve or STOW-RS request may take in all, however slowly "
+        "the bytes come",
+    )
     retries: int = Field(
         default=3,
         ge=0,
@@ -95,7 +110,7 @@ class StorageScpSettings(BaseModel):
         return self
 
 
-# -- FHIR (`fhir_servers`, `current_fhir`) -----------------------------------------------
+# -- FHIR (`fhir_servers`, `current_fhir`) ---------------------------------------------------------
 
 
 class FhirServer(BaseModel):
@@ -108,11 +123,16 @@ class FhirServer(BaseModel):
         description="FHIR base URL, e.g. https://fhir.example.org/r4 (dicom-mcp files call it base_url)",
     )
     description: str = Field(default="", description="shown by list_fhir_servers")
-    bearer_token: str | None = Field(default=None, description="sent as 'Authorization: Bearer ...'")
-    api_key: str | None = Field(default=None, description="sent in the header named by api_key_header")
+    bearer_token: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer ...'")
+    api_key: SecretStr | None = Field(default=None, description="sent in the header named by api_key_header")
     api_key_header: str = Field(default="X-API-Key", description="header that carries api_key")
     ca_bundle: str | None = Field(default=None, description="custom CA bundle; TLS verification is always on")
-    timeout_s: float = Field(default=30.0, gt=0, description="seconds per HTTP request")
+    timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds one HTTP request may take in all (connect, headers and body, however slowly "
+        "they come)",
+    )
     redirect_origins: list[str] = Field(
         default_factory=list,
         description="other origins (scheme://host:port) this server may redirect to; others are refused",
@@ -150,7 +170,7 @@ class FhirServer(BaseModel):
         return "none"
 
 
-# -- mini-RIS (`mini_ris`) ---------------------------------------------------------------
+# -- mini-RIS (`mini_ris`) -------------------------------------------------------------------------
 
 _SERVER_KEYS = {"host", "port", "user", "password", "database"}
 
@@ -177,7 +197,7 @@ class VirtualModalitySettings(BaseModel):
         default="auto", description="how the virtual CR makes images (ai falls back to simple)"
     )
     ai_endpoint: str | None = Field(default=None, description="image generator URL for image_mode ai")
-    ai_api_key: str | None = Field(default=None, description="key for the generator (use ${ENV})")
+    ai_api_key: SecretStr | None = Field(default=None, description="key for the generator (use ${ENV})")
 
 
 class MiniRisSettings(BaseModel):
@@ -193,7 +213,7 @@ class MiniRisSettings(BaseModel):
     host: str = Field(default="127.0.0.1", description="MySQL/MariaDB server")
     port: int = Field(default=3306, ge=1, le=65535, description="MySQL/MariaDB port")
     user: str = Field(default="ris", description="MySQL/MariaDB user")
-    password: str | None = Field(default=None, description="use ${ENV_NAME} to keep it out of the file")
+    password: SecretStr | None = Field(default=None, description="use ${ENV_NAME} to keep it out of the file")
     database: str = Field(default="mini_ris", description="MySQL/MariaDB database")
     pool_size: int = Field(default=4, ge=1, le=64, description="MySQL/MariaDB connections kept open")
     mwl_ae_title: str = Field(

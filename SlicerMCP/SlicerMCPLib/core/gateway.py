@@ -73,7 +73,7 @@ class MainThreadGateway:
         self.calls_run = 0
         self.longest_block_s = 0.0
 
-    # -- driver side -------------------------------------------------------------------------
+    # -- driver side -------------------------------------------------------------------------------
     def bind(self, wake: Callable[[], None] | None = None) -> None:
         """Declare the calling thread as the main thread; `wake` is how to nudge its driver."""
         self._main_ident = threading.get_ident()
@@ -122,7 +122,7 @@ class MainThreadGateway:
                 break
         return ran
 
-    # -- caller side -------------------------------------------------------------------------
+    # -- caller side -------------------------------------------------------------------------------
     def _submit(self, fn: Callable[[], Any], on_done: Callable[[], None] | None = None) -> _Job:
         job = _Job(fn)
         job.on_done = on_done

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
+from starlette.requests import ClientDisconnect
 
 from .config import ServerSettings
 from .errors import ErrorCode, SlicerMCPError
@@ -34,7 +35,7 @@ from .http_guards import (
     guarded_protocol,
     is_event_stream,
 )
-from .localhost import LOOPBACK_HOSTS
+from .localhost import LOOPBACK_HOSTS, served_host_names
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,24 @@ class _RequestCounter:
                     callback()
 
 
+class _QuietDisconnects:
+    """A client that closes the connection before its request body is complete (a cancelled call, a
+    killed client) is one log line, not uvicorn's 20-line "Exception in ASGI application"."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            if scope.get("type") == "http":
+                log.info(DISCONNECT_LINE, scope.get("method", ""), scope.get("path", ""))
+
+
+DISCONNECT_LINE = "HTTP: the client closed the connection before its %s %s request body was complete"
+
+
 def _any_readable(fds: list[int]) -> bool:
     """Whether any of `fds` has bytes (or a new connection) waiting, without blocking."""
     if hasattr(select, "poll"):  # no FD_SETSIZE limit: Slicer may hold many descriptors
@@ -183,7 +202,7 @@ class HttpServer:
         """`path` is the app's endpoint, appended to `url` (e.g. "/mcp")."""
         self.settings = settings
         self.limiter = InFlightLimiter(app, settings.max_in_flight_per_client)
-        self._counter = _RequestCounter(self.limiter)
+        self._counter = _RequestCounter(_QuietDisconnects(self.limiter))
         self.limits = GuardLimits(
             settings.header_timeout_s, settings.body_timeout_s, settings.max_connections
         )
@@ -274,6 +293,13 @@ class HttpServer:
                 f"the HTTP server did not start within {timeout:g} s", code=ErrorCode.INTERNAL_ERROR
             )
         log.info("HTTP server listening on %s:%d", self.settings.host, self.port)
+        if self.settings.host not in LOOPBACK_HOSTS:
+            log.warning(
+                "listening beyond this machine (%s) over plain HTTP: the bearer token and every request "
+                "and answer (patient data included) travel in clear text. Use it only on a network you "
+                "trust, or put a TLS proxy in front and keep this server on 127.0.0.1",
+                self.settings.host,
+            )
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -301,7 +327,7 @@ class RequestLimits:
 
     def __init__(self, app: ASGIApp, bind_host: str, max_body_bytes: int):
         self.app = app
-        self.hosts = set(LOOPBACK_HOSTS) | {bind_host}
+        self.hosts = served_host_names(bind_host)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:

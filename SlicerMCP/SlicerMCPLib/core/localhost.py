@@ -1,16 +1,41 @@
 """This machine: the user's own folders, files only the user can read, and the loopback names.
 
-Every layer that keeps a file for the user (token, endpoint, caches, the RIS database) or
-refuses a non-loopback address takes it from here, so there is one answer to "where" and "local".
+Every layer that keeps a file for the user (token, endpoint, caches, the RIS database, DICOM
+files and exports) or refuses a non-loopback address takes it from here, so there is one answer
+to "where", "local" and "private" (0600 files in 0700 folders).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # "every interface": never a name a client should send
+
+
+def machine_names() -> set[str]:
+    """This machine's own names and addresses, as a client elsewhere on the network would write them."""
+    names: set[str] = set()
+    try:
+        names |= {socket.gethostname(), socket.getfqdn()}
+        names |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:  # no resolver: the names found so far
+        pass
+    return {n for n in names if n} - WILDCARD_HOSTS
+
+
+def served_host_names(bind_host: str) -> set[str]:
+    """Names a request's Host may carry for a server bound to `bind_host`: the loopback names and the
+    bind address, and, for a server listening beyond loopback (allow_remote), this machine's names.
+    Any other name is a page on another site that resolves to us (DNS rebinding)."""
+    names = set(LOOPBACK_HOSTS) | {bind_host}
+    if bind_host not in LOOPBACK_HOSTS:
+        names |= machine_names()
+    return names - WILDCARD_HOSTS
 
 
 def user_config_dir() -> Path:
@@ -35,12 +60,50 @@ def user_data_dir() -> Path:
     return Path(base) / "slicer-mcp"
 
 
+def private_dir(path: Path) -> Path:
+    """`path` as a folder, each level this call creates 0700 (whatever the umask); returns it.
+
+    Every folder that can hold patient data (DICOM storage and staging, exports, the virtual CR's
+    output, caches, the RIS database's folder) is made here. A folder that already exists keeps its
+    mode: one an operator configured (a group share, say) is theirs to set.
+    """
+    missing: list[Path] = []
+    level = path
+    while not level.exists() and level != level.parent:
+        missing.append(level)
+        level = level.parent
+    for level in reversed(missing):  # top down, each made 0700 itself (pathlib makes parents 0777 - umask)
+        try:
+            os.mkdir(level, 0o700)
+        except FileExistsError:
+            pass
+    if not path.is_dir():
+        path.mkdir()  # raises what the caller should see (a file in the way, no permission)
+    return path
+
+
+def open_private(path: Path) -> BinaryIO:
+    """`path` opened to write bytes, created or truncated, 0600 (an existing looser file is tightened);
+    its folder made with `private_dir`. For every file that can hold patient data."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+    if os.name != "nt":
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def write_private_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through `open_private` (0600 in a 0700 folder)."""
+    with open_private(path) as out:
+        out.write(data)
+
+
 def private_file(path: Path) -> Path:
     """Create `path` empty if missing, 0600 in a 0700 folder; tighten an existing file to 0600.
 
     For files other libraries open themselves (SQLite creates its -wal/-shm with the main file's mode).
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
     os.close(fd)
     if os.name != "nt":
@@ -55,7 +118,7 @@ def write_private_file(path: Path, text: str, *, keep_existing: bool = False) ->
     `keep_existing`, linked into place so that an existing file wins. Returns whether `path` now
     holds `text`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

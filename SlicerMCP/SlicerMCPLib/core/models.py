@@ -6,6 +6,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
+from .breaker import BreakerStatus
+
 ViewType = Literal["axial", "sagittal", "coronal", "3d", "full"]
 LookFromAxis = Literal["left", "right", "anterior", "posterior", "superior", "inferior"]
 GuiMode = Literal["full", "viewers"]
@@ -124,6 +126,10 @@ class PythonResult(BaseModel):
     result: str | None = Field(default=None, description="repr of the last expression's value, if any")
     error: str | None = None
     traceback: str | None = None
+    namespace: str | None = Field(
+        default=None, description="the namespace the code ran in: pass it as `namespace` to run in it again"
+    )
+    notes: list[str] = Field(default_factory=list)
 
 
 class ClearResult(BaseModel):
@@ -145,7 +151,17 @@ class SceneStatus(BaseModel):
     segmentation_count: int | None = None
     gui: bool | None = Field(default=None, description="whether a GUI shows the views")
     rendering_3d: bool | None = None
+    settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="each setting not at its default -> where it came from ('file PATH', "
+        "'environment NAME', 'command line'); values are not shown",
+    )
     notes: list[str] = Field(default_factory=list)
+    peers: list[BreakerStatus] = Field(
+        default_factory=list,
+        description="circuit breaker of each peer called so far (WebServer, DICOM nodes, FHIR servers, "
+        "RIS database): open ones fail fast with CIRCUIT_OPEN until retry_at",
+    )
 
 
 class SampleDataInfo(BaseModel):

@@ -9,6 +9,8 @@ node classes) and raises `SlicerMCPError` subclasses with codes.
 from __future__ import annotations
 
 import abc
+import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ from .models import (
 from .progress import Progress
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,6 +111,52 @@ class SceneChanges(abc.ABC):
     @abc.abstractmethod
     def names(self) -> list[NodeName]:
         """Every node's id, name and class as of the last change."""
+
+    async def watch(self, node_ids: frozenset[str]) -> None:  # noqa: B027 - optional hook
+        """A client subscribes (to these nodes, among other resources): a source that has to poll to
+        see changes polls from now on (its first look done on return) and looks at these nodes first.
+        Observers see every change anyway and need nothing."""
+
+    def unwatch(self) -> None:  # noqa: B027 - optional hook
+        """No client subscribes any more: a polling source stops."""
+
+    def live(self) -> bool:
+        """Whether the notes and `names` follow the scene now (a polling source: only while it polls)."""
+        return True
+
+
+class ChangeNotes(SceneChanges):
+    """What every change source keeps: notes under a lock, taken by readers; listeners told of each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._modified: dict[str, str] = {}  # node id -> class name
+        self._set_changed = False
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def take(self) -> tuple[dict[str, str], bool]:
+        with self._lock:
+            modified, changed = self._modified, self._set_changed
+            self._modified, self._set_changed = {}, False
+        return modified, changed
+
+    def _note(self, node_id: str | None, class_name: str | None, *, set_changed: bool) -> None:
+        with self._lock:
+            if node_id is not None:
+                self._modified[node_id] = class_name or ""
+            self._set_changed = self._set_changed or set_changed
+        self._tell()
+
+    def _tell(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:  # a broken listener must not break the change that told it
+                log.exception("scene change listener %r failed", listener)
 
 
 class SceneBackend(abc.ABC):

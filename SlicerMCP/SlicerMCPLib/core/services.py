@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import anyio
 from mcp.server.mcpserver import Context
 
+from .breaker import BreakerStatus, GuardsPeers
 from .config import Config
 from .errors import OperationDisabled
 from .scene_backend import SceneBackend
@@ -35,13 +36,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CallRecord:
-    """One served tool call, as shown in the module panel's table (no arguments: they may hold PHI)."""
+    """One served tool call, as the module panel's table and the audit log show it (no arguments:
+    they may hold PHI; only their digest)."""
 
     started_at: float
     tool: str
     duration_s: float
     ok: bool
     error_code: str | None = None
+    client: str | None = None  # the name and version the client declared
+    session: str | None = None  # a short digest of the transport's session id (never the id)
+    arguments_hmac: str | None = None
+    result_bytes: int = 0
 
 
 class CallLog:
@@ -105,6 +111,12 @@ class Services:
         """The server's `kind` if one was made (a host or test closing it early), else None."""
         with self._lock:
             return self._domains.get(kind)
+
+    def peer_states(self) -> list[BreakerStatus]:
+        """The breaker of every peer the backend and the domain services made so far."""
+        with self._lock:
+            guards = [self.backend, *self._domains.values()]
+        return [b.status() for g in guards if isinstance(g, GuardsPeers) for b in g.breakers()]
 
     def require_allowed(self, operation: str, what: str, person: Any = None) -> None:
         """Raise OPERATION_DISABLED unless `allow.<operation>` is on, or the person allowed this one call.

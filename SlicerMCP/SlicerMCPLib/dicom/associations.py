@@ -2,29 +2,35 @@
 
 Every DIMSE operation of the package (C-ECHO, C-FIND, C-GET, C-MOVE, C-STORE) goes through
 `open_association`, so timeouts, the calling AE and the mapping of a refused or unreachable
-peer to DICOM_NODE_UNREACHABLE / DICOM_ASSOCIATION_REJECTED live here only.
+peer to DICOM_NODE_UNREACHABLE / DICOM_ASSOCIATION_REJECTED live here only. So does the
+circuit breaker of each node: a `GuardedNode` (what `DicomService` hands out) carries its peer's
+breaker; an association that cannot be established because nothing answers counts as a failure,
+a rejection or any DIMSE status proves the node alive.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import PrivateAttr
 from pydicom.dataset import Dataset
 from pynetdicom import AE, Association, evt
 from pynetdicom.pdu_primitives import A_ABORT
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from ..core.breaker import CircuitBreaker, guarded
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .models import EchoResult
 from .status import Status, code_to_category
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Uncompressed transfer syntaxes we can always decode with numpy alone.
 UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]
@@ -39,6 +45,32 @@ DUL_LOOP_DELAY_S = 0.0001
 def node_label(node: DicomNode, name: str | None = None) -> str:
     """How a node appears in messages: config name and address, never patient data."""
     return f"{name + ' ' if name else ''}({node.ae_title}@{node.host}:{node.port})"
+
+
+class GuardedNode(DicomNode):
+    """A configured node bound to the circuit breaker of its peer (state of this process, not config)."""
+
+    _breaker: CircuitBreaker | None = PrivateAttr(default=None)
+
+    @classmethod
+    def bind(cls, node: DicomNode, breaker: CircuitBreaker) -> GuardedNode:
+        bound = cls.model_validate(node.model_dump())
+        bound._breaker = breaker
+        return bound
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self._breaker
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, SlicerMCPError) and exc.code == ErrorCode.DICOM_NODE_UNREACHABLE
+
+
+def through_breaker(node: DicomNode, reach: Callable[[], T]) -> T:
+    """`reach()` (opening an association, sending a DICOMweb request) through the node's breaker:
+    DICOM_NODE_UNREACHABLE counts as a failure, anything else proves the node alive."""
+    return guarded(node.breaker if isinstance(node, GuardedNode) else None, reach, _unreachable)
 
 
 @contextmanager
@@ -72,22 +104,11 @@ def open_association(
     label = node_label(node, node_name)
     handlers = [*(evt_handlers or []), (evt.EVT_ACSE_RECV, _note_peer_abort)]
     attempts = 1 + (node.retries if retry else 0)
-    for attempt in range(attempts):
-        assoc = ae.associate(
-            node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=handlers
-        )
-        if assoc.is_established:
-            tune_dul(assoc)
-            break
-        try:
-            _raise_for_failed(assoc, node, label)
-        except SlicerMCPError as exc:
-            if exc.code != ErrorCode.DICOM_NODE_UNREACHABLE or attempt == attempts - 1:
-                ae.shutdown()
-                raise
-        delay = 2.0**attempt
-        log.info("DICOM node %s unreachable, trying again in %.0f s", label, delay)
-        time.sleep(delay)
+    try:
+        assoc = through_breaker(node, lambda: _establish(ae, node, label, attempts, ext_neg, handlers))
+    except BaseException:
+        ae.shutdown()
+        raise
     ok = False
     try:
         yield assoc
@@ -99,6 +120,33 @@ def open_association(
             else:
                 assoc.abort()
         ae.shutdown()
+
+
+def _establish(
+    ae: AE,
+    node: DicomNode,
+    label: str,
+    attempts: int,
+    ext_neg: list[Any] | None,
+    handlers: list[tuple[Any, Any]],
+) -> Association:
+    """An established association, after up to `attempts` tries while the node is unreachable."""
+    for attempt in range(attempts):
+        assoc = ae.associate(
+            node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg, evt_handlers=handlers
+        )
+        if assoc.is_established:
+            tune_dul(assoc)
+            return assoc
+        try:
+            _raise_for_failed(assoc, node, label)
+        except SlicerMCPError as exc:
+            if exc.code != ErrorCode.DICOM_NODE_UNREACHABLE or attempt == attempts - 1:
+                raise
+        delay = 2.0**attempt
+        log.info("DICOM node %s unreachable, trying again in %.0f s", label, delay)
+        time.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def tune_dul(assoc: Association, delay_s: float = DUL_LOOP_DELAY_S) -> None:

@@ -87,12 +87,13 @@ class FastImage:
     pixels: np.ndarray  # (rows, columns) stored values, read-only view
 
 
-def _text(raw: bytes) -> str:
+def _ascii(raw: bytes) -> str:
+    """A text value as stored: ASCII, padded with NUL or space."""
     return raw.decode("ascii").strip("\0 ")
 
 
 def _numbers(raw: bytes, count: int) -> tuple[float, ...]:
-    values = tuple(float(v) for v in _text(raw).split("\\"))
+    values = tuple(float(v) for v in _ascii(raw).split("\\"))
     if len(values) != count:
         raise _Unsupported
     return values
@@ -198,7 +199,7 @@ def _read(data: bytes) -> FastImage:
             (length,) = _U16.unpack_from(data, pos + 6)
             value_at = pos + 8
         if element == 0x0010:
-            syntax = _text(data[value_at : value_at + length])
+            syntax = _ascii(data[value_at : value_at + length])
         pos = value_at + length
     if syntax not in (EXPLICIT_LE, IMPLICIT_LE):
         raise _Unsupported
@@ -212,7 +213,7 @@ def _read(data: bytes) -> FastImage:
         return _U16.unpack(raw)[0]
 
     samples = short("SamplesPerPixel") if "SamplesPerPixel" in found else 1
-    frames = _text(found.get("NumberOfFrames", b"")) or "1"
+    frames = _ascii(found.get("NumberOfFrames", b"")) or "1"
     bits, rows, columns = short("BitsAllocated"), short("Rows"), short("Columns")
     stored_bits = short("BitsStored") if "BitsStored" in found else bits
     if samples != 1 or int(frames) != 1 or bits not in (8, 16, 32) or not 0 < stored_bits <= bits:
@@ -237,20 +238,20 @@ def _read(data: bytes) -> FastImage:
         intercept = _numbers(found["RescaleIntercept"], 1)[0] if "RescaleIntercept" in found else 0.0
     else:
         slope, intercept = 1.0, 0.0
-    sop_uid, sop_class = _text(found.get("SOPInstanceUID", b"")), _text(found.get("SOPClassUID", b""))
+    sop_uid, sop_class = _ascii(found.get("SOPInstanceUID", b"")), _ascii(found.get("SOPClassUID", b""))
     if not sop_uid or not sop_class:
         raise _Unsupported
     spacing = _numbers(found["PixelSpacing"], 2) if "PixelSpacing" in found else None
     if spacing is None or "ImagePositionPatient" not in found or "ImageOrientationPatient" not in found:
         raise _Unsupported
-    charset = _text(found.get("SpecificCharacterSet", b""))
+    charset = _ascii(found.get("SpecificCharacterSet", b""))
     return FastImage(
         sop_instance_uid=sop_uid,
         sop_class_uid=sop_class,
-        study_instance_uid=_text(found.get("StudyInstanceUID", b"")),
-        series_instance_uid=_text(found.get("SeriesInstanceUID", b"")),
-        modality=_text(found.get("Modality", b"")),
-        series_number=_text(found.get("SeriesNumber", b"")),
+        study_instance_uid=_ascii(found.get("StudyInstanceUID", b"")),
+        series_instance_uid=_ascii(found.get("SeriesInstanceUID", b"")),
+        modality=_ascii(found.get("Modality", b"")),
+        series_number=_ascii(found.get("SeriesNumber", b"")),
         series_description=found.get("SeriesDescription", b""),
         character_set=[c.strip() for c in charset.split("\\")] if charset else [],
         position=_numbers(found["ImagePositionPatient"], 3),  # type: ignore[arg-type]
@@ -258,8 +259,8 @@ def _read(data: bytes) -> FastImage:
         spacing=spacing,  # type: ignore[arg-type]
         slope=slope,
         intercept=intercept,
-        window_center=_text(found["WindowCenter"]) if "WindowCenter" in found else None,
-        window_width=_text(found["WindowWidth"]) if "WindowWidth" in found else None,
+        window_center=_ascii(found["WindowCenter"]) if "WindowCenter" in found else None,
+        window_width=_ascii(found["WindowWidth"]) if "WindowWidth" in found else None,
         bits_stored=stored_bits,
         pixels=pixels,
     )

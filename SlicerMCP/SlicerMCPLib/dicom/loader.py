@@ -175,11 +175,6 @@ class _Instance:
     sop_class: str = ""
 
 
-def read_datasets(sources: Sequence[Path | bytes]) -> list[Dataset]:
-    """Read every file (or encoded instance in memory); an unreadable one fails the load."""
-    return [_dcmread(source, index) for index, source in enumerate(sources)]
-
-
 def _label(source: Path | bytes, index: int) -> str:
     return Path(source).name if isinstance(source, (str, Path)) else f"instance #{index + 1}"
 

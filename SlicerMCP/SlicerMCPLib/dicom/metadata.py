@@ -8,17 +8,17 @@ not its pixels: for a 300-slice CT the metadata is ~1 MB where the instances are
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 
 import pydicom
-import requests
 from pydicom.dataset import Dataset
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import node_label
+from .dicomweb_http import dicomweb_request, request_deadline
 from .move import Target
-from .retrieve import dicomweb_unreachable
 
 
 def _no_bulk_data(*_args: str) -> None:
@@ -27,20 +27,20 @@ def _no_bulk_data(*_args: str) -> None:
 
 def _dicomweb_headers(node: DicomNode, node_name: str, target: Target) -> list[Dataset]:
     url = f"{node.dicomweb_url}/studies/{target.study_uid}/series/{target.series_uid}/metadata"
-    try:
-        resp = requests.get(url, headers={"Accept": "application/dicom+json"}, timeout=node.timeout_s)
-    except requests.RequestException as exc:
-        raise dicomweb_unreachable(node, exc) from exc
-    if resp.status_code == 404:
+    deadline = request_deadline(node, node_name, "the WADO-RS metadata request", "small")
+    accept = {"Accept": "application/dicom+json"}
+    with dicomweb_request(node, node_name, "GET", url, deadline, headers=accept) as resp:
+        status, body = resp.status_code, resp.content  # the body is read here, within the deadline
+    if status == 404:
         return []
-    if resp.status_code >= 400:
+    if status >= 400:
         raise SlicerMCPError(
-            f"WADO-RS metadata from {node_label(node, node_name)} failed: HTTP {resp.status_code}",
+            f"WADO-RS metadata from {node_label(node, node_name)} failed: HTTP {status}",
             code=ErrorCode.DOWNLOAD_FAILED,
-            details={"status": resp.status_code},
+            details={"status": status},
         )
     out = []
-    for item in resp.json():
+    for item in json.loads(body):
         item.pop("7FE00010", None)
         out.append(Dataset.from_json(item, bulk_data_uri_handler=_no_bulk_data))
     return out

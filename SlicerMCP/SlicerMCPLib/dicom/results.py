@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.localhost import open_private
 from .part10 import write_file
 from .query import find
 from .send import send
@@ -119,8 +120,8 @@ class ResultsRegistry:
         self._lock = threading.Lock()
 
     def add(self, item: Exported) -> Exported:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_file(item.dataset, item.file)
+        with open_private(item.file) as out:  # patient data: 0600 in a 0700 folder
+            write_file(item.dataset, out)
         with self._lock:
             self._items[str(item.dataset.SOPInstanceUID)] = item
         return item

@@ -15,7 +15,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 from pynetdicom import build_role, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
@@ -23,6 +22,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # ty
 
 from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, SlicerMCPError
+from ..core.localhost import private_dir, write_private_bytes
 from ..core.progress import CountProgress
 from .associations import (
     MAX_CONTEXTS,
@@ -32,6 +32,7 @@ from .associations import (
     open_association,
     status_of,
 )
+from .dicomweb_http import dicomweb_request, request_deadline
 from .move import Target, move
 from .query import find
 from .status import STATUS_PENDING, Status
@@ -140,7 +141,7 @@ class Arrivals:
         self.items: dict[str, Path | bytes] = {}
         self.bytes = 0
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
 
     @property
     def expected(self) -> Expected:
@@ -164,7 +165,7 @@ class Arrivals:
             self.items[sop_uid] = data
         else:
             path = self.directory / f"{check_uid(sop_uid, 'SOPInstanceUID')}.dcm"
-            path.write_bytes(data)
+            write_private_bytes(path, data)  # patient data: 0600
             self.items[sop_uid] = path
         self.bytes += len(data)
         if self.on_item is not None:
@@ -234,7 +235,7 @@ def retrieve(
     return arrivals.items
 
 
-# --- DICOMweb WADO-RS -------------------------------------------------------------------------
+# -- DICOMweb WADO-RS ------------------------------------------------------------------------------
 
 
 def _dicomweb(
@@ -254,30 +255,19 @@ def _dicomweb(
         if target.sop_uid:
             url += f"/instances/{target.sop_uid}"
     accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-    try:
-        with requests.get(url, headers={"Accept": accept}, stream=True, timeout=node.timeout_s) as resp:
-            if resp.status_code == 404:
-                return  # nothing there: the verification reports every instance missing
-            if resp.status_code >= 400:
-                raise SlicerMCPError(
-                    f"DICOMweb retrieve from {node_label(node, node_name)} failed: HTTP {resp.status_code}",
-                    code=ErrorCode.DOWNLOAD_FAILED,
-                    details={"status": resp.status_code},
-                )
-            boundary = _boundary(resp.headers.get("Content-Type", ""))
-            for part in _multipart_parts(resp.iter_content(_CHUNK), boundary):
-                arrivals.put(_sop_instance_uid(part), part)
-    except requests.RequestException as exc:
-        raise dicomweb_unreachable(node, exc) from exc
-
-
-def dicomweb_unreachable(node: DicomNode, exc: Exception) -> SlicerMCPError:
-    """The error for a DICOMweb request that got no answer (retrieve, metadata, STOW-RS alike)."""
-    return SlicerMCPError(
-        f"DICOMweb at {node.dicomweb_url} did not answer ({type(exc).__name__}); check dicomweb_url and the server",
-        code=ErrorCode.DICOM_NODE_UNREACHABLE,
-        details={"url": node.dicomweb_url},
-    )
+    deadline = request_deadline(node, node_name, "the WADO-RS retrieve", "transfer")
+    with dicomweb_request(node, node_name, "GET", url, deadline, headers={"Accept": accept}) as resp:
+        if resp.status_code == 404:
+            return  # nothing there: the verification reports every instance missing
+        if resp.status_code >= 400:
+            raise SlicerMCPError(
+                f"DICOMweb retrieve from {node_label(node, node_name)} failed: HTTP {resp.status_code}",
+                code=ErrorCode.DOWNLOAD_FAILED,
+                details={"status": resp.status_code},
+            )
+        boundary = _boundary(resp.headers.get("Content-Type", ""))
+        for part in _multipart_parts(resp.iter_content(_CHUNK), boundary):
+            arrivals.put(_sop_instance_uid(part), part)
 
 
 def _boundary(content_type: str) -> bytes:
@@ -339,7 +329,7 @@ def _sop_instance_uid(part: bytes) -> str:
     )
 
 
-# --- C-GET -------------------------------------------------------------------------------------
+# -- C-GET -----------------------------------------------------------------------------------------
 
 
 def _sop_classes_in_study(

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 
 from ..core.errors import InvalidParameter, NotSupported
 from ..core.scene_backend import SegmentMask
-from .codes import Code, terminology_entry
+from ..core.terminology import Code, entry_tag
 from .seg_export import SEG_SOP_CLASS
 from .volume import LPS_TO_RAS, load_failed
 
@@ -93,7 +93,7 @@ def decode_seg(ds: Dataset) -> DecodedSeg:
             SegmentInfo(
                 int(item.SegmentNumber),
                 str(item.get("SegmentLabel", "") or f"Segment {item.SegmentNumber}"),
-                terminology_entry(category, kind) if category and kind else None,
+                entry_tag(category, kind) if category and kind else None,
                 _rgb(item),
             )
         )

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pydicom
 
+from ..core.breaker import BreakerRegistry, CircuitBreaker
 from ..core.config import Config
 from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..core.localhost import private_dir
 from ..core.progress import Progress, counted
 from ..core.scene_backend import VolumeArray
-from .associations import echo
+from .associations import GuardedNode, echo, node_label
 from .export import volume_to_datasets
 from .loader import SeriesCollector
 from .models import (
@@ -61,7 +63,11 @@ class DicomService:
     """One per server: knows the nodes, the calling AE, our Storage SCP and where files go."""
 
     def __init__(self, config: Config):
-        self.nodes: dict[str, DicomNode] = dict(config.nodes)
+        self._breakers = BreakerRegistry(config.breaker)
+        self.nodes: dict[str, DicomNode] = {  # each bound to its peer's breaker (associations.py)
+            name: GuardedNode.bind(node, self._breakers.get(f"DICOM node {node_label(node, name)}"))
+            for name, node in config.nodes.items()
+        }
         self.calling_aet = config.calling_aet
         self._current = config.current_node or (next(iter(self.nodes)) if len(self.nodes) == 1 else None)
         self.scp = StorageScp(config.storage_scp)
@@ -69,7 +75,7 @@ class DicomService:
         self._storage = Path(config.dicom_storage_dir) if config.dicom_storage_dir else None
         self._lock = threading.Lock()
 
-    # --- nodes -------------------------------------------------------------------------------
+    # -- nodes -------------------------------------------------------------------------------------
 
     @property
     def current(self) -> str | None:
@@ -95,6 +101,10 @@ class DicomService:
                 details={"nodes": sorted(self.nodes)},
             )
         return name, self.nodes[name]
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """One per configured node (`slicer://status`)."""
+        return self._breakers.breakers()
 
     def list_nodes(self) -> DicomNodeList:
         return DicomNodeList(
@@ -122,11 +132,12 @@ class DicomService:
         log.info("current DICOM node is now %s", name)
         return name
 
-    def verify(self) -> EchoResult:
-        name, node = self.node()
+    def verify(self, name: str | None = None) -> EchoResult:
+        """C-ECHO the named node, or the current one."""
+        name, node = self.node(name)
         return echo(node, self.calling_aet, name)
 
-    # --- query -------------------------------------------------------------------------------
+    # -- query -------------------------------------------------------------------------------------
 
     def query(
         self,
@@ -141,7 +152,7 @@ class DicomService:
             node, self.calling_aet, level, attributes, filters, limit=limit, node_name=name, on_match=on_match
         )
 
-    # --- retrieve and load -------------------------------------------------------------------
+    # -- retrieve and load -------------------------------------------------------------------------
 
     def storage_dir(self) -> Path:
         """Where retrieve_* keeps files: the configured folder, else a temp folder removed at close."""
@@ -208,13 +219,13 @@ class DicomService:
     ) -> RetrieveResult:
         """Retrieve into `<storage>/<study>/<series>/`; a failed retrieve leaves no files behind."""
         started = time.perf_counter()
-        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self._ensure(self.storage_dir())))
+        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=private_dir(self.storage_dir())))
         try:
             chosen, expected, files = self._fetch(target, staging, method, progress, expected)
             study_dir = self.storage_dir() / target.study_uid
             for sop_uid, path in files.items():
                 series_dir = study_dir / expected.instances[sop_uid][0]
-                series_dir.mkdir(parents=True, exist_ok=True)
+                private_dir(series_dir)
                 Path(path).replace(series_dir / f"{sop_uid}.dcm")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -228,11 +239,6 @@ class DicomService:
             bytes=sum((study_dir / expected.instances[s][0] / f"{s}.dcm").stat().st_size for s in files),
             seconds=round(time.perf_counter() - started, 3),
         )
-
-    @staticmethod
-    def _ensure(path: Path) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     def retrieve_and_decode(
         self,
@@ -316,7 +322,7 @@ class DicomService:
         """Fetch one Encapsulated PDF instance into memory and extract its text."""
         return pdf_text(next(iter(self.fetch_instances(target).values())))
 
-    # --- move and send -----------------------------------------------------------------------
+    # -- move and send -----------------------------------------------------------------------------
 
     def move(self, target: Target, destination_node: str, progress: Progress | None = None) -> MoveResult:
         """C-MOVE from the current node to another configured node."""

@@ -13,15 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
-import requests
 from pydicom.dataset import Dataset
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import node_label
+from .dicomweb_http import dicomweb_request, request_deadline
 from .models import SendFailure, SendResult
 from .part10 import write_file
-from .retrieve import dicomweb_unreachable
 
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_SEQUENCE = "00081199"
@@ -79,15 +78,11 @@ def stow(node: DicomNode, datasets: Sequence[Dataset | Path], *, node_name: str 
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         "Accept": "application/dicom+json",
     }
-    try:
-        resp = requests.post(
-            f"{node.dicomweb_url}/studies",
-            data=_body(datasets, boundary),
-            headers=headers,
-            timeout=node.timeout_s,
-        )
-    except requests.RequestException as exc:
-        raise dicomweb_unreachable(node, exc) from exc
+    deadline = request_deadline(node, node_name, "the STOW-RS request", "transfer")
+    body = _body(datasets, boundary)  # bytes: one sendall, itself bounded by the socket timeout
+    url = f"{node.dicomweb_url}/studies"
+    with dicomweb_request(node, node_name, "POST", url, deadline, data=body, headers=headers) as resp:
+        resp.content  # noqa: B018 - read here, within the deadline
     if resp.status_code >= 400 and resp.status_code != 409:  # 409: some or all failed, listed in the body
         raise SlicerMCPError(
             f"STOW-RS to {label} failed: HTTP {resp.status_code}",

@@ -1,4 +1,4 @@
-"""Checks on values that go into DICOM identifiers: UIDs, dates, free-text filters.
+"""Checks on values that go into DICOM identifiers (UIDs, dates, free-text filters), and C-FIND values as text.
 
 A UID key must match exactly one object, so wildcards and backslashes (value multiplicity,
 which asks for a list of UIDs) are refused there; text filters may use `*` and `?` only.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 from ..core.domain_config import is_ae_title
 from ..core.errors import InvalidParameter
@@ -77,7 +78,7 @@ def check_code(value: str, key: str) -> str:
     return value
 
 
-# -- values as their DICOM value representation allows (PS3.5 6.2) ------------------------------
+# -- values as their DICOM value representation allows (PS3.5 6.2) ---------------------------------
 
 VR_MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64}
 _CS = re.compile(r"^[A-Z0-9_ ]*$")
@@ -124,3 +125,12 @@ def check_id(value: object, key: str) -> int:
             details={"parameter": key},
         )
     return value
+
+
+def value_text(value: Any) -> str:
+    """A C-FIND value as text the DICOM way: a multi-valued attribute joined by backslashes, '' for none."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)

@@ -2,8 +2,10 @@
 
 Every FHIR request of the package goes through `FhirClient.request`, so the rules live here:
 TLS verification is always on (a custom CA bundle may replace the system store), only
-idempotent reads are retried and only on connection failures, and every failure becomes a
-`SlicerMCPError` with a FHIR_* code and the server's OperationOutcome text. Logs carry the
+idempotent reads are retried and only on connection failures, `timeout_s` is a total deadline
+per request (connect, headers and body; core/deadline.py) inside the tool call's own deadline,
+and every failure becomes a `SlicerMCPError` with a FHIR_* code (SLICER_TIMEOUT for a deadline)
+and the server's OperationOutcome text. Logs carry the
 method, resource type and status, never query values or bodies (they may hold PHI).
 """
 
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..core.breaker import CircuitBreaker
+from ..core.deadline import Deadline, current, mount_deadline
 from ..core.domain_config import FhirServer
 from ..core.errors import ConfigError, ErrorCode, SlicerMCPError
 
@@ -125,6 +128,14 @@ class _Session(requests.Session):
                 prepared_request.headers.pop(name, None)
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """A failure for the breaker: the server did not answer at all, or not within the deadline."""
+    return isinstance(exc, SlicerMCPError) and exc.code in (
+        ErrorCode.FHIR_CONNECTION_ERROR,
+        ErrorCode.SLICER_TIMEOUT,
+    )
+
+
 class FhirClient:
     """One configured FHIR server: a requests Session with its auth, TLS and timeout settings."""
 
@@ -134,13 +145,15 @@ class FhirClient:
         self.server = server
         self.base_url = server.url.rstrip("/")
         allowed = {_origin(server.url)} | {_origin(o) for o in server.redirect_origins}
-        self.session = _Session(("Authorization", server.api_key_header), allowed)
-        self.secrets = [v for v in (server.bearer_token, server.api_key) if v and len(v) >= 4]
+        self.session = mount_deadline(_Session(("Authorization", server.api_key_header), allowed))
+        token = server.bearer_token.get_secret_value() if server.bearer_token else ""
+        key = server.api_key.get_secret_value() if server.api_key else ""
+        self.secrets = [v for v in (token, key) if len(v) >= 4]
         self.session.headers["Accept"] = FHIR_JSON
-        if server.bearer_token:
-            self.session.headers["Authorization"] = f"Bearer {server.bearer_token}"
-        if server.api_key:
-            self.session.headers[server.api_key_header] = server.api_key
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        if key:
+            self.session.headers[server.api_key_header] = key
         # passed on every request: requests lets REQUESTS_CA_BUNDLE override a Session's verify
         self.verify: str | bool = _ca_bundle(name, server.ca_bundle) or True
 
@@ -173,18 +186,12 @@ class FhirClient:
     ) -> FhirResponse:
         """Send one request and return the parsed JSON body; raise a FHIR_* SlicerMCPError on failure.
 
-        Through this server's breaker: FHIR_CONNECTION_ERROR counts as a failure, any answer as success."""
-        self.breaker.admit()
-        try:
-            result = self._request(method, path_or_url, params=params, json_body=json_body, headers=headers)
-        except SlicerMCPError as exc:
-            if exc.code == ErrorCode.FHIR_CONNECTION_ERROR:
-                self.breaker.record_failure()
-            else:
-                self.breaker.record_success()
-            raise
-        self.breaker.record_success()
-        return result
+        Through this server's breaker: FHIR_CONNECTION_ERROR and a passed deadline (SLICER_TIMEOUT)
+        count as failures, any answer as success."""
+        return self.breaker.call(
+            lambda: self._request(method, path_or_url, params=params, json_body=json_body, headers=headers),
+            _unreachable,
+        )
 
     def _request(
         self,
@@ -202,17 +209,24 @@ class FhirClient:
         if json_body is not None:
             send_headers["Content-Type"] = f"{FHIR_JSON}; charset=utf-8"
         tries = 1 + (self.server.retries if method in IDEMPOTENT else 0)
+        call = current()  # the tool call's deadline, if any
         for attempt in range(1, tries + 1):
+            if call is not None and call.expired:
+                raise self._timeout(call)
+            deadline = Deadline(
+                self.server.timeout_s, f"the {method} {rtype} request", f"fhir_servers.{self.name}.timeout_s"
+            ).within(call)
             try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json_body,
-                    headers=send_headers,
-                    timeout=self.server.timeout_s,
-                    verify=self.verify,
-                )
+                with deadline.bounded():
+                    response = self.session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json_body,
+                        headers=send_headers,
+                        timeout=deadline.timeouts(self.server.timeout_s, self.server.timeout_s),
+                        verify=self.verify,
+                    )
             except CrossOriginRedirect as exc:
                 theirs = urlsplit(exc.target)
                 raise SlicerMCPError(
@@ -227,11 +241,10 @@ class FhirClient:
                     "TLS verification failed; if the server uses a private CA, set ca_bundle for it", exc
                 ) from exc
             except requests.exceptions.Timeout as exc:
-                raise self._connection_error(
-                    f"no answer within {self.server.timeout_s:g} s; raise timeout_s or check the server load",
-                    exc,
-                ) from exc
+                raise self._timeout(deadline) from exc
             except requests.exceptions.ConnectionError as exc:
+                if deadline.expired:  # the deadline passed while the body trickled in
+                    raise self._timeout(deadline) from exc
                 if attempt < tries:
                     self._wait(attempt, method, rtype, "connection failed")
                     continue
@@ -239,6 +252,8 @@ class FhirClient:
                     "cannot connect; check that it runs and that the url is right", exc
                 ) from exc
             except requests.exceptions.RequestException as exc:  # dropped mid-answer, redirect loop...
+                if deadline.expired:
+                    raise self._timeout(deadline) from exc
                 raise self._connection_error(f"the exchange failed ({type(exc).__name__})", exc) from exc
             if response.status_code in RETRY_STATUSES and attempt < tries:
                 self._wait(attempt, method, rtype, f"HTTP {response.status_code}")
@@ -249,8 +264,20 @@ class FhirClient:
 
     def _wait(self, attempt: int, method: str, rtype: str, why: str) -> None:
         delay = self.server.retry_backoff_s * (2 ** (attempt - 1))
+        call = current()
+        if call is not None:
+            delay = min(delay, max(call.left(), 0.0))  # the next try then fails with the call's deadline
         log.info("FHIR %s %s %s: %s, retry %d in %.1f s", self.name, method, rtype, why, attempt, delay)
         time.sleep(delay)
+
+    def _timeout(self, deadline: Deadline) -> SlicerMCPError:
+        return deadline.error(
+            f"FHIR server {self.name!r} at {self.base_url}",
+            "The server is overloaded or the network is slow; check it (verify_fhir_connection), then "
+            "repeat the call (a read is safe to repeat; after a create or update, read first: it may have "
+            "been applied).",
+            {"server": self.name, "url": self.base_url},
+        )
 
     def _connection_error(self, what: str, exc: Exception) -> SlicerMCPError:
         return SlicerMCPError(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
+from ..dicom.validation import value_text
 from . import resources
 from .client import FhirClient
 from .models import DCM_SYSTEM, DICOM_UID_SYSTEM, DicomStudyLink, ResourceResult, study_uid_of
@@ -52,13 +53,9 @@ class DicomStudyRecord(BaseModel):
     series: list[DicomSeriesRecord] = Field(default_factory=list)
 
 
-def _text(value: Any) -> str | None:
-    """A C-FIND value as text (multi-valued attributes joined the DICOM way)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, list):
-        return "\\".join(str(v) for v in value)
-    return str(value)
+def _text_or_none(value: Any) -> str | None:
+    """A C-FIND value as text, None when the PACS sent none."""
+    return value_text(value) or None
 
 
 def study_record_from_pacs(
@@ -106,20 +103,20 @@ def study_record_from_pacs(
     modalities = found.get("ModalitiesInStudy") or []
     return DicomStudyRecord(
         study_instance_uid=uid,
-        patient_id=_text(found.get("PatientID")),
-        accession_number=_text(found.get("AccessionNumber")),
-        study_date=_text(found.get("StudyDate")),
-        study_time=_text(found.get("StudyTime")),
-        study_description=_text(found.get("StudyDescription")),
+        patient_id=_text_or_none(found.get("PatientID")),
+        accession_number=_text_or_none(found.get("AccessionNumber")),
+        study_date=_text_or_none(found.get("StudyDate")),
+        study_time=_text_or_none(found.get("StudyTime")),
+        study_description=_text_or_none(found.get("StudyDescription")),
         modalities=[modalities] if isinstance(modalities, str) else list(modalities),
         series=[
             DicomSeriesRecord(
                 series_instance_uid=str(s["SeriesInstanceUID"]),
-                modality=_text(s.get("Modality")),
+                modality=_text_or_none(s.get("Modality")),
                 series_number=s.get("SeriesNumber"),
-                series_description=_text(s.get("SeriesDescription")),
+                series_description=_text_or_none(s.get("SeriesDescription")),
                 number_of_instances=s.get("NumberOfSeriesRelatedInstances"),
-                body_part_examined=_text(s.get("BodyPartExamined")),
+                body_part_examined=_text_or_none(s.get("BodyPartExamined")),
             )
             for s in sorted(series, key=lambda s: (s.get("SeriesNumber") is None, s.get("SeriesNumber") or 0))
             if s.get("SeriesInstanceUID")

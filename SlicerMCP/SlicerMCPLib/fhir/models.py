@@ -159,7 +159,8 @@ def study_uid_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def _accession_of(resource: dict[str, Any]) -> str | None:
+def accession_of(resource: dict[str, Any]) -> str | None:
+    """The accession number of an ImagingStudy (the identifier typed ACSN), if it has one."""
     for ident in resource.get("identifier") or []:
         codings = (ident.get("type") or {}).get("coding") or []
         if any(c.get("code") == "ACSN" for c in codings):
@@ -198,7 +199,7 @@ def imaging_study_summary(resource: dict[str, Any]) -> ImagingStudySummary:
         version_id=(resource.get("meta") or {}).get("versionId"),
         status=resource.get("status"),
         study_instance_uid=study_uid_of(resource),
-        accession_number=_accession_of(resource),
+        accession_number=accession_of(resource),
         patient=(resource.get("subject") or {}).get("reference"),
         started=resource.get("started"),
         modalities=modalities,

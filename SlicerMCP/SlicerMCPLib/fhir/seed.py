@@ -51,10 +51,6 @@ class SeedSeries:
     def uid(self, study_uid: str) -> str:
         return seed_uid(study_uid, "series", self.number)
 
-    def instance_uids(self, study_uid: str) -> list[str]:
-        series_uid = self.uid(study_uid)
-        return [seed_uid(series_uid, "instance", i) for i in range(1, self.instances + 1)]
-
 
 @dataclass(frozen=True)
 class SeedStudy:

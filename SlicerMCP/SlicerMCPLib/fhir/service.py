@@ -1,15 +1,27 @@
-"""FhirService: the configured FHIR servers, which one is current, and one client per server."""
+"""FhirService: the configured FHIR servers, which one is current, and one client per server.
+
+The same verbs as DicomService: `server(name)` / `node(name)` resolve a name (or the current one),
+`current`, `switch(name)`, `verify(name)`, `list_servers()` / `list_nodes()`."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
-from ..core.breaker import CircuitBreaker
+from ..core.breaker import BreakerRegistry, CircuitBreaker
 from ..core.config import Config
+from ..core.deadline import Deadline
+from ..core.domain_config import FhirServer
 from ..core.errors import ConfigError, ErrorCode, InvalidParameter, SlicerMCPError
 from .client import FhirClient
-from .models import FhirCapability, FhirServerInfo, FhirServerList, FhirSwitchResult
+from .models import FhirCapability, FhirServerInfo, FhirServerList
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class FhirService:
@@ -17,20 +29,32 @@ class FhirService:
 
     def __init__(self, config: Config):
         self.servers = dict(config.fhir_servers)
-        self.current = config.current_fhir or (next(iter(self.servers)) if len(self.servers) == 1 else None)
+        self._current = config.current_fhir or (next(iter(self.servers)) if len(self.servers) == 1 else None)
         self._clients: dict[str, FhirClient] = {}
         self._lock = threading.Lock()
-        self._breaker = config.breaker
+        self._breakers = BreakerRegistry(config.breaker)  # kept when the clients close
+        self.call_timeout_s = config.timeouts.fhir_call_s
 
-    def chosen(self, name: str | None = None) -> str:
-        """The server `name`, or the current one; the error says which names exist."""
+    def within_call(self, work: Callable[[], T]) -> T:
+        """Run one tool call's FHIR work under its total deadline (`timeouts.fhir_call_s`): a request,
+        retry or wait that would end after it fails with SLICER_TIMEOUT instead."""
+        with Deadline(self.call_timeout_s, "the FHIR tool call", "timeouts.fhir_call_s").bounded():
+            return work()
+
+    @property
+    def current(self) -> str | None:
+        """The server a call without a server name uses (switch_fhir_server changes it)."""
+        return self._current
+
+    def server(self, name: str | None = None) -> tuple[str, FhirServer]:
+        """The named server, or the current one; the error says which names exist."""
         if not self.servers:
             raise ConfigError(
                 "no FHIR server is configured; add one under fhir_servers in the config YAML "
                 "(url, and bearer_token: ${ENV_NAME} for secrets) and set current_fhir",
                 details={"config_key": "fhir_servers"},
             )
-        chosen = name or self.current
+        chosen = name or self._current
         if chosen is None:
             raise InvalidParameter(
                 f"no current FHIR server; call switch_fhir_server with one of {sorted(self.servers)}",
@@ -41,36 +65,42 @@ class FhirService:
                 f"unknown FHIR server {chosen!r}; configured: {sorted(self.servers)}",
                 details={"servers": sorted(self.servers)},
             )
-        return chosen
+        return chosen, self.servers[chosen]
 
     def client(self, name: str | None = None) -> FhirClient:
         """The client of server `name` (default: the current one)."""
-        chosen = self.chosen(name)
+        chosen, server = self.server(name)
         with self._lock:
             if chosen not in self._clients:
-                breaker = CircuitBreaker(f"FHIR server {chosen!r}", self._breaker)
-                self._clients[chosen] = FhirClient(chosen, self.servers[chosen], breaker)
+                breaker = self._breakers.get(f"FHIR server {chosen!r}")
+                self._clients[chosen] = FhirClient(chosen, server, breaker)
             return self._clients[chosen]
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The breaker of every server called so far (`slicer://status`)."""
+        return self._breakers.breakers()
 
     def list_servers(self) -> FhirServerList:
         return FhirServerList(
-            current=self.current,
+            current=self._current,
             servers=[
                 FhirServerInfo(
                     name=name,
                     url=s.url,
                     description=s.description,
                     auth=s.auth_kind,
-                    current=name == self.current,
+                    current=name == self._current,
                 )
                 for name, s in self.servers.items()
             ],
         )
 
-    def switch(self, name: str) -> FhirSwitchResult:
-        chosen = self.chosen(name)
-        previous, self.current = self.current, chosen
-        return FhirSwitchResult(previous=previous, current=chosen, url=self.servers[chosen].url)
+    def switch(self, name: str) -> str:
+        chosen, _ = self.server(name)
+        with self._lock:
+            self._current = chosen
+        log.info("current FHIR server is now %s", chosen)
+        return chosen
 
     def verify(self, name: str | None = None) -> FhirCapability:
         """Read /metadata: the FHIR version, the software and the resource types it serves."""

@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -33,6 +34,8 @@ from ..core.services import Services, hosted
 from ..serving.auth import load_or_create_token, token_path
 from ..serving.http_transport import mcp_http_server
 from ..serving.server import build_server
+from ..serving.stdio import serve_stdio
+from ..tools.sdk_internals import lowlevel_server
 
 if TYPE_CHECKING:
     from ..backends.mrml import MrmlBackend
@@ -129,15 +132,17 @@ def create_headless_backend(gateway: MainThreadGateway, config: Config) -> MrmlB
 
 
 _watchdog_sockets: list[socket.socket] = []
+STDIN_CLOSED = b"\x00"  # not a signal number: what `stop_soon` writes to the watchdog
 
 
-def exit_after_grace_on_signal(grace_s: float) -> None:
+def exit_after_grace_on_signal(grace_s: float) -> Callable[[], None]:
     """After SIGTERM/SIGINT the process ends within `grace_s`, whatever the main thread is doing.
 
     The Python-level handler (a clean stop) runs only when the main thread next runs bytecode,
     which code stuck in one C call (a `time.sleep` in execute_python, a C loop) never does. CPython's
     C-level handler writes the signal number to the wakeup fd at once, though: a watchdog thread
     reading it gives the clean stop `grace_s` seconds, then exits with os._exit. Main thread only.
+    Returns `stop_soon()`, which arms the same watchdog for a stop that is not a signal (stdin closed).
     """
     reader, writer = socket.socketpair()
     writer.setblocking(False)
@@ -148,13 +153,19 @@ def exit_after_grace_on_signal(grace_s: float) -> None:
         got = reader.recv(1)
         signum = got[0] if got else signal.SIGTERM
         time.sleep(grace_s)
-        log.error(
-            "still running %.1f s after signal %d (code stuck in a C call?): exiting now", grace_s, signum
-        )
+        what = f"signal {signum}" if signum else "stdin closed"
+        log.error("still running %.1f s after %s (code stuck in a C call?): exiting now", grace_s, what)
         logging.shutdown()
-        os._exit(128 + signum)
+        os._exit(128 + signum if signum else 1)
+
+    def stop_soon() -> None:
+        try:
+            writer.send(STDIN_CLOSED)
+        except OSError:  # the buffer is full: a signal is already pending
+            pass
 
     threading.Thread(target=watch, name="slicer-mcp-signal-watchdog", daemon=True).start()
+    return stop_soon
 
 
 def run_headless(config: Config, transport: Literal["stdio", "http"], demo: bool = False) -> int:
@@ -173,21 +184,28 @@ def run_headless(config: Config, transport: Literal["stdio", "http"], demo: bool
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    exit_after_grace_on_signal(config.limits.python_stop_grace_s)
+    stop_soon = exit_after_grace_on_signal(config.limits.python_stop_grace_s)
     # on this (the scene's) thread: closing the backend's helpers runs inline here
     with hosted(Services(config=config, backend=backend)) as services:
         server = build_server(services)
         if transport == "stdio":
-            return _serve_stdio(server, driver)
+            return _serve_stdio(server, driver, stop_soon)
         return _serve_http(server, config, driver)
 
 
-def _serve_stdio(server, driver: LoopDriver) -> int:
+def _serve_stdio(server, driver: LoopDriver, stop_soon: Callable[[], None]) -> int:
+    """Serve stdio on a worker thread; when stdin ends, the scene loop stops and the process
+    exits within `limits.python_stop_grace_s` even if the main thread is stuck in a call."""
     failure: list[BaseException] = []
+    lowlevel = lowlevel_server(server)
+
+    def client_gone() -> None:
+        stop_soon()
+        driver.stop()
 
     def run() -> None:
         try:
-            anyio.run(server.run_stdio_async)
+            anyio.run(serve_stdio, lowlevel, lowlevel.create_initialization_options(), client_gone)
         except BaseException as exc:  # reported on the main thread
             failure.append(exc)
         finally:

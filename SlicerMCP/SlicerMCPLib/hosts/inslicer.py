@@ -134,7 +134,7 @@ class ServerController:
         self._ris_api: HttpServer | None = None
         self._lock = threading.RLock()
 
-    # -- lifecycle (main thread) -----------------------------------------------------------
+    # -- lifecycle (main thread) -------------------------------------------------------------------
     @property
     def running(self) -> bool:
         return self._http is not None and self._http.running
@@ -220,7 +220,7 @@ class ServerController:
             http.stop(timeout=2.0)
         self._drop_session_token()
 
-    # -- what the panel shows ---------------------------------------------------------------
+    # -- what the panel shows ----------------------------------------------------------------------
     def status(self) -> ServerStatus:
         core, http = self._core, self._http
         running = http is not None and http.running
@@ -271,7 +271,7 @@ class ServerController:
         allow[operation] = bool(enabled)
         self._last_start["allow"] = allow
 
-    # -- mini-RIS services ----------------------------------------------------------------------
+    # -- mini-RIS services -------------------------------------------------------------------------
     def start_ris(
         self, mwl_port: int | None = None, api_port: int | None = None, api: bool = True
     ) -> RisStatus:
@@ -323,7 +323,7 @@ class ServerController:
             api_url=f"http://{api.settings.host}:{api.port}/ris/api/worklist" if api else None,
         )
 
-    # -- console API ----------------------------------------------------------------------
+    # -- console API -------------------------------------------------------------------------------
     def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> Any:
         """Run tool `name` as a client would; returns its structured result (or its content).
 
@@ -336,7 +336,7 @@ class ServerController:
         )
         return tool_output(result)
 
-    # -- internals --------------------------------------------------------------------------
+    # -- internals ---------------------------------------------------------------------------------
     def _ensure_core(
         self,
         config_path: str | os.PathLike[str] | None,

@@ -9,6 +9,7 @@ so they are not kept in a parameter node that would be saved with scenes).
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,18 +19,32 @@ from typing import Any, Protocol
 from ..core.config import ALLOW_KEYS
 from ..core.services import CallRecord
 
+
+def _(text: str) -> str:
+    """A panel text in the user's language: Slicer's translator inside Slicer (the module has loaded
+    `slicer.i18n`; Qt's lupdate collects these `_("...")` literals), the English text elsewhere.
+
+    Looked up, not imported: importing `slicer` outside Slicer would load the whole headless scene."""
+    i18n = sys.modules.get("slicer.i18n")
+    return i18n.translate(TRANSLATION_CONTEXT, text) if i18n is not None else text
+
+
 SETTINGS_GROUP = "SlicerMCP"
+TRANSLATION_CONTEXT = "hosts.panel"  # what slicer.i18n.tr names this file (package.file)
 DEFAULT_PORT = 2026
 REFRESH_MS = 500
 TABLE_ROWS = 100
 
-ALLOW_LABELS: dict[str, str] = {
-    "execute_python": "run any Python code inside Slicer (execute_python)",
-    "dicom_move": "move studies between PACS nodes (C-MOVE to another node)",
-    "dicom_send": "send local images to a PACS (C-STORE)",
-    "fhir_write": "create and update FHIR resources",
-    "ris_write": "create and change RIS patients and orders",
-}
+
+def allow_labels() -> dict[str, str]:
+    """What each gated operation lets a client do, in the user's language (asked at use, not import)."""
+    return {
+        "execute_python": _("run any Python code inside Slicer (execute_python)"),
+        "dicom_move": _("move studies between PACS nodes (C-MOVE to another node)"),
+        "dicom_send": _("send local images to a PACS (C-STORE)"),
+        "fhir_write": _("create and update FHIR resources"),
+        "ris_write": _("create and change RIS patients and orders"),
+    }
 
 
 class SettingsStore(Protocol):
@@ -43,13 +58,13 @@ class SettingsStore(Protocol):
 class PanelView(Protocol):
     """What the widget shows; implemented by SlicerMCPWidget (and by a recorder in tests)."""
 
-    def show_running(self, running: bool) -> None: ...
+    def showRunning(self, running: bool) -> None: ...
 
-    def show_status(self, lines: dict[str, str]) -> None: ...
+    def showStatus(self, lines: dict[str, str]) -> None: ...
 
-    def add_call_rows(self, rows: list[tuple[str, str, str, str]]) -> None: ...
+    def addCallRows(self, rows: list[tuple[str, str, str, str]]) -> None: ...
 
-    def show_allow_warning(self, text: str) -> None: ...
+    def showAllowWarning(self, text: str) -> None: ...
 
 
 def _to_bool(value: Any) -> bool:
@@ -96,14 +111,14 @@ class PanelSettings:
 
 def allow_warning(allow: dict[str, bool]) -> str:
     """The warning shown while any gated operation is on (empty when all are off)."""
-    on = [ALLOW_LABELS[k] for k in ALLOW_KEYS if allow.get(k)]
+    labels = allow_labels()
+    on = [labels[k] for k in ALLOW_KEYS if allow.get(k)]
     if not on:
         return ""
-    return (
-        "Warning: any MCP client holding the token can now "
-        + "; ".join(on)
-        + ". Turn these off when you no longer need them."
-    )
+    return _(
+        "Warning: any MCP client holding the token can now {operations}. "
+        "Turn these off when you no longer need them."
+    ).format(operations="; ".join(on))
 
 
 def call_row(record: CallRecord) -> tuple[str, str, str, str]:
@@ -111,16 +126,16 @@ def call_row(record: CallRecord) -> tuple[str, str, str, str]:
     when = time.strftime("%H:%M:%S", time.localtime(record.started_at))
     ms = record.duration_s * 1000.0
     duration = f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
-    return when, record.tool, duration, "ok" if record.ok else (record.error_code or "error")
+    return when, record.tool, duration, _("ok") if record.ok else (record.error_code or _("error"))
 
 
 def status_lines(status: Any) -> dict[str, str]:
     """Texts of the status labels for a `ServerStatus`."""
     if not status.running:
-        return {"state": "Stopped", "url": "-", "clients": "-", "calls": str(status.calls_served)}
+        return {"state": _("Stopped"), "url": "-", "clients": "-", "calls": str(status.calls_served)}
     since = time.strftime("%H:%M:%S", time.localtime(status.started_at)) if status.started_at else "?"
     return {
-        "state": f"Running since {since}",
+        "state": _("Running since {time}").format(time=since),
         "url": status.url or "-",
         "clients": str(status.clients),
         "calls": str(status.calls_served),
@@ -169,10 +184,10 @@ class PanelPresenter:
         self._timer = timer
         connect_timeout(timer, self.refresh)
         timer.start(REFRESH_MS)
-        self.view.show_allow_warning(allow_warning(self.settings.allow))
+        self.view.showAllowWarning(allow_warning(self.settings.allow))
         self.refresh()
 
-    # -- user actions ---------------------------------------------------------------------
+    # -- user actions ------------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
         self.controller.start(port=s.port, config_path=s.config_path or None, allow=s.granted())
@@ -203,7 +218,7 @@ class PanelPresenter:
         self.settings.allow[operation] = bool(enabled)
         self._save()
         self.controller.set_allowed(operation, bool(enabled))
-        self.view.show_allow_warning(allow_warning(self.settings.allow))
+        self.view.showAllowWarning(allow_warning(self.settings.allow))
 
     def http_command(self) -> str:
         return self.controller.http_command()
@@ -211,16 +226,16 @@ class PanelPresenter:
     def stdio_command(self) -> str:
         return self.controller.stdio_command()
 
-    # -- periodic ---------------------------------------------------------------------------
+    # -- periodic ----------------------------------------------------------------------------------
     def refresh(self) -> None:
         status = self.controller.status()
         if status.running:
             self._listen()
-        self.view.show_running(status.running)
-        self.view.show_status(status_lines(status))
+        self.view.showRunning(status.running)
+        self.view.showStatus(status_lines(status))
         rows = self.feed.take()
         if rows:
-            self.view.add_call_rows(rows)
+            self.view.addCallRows(rows)
 
     def pause(self) -> None:
         """The module is hidden: stop the periodic refresh (the server and call feed keep going)."""

@@ -52,16 +52,16 @@ class RecordingView:
         self.rows: list[tuple[str, str, str, str]] = []
         self.warning = ""
 
-    def show_running(self, running: bool) -> None:
+    def showRunning(self, running: bool) -> None:
         self.running = running
 
-    def show_status(self, lines: dict[str, str]) -> None:
+    def showStatus(self, lines: dict[str, str]) -> None:
         self.status = dict(lines)
 
-    def add_call_rows(self, rows: list[tuple[str, str, str, str]]) -> None:
+    def addCallRows(self, rows: list[tuple[str, str, str, str]]) -> None:
         self.rows.extend(rows)
 
-    def show_allow_warning(self, text: str) -> None:
+    def showAllowWarning(self, text: str) -> None:
         self.warning = text
 
 

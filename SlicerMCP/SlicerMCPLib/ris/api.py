@@ -4,11 +4,12 @@ Same rules as the MCP server: 127.0.0.1, bearer token from the token file, forei
 Origins refused (`http_transport.AuthMiddleware`); writes need `allow.ris_write`.
 
     GET    /ris/api/orders?status=&patient_mrn=&accession_number=&limit=&offset=
+           each order with its stored_results (SEG/SR in the PACS, DiagnosticReports in FHIR)
     GET    /ris/api/worklist?status=&date=&station_aet=&accession_number=&limit=&offset=
            both answer {"total", "count", "offset", "limit", "next" (a URL, or null on the last page), ...}
     POST   /ris/api/worklist   {"order_id", "scheduled_station_aet", "scheduled_time"}  -> 201
     DELETE /ris/api/worklist/{mwl_id}                 cancel (-> the CANCELLED entry)
-    GET    /ris/worklist                              HTML page
+    GET    /ris/worklist                              HTML page (with each order's results)
 
 dicom-mcp's paths answer too, behind the same token:
 
@@ -37,6 +38,8 @@ from ..core.config import Config
 from ..core.errors import ErrorCode, InvalidParameter, OperationDisabled, SlicerMCPError
 from ..core.http_server import AuthMiddleware, HttpServer, RequestLimits
 from ..dicom.validation import check_id
+from .links import links_of, with_stored_results
+from .models import OrderLink
 from .service import RisService
 from .store import scheduled_day
 
@@ -138,7 +141,9 @@ def build_api(service: RisService, config: Config) -> Starlette:
         filters, limit, offset = page_params(request, ("status", "patient_mrn", "accession_number"), 100)
 
         def read() -> tuple[list[Any], int]:
-            return store().list_orders(**filters, limit=limit, offset=offset), store().count_orders(**filters)
+            s = store()
+            rows = with_stored_results(s, s.list_orders(**filters, limit=limit, offset=offset))
+            return rows, s.count_orders(**filters)
 
         rows, total = await run_in_threadpool(read)
         return paged(request, "orders", rows, total, limit, offset)
@@ -227,11 +232,13 @@ def build_api(service: RisService, config: Config) -> Starlette:
     async def page(request: Request) -> HTMLResponse:
         date = scheduled_day(request.query_params.get("date"))
 
-        def read() -> tuple[list[Any], int]:
-            return store().list_worklist(None, date, None, limit=MAX_PAGE), store().count_worklist(date=date)
+        def read() -> tuple[list[Any], int, dict[int, list[OrderLink]]]:
+            s = store()
+            rows = s.list_worklist(None, date, None, limit=MAX_PAGE)
+            return rows, s.count_worklist(date=date), links_of(s, sorted({r.order_id for r in rows}))
 
-        rows, total = await run_in_threadpool(read)
-        return HTMLResponse(render_page(rows, date, total))
+        rows, total, results = await run_in_threadpool(read)
+        return HTMLResponse(render_page(rows, date, total, results))
 
     return Starlette(
         routes=[
@@ -271,9 +278,25 @@ def dicom_mcp_mwl_request(body: Any, default_station: str) -> tuple[str, str, da
     return str(body["AccessionNumber"]).strip(), pick("ScheduledStationAETitle") or default_station, when
 
 
-def render_page(entries: list[Any], date: str | None, total: int | None = None) -> str:
-    """The worklist as a plain HTML table (every value escaped)."""
+def results_cell(links: list[OrderLink]) -> str:
+    """An order's results for the page: kind (and a report's reference and status), the UID on hover."""
     e = html.escape
+    shown = []
+    for link in links:
+        text = link.kind if link.kind != "DiagnosticReport" else f"{link.identifier} ({link.status or '?'})"
+        shown.append(f'<span title="{e(link.identifier, quote=True)}">{e(text)}</span>')
+    return ", ".join(shown)
+
+
+def render_page(
+    entries: list[Any],
+    date: str | None,
+    total: int | None = None,
+    results: dict[int, list[OrderLink]] | None = None,
+) -> str:
+    """The worklist as a plain HTML table (every value escaped), each entry with its order's results."""
+    e = html.escape
+    results = results or {}
     rows = "\n".join(
         "<tr>"
         + "".join(
@@ -292,6 +315,7 @@ def render_page(entries: list[Any], date: str | None, total: int | None = None) 
                 x.status,
             )
         )
+        + f"<td>{results_cell(results.get(x.order_id, []))}</td>"
         + "</tr>"
         for x in entries
     )
@@ -310,7 +334,7 @@ def render_page(entries: list[Any], date: str | None, total: int | None = None) 
 td,th{{border:1px solid #bbb;padding:4px 8px;text-align:left}}th{{background:#eee}}</style></head>
 <body><h1>{title}</h1><p>{shown}</p>
 <table><thead><tr><th>Id</th><th>Scheduled</th><th>Station AE</th><th>Modality</th><th>Procedure</th>
-<th>Patient</th><th>MRN</th><th>Accession</th><th>Priority</th><th>Status</th></tr></thead>
+<th>Patient</th><th>MRN</th><th>Accession</th><th>Priority</th><th>Status</th><th>Results</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table></body></html>

@@ -3,7 +3,8 @@
 Both hand out a `Tx`: a cursor inside one transaction, taking `?` placeholders (converted
 for PyMySQL), returning rows as dicts, committed on success and rolled back on any error.
 Driver errors become `RisDatabaseError` (unreachable, broken) or `RisConflict` (a UNIQUE
-constraint), so the store never sees driver types.
+constraint), so the store never sees driver types. A MySQL/MariaDB server that cannot be reached
+trips the database's circuit breaker (core/breaker.py): then calls fail fast with CIRCUIT_OPEN.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.breaker import CircuitBreaker
 from ..core.domain_config import MiniRisSettings, default_sqlite_path
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.localhost import private_file
@@ -131,12 +133,27 @@ class SqliteDatabase(Database):
             conn.close()
 
 
+#: client-side MySQL error numbers (CR_*, 2000-2999): the server did not answer (refused, timed out,
+#: gone away); server errors (below 2000: access denied, unknown database) prove it is running
+_CLIENT_ERRORS = range(2000, 3000)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    code = cause.args[0] if cause is not None and cause.args else None
+    return isinstance(exc, RisDatabaseError) and isinstance(code, int) and code in _CLIENT_ERRORS
+
+
 class MySqlDatabase(Database):
-    """PyMySQL connections in a small pool; a broken connection is dropped, not reused."""
+    """PyMySQL connections in a small pool; a broken connection is dropped, not reused.
+
+    New connections go through `breaker` (the RIS service keeps it across reopenings)."""
 
     dialect = MYSQL
 
-    def __init__(self, settings: MiniRisSettings, connect_timeout: float = 5.0):
+    def __init__(
+        self, settings: MiniRisSettings, connect_timeout: float = 5.0, breaker: CircuitBreaker | None = None
+    ):
         import pymysql
 
         self._pymysql = pymysql
@@ -145,15 +162,19 @@ class MySqlDatabase(Database):
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(settings.pool_size)
         self.describe = f"mysql://{settings.user}@{settings.host}:{settings.port}/{settings.database}"
+        self.breaker = breaker or CircuitBreaker(database_peer(settings))
 
     def _connect(self) -> Any:
+        return self.breaker.call(self._open_connection, _unreachable)
+
+    def _open_connection(self) -> Any:
         s = self._settings
         try:
             return self._pymysql.connect(
                 host=s.host,
                 port=s.port,
                 user=s.user,
-                password=s.password or "",
+                password=s.password.get_secret_value() if s.password else "",
                 database=s.database,
                 charset="utf8mb4",
                 autocommit=False,
@@ -238,9 +259,14 @@ class MySqlDatabase(Database):
                 conn.close()
 
 
-def open_database(settings: MiniRisSettings) -> Database:
+def database_peer(settings: MiniRisSettings) -> str:
+    """How the RIS database appears in breaker messages and `slicer://status` (no password)."""
+    return f"the RIS database mysql://{settings.host}:{settings.port}/{settings.database}"
+
+
+def open_database(settings: MiniRisSettings, breaker: CircuitBreaker | None = None) -> Database:
     if settings.backend == "mysql":
-        return MySqlDatabase(settings)
+        return MySqlDatabase(settings, breaker=breaker)
     return SqliteDatabase(
         Path(settings.sqlite_path).expanduser() if settings.sqlite_path else default_sqlite_path()
     )

@@ -56,6 +56,11 @@ def _smooth(a: np.ndarray, passes: int = 3) -> np.ndarray:
     return a
 
 
+def is_lateral(view: str) -> bool:
+    """A left or right lateral view (LL, RL, RLD...): seen from the side, so in the sagittal plane."""
+    return view.startswith(("LL", "RL"))
+
+
 class SimpleGenerator:
     """Procedural outlines: enough anatomy to tell a chest from a knee, nothing clinical."""
 
@@ -63,7 +68,7 @@ class SimpleGenerator:
 
     def generate(self, body_part: str, view: str, size: int, seed: int) -> Picture:
         x, y = _grid(size)
-        lateral = view.startswith(("LL", "RL"))
+        lateral = is_lateral(view)
         img = np.full((size, size), 0.05, np.float32)  # air
         part = body_part.upper()
         if part == "CHEST":

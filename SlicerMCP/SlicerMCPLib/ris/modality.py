@@ -28,12 +28,13 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
+from ..core.localhost import open_private
 from ..dicom.associations import lost_association, open_association, status_of
 from ..dicom.part10 import write_file
 from ..dicom.send import send
 from ..dicom.status import STATUS_FAILURE, STATUS_PENDING
 from .db import RisNotFound
-from .images import MAX_VALUE, Picture, SampleGenerator, generator_for
+from .images import MAX_VALUE, Picture, SampleGenerator, generator_for, is_lateral
 from .mpps_scu import mpps_request
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class VirtualCR:
         self.ai_endpoint = ai_endpoint
         self.ai_api_key = ai_api_key
 
-    # worklist --------------------------------------------------------------------------------
+    # -- worklist ----------------------------------------------------------------------------------
 
     def query_worklist(self, date: str, accession_number: str | None = None) -> list[Dataset]:
         """C-FIND on the Modality Worklist for this station and date, as a device does at start of day."""
@@ -141,7 +142,7 @@ class VirtualCR:
                     raise _dicom_failure(str(status.get("ErrorComment", "")), code, "the worklist query")
         return items
 
-    # MPPS ------------------------------------------------------------------------------------
+    # -- MPPS --------------------------------------------------------------------------------------
 
     def _mpps(self, action: Callable[[object], tuple[Dataset | None, Dataset | None]], what: str) -> None:
         mpps_request(self.ris, self.ae_title, action, what)
@@ -189,7 +190,7 @@ class VirtualCR:
         ds.PerformedSeriesSequence = Sequence(series)
         self._mpps(lambda a: a.send_n_set(ds, ModalityPerformedProcedureStep, uid), f"MPPS N-SET {status}")
 
-    # acquisition ----------------------------------------------------------------------------
+    # -- acquisition -------------------------------------------------------------------------------
 
     def acquire(
         self,
@@ -254,7 +255,7 @@ class VirtualCR:
                 )
                 result.image_mode = picture.mode
                 result.notes += [note for note in picture.notes if note not in result.notes]
-                images.append(self._image(item, sps, result, n, view, picture, mpps_uid, started))
+                images.append(self._cr_image(item, result, n, picture, started))
             result.sop_instance_uids = [str(ds.SOPInstanceUID) for ds in images]
             if pacs is not None:
                 sent = send(pacs, self.ae_title, images)
@@ -266,10 +267,10 @@ class VirtualCR:
                         details={"failures": [f.model_dump() for f in sent.failures]},
                     )
             if output_dir is not None:
-                output_dir.mkdir(parents=True, exist_ok=True)
                 for ds in images:
                     path = output_dir / f"{ds.SOPInstanceUID}.dcm"
-                    write_file(ds, path)
+                    with open_private(path) as out:  # names, MRNs: 0600 in a 0700 folder
+                        write_file(ds, out)
                     result.files.append(str(path))
         except BaseException:
             try:
@@ -300,17 +301,14 @@ class VirtualCR:
         series.ReferencedNonImageCompositeSOPInstanceSequence = Sequence([])
         return series
 
-    def _image(
-        self,
-        item: Dataset,
-        sps: Dataset,
-        result: Acquisition,
-        number: int,
-        view: str,
-        picture: Picture,
-        mpps_uid: str,
-        started: datetime,
+    def _cr_image(
+        self, item: Dataset, result: Acquisition, number: int, picture: Picture, started: datetime
     ) -> Dataset:
+        """Image `number` (1-based, one per view) of the exam `result` records for worklist `item`."""
+        sps = item.ScheduledProcedureStepSequence[0]
+        view = result.views[number - 1]
+        mpps_uid = result.mpps_sop_instance_uid
+        lateral = is_lateral(view)
         now = datetime.now()
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
@@ -358,7 +356,7 @@ class VirtualCR:
         ds.ContentDate = now.strftime("%Y%m%d")
         ds.ContentTime = now.strftime("%H%M%S")
         ds.AcquisitionDate, ds.AcquisitionTime = ds.ContentDate, ds.ContentTime
-        ds.PatientOrientation = ["L", "F"] if view.startswith(("LL", "RL")) else ["R", "F"]
+        ds.PatientOrientation = ["L", "F"] if lateral else ["R", "F"]
         ds.ImageType = ["ORIGINAL", "PRIMARY"]
         if result.image_description:
             ds.ImageComments = result.image_description
@@ -372,11 +370,9 @@ class VirtualCR:
         # Standard extended: a display plane so volume loaders (Slicer's too) place the projection
         # (frontal views in the coronal plane, laterals in the sagittal plane).
         ds.PixelSpacing = [PIXEL_SPACING_MM, PIXEL_SPACING_MM]
-        ds.ImageOrientationPatient = (
-            [0, 1, 0, 0, 0, -1] if view.startswith(("LL", "RL")) else [1, 0, 0, 0, 0, -1]
-        )
+        ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1] if lateral else [1, 0, 0, 0, 0, -1]
         half = IMAGE_SIZE * PIXEL_SPACING_MM / 2
-        ds.ImagePositionPatient = [0, -half, half] if view.startswith(("LL", "RL")) else [-half, 0, half]
+        ds.ImagePositionPatient = [0, -half, half] if lateral else [-half, 0, half]
         ds.FrameOfReferenceUID = result.frame_of_reference_uid
         ds.WindowCenter, ds.WindowWidth = MAX_VALUE // 2, MAX_VALUE
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"

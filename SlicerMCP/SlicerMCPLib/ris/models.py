@@ -34,6 +34,30 @@ class Procedure(BaseModel):
     image_count: int
 
 
+LinkKind = Literal["SEG", "SR", "DiagnosticReport"]
+
+
+class ResultLink(BaseModel):
+    """A result an order produced outside the RIS: a SEG or SR in a PACS, a DiagnosticReport in FHIR."""
+
+    kind: LinkKind
+    identifier: str = Field(description="SOP Instance UID (SEG, SR) or FHIR reference DiagnosticReport/<id>")
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    location: str | None = Field(None, description="the PACS node or FHIR server it was stored on")
+    status: str | None = Field(None, description="a DiagnosticReport's status (preliminary, final...)")
+    conclusion: str | None = Field(None, description="a DiagnosticReport's conclusion")
+    derived_from: str | None = Field(
+        None, description="a DiagnosticReport's source: the SR (or DICOM PDF) SOP Instance UID"
+    )
+
+
+class OrderLink(ResultLink):
+    """A result as the order lists it: when the RIS linked it."""
+
+    recorded_at: str = Field(description="when the RIS first linked it (UTC, ISO 8601)")
+
+
 class Order(BaseModel):
     id: int
     accession_number: str
@@ -45,6 +69,10 @@ class Order(BaseModel):
     patient: Patient
     procedure: Procedure
     referring_physician: str | None = Field(None, description="DICOM PN, Family^Given")
+    stored_results: list[OrderLink] = Field(
+        default_factory=list,
+        description="SEG/SR stored in the PACS and DiagnosticReports written to FHIR for this order, oldest first",
+    )
 
 
 class MwlEntry(BaseModel):

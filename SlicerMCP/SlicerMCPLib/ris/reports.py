@@ -1,17 +1,16 @@
 """What an order has produced: the results its performed steps list (SEG, SR, images) and its reports.
 
 Results come from the MPPS records (the Performed Series Sequence names every instance with
-its SOP class); reports are the FHIR DiagnosticReports recorded for the order when the
-procedure step was completed (table `order_reports`, migration 2).
+its SOP class); reports are the FHIR DiagnosticReports linked to the order (ris/links.py, table `order_links`).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from .db import RisNotFound
-from .models import MppsRecord
-from .store import RisStore, now_iso
+from .links import link_results, links_of, order_id_of
+from .models import MppsRecord, OrderLink, ResultLink
+from .store import RisStore
 
 KINDS = {
     "1.2.840.10008.5.1.4.1.1.66.4": "SEG",
@@ -59,13 +58,14 @@ def order_results(steps: list[MppsRecord]) -> list[OrderResult]:
     return out
 
 
-def _order_id(store: RisStore, accession_number: str) -> int:
-    orders = store.list_orders(accession_number=accession_number, limit=1)
-    if not orders:
-        raise RisNotFound(
-            f"no order with accession {accession_number}", details={"accession": accession_number}
-        )
-    return orders[0].id
+def _report_of(link: OrderLink) -> OrderReport:
+    return OrderReport(
+        reference=link.identifier,
+        status=link.status or "",
+        conclusion=link.conclusion,
+        sr_sop_instance_uid=link.derived_from,
+        recorded_at=link.recorded_at,
+    )
 
 
 def record_report(
@@ -76,29 +76,19 @@ def record_report(
     conclusion: str | None,
     sr_uid: str | None,
 ) -> OrderReport:
-    order_id = _order_id(store, accession_number)
-    stamp = now_iso()
-    with store.db.transaction() as tx:
-        tx.execute(
-            "INSERT INTO order_reports (order_id, reference, status, conclusion, sr_sop_instance_uid, recorded_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (order_id, reference, status, conclusion, sr_uid, stamp),
-        )
-    return OrderReport(
-        reference=reference,
+    """Link the FHIR DiagnosticReport to the order (again: its status and conclusion are updated)."""
+    new = ResultLink(
+        kind="DiagnosticReport",
+        identifier=reference,
         status=status,
         conclusion=conclusion,
-        sr_sop_instance_uid=sr_uid,
-        recorded_at=stamp,
+        derived_from=sr_uid,
     )
+    _, links = link_results(store, accession_number, [new])
+    return _report_of(next(x for x in links if x.kind == "DiagnosticReport" and x.identifier == reference))
 
 
 def reports_for(store: RisStore, accession_number: str) -> list[OrderReport]:
-    order_id = _order_id(store, accession_number)
-    with store.db.transaction() as tx:
-        rows = tx.execute(
-            "SELECT reference, status, conclusion, sr_sop_instance_uid, recorded_at FROM order_reports"
-            " WHERE order_id = ? ORDER BY id",
-            (order_id,),
-        ).all()
-    return [OrderReport(**row) for row in rows]
+    order_id = order_id_of(store, accession_number)
+    links = links_of(store, [order_id])[order_id]
+    return [_report_of(x) for x in links if x.kind == "DiagnosticReport"]

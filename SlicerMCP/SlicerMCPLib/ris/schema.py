@@ -84,6 +84,23 @@ MIGRATIONS: list[list[str]] = [
             status {key} NOT NULL, conclusion {text}, sr_sop_instance_uid {key}, recorded_at {key} NOT NULL){ts}""",
         "CREATE INDEX ix_order_reports ON order_reports (order_id)",
     ],
+    # 3: everything an order produced outside the RIS, one row each: SEG/SR stored in a PACS (SOP
+    # Instance UID) and DiagnosticReports written to FHIR (reference); migration 2's reports move here
+    [
+        """CREATE TABLE order_links (
+            id {pk}, order_id INTEGER NOT NULL REFERENCES orders(id), kind {key} NOT NULL,
+            identifier {key} NOT NULL, study_instance_uid {key}, series_instance_uid {key}, location {key},
+            status {key}, conclusion {text}, derived_from {key}, recorded_at {key} NOT NULL,
+            UNIQUE (order_id, kind, identifier)){ts}""",
+        """INSERT INTO order_links (order_id, kind, identifier, status, conclusion, derived_from, recorded_at)
+            SELECT r.order_id, 'DiagnosticReport', r.reference, r.status, r.conclusion, r.sr_sop_instance_uid,
+                   r.recorded_at
+            FROM order_reports r
+            WHERE r.id = (SELECT MAX(d.id) FROM order_reports d
+                          WHERE d.order_id = r.order_id AND d.reference = r.reference)
+            ORDER BY r.id""",
+        "DROP TABLE order_reports",
+    ],
 ]
 
 #: CT procedures the virtual CT performs (added by migration 2: its rows are in MIGRATION_DATA)

@@ -25,6 +25,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from ..core.errors import SlicerMCPError
+from ..dicom.missing_dataset import DEFAULT_GRACE_S, MissingDataSetWatch
 from ..dicom.status import MAY_NO_LONGER_BE_UPDATED, Status
 from .db import RisConflict, RisNotFound
 from .mpps_rules import MISSING_ATTRIBUTE_VALUE, completion_problems, series_records
@@ -44,6 +45,7 @@ from .worklist import (
 log = logging.getLogger(__name__)
 
 MPPS_STATES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
+EMPTY_IDENTIFIER = "empty identifier: send the query's matching and return keys"
 
 
 def _status(code: int, comment: str | None = None, error_id: int | None = None) -> Dataset:
@@ -153,6 +155,7 @@ class RisScp:
         self._ae: AE | None = None
         self._callers: set[str] = set()
         self._lock = threading.Lock()
+        self._dataset_watch: MissingDataSetWatch | None = None
 
     def start(self) -> RisScp:
         ae = AE(ae_title=self.ae_title)
@@ -174,7 +177,11 @@ class RisScp:
             (evt.EVT_N_CREATE, self._on_n_create),
             (evt.EVT_N_SET, self._on_n_set),
         ]
-        server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        # a request announcing a data set it never sends is answered with a status after a short
+        # grace, instead of holding the modality until the network timeout (dicom/missing_dataset.py)
+        watch = MissingDataSetWatch(min(DEFAULT_GRACE_S, self.timeout_s / 2))
+        server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers + watch.handlers)
+        self._dataset_watch = watch.start(ae)
         self._ae = ae
         self.port = server.server_address[1]
         log.info("RIS MWL/MPPS SCP %s listening on %s:%d", self.ae_title, self.host, self.port)
@@ -182,6 +189,9 @@ class RisScp:
 
     def stop(self) -> None:
         """Close the port and abort open associations (a server shutdown alone leaves them running)."""
+        if self._dataset_watch is not None:
+            self._dataset_watch.stop()
+            self._dataset_watch = None
         if self._ae is not None:
             self._ae.shutdown()
             self._ae = None
@@ -195,7 +205,7 @@ class RisScp:
         if new:
             log.info("worklist SCP: first association from calling AE %s", caller)
 
-    # Modality Worklist ------------------------------------------------------------------------
+    # -- Modality Worklist -------------------------------------------------------------------------
 
     def matches(self, query: Dataset) -> Iterator[Item]:
         """The worklist items matching `query` (the store prefilters with SQL, the matcher decides)."""
@@ -216,10 +226,18 @@ class RisScp:
             yield response
 
     def _on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        caller = event.assoc.requestor.ae_title
         try:
             query = event.identifier
         except Exception:  # undecodable identifier
+            log.info("worklist query from %s refused: the identifier cannot be decoded", caller)
             yield _status(Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "identifier cannot be decoded"), None
+            return
+        if not len(query):
+            # no matching and no return keys (pynetdicom sends Dataset() as no data set at all:
+            # dicom/missing_dataset.py turns that silence into this empty identifier)
+            log.info("worklist query from %s refused: empty identifier", caller)
+            yield _status(Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, EMPTY_IDENTIFIER), None
             return
         try:
             items = list(self.matches(query))
@@ -227,7 +245,7 @@ class RisScp:
             # the value may be a birth date: it goes back to the requester only, not into the log
             log.info(
                 "worklist query from %s refused: malformed date, time or range",
-                event.assoc.requestor.ae_title,
+                caller,
             )
             yield _status(Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
             return
@@ -235,7 +253,7 @@ class RisScp:
             log.warning("worklist query failed: %s", exc.code)
             yield _status(Status.UNABLE_TO_PROCESS, "worklist database unavailable"), None
             return
-        log.info("worklist query from %s: %d items", event.assoc.requestor.ae_title, len(items))
+        log.info("worklist query from %s: %d items", caller, len(items))
         encoded = _encode_all(event, query, items)
         if encoded is not None:
             # ready PDUs written in a few socket writes; pynetdicom then sends the final Success
@@ -265,7 +283,7 @@ class RisScp:
                 continue
             yield Status.PENDING, response
 
-    # MPPS -------------------------------------------------------------------------------------
+    # -- MPPS --------------------------------------------------------------------------------------
 
     def _on_n_create(self, event: Any) -> tuple[int | Dataset, Dataset | None]:
         req = event.request
@@ -273,6 +291,8 @@ class RisScp:
             ds = event.attribute_list
         except Exception:
             return _status(Status.INVALID_ATTRIBUTE_VALUE, "attribute list cannot be decoded"), None
+        if not len(ds):
+            log.info("MPPS N-CREATE from %s refused: empty attribute list", event.assoc.requestor.ae_title)
         status = str(ds.get("PerformedProcedureStepStatus", "") or "")
         if not status:
             return _status(Status.MISSING_ATTRIBUTE, "Performed Procedure Step Status missing"), None
@@ -321,6 +341,8 @@ class RisScp:
             ds = event.modification_list
         except Exception:
             return _status(Status.INVALID_ATTRIBUTE_VALUE, "modification list cannot be decoded"), None
+        if not len(ds):
+            log.info("MPPS N-SET from %s: empty modification list", event.assoc.requestor.ae_title)
         status = str(ds.get("PerformedProcedureStepStatus", "") or "") or None
         if status is not None and status not in MPPS_STATES:
             return _status(Status.INVALID_ATTRIBUTE_VALUE, f"unknown status {status[:30]}"), None

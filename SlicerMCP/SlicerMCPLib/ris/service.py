@@ -14,10 +14,12 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
+from ..core.breaker import CircuitBreaker
 from ..core.config import Config
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from ..core.localhost import user_data_dir
+from .db import database_peer
 from .modality import Acquisition, VirtualCR
 from .scp import RisScp
 from .seed import seed
@@ -37,6 +39,8 @@ class RisService:
         self.config = config
         self.settings = config.mini_ris
         self._store: RisStore | None = None
+        # the database's breaker outlives a store that failed to open: the next open asks it first
+        self._db_breaker = CircuitBreaker(database_peer(self.settings), config.breaker)
         self.scp: RisScp | None = None
         self._lock = threading.Lock()
 
@@ -44,11 +48,15 @@ class RisService:
     def store(self) -> RisStore:
         with self._lock:
             if self._store is None:
-                store = RisStore.open(self.settings)
+                store = RisStore.open(self.settings, breaker=self._db_breaker)
                 if self.settings.seed_on_create and store.is_empty():
                     seed(store, self.settings.modality.ae_title, self.settings.modality.station_name)
                 self._store = store
             return self._store
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The MySQL/MariaDB server's breaker (`slicer://status`); SQLite is a local file, no peer."""
+        return [self._db_breaker] if self.settings.backend == "mysql" else []
 
     def start_scp(self, port: int | None = None) -> RisScp:
         """Serve MWL and MPPS on `port` (default mini_ris.mwl_port) from this process."""
@@ -120,7 +128,11 @@ class RisService:
         entry = active[0]
         m = self.settings.modality
         station = VirtualCR(
-            entry.scheduled_station_aet, m.station_name, self.ensure_scp(), m.ai_endpoint, m.ai_api_key
+            entry.scheduled_station_aet,
+            m.station_name,
+            self.ensure_scp(),
+            m.ai_endpoint,
+            m.ai_api_key.get_secret_value() if m.ai_api_key else None,
         )
         pacs = self.pacs_node()[1] if send_to_pacs else None
         output = None if send_to_pacs else self._output_dir(accession_number)

@@ -15,13 +15,14 @@ from typing import Any
 
 from pydicom.uid import generate_uid
 
+from ..core.breaker import CircuitBreaker
 from ..core.domain_config import MiniRisSettings
 from ..core.errors import InvalidParameter
 from ..dicom.validation import check_ae_title, check_id, check_vr
 from .db import Database, RisConflict, RisNotFound, Tx, like_literal, open_database
-from .models import MppsRecord, MwlEntry, Order, Patient, Procedure
-from .rows import MWL_SELECT, ORDER_SELECT, mpps_of, mwl_of, order_of, patient_of, procedure_of
-from .schema import CT_PROCEDURES, MIGRATION_DATA, MIGRATIONS, PROCEDURES, VERSION_TABLE, render
+from .models import MppsRecord, MwlEntry, Order, Patient
+from .rows import MWL_SELECT, ORDER_SELECT, mpps_of, mwl_of, order_of, patient_of
+from .schema import MIGRATION_DATA, MIGRATIONS, VERSION_TABLE, render
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,10 @@ class RisStore:
         self.db = db
 
     @classmethod
-    def open(cls, settings: MiniRisSettings, *, migrate: bool = True) -> RisStore:
-        store = cls(open_database(settings))
+    def open(
+        cls, settings: MiniRisSettings, *, migrate: bool = True, breaker: CircuitBreaker | None = None
+    ) -> RisStore:
+        store = cls(open_database(settings, breaker))
         if migrate:
             store.migrate()
         return store
@@ -89,7 +92,7 @@ class RisStore:
     def close(self) -> None:
         self.db.close()
 
-    # schema -------------------------------------------------------------------------------
+    # -- schema ------------------------------------------------------------------------------------
 
     def schema_version(self) -> int:
         with self.db.transaction() as tx:
@@ -97,11 +100,11 @@ class RisStore:
             row = tx.execute("SELECT MAX(version) AS v FROM schema_version").one()
         return int(row["v"] or 0) if row else 0
 
-    def migrate(self) -> int:
-        """Apply the migrations above the recorded version; returns the version now in force."""
+    def migrate(self, up_to: int | None = None) -> int:
+        """Apply the migrations above the recorded version, up to `up_to` (default all); returns it."""
         current = self.schema_version()
         for number, statements in enumerate(MIGRATIONS, start=1):
-            if number <= current:
+            if number <= current or (up_to is not None and number > up_to):
                 continue
             with self.db.transaction() as tx:
                 for statement in statements:
@@ -120,15 +123,7 @@ class RisStore:
             row = tx.execute("SELECT COUNT(*) AS n FROM patients").one()
         return not row or int(row["n"]) == 0
 
-    # reference data and people ------------------------------------------------------------
-
-    def list_procedures(self) -> list[Procedure]:
-        with self.db.transaction() as tx:
-            rows = tx.execute(
-                "SELECT code AS pr_code, description AS pr_description, modality AS pr_modality, body_part, views,"
-                " image_count FROM procedures ORDER BY code"
-            ).all()
-        return [procedure_of(r) for r in rows]
+    # -- reference data and people -----------------------------------------------------------------
 
     def add_patient(
         self,
@@ -185,7 +180,7 @@ class RisStore:
         with self.db.transaction() as tx:
             return [patient_of(r) for r in tx.execute(sql, params).all()]
 
-    # orders -------------------------------------------------------------------------------
+    # -- orders ------------------------------------------------------------------------------------
 
     def create_order(
         self,
@@ -221,7 +216,10 @@ class RisStore:
                             f"unknown procedure code {procedure_code!r}",
                             details={
                                 "procedure_code": procedure_code,
-                                "known": [p[0] for p in PROCEDURES + CT_PROCEDURES],
+                                "known": [
+                                    r["code"]
+                                    for r in tx.execute("SELECT code FROM procedures ORDER BY code").all()
+                                ],
                             },
                         )
                     tx.execute(
@@ -296,7 +294,7 @@ class RisStore:
             row = tx.execute(f"SELECT COUNT(*) AS n FROM ({select}) AS matched", params).one()
         return int(row["n"]) if row else 0
 
-    # worklist -----------------------------------------------------------------------------
+    # -- worklist ----------------------------------------------------------------------------------
 
     def create_mwl(
         self,
@@ -457,7 +455,7 @@ class RisStore:
             tx.execute("UPDATE orders SET status = 'CANCELLED' WHERE id = ?", (row["order_id"],))
         return self.get_mwl(mwl_id)
 
-    # MPPS ---------------------------------------------------------------------------------
+    # -- MPPS --------------------------------------------------------------------------------------
 
     def mpps_create(
         self,

@@ -51,7 +51,7 @@ def _element(tag: int, vr: str, value: bytes, explicit: bool) -> bytes:
     return head + vr.encode() + _U16.pack(len(value)) + value
 
 
-def _text(value: Any, vr: str) -> bytes:
+def _encoded_text(value: Any, vr: str) -> bytes:
     if value is None or value == "":
         return b""
     if vr not in _TEXT_VRS or not isinstance(value, str) or not value.isascii():
@@ -111,7 +111,7 @@ def _encode(item: Item, plan: _Plan, explicit: bool) -> bytes:
                 bodies = [_encode_full(x, explicit) for x in items]
             out.append(_element(tag, "SQ", _sequence(bodies), explicit))
         else:
-            out.append(_element(tag, vr, _text(have, vr), explicit))
+            out.append(_element(tag, vr, _encoded_text(have, vr), explicit))
     return b"".join(out)
 
 
@@ -124,7 +124,7 @@ def _encode_full(item: Item, explicit: bool) -> bytes:
                 _element(tag, "SQ", _sequence([_encode_full(x, explicit) for x in value or []]), explicit)
             )
         else:
-            out.append(_element(tag, vr, _text(value or None, vr), explicit))
+            out.append(_element(tag, vr, _encoded_text(value or None, vr), explicit))
     return b"".join(out)
 
 
@@ -136,7 +136,7 @@ def compile_encoder(query: Dataset, requested_charset: Any, explicit: bool) -> E
     charset = b""
     if requested_charset:
         value = requested_charset if isinstance(requested_charset, str) else "\\".join(requested_charset)
-        charset = _element(_CHARSET_TAG, "CS", _text(value, "CS"), explicit)
+        charset = _element(_CHARSET_TAG, "CS", _encoded_text(value, "CS"), explicit)
     # (0008,0005) sorts before every key a worklist answer has except group 0000, which it never holds
     split = next((i for i, p in enumerate(plan) if p[0] > _CHARSET_TAG), len(plan))
     before, after = plan[:split], plan[split:]
@@ -150,7 +150,7 @@ def compile_encoder(query: Dataset, requested_charset: Any, explicit: bool) -> E
     return encode
 
 
-# --- DIMSE framing ---------------------------------------------------------------------------
+# -- DIMSE framing ---------------------------------------------------------------------------------
 
 C_FIND_RSP = 0x8020
 
@@ -159,7 +159,7 @@ def find_response_command(sop_class_uid: str, message_id: int, status: int = Sta
     """A C-FIND-RSP command set with a dataset following (implicit VR little endian, as PS3.7 requires)."""
     body = b"".join(
         (
-            _element(0x00000002, "UI", _text(sop_class_uid, "UI"), False),
+            _element(0x00000002, "UI", _encoded_text(sop_class_uid, "UI"), False),
             _element(0x00000100, "US", _U16.pack(C_FIND_RSP), False),
             _element(0x00000120, "US", _U16.pack(message_id), False),
             _element(0x00000800, "US", _U16.pack(0x0000), False),  # anything but 0x0101: a dataset follows

@@ -1,7 +1,8 @@
 """Modality Worklist matching as PS3.4 C.2.2.2 and K.2.2 describe it.
 
 A worklist entry becomes a plain tree of attribute keyword -> text (or list of item trees for
-sequences). `match(identifier, item)` applies the standard's rules per key: universal
+sequences). `compile_query(identifier)` turns the identifier into a test of an item once (malformed
+dates, times and ranges raise InvalidQuery there) and applies the standard's rules per key: universal
 matching (empty value), single-value matching, `*`/`?` wildcards on text VRs, list of UIDs,
 date/time ranges incl. open ranges and the combined DA+TM range of the Scheduled Procedure
 Step start, and sequence matching (an item matches when one of its items does). Responses hold
@@ -21,6 +22,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from ..dicom.validation import value_text
 from .db import like_literal
 from .models import MwlEntry
 
@@ -76,7 +78,7 @@ def entry_to_item(e: MwlEntry) -> Item:
     }
 
 
-# value checks -------------------------------------------------------------------------------
+# -- value checks ----------------------------------------------------------------------------------
 
 
 def _check_date(value: str) -> str:
@@ -127,14 +129,6 @@ def _time_bounds(query: str) -> tuple[str, str]:
     return (_norm_time(lo, False) if lo else "", _norm_time(hi, True) if hi else "")
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
 Check = Callable[[Item], bool]
 _START_DATE, _START_TIME = "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime"
 
@@ -173,7 +167,7 @@ def _value_check(kw: str, vr: str, wanted: str) -> Check | None:
 
 def _combined_check(query: Dataset) -> Check | None:
     """PS3.4 C.2.2.2.5: SPS start date and time, both given and the date a range, form one range."""
-    d, t = _text(query.get(_START_DATE, "")), _text(query.get(_START_TIME, ""))
+    d, t = value_text(query.get(_START_DATE, "")), value_text(query.get(_START_TIME, ""))
     if not d or not t or "-" not in d or d == "*" or t == "*":
         return None
     dlo, dhi = _date_bounds(d)
@@ -206,22 +200,12 @@ def compile_query(query: Dataset) -> Check:
                 sub = compile_query(elem.value[0])
                 checks.append(lambda item, kw=kw, sub=sub: kw not in item or any(sub(x) for x in item[kw]))
             continue
-        wanted = _text(elem.value)
+        wanted = value_text(elem.value)
         if wanted:
             check = _value_check(kw, elem.VR, wanted)
             if check is not None:
                 checks.append(check)
     return lambda item: all(check(item) for check in checks)
-
-
-def match(query: Dataset, item: Item) -> bool:
-    """True when every key of the identifier matches the item."""
-    return compile_query(query)(item)
-
-
-def validate(query: Dataset) -> None:
-    """Raise InvalidQuery for malformed dates, times and ranges, even when no item is tested."""
-    compile_query(query)
 
 
 Projection = Callable[[Item], Dataset]
@@ -249,7 +233,7 @@ def compile_projection(query: Dataset) -> Projection:
                 if sub is not None and keep is not None:
                     value: Any = Sequence([sub(x) for x in items if keep(x)])
                 else:
-                    value = Sequence([_full(x) for x in items])
+                    value = Sequence([_as_dataset(x) for x in items])
             else:
                 value = have if have not in (None, "") else None
             out[tag] = DataElement(tag, vr, value)
@@ -258,11 +242,12 @@ def compile_projection(query: Dataset) -> Projection:
     return build
 
 
-def _full(item: Item) -> Dataset:
+def _as_dataset(item: Item) -> Dataset:
+    """The whole item as a pydicom Dataset (every attribute, sequences nested), for a universal query."""
     ds = Dataset()
     for kw, value in item.items():
         if isinstance(value, list):
-            setattr(ds, kw, Sequence([_full(v) for v in value]))
+            setattr(ds, kw, Sequence([_as_dataset(v) for v in value]))
         else:
             setattr(ds, kw, value or None)
     return ds
@@ -322,7 +307,7 @@ def prefilter(query: Dataset) -> Prefilter:
     clauses, params = ["m.status IN ('SCHEDULED', 'IN_PROGRESS')"], []
 
     def exact(value: Any) -> str | None:
-        text = _text(value)
+        text = value_text(value)
         return text if text and "*" not in text and "?" not in text and "\\" not in text else None
 
     for kw, column in (("PatientID", "p.mrn"), ("AccessionNumber", "o.accession_number")):
@@ -330,7 +315,7 @@ def prefilter(query: Dataset) -> Prefilter:
         if value:
             clauses.append(f"{column} = ?")
             params.append(value)
-    family = _family_like(_text(query.get("PatientName", "")))
+    family = _family_like(value_text(query.get("PatientName", "")))
     if family:
         clauses.append("LOWER(p.family_name) LIKE ? ESCAPE '!'")
         params.append(family)
@@ -341,7 +326,7 @@ def prefilter(query: Dataset) -> Prefilter:
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        date = _text(sps.get(_START_DATE, ""))
+        date = value_text(sps.get(_START_DATE, ""))
         if date and date != "*":
             lo, hi = _date_bounds(date)
             if lo:

@@ -1,17 +1,19 @@
 """Segment and label volumes: voxel counts from the binary labelmap, counted fast.
 
 Counting goes through the voxels in cache-sized chunks, skipping chunks that cannot hold a
-label, which stays within ~2x of merely streaming the array from memory, where
-`count_nonzero(a == v)` per label costs ~5x. Large volumes are split across a few threads
-(numpy releases the GIL), and counts are kept per labelmap until its voxels change (`LabelCounts`,
-keyed by the image's and the voxel array's MTime): asking again about an unchanged node is free.
+label (by the OR of their bytes, 8 voxels per operation), where `count_nonzero(a == v)` per label
+costs ~5x the streaming read. Large volumes are shared by the calling thread and a helper per
+idle core, each taking the next 4 MiB block (numpy releases the GIL). Counts are kept per
+labelmap until its voxels change (`LabelCounts`, keyed by the image's and the voxel array's
+MTime): asking again about an unchanged node is free.
 Runs on the main thread.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,38 +24,84 @@ from ..core.models import SegmentVolume, VolumeMeasurement
 from .nodes import find_node
 
 CHUNK_BYTES = 1 << 20  # about an L2 cache: passes after the first read hit cache; fewer numpy calls
+BLOCK_CHUNKS = 4  # a thread takes 4 MiB at a time (fewer when the volume is small)
 _FEW_LABELS = 32  # a chunk spanning more label values than this is counted with bincount
 _ML_PER_MM3 = 1e-3
-PARALLEL_MIN_BYTES = 16 << 20  # below this, starting threads costs more than it saves
+PARALLEL_MIN_BYTES = 16 << 20  # below this, waking a helper costs more than it saves
 MAX_WORKERS = 4
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def _workers() -> int:
-    """Threads for one count: half the cores (the server's own threads and the GUI need the rest).
+    """Threads for one count, the calling thread included: one per idle core, at most MAX_WORKERS.
 
-    On 2 shared cores a second counting thread measured slower than one, so small machines count
-    serially.
+    Idle by the 1-minute load average: on a saturated machine a second thread measured slower
+    than one (it gets no core of its own, and the count waits for the block it holds).
     """
-    return max(1, min(MAX_WORKERS, (os.cpu_count() or 1) // 2))
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # not on this platform: assume the cores are free
+        busy = 0.0
+    return max(1, min(MAX_WORKERS, cores, int(cores + 1.5 - busy)))
+
+
+def _helpers() -> ThreadPoolExecutor:
+    """Counting threads, started once: a count should not pay for starting threads."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(MAX_WORKERS - 1, thread_name_prefix="slicer-mcp-count")
+        return _pool
 
 
 def _parts(flat: np.ndarray) -> list[np.ndarray]:
-    """`flat` cut into one piece per worker at chunk boundaries (alignment kept), or whole when small."""
+    """`flat` cut at chunk boundaries (alignment kept) into the blocks threads take one at a time:
+    BLOCK_CHUNKS chunks each, or one block per worker when that is less; whole when small."""
     workers = _workers()
     if workers == 1 or flat.nbytes < PARALLEL_MIN_BYTES:
         return [flat]
     step = max(1024, CHUNK_BYTES // flat.dtype.itemsize)
     chunks = -(-flat.size // step)
-    per = -(-chunks // workers) * step
+    per = min(BLOCK_CHUNKS, -(-chunks // workers)) * step
     return [flat[start : start + per] for start in range(0, flat.size, per)]
 
 
 def _in_parallel(fn: Callable[[np.ndarray], Any], flat: np.ndarray) -> list[Any]:
+    """`fn` over the blocks of `flat`: the calling thread and helpers each take the next block
+    until none is left (numpy releases the GIL while it counts). A helper that has not got a
+    core by the time the caller runs out of blocks is withdrawn, so on a busy machine a count
+    costs at most what one thread alone takes, never a wait for a thread the OS keeps parked."""
     parts = _parts(flat)
     if len(parts) == 1:
         return [fn(flat)]
-    with ThreadPoolExecutor(len(parts), thread_name_prefix="slicer-mcp-count") as pool:
-        return list(pool.map(fn, parts))
+    todo = iter(parts)
+    lock = threading.Lock()
+    results: list[Any] = []
+
+    def take() -> None:
+        while True:
+            with lock:
+                part = next(todo, None)
+            if part is None:
+                return
+            results.append(fn(part))
+
+    pool = _helpers()
+    helpers = [pool.submit(take) for _ in range(min(_workers(), len(parts)) - 1)]
+    try:
+        take()
+    except BaseException:
+        with lock:  # nothing more for the helpers: the caller gets the error now
+            for _ in todo:
+                pass
+        raise
+    for helper in helpers:
+        if not helper.cancel():
+            helper.result()  # it is counting a block: wait for it (and see its error, if any)
+    return results
 
 
 def count_labels(values: np.ndarray) -> dict[int, int]:
@@ -105,7 +153,7 @@ def _count_labels(values: np.ndarray) -> dict[int, int]:
         lowest = max(lo, 1)
         buf = mask[: chunk.size]
         for value in range(hi, lowest - 1, -1):
-            n = remaining if value == lowest else int(np.count_nonzero(np.equal(chunk, value, out=buf)))
+            n = remaining if value == lowest else _count_equal(chunk, value, buf)
             if n:
                 counts[value] = counts.get(value, 0) + n
                 remaining -= n
@@ -118,19 +166,20 @@ def _count_labels(values: np.ndarray) -> dict[int, int]:
 def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
     """`count_labels` for uint8, the usual labelmap: the first read ORs 8 voxels per operation.
 
-    The OR of a chunk bounds which labels it can hold (each label's bits are inside it). When
-    that leaves one candidate (a power of two: label 1, 2, 4...), `count_nonzero` answers alone;
-    otherwise one in-cache `count_nonzero(chunk == v)` per candidate, highest first, until all
-    non-zero voxels are accounted for.
+    The OR of a chunk bounds which labels it can hold (each label's bits are inside it).
+    When the OR leaves one candidate (a power of two: label 1, 2, 4...), `count_nonzero` answers
+    alone; otherwise one in-cache `count_nonzero(chunk == v)` per candidate, labels of the
+    previous chunk first, until all non-zero voxels are accounted for.
     """
     counts = np.zeros(256, dtype=np.int64)
     mask = np.empty(CHUNK_BYTES, dtype=bool)
     whole = flat.size - flat.size % 8
     seen: list[int] = []  # labels found so far, those of the previous chunk first: neighbours look alike
-    for start in range(0, whole, CHUNK_BYTES):
+    for start, bits in _chunk_bits(flat[:whole]):
         chunk = flat[start : min(start + CHUNK_BYTES, whole)]
-        bits = _byte_or(chunk)
-        if not bits:
+        if bits & (bits - 1) == 0:  # one bit: the only value the chunk can hold
+            counts[bits] += int(np.count_nonzero(chunk))
+            seen = [bits] + [v for v in seen if v != bits]
             continue
         remaining = int(np.count_nonzero(chunk))
         buf = mask[: chunk.size]
@@ -139,7 +188,7 @@ def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
         found: list[int] = []
         for i, value in enumerate(candidates):
             last = i == len(candidates) - 1
-            n = remaining if last else int(np.count_nonzero(np.equal(chunk, value, out=buf)))
+            n = remaining if last else _count_equal(chunk, value, buf)
             counts[value] += n
             remaining -= n
             if n:
@@ -153,16 +202,32 @@ def _count_byte_labels(flat: np.ndarray) -> dict[int, int]:
     return {int(v): int(counts[v]) for v in np.flatnonzero(counts) if v}
 
 
-def _byte_or(chunk: np.ndarray) -> int | None:
-    """OR of all bytes of a uint8 chunk, reading 8 voxels per operation; None for other arrays."""
-    if chunk.dtype != np.uint8 or chunk.size % 8 or chunk.ctypes.data % 8:
-        return None
-    word_or = int(np.bitwise_or.reduce(chunk.view(np.uint64)))
-    bits = 0
-    while word_or:
-        bits |= word_or & 0xFF
-        word_or >>= 8
-    return bits
+def _chunk_bits(flat: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(start, OR of its bytes) of every chunk of a uint8 array that is not all zero, lazily.
+
+    `flat` is 8-byte aligned and a multiple of 8 long; each chunk is ORed 8 voxels per
+    operation just before its caller works on it, so that work finds the chunk in cache (ORing
+    a whole block first read every mixed chunk from memory twice: slower on a loaded machine).
+    """
+    words = flat.view(np.uint64)
+    per = CHUNK_BYTES // 8
+    for first in range(0, words.size, per):
+        word_or = int(np.bitwise_or.reduce(words[first : first + per]))
+        bits = 0
+        while word_or:  # fold the 8 bytes of the OR into one
+            bits |= word_or & 0xFF
+            word_or >>= 8
+        if bits:
+            yield first * 8, bits
+
+
+def _count_equal(chunk: np.ndarray, value: int, buf: np.ndarray) -> int:
+    """`count_nonzero(chunk == value)` with the compare written to `buf` (in cache): the count
+    starts at the first match, found by `argmax` (a memchr), so a chunk without `value` costs a
+    third of a count."""
+    hits = np.equal(chunk, value, out=buf[: chunk.size])
+    first = int(hits.argmax())
+    return int(np.count_nonzero(hits[first:])) if hits[first] else 0
 
 
 def _add_unique(counts: dict[int, int], chunk: np.ndarray) -> None:
@@ -182,18 +247,33 @@ def _count_label(flat: np.ndarray, label: int) -> int:
         info = np.iinfo(flat.dtype)
         if not info.min <= label <= info.max:
             return 0
+    if flat.dtype == np.uint8 and label != 0 and flat.ctypes.data % 8 == 0 and flat.size >= 8:
+        return _count_byte_label(flat, label)
     step = max(1024, CHUNK_BYTES // flat.dtype.itemsize)
     mask = np.empty(step, dtype=bool)
     total = 0
     for start in range(0, flat.size, step):
         chunk = flat[start : start + step]
-        bits = _byte_or(chunk) if label != 0 else None
-        if bits is not None and (label & bits) != label:
+        total += _count_equal(chunk, label, mask)
+    return total
+
+
+def _count_byte_label(flat: np.ndarray, label: int) -> int:
+    """`count_label` for a uint8 label other than 0: only chunks whose OR holds the label's bits are read twice."""
+    whole = flat.size - flat.size % 8
+    mask = np.empty(CHUNK_BYTES, dtype=bool)
+    total = 0
+    one_bit = label & (label - 1) == 0
+    for start, bits in _chunk_bits(flat[:whole]):
+        if label & bits != label:
             continue  # most chunks of a labelmap: background or other labels
-        if bits == label and label & (label - 1) == 0:  # a one-bit label is the only value possible
+        chunk = flat[start : min(start + CHUNK_BYTES, whole)]
+        if bits == label and one_bit:  # a one-bit label is the only value possible
             total += int(np.count_nonzero(chunk))
-            continue
-        total += int(np.count_nonzero(np.equal(chunk, label, out=mask[: chunk.size])))
+        else:
+            total += _count_equal(chunk, label, mask)
+    if whole < flat.size:
+        total += int(np.count_nonzero(flat[whole:] == label))
     return total
 
 

@@ -22,11 +22,13 @@ import os
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from typing import Any
 
 from ..core.models import PythonResult
 
 _MAX_OUTPUT = 100_000
+MAX_NAMESPACES = 64  # execute_python namespaces kept (least recently used dropped first)
 
 
 def _clip(text: str) -> str:
@@ -189,12 +191,18 @@ def _run(code: str, namespace: dict[str, Any]) -> PythonResult:
 
 
 class Namespaces:
-    """One persistent namespace per client session."""
+    """One persistent namespace per key (tools/clients.py issues the keys); the `limit` most
+    recently used are kept, so keys issued to sessionless clients cannot pile up."""
 
-    def __init__(self) -> None:
-        self._spaces: dict[str, dict[str, Any]] = {}
+    def __init__(self, limit: int = MAX_NAMESPACES) -> None:
+        self.limit = limit
+        self._spaces: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, session_key: str) -> dict[str, Any]:
         with self._lock:
-            return self._spaces.setdefault(session_key, {"__name__": "__slicer_mcp__"})
+            space = self._spaces.pop(session_key, None) or {"__name__": "__slicer_mcp__"}
+            self._spaces[session_key] = space
+            while len(self._spaces) > self.limit:
+                self._spaces.popitem(last=False)
+            return space

@@ -271,6 +271,7 @@ class SliceView:
             reslice.SetBackgroundLevel(0)
             reslice.SetOutputSpacing(1, 1, 1)
             reslice.SetOutputOrigin(0, 0, 0)
+            reslice.SetNumberOfThreads(1)  # one slice of labels: starting threads costs more than it saves
             self._reslicers[key] = reslice
         reslice.SetInputData(plain)
         reslice.SetResliceAxes(axes)
@@ -319,10 +320,12 @@ def _composite(rgb: np.ndarray, labels: np.ndarray, node: Any, display: Any, seg
     rows = slice(max(0, int(covered[0]) - 1), int(covered[-1]) + 2)  # one more row each side: edges
     lab = full[rows]
     edge = np.zeros(lab.shape, bool)
-    edge[1:, :] |= lab[1:, :] != lab[:-1, :]
-    edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
-    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
-    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    vertical = lab[1:, :] != lab[:-1, :]  # both pixels of a differing pair are edge pixels
+    edge[1:, :] |= vertical
+    edge[:-1, :] |= vertical
+    horizontal = lab[:, 1:] != lab[:, :-1]
+    edge[:, 1:] |= horizontal
+    edge[:, :-1] |= horizontal
     if rows.start > 0:  # the row above the window may differ from its first row
         edge[0] |= lab[0] != full[rows.start - 1]
     if rows.stop < full.shape[0]:
@@ -482,12 +485,12 @@ class SceneRenderer:
             info.look_from_axis = look_from_axis  # type: ignore[assignment]
             info.notes = notes
             return Screenshot(png=encode_png(rgb), info=info)
-        rgb, notes = self._full(scroll_position, look_from_axis, size)
+        rgb, notes = self._tiled_layout(scroll_position, look_from_axis, size)
         info.width, info.height = rgb.shape[1], rgb.shape[0]
         info.notes = notes
         return Screenshot(png=encode_png(rgb), info=info)
 
-    def _full(
+    def _tiled_layout(
         self, scroll_position: float | None, look_from_axis: str | None, size: int
     ) -> tuple[np.ndarray, list[str]]:
         """The layout's views tiled into one image of about `size` pixels wide."""

@@ -20,7 +20,7 @@ import requests
 
 from ..core.config import SampleDataSettings
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
-from ..core.localhost import user_data_dir
+from ..core.localhost import private_dir, user_data_dir
 from ..core.models import SampleDataInfo, SampleDataList
 from ..core.progress import CountProgress
 
@@ -133,7 +133,7 @@ class SampleDataCache:
         if target.exists():
             return target
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)
             fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=target.parent)
         except OSError as exc:
             raise SlicerMCPError(

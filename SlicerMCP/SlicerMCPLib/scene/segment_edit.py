@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core import terminology
 from ..core.analysis_models import EditResult, IslandMode, LogicalOperation, SegmentChange, SmoothingMethod
 from ..core.errors import InvalidParameter
 from . import labelmaps as lm
-from . import terminology
 from .edit_history import UndoStep, Workspace
 from .nodes import find_node
 
@@ -323,7 +323,7 @@ def rename_segment(
     return _result(ws, "rename_segment", node, volume, changes, notes)
 
 
-# -- helpers ----------------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------------
 
 
 def _target(

@@ -12,18 +12,13 @@ modification: a user rotating the 3D view would report the camera 60 times a sec
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
 from typing import Any
 
-from ..core.scene_backend import NodeName, SceneChanges
+from ..core.scene_backend import ChangeNotes, NodeName
 from .nodes import is_application_node
 
-log = logging.getLogger(__name__)
 
-
-class SceneWatcher(SceneChanges):
+class SceneWatcher(ChangeNotes):
     """Notes of what changed in `scene` since the last `take`; create and close on the main thread."""
 
     _SET_EVENTS = ("EndImportEvent", "EndRestoreEvent", "EndCloseEvent")
@@ -31,13 +26,10 @@ class SceneWatcher(SceneChanges):
     def __init__(self, scene: Any):
         import vtk
 
+        super().__init__()
         self.scene = scene
-        self._lock = threading.Lock()
         self._names: dict[str, NodeName] = {}
         self._watched: dict[str, tuple[Any, int]] = {}  # node id -> (node, ModifiedEvent tag)
-        self._modified: dict[str, str] = {}  # node id -> class name
-        self._set_changed = False
-        self._listeners: list[Callable[[], None]] = []
 
         @vtk.calldata_type(vtk.VTK_OBJECT)
         def added(_scene: Any, _event: str, node: Any) -> None:
@@ -94,17 +86,6 @@ class SceneWatcher(SceneChanges):
             self._add(node)
         self._note(None, None, set_changed=True)
 
-    def _note(self, node_id: str | None, class_name: str | None, *, set_changed: bool) -> None:
-        with self._lock:
-            if node_id is not None:
-                self._modified[node_id] = class_name or ""
-            self._set_changed = self._set_changed or set_changed
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:  # a broken listener must not break the scene change that told it
-                log.exception("scene change listener %r failed", listener)
-
     def close(self) -> None:
         for tag in self._tags:
             self.scene.RemoveObserver(tag)
@@ -113,17 +94,7 @@ class SceneWatcher(SceneChanges):
         self._watched.clear()
         self._listeners.clear()
 
-    # -- any thread -------------------------------------------------------------------------------
-    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def take(self) -> tuple[dict[str, str], bool]:
-        with self._lock:
-            modified, changed = self._modified, self._set_changed
-            self._modified, self._set_changed = {}, False
-        return modified, changed
-
+    # -- any thread --------------------------------------------------------------------------------
     def names(self) -> list[NodeName]:
         with self._lock:
             return list(self._names.values())

@@ -2,12 +2,15 @@
 
 `build_server(services)` returns an `MCPServer` whose lifespan context is `services`.
 Tool failures become MCP tool errors whose text is the JSON error body of DESIGN
-("Errors"); every call is recorded (tool, duration, outcome; never arguments).
+("Errors"); every call passes `SlicerMCPServer.call_tool`, which records it once: in the call log
+(the panel's table) and in the audit log (client, tool, argument digest, result code, duration,
+bytes; never arguments or results).
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import logging
 import time
@@ -15,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
@@ -22,6 +26,7 @@ from mcp_types import CallToolResult, Resource, TextContent
 from pydantic import ValidationError
 
 from .. import __version__
+from ..core.audit import audit_of
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.services import CallRecord, Services
 from .output_schema import compact_schema
@@ -53,6 +58,24 @@ def _validation_message(exc: ValidationError) -> tuple[str, list[str]]:
     return "invalid arguments: " + "; ".join(problems), problems
 
 
+def _validation_error(exc: ValidationError) -> CallToolResult:
+    """INVALID_PARAMETER naming each problem; INVALID_NODE_ID when only node ids are wrong (an object,
+    a number, an empty or 10 KB string where an id goes), as for an id the scene does not have."""
+    message, problems = _validation_message(exc)
+    errors = exc.errors()
+    if errors and all(
+        e["loc"] and str(e["loc"][0]).endswith("node_id") and e["type"] != "missing" for e in errors
+    ):
+        wrong = {str(e["loc"][0]) for e in errors}
+        return error_result(
+            ErrorCode.INVALID_NODE_ID,
+            f"{', '.join(sorted(wrong))} is not a node id (a short string such as "
+            "vtkMRMLScalarVolumeNode1); call list_scene_nodes to see the node ids",
+            {"problems": problems},
+        )
+    return error_result(ErrorCode.INVALID_PARAMETER, message, {"problems": problems})
+
+
 class SlicerMCPServer(MCPServer[Services]):
     """MCPServer with the project's error model and call log."""
 
@@ -60,6 +83,7 @@ class SlicerMCPServer(MCPServer[Services]):
         self.services = services
         self.bus = kwargs.pop("subscriptions", None) or InMemorySubscriptionBus()
         self.live: LiveResources | None = None  # set by build_server
+        self.audit = audit_of(services)  # one per Services, however many servers share them
 
         @asynccontextmanager
         async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
@@ -89,19 +113,37 @@ class SlicerMCPServer(MCPServer[Services]):
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
         started = time.time()
         t0 = time.perf_counter()
+        record = CallRecord(started, name, 0.0, ok=False, arguments_hmac=self.audit.digest(arguments))
+        record.client, record.session = _caller(context)
+        try:
+            result = await self._call_tool(name, arguments, context)
+        except BaseException as exc:  # MCPError passed through, or the call cancelled: recorded too
+            record.error_code = (
+                "CANCELLED" if isinstance(exc, anyio.get_cancelled_exc_class()) else "MCP_ERROR"
+            )
+            self._record(record, t0)
+            raise
+        is_error = isinstance(result, CallToolResult) and result.is_error
+        record.ok, record.error_code = not is_error, _code_of(result) if is_error else None
+        record.result_bytes = result_bytes(result)
+        if record.error_code == ErrorCode.UNKNOWN_TOOL:
+            record.tool = "(unknown tool)"  # a name the client made up is not written anywhere
+        self._record(record, t0)
+        return result
+
+    def _record(self, record: CallRecord, t0: float) -> None:
+        record.duration_s = time.perf_counter() - t0
+        self.services.call_log.add(record)
+        self.audit.write(record)
+
+    async def _call_tool(self, name: str, arguments: dict[str, Any], context: Context | None) -> Any:
         try:
             unknown = self._unknown_arguments(name, arguments or {})
-            result = unknown if unknown is not None else await super().call_tool(name, arguments, context)
+            return unknown if unknown is not None else await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if exc.__cause__ is None and not self._tool_manager.get_tool(name):
-                result = await self._unknown_tool(name)
-            else:
-                result = self._to_error_result(name, exc)
-        code = _code_of(result) if isinstance(result, CallToolResult) and result.is_error else None
-        self.services.call_log.add(
-            CallRecord(started, name, time.perf_counter() - t0, ok=code is None, error_code=code)
-        )
-        return result
+                return await self._unknown_tool(name)
+            return self._to_error_result(name, exc)
 
     def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> CallToolResult | None:
         """INVALID_PARAMETER for arguments the tool does not have: the SDK would drop them silently,
@@ -142,8 +184,7 @@ class SlicerMCPServer(MCPServer[Services]):
             log.info("tool %s failed: %s", name, cause.code)
             return CallToolResult(content=[TextContent(type="text", text=cause.to_json())], is_error=True)
         if isinstance(cause, ValidationError):
-            message, problems = _validation_message(cause)
-            return error_result(ErrorCode.INVALID_PARAMETER, message, {"problems": problems})
+            return _validation_error(cause)
         if cause is None:  # unknown tool and similar SDK-side refusals
             return error_result(ErrorCode.INVALID_PARAMETER, str(exc))
         log.error("tool %s crashed", name, exc_info=cause)
@@ -151,6 +192,28 @@ class SlicerMCPServer(MCPServer[Services]):
             ErrorCode.INTERNAL_ERROR,
             f"the tool {name} failed unexpectedly ({type(cause).__name__}); the server log has the details",
         )
+
+
+def result_bytes(result: Any) -> int:
+    """The size of a tool result as JSON: its content, structured content and error flag (the SDK's
+    own envelope, _meta and resultType, left out)."""
+    dumped = result.model_dump_json(by_alias=True, exclude_none=True, exclude={"meta", "result_type"})
+    return len(dumped.encode("utf-8"))
+
+
+def _caller(context: Context | None) -> tuple[str | None, str | None]:
+    """(the client's declared name/version, a short digest of the session id) of a call, if known."""
+    if context is None:
+        return None, None
+    try:
+        params = context.request_context.session.client_params
+        sid = (context.headers or {}).get("mcp-session-id")
+    except (ValueError, AttributeError):  # no request: a call from the Slicer Python console
+        return "console", None
+    info = params.client_info if params is not None else None
+    client = f"{info.name}/{info.version}"[:80] if info is not None else None
+    session = hashlib.sha256(sid.encode()).hexdigest()[:12] if sid else None
+    return client, session
 
 
 def _code_of(result: CallToolResult) -> str:
@@ -172,7 +235,7 @@ def build_server(services: Services) -> SlicerMCPServer:
 
     server = SlicerMCPServer(services)
     register_all(server)
-    register_resources(server, services.backend)
+    register_resources(server, services)
     register_prompts(server)
     register_completions(server, services)
     register_logging(server)

@@ -4,11 +4,13 @@ Handshake-era clients subscribe with `resources/subscribe` (served here; the SDK
 has no handler for it) and get notifications on their connection's standalone stream.
 2026-07-28 clients open `subscriptions/listen` (served by the SDK's ListenHandler) and get
 the same events through the server's subscription bus. The scene's changes come from the
-backend's change notes (`SceneBackend.scene_changes`: MRML observers on the main thread, so
-changes by a tool, by the Slicer user or by Python all count); a backend that cannot watch
-(Slicer's WebServer) reports only what our own tools changed. Changes are coalesced: one
-round of notifications, then at least `min_interval_s` before the next, so a burst of
-thousands of node events sends a handful of messages.
+backend's change notes (`SceneBackend.scene_changes`: MRML observers on the main thread, or
+polling Slicer's WebServer, so changes by a tool, by the Slicer user or by Python all count).
+A source that polls is told when someone subscribes (`SceneChanges.watch`, with the node ids
+subscribed to) and when no one does any more (`unwatch`); while it does not poll, only what our
+own tools changed is reported, from the call log. Changes are coalesced: one round of
+notifications, then at least `min_interval_s` before the next, so a burst of thousands of node
+events sends a handful of messages.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from typing import Any
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
-from mcp_types import EmptyResult, Resource, SubscribeRequestParams, UnsubscribeRequestParams
+from mcp_types import (
+    EmptyResult,
+    Resource,
+    SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
+    UnsubscribeRequestParams,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..core.scene_backend import SceneChanges
@@ -53,6 +61,7 @@ class LiveResources:
         self.min_interval_s = min_interval_s
         self._subscribers: dict[str, dict[int, Any]] = {}  # uri -> {id(connection): connection}
         self._listing: dict[int, Any] = {}  # handshake-era connections that listed resources
+        self._listens: dict[object, frozenset[str]] = {}  # open listen streams for resources -> their URIs
         self._changes: SceneChanges | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -88,7 +97,17 @@ class LiveResources:
                 and ctx.session.protocol_version not in MODERN_PROTOCOL_VERSIONS
             ):
                 self._remember(self._listing, connection_of(ctx.session))
-        return await call_next(ctx)
+        uris = listened_uris(ctx.params) if ctx.method == "subscriptions/listen" else None
+        if uris is None:
+            return await call_next(ctx)
+        token = object()  # the listen request runs as long as its stream is open
+        self._listens[token] = uris
+        try:
+            await self._watch()
+            return await call_next(ctx)
+        finally:
+            self._listens.pop(token, None)
+            self._unwatch_if_unwanted()
 
     def _remember(self, table: dict[int, Any], connection: Any) -> None:
         key = id(connection)
@@ -97,19 +116,42 @@ class LiveResources:
         table[key] = connection
         stack = getattr(connection, "exit_stack", None)
         if stack is not None:  # forget the connection when it closes
-            stack.callback(table.pop, key, None)
+            stack.callback(self._forget, table, key)
+
+    def _forget(self, table: dict[int, Any], key: int) -> None:
+        table.pop(key, None)
+        self._unwatch_if_unwanted()
+
+    def wanted_uris(self) -> set[str]:
+        """The URIs some connection or listen stream subscribes to now."""
+        uris = {uri for uri, connections in self._subscribers.items() if connections}
+        for listened in self._listens.values():
+            uris |= listened
+        return uris
+
+    async def _watch(self) -> None:
+        """Someone subscribes: a polling change source polls (its first look done before we answer)."""
+        if self._changes is not None:
+            nodes = frozenset(u[len(NODE_PREFIX) :] for u in self.wanted_uris() if u.startswith(NODE_PREFIX))
+            await self._changes.watch(nodes)
+
+    def _unwatch_if_unwanted(self) -> None:
+        if self._changes is not None and not self.wanted_uris() and not self._listens:
+            self._changes.unwatch()
 
     async def _subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
         await self._start()
         connection = connection_of(ctx.session)
         self._remember(self._subscribers.setdefault(str(params.uri), {}), connection)
         self._remember(self._listing, connection)
+        await self._watch()
         return EmptyResult()
 
     async def _unsubscribe(
         self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams
     ) -> EmptyResult:
         self._subscribers.get(str(params.uri), {}).pop(id(connection_of(ctx.session)), None)
+        self._unwatch_if_unwanted()
         return EmptyResult()
 
     # -- watching ----------------------------------------------------------------------------------
@@ -140,12 +182,15 @@ class LiveResources:
             self.stop()
 
     def _tool_called(self, record: CallRecord) -> None:
-        """A tool that changes the scene ran: for backends that cannot watch, that is all we see."""
-        if self._changes is None and record.ok and record.tool not in self.read_only_tools:
+        """A tool that changes the scene ran: while the backend does not watch, that is all we see."""
+        watching = self._changes is not None and self._changes.live()
+        if not watching and record.ok and record.tool not in self.read_only_tools:
             self._tool_changed = True
             self._poke()
 
     def stop(self) -> None:
+        if self._changes is not None:
+            self._changes.unwatch()
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
@@ -195,8 +240,9 @@ class LiveResources:
 
     # -- the resource list -------------------------------------------------------------------------
     def node_resources(self) -> list[Resource]:
-        """One resource per data node, so the list (and list_changed) follows the scene."""
-        if self._changes is None:
+        """One resource per data node, so the list (and list_changed) follows the scene (with a polling
+        backend: while it polls)."""
+        if self._changes is None or not self._changes.live():
             return []
         return [
             Resource(
@@ -208,3 +254,14 @@ class LiveResources:
             for n in self._changes.names()
             if n.data
         ]
+
+
+def listened_uris(params: Any) -> frozenset[str] | None:
+    """The resource URIs a `subscriptions/listen` request asks for (empty for list changes only);
+    None when it asks for no resource events."""
+    try:
+        wanted = SubscriptionsListenRequestParams.model_validate(params or {}).notifications
+    except ValueError:
+        return None  # the SDK's handler answers the malformed request
+    uris = frozenset(str(u) for u in wanted.resource_subscriptions or ())
+    return uris if uris or wanted.resources_list_changed else None

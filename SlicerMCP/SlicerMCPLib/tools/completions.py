@@ -49,7 +49,7 @@ def ranked(values: Iterable[str], typed: str) -> list[str]:
 async def scene_names(services: Services) -> list[NodeName]:
     """Every node's id, name and class: the backend's change notes, else one listing call."""
     changes = await services.backend.scene_changes()
-    if changes is not None:
+    if changes is not None and changes.live():
         return changes.names()
     listing = await services.backend.list_nodes(None, None, 0, 1000)
     return [NodeName(n.id, n.name, n.class_name) for n in listing.nodes]

@@ -188,7 +188,7 @@ async def _series_target(ctx: Context, series_uid: str, study_uid: str | None) -
     return Target(check_uid(str(found.records[0]["StudyInstanceUID"]), "StudyInstanceUID"), series_uid)
 
 
-# --- nodes ---------------------------------------------------------------------------------------
+# -- nodes -----------------------------------------------------------------------------------------
 
 
 async def list_dicom_nodes(ctx: Context) -> DicomNodeList:
@@ -212,7 +212,7 @@ async def verify_connection(ctx: Context) -> EchoResult:
     return await _run(ctx, lambda dicom, _: dicom.verify())
 
 
-# --- query ---------------------------------------------------------------------------------------
+# -- query -----------------------------------------------------------------------------------------
 
 
 async def query_patients(
@@ -336,7 +336,7 @@ async def get_attribute_presets(ctx: Context) -> AttributePresets:
     return AttributePresets(presets=PRESETS)
 
 
-# --- documents -----------------------------------------------------------------------------------
+# -- documents -------------------------------------------------------------------------------------
 
 
 async def extract_pdf_text_from_dicom(
@@ -351,7 +351,7 @@ async def extract_pdf_text_from_dicom(
     return await _run(ctx, lambda dicom, _: dicom.pdf_text(target))
 
 
-# --- move ----------------------------------------------------------------------------------------
+# -- move ------------------------------------------------------------------------------------------
 
 
 async def _move(ctx: Context, target: Target, destination_node: str, person: Any) -> MoveResult:
@@ -409,7 +409,7 @@ async def pacs_retrieve(
     return await _run(ctx, lambda dicom, progress: dicom.move_to_ae(target, aet, progress))
 
 
-# --- retrieve and load ---------------------------------------------------------------------------
+# -- retrieve and load -----------------------------------------------------------------------------
 
 
 async def retrieve_series(
@@ -506,7 +506,7 @@ async def load_study(ctx: Context, study_instance_uid: Uid, method: Method = Non
     return await _load(ctx, Target(check_uid(study_instance_uid, "study_instance_uid")), method)
 
 
-# --- send ----------------------------------------------------------------------------------------
+# -- send ------------------------------------------------------------------------------------------
 
 
 async def send_to_pacs(

@@ -45,7 +45,7 @@ def fhir_server_text(services: Services) -> str:
     """The FHIR server a write goes to, as the person confirming it sees it."""
     service = services.domain(FhirService)
     try:
-        name = service.chosen()  # the same choice of server the write makes
+        name, _ = service.server()  # the same choice of server the write makes
     except SlicerMCPError:
         return "the current FHIR server (none chosen)"
     return f"FHIR server {name} ({service.servers[name].url})"
@@ -80,7 +80,7 @@ ImagingStudyPerson = asks_person(
 )
 
 
-_run = DomainRunner(FhirService)
+_run = DomainRunner(FhirService, within=FhirService.within_call)  # a total deadline per call
 
 
 async def verify_fhir_connection(
@@ -103,7 +103,10 @@ async def switch_fhir_server(
     ctx: Context, name: Annotated[str, Field(min_length=1, description="a name from list_fhir_servers")]
 ) -> FhirSwitchResult:
     """Make another configured FHIR server the current one for the following FHIR tools."""
-    return services_of(ctx).domain(FhirService).switch(name)
+    fhir = services_of(ctx).domain(FhirService)
+    previous = fhir.current
+    current = fhir.switch(name)
+    return FhirSwitchResult(previous=previous, current=current, url=fhir.server(current)[1].url)
 
 
 async def fhir_search_patient(

@@ -18,6 +18,8 @@ from ..core.progress import Progress
 from ..core.services import services_of
 from ..dicom.service import DicomService
 from ..ris.db import RisNotFound
+from ..ris.links import link_results, object_link
+from ..ris.models import OrderLink
 from ..ris.mpps_scu import perform_step, series_item
 from ..ris.reports import OrderReport, OrderResult, order_results, record_report
 from ..ris.service import RisService
@@ -36,6 +38,9 @@ class CompletedStep(BaseModel):
     performed_series: list[str] = Field(description="Series Instance UIDs the step lists")
     results: list[OrderResult] = Field(description="what the order now shows as produced")
     report: OrderReport | None = None
+    stored_results: list[OrderLink] = Field(
+        default_factory=list, description="SEG, SR and DiagnosticReports the order lists now"
+    )
 
 
 async def complete_procedure_step(
@@ -57,8 +62,8 @@ async def complete_procedure_step(
 ) -> CompletedStep:
     """Tell the RIS the reading step is done: a Modality Performed Procedure Step (N-CREATE, then N-SET
     COMPLETED) for the order's worklist entry listing the SEG and SR series (Referenced Non-Image
-    Composite SOP Instance Sequence), sent over DICOM to the mini-RIS MPPS SCP, and the FHIR report
-    recorded with the order. Returns what the order shows afterwards. Needs allow.ris_write."""
+    Composite SOP Instance Sequence), sent over DICOM to the mini-RIS MPPS SCP; the SEG, SR and the FHIR
+    report are linked to the order. Returns what the order shows afterwards. Needs allow.ris_write."""
     services = services_of(ctx)
     services.require_allowed("ris_write", "Completing a procedure step on the mini-RIS")
     objects = results_registry(services).datasets_for(sop_instance_uids)
@@ -101,12 +106,15 @@ async def complete_procedure_step(
             modality=modality,
             description="Reading and quantification",
         )
+        produced = [object_link(kind, ds) for kind, ds, _ in objects if kind in ("SEG", "SR")]
+        _, shown = link_results(ris.store, accession_number, produced)
         report = None
         if diagnostic_report:
             sr_uid = next((str(ds.SOPInstanceUID) for kind, ds, _ in objects if kind == "SR"), None)
             report = record_report(
                 ris.store, accession_number, diagnostic_report, report_status, conclusion, sr_uid
             )
+            _, shown = link_results(ris.store, accession_number, [])
         steps = [m for e in entries for m in ris.store.mpps_for_mwl(e.mwl_id)]
         record = ris.store.get_mpps(uid)
         return CompletedStep(
@@ -116,6 +124,7 @@ async def complete_procedure_step(
             performed_series=[x["series_instance_uid"] for x in record.series],
             results=order_results(steps),
             report=report,
+            stored_results=shown,
         )
 
     return await _run(ctx, work)

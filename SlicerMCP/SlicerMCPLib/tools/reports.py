@@ -20,17 +20,20 @@ from ..core.services import services_of
 from ..dicom.move import Target
 from ..dicom.pdf import pdf_text
 from ..dicom.service import DicomService
-from ..dicom.validation import check_uid
+from ..dicom.validation import check_uid, check_vr
 from ..fhir import linking, resources
+from ..fhir.models import accession_of
 from ..fhir.report import ReportResult, ReportStatus, ReportValue, report_bundle, send_report
 from ..fhir.service import FhirService
+from ..ris.models import ResultLink
 from .annotations import ADDS_FROM_REMOTE
 from .confirm import asks_person
 from .fhir import fhir_server_text
+from .order_links import RisOrderUpdate, link_to_orders
 from .results import Quantity, Unit, results_registry
 from .running import DomainRunner
 
-_run = DomainRunner(FhirService)
+_run = DomainRunner(FhirService, within=FhirService.within_call)  # a total deadline per call
 _run_dicom = DomainRunner(DicomService)
 
 
@@ -68,6 +71,44 @@ def _subject(
             details={"patient_id": patient_id},
         )
     return found
+
+
+class ReportWritten(ReportResult):
+    ris_order: RisOrderUpdate | None = Field(
+        None,
+        description="the mini-RIS order that now lists the report, or why not (None: no accession known)",
+    )
+
+
+def _accession(*candidates: str | None) -> str | None:
+    return next((text.strip() for text in candidates if text and text.strip()), None)
+
+
+async def _show_on_order(
+    ctx: Context, written: ReportResult, accession: str | None, location: str, derived_from: str | None
+) -> ReportWritten:
+    """The report linked to the RIS order of `accession` (ris_order says how that went)."""
+    if not accession:
+        return ReportWritten(**written.model_dump())
+    link = ResultLink(
+        kind="DiagnosticReport",
+        identifier=f"DiagnosticReport/{written.diagnostic_report_id}",
+        location=location,
+        status=written.status,
+        conclusion=written.conclusion,
+        derived_from=derived_from,
+    )
+    updates = await link_to_orders(ctx, {accession: [link]})
+    return ReportWritten(**written.model_dump(), ris_order=updates[0])
+
+
+AccessionParam = Annotated[
+    str | None,
+    Field(
+        max_length=16,
+        description="the mini-RIS order to show the report on (default: the SR's, PDF's or ImagingStudy's accession)",
+    ),
+]
 
 
 ReportPerson = asks_person(
@@ -115,19 +156,24 @@ async def fhir_create_report(
     patient: Annotated[
         str | None, Field(description="FHIR Patient id (default: the ImagingStudy's subject)")
     ] = None,
+    accession_number: AccessionParam = None,
     person: ReportPerson = None,
-) -> ReportResult:
+) -> ReportWritten:
     """Write a radiology DiagnosticReport to the FHIR server in one transaction: status, LOINC code,
     subject, imagingStudy, your conclusion, and one Observation per measurement (SNOMED CT code, UCUM
-    valueQuantity, derivedFrom the ImagingStudy). Everything is validated before sending and read back.
-    Off unless allow.fhir_write is true."""
+    valueQuantity, derivedFrom the ImagingStudy). Everything is validated before sending and read back,
+    then the report is linked to the mini-RIS order of its accession number (when allow.ris_write is
+    on; ris_order says). Off unless allow.fhir_write is true."""
     services = services_of(ctx)
     services.require_allowed("fhir_write", "Writing a report to the FHIR server", person)
+    if accession_number is not None:
+        accession_number = check_vr(accession_number, "SH", "accession_number", required=False)
     values: list[ReportValue] = []
-    sr_uid = None
+    sr_uid = sr_accession = None
     if sr_sop_instance_uid:
         sr = results_registry(services).get(sr_sop_instance_uid, "SR")
         sr_uid = sr_sop_instance_uid
+        sr_accession = str(sr.dataset.get("AccessionNumber", "") or "")
         study_instance_uid = study_instance_uid or str(sr.dataset.StudyInstanceUID)
         for f in sr.findings:
             values += [
@@ -137,7 +183,7 @@ async def fhir_create_report(
         values += [ReportValue(name, v.quantity, v.value, v.unit) for name, v in sr.markups]
     values += [ReportValue(m.label, m.quantity, m.value, m.unit) for m in measurements or []]
 
-    def work(fhir: FhirService, _: Progress) -> ReportResult:
+    def work(fhir: FhirService, _: Progress) -> tuple[ReportResult, str | None, str]:
         study = _imaging_study(fhir, imaging_study_id, study_instance_uid)
         subject = _subject(fhir, study, patient, None)
         bundle = report_bundle(
@@ -148,9 +194,12 @@ async def fhir_create_report(
             values=values,
             sr_uid=sr_uid,
         )
-        return send_report(fhir.client(), bundle)
+        return send_report(fhir.client(), bundle), accession_of(study) if study else None, fhir.server()[0]
 
-    return await _run(ctx, work)
+    written, study_accession, server = await _run(ctx, work)
+    return await _show_on_order(
+        ctx, written, _accession(accession_number, sr_accession, study_accession), server, sr_uid
+    )
 
 
 def _document(ds: pydicom.Dataset) -> bytes:
@@ -176,13 +225,17 @@ async def fhir_report_from_dicom_pdf(
     patient: Annotated[
         str | None, Field(description="FHIR Patient id (default: found by the PDF's PatientID)")
     ] = None,
+    accession_number: AccessionParam = None,
     person: PdfReportPerson = None,
-) -> ReportResult:
+) -> ReportWritten:
     """Turn a DICOM encapsulated PDF report in the PACS into a FHIR DiagnosticReport: the PDF attached
     (presentedForm), its text's first paragraph as conclusion unless you give one, linked to the study's
-    ImagingStudy and patient. Off unless allow.fhir_write is true."""
+    ImagingStudy and patient, and linked to the mini-RIS order of its accession number (when
+    allow.ris_write is on; ris_order says). Off unless allow.fhir_write is true."""
     services = services_of(ctx)
     services.require_allowed("fhir_write", "Writing a report to the FHIR server", person)
+    if accession_number is not None:
+        accession_number = check_vr(accession_number, "SH", "accession_number", required=False)
     target = Target(
         check_uid(study_instance_uid, "study_instance_uid"),
         check_uid(series_instance_uid, "series_instance_uid"),
@@ -202,7 +255,7 @@ async def fhir_report_from_dicom_pdf(
         raise InvalidParameter("the PDF has no text to take a conclusion from; pass conclusion")
     title = str(ds.get("DocumentTitle", "") or "Report")
 
-    def work(fhir: FhirService, _: Progress) -> ReportResult:
+    def work(fhir: FhirService, _: Progress) -> tuple[ReportResult, str | None, str]:
         study = _imaging_study(fhir, None, study_instance_uid)
         subject = _subject(fhir, study, patient, str(ds.get("PatientID", "")) or None)
         bundle = report_bundle(
@@ -213,9 +266,13 @@ async def fhir_report_from_dicom_pdf(
             values=[],
             pdf=(_document(ds), title),
         )
-        return send_report(fhir.client(), bundle)
+        return send_report(fhir.client(), bundle), accession_of(study) if study else None, fhir.server()[0]
 
-    return await _run(ctx, work)
+    written, study_accession, server = await _run(ctx, work)
+    pdf_accession = str(ds.get("AccessionNumber", "") or "")
+    return await _show_on_order(
+        ctx, written, _accession(accession_number, pdf_accession, study_accession), server, sop_instance_uid
+    )
 
 
 def register(server: MCPServer) -> None:

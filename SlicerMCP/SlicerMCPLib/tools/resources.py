@@ -1,6 +1,7 @@
-"""MCP resources: read-only views of the scene for clients that browse rather than call tools.
+"""MCP resources: read-only views of the scene (and of the server's audit log and peers) for
+clients that browse rather than call tools.
 
-The SDK gives static resources no Context, so each handler closes over the scene backend.
+The SDK gives static resources no Context, so each handler closes over the services.
 A failed read carries the same JSON error body as a failed tool (code, message, details).
 """
 
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel
 
-from ..core.errors import ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
+from ..core.audit import audit_of
+from ..core.errors import CircuitOpen, ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
 from ..core.models import SceneStatus
-from ..core.scene_backend import SceneBackend
+from ..core.services import Services
 
 
 async def _json_of(read: Awaitable[BaseModel]) -> str:
@@ -27,24 +30,35 @@ async def _json_of(read: Awaitable[BaseModel]) -> str:
         raise ResourceError(exc.to_json()) from exc
 
 
-def register_resources(server: MCPServer, backend: SceneBackend) -> None:
+def register_resources(server: MCPServer, services: Services) -> None:
+    backend = services.backend
 
     @server.resource("slicer://status", name="status", title="Slicer status", mime_type="application/json")
     async def status() -> str:
         """Backend, Slicer version, node counts and what this host can render; "unreachable" and why
-        when Slicer doesn't answer (a status that can't be read is itself the answer)."""
+        when Slicer doesn't answer (a status that can't be read is itself the answer); where each
+        setting that is not at its default came from; the circuit breaker state of each peer called so far."""
         try:
-            return (await backend.status()).model_dump_json()
-        except (SlicerConnectionError, SlicerTimeout) as exc:
-            down = SceneStatus(
+            found = await backend.status()
+        except (SlicerConnectionError, SlicerTimeout, CircuitOpen) as exc:
+            found = SceneStatus(
                 backend=backend.kind,
                 connection="unreachable",
                 error=exc.to_dict()["error"],
                 notes=[f"Slicer is unreachable: {exc.message}"],
             )
-            return down.model_dump_json()
         except SlicerMCPError as exc:
             raise ResourceError(exc.to_json()) from exc
+        found.settings = services.config.sources()
+        found.peers = services.peer_states()
+        return found.model_dump_json()
+
+    @server.resource("slicer://audit", name="audit", title="Audit log", mime_type="application/json")
+    async def audit() -> str:
+        """The newest tool calls from the audit log (audit.recent_lines of them, oldest first): time,
+        client, tool, a SHA-256 of the arguments (never the arguments), result code, duration, bytes."""
+        log = audit_of(services)
+        return (await anyio.to_thread.run_sync(log.tail)).model_dump_json()
 
     @server.resource("slicer://scene", name="scene", title="Scene nodes", mime_type="application/json")
     async def scene() -> str:

@@ -36,9 +36,12 @@ from ..dicom.results import (
 from ..dicom.seg_export import AlgorithmType, build_seg, order_sources
 from ..dicom.service import DicomService
 from ..dicom.sr_export import SegmentFindings, Value, build_sr
+from ..ris.links import object_link
+from ..ris.models import ResultLink
 from .annotations import ADDS, ADDS_FROM_REMOTE
 from .confirm import asks_person
 from .dicom import node_text
+from .order_links import RisOrderUpdate, link_to_orders
 from .running import DomainRunner, run_blocking
 
 _run = DomainRunner(DicomService)
@@ -295,6 +298,13 @@ StorePerson = asks_person(
 )
 
 
+class StoredResults(StoreResultsResult):
+    ris_orders: list[RisOrderUpdate] = Field(
+        default_factory=list,
+        description="per accession number: the mini-RIS order that now lists the verified SEG/SR, or why not",
+    )
+
+
 async def store_results_to_pacs(
     ctx: Context,
     sop_instance_uids: Annotated[
@@ -308,17 +318,26 @@ async def store_results_to_pacs(
         Field(description="c-store or stow-rs (default: stow-rs when the node has dicomweb_url)"),
     ] = None,
     person: StorePerson = None,
-) -> StoreResultsResult:
+) -> StoredResults:
     """Store exported SEG/SR objects (and images made for a non-DICOM volume) in the PACS by C-STORE or
     STOW-RS, then query the PACS back (instance-level C-FIND) and count only what it lists: fails with
-    DICOM_SEND_FAILED naming what is missing. Off unless allow.dicom_send is true."""
+    DICOM_SEND_FAILED naming what is missing. The verified SEG/SR are then linked to the mini-RIS order
+    of their accession number (when allow.ris_write is on), so the order lists them: see ris_orders.
+    Off unless allow.dicom_send is true."""
     services = services_of(ctx)
     services.require_allowed("dicom_send", "Storing results in a PACS", person)
     dicom = services.domain(DicomService)
     name, target = dicom.node(node)
     objects = results_registry(services).datasets_for(sop_instance_uids)
     chosen: StoreMethod = method or ("stow-rs" if target.dicomweb_url else "c-store")
-    return await _run(ctx, lambda _, __: store_and_verify(target, name, dicom.calling_aet, objects, chosen))
+    stored = await _run(ctx, lambda _, __: store_and_verify(target, name, dicom.calling_aet, objects, chosen))
+    verified = {i.sop_instance_uid for i in stored.instances if i.verified}
+    by_accession: dict[str, list[ResultLink]] = {}
+    for kind, ds, _ in objects:
+        if kind in ("SEG", "SR") and str(ds.SOPInstanceUID) in verified:
+            accession = str(ds.get("AccessionNumber", "") or "").strip()
+            by_accession.setdefault(accession, []).append(object_link(kind, ds, name))
+    return StoredResults(**stored.model_dump(), ris_orders=await link_to_orders(ctx, by_accession))
 
 
 def register(server: MCPServer) -> None:

@@ -17,7 +17,8 @@ from ..core.progress import Progress
 from ..core.services import Services, services_of
 from ..dicom.validation import check_text
 from ..ris.db import RisNotFound
-from ..ris.models import MppsRecord, MwlEntry, Order, Patient, Priority
+from ..ris.links import links_of, with_stored_results
+from ..ris.models import MppsRecord, MwlEntry, Order, OrderLink, Patient, Priority
 from ..ris.reports import OrderReport, OrderResult, order_results, reports_for
 from ..ris.schema import CT_PROCEDURES, PROCEDURES
 from ..ris.service import RisService
@@ -91,6 +92,10 @@ class ProcedureStepStatus(BaseModel):
         default_factory=list, description="instances the completed steps performed: images, SEG, SR"
     )
     reports: list[OrderReport] = Field(default_factory=list, description="reports recorded for the order")
+    stored_results: list[OrderLink] = Field(
+        default_factory=list,
+        description="SEG/SR stored in the PACS and DiagnosticReports in FHIR for the order",
+    )
 
 
 def _ris_text(services: Services) -> str:
@@ -158,10 +163,14 @@ async def list_orders(
     ] = None,
     limit: Limit = 100,
 ) -> OrderList:
-    """Imaging orders, newest first, with patient, procedure (views, expected image count), priority
-    and state. ORDERED orders are waiting for create_mwl_from_order."""
+    """Imaging orders, newest first, with patient, procedure (views, expected image count), priority,
+    state and stored_results (the SEG/SR stored in the PACS and the FHIR DiagnosticReports linked to
+    the order). ORDERED orders are waiting for create_mwl_from_order."""
     orders = await _run(
-        ctx, lambda ris, _: ris.store.list_orders(status, patient_mrn, accession_number, limit)
+        ctx,
+        lambda ris, _: with_stored_results(
+            ris.store, ris.store.list_orders(status, patient_mrn, accession_number, limit)
+        ),
     )
     return OrderList(count=len(orders), orders=orders)
 
@@ -365,6 +374,7 @@ async def get_procedure_step_status(ctx: Context, accession_number: Accession) -
             performed_steps=steps,
             results=order_results(steps),
             reports=reports_for(ris.store, accession_number),
+            stored_results=links_of(ris.store, [orders[0].id])[orders[0].id],
         )
 
     return await _run(ctx, work)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context
@@ -87,12 +87,26 @@ async def run_analysis(ctx: Context, work: Callable[[Workspace], T], label: str)
 
 
 class DomainRunner(Generic[D]):
-    """`_run(ctx, work)` of one domain's tools: `work(service, progress)` in a worker thread."""
+    """`_run(ctx, work)` of one domain's tools: `work(service, progress)` in a worker thread.
 
-    def __init__(self, kind: type[D], make: Callable[[Config], D] | None = None):
+    `within(service, run)` wraps each call's work where the domain bounds a whole call (the FHIR
+    tools' total deadline: `FhirService.within_call`)."""
+
+    def __init__(
+        self,
+        kind: type[D],
+        make: Callable[[Config], D] | None = None,
+        within: Callable[[D, Callable[[], Any]], Any] | None = None,
+    ):
         self.kind = kind
         self.make = make
+        self.within = within
 
     async def __call__(self, ctx: Context, work: Callable[[D, Progress], T], label: str = "") -> T:
         service = services_of(ctx).domain(self.kind, self.make)
-        return await run_blocking(ctx, lambda progress: work(service, progress), label)
+        within = self.within
+        if within is None:
+            return await run_blocking(ctx, lambda progress: work(service, progress), label)
+        return await run_blocking(
+            ctx, lambda progress: within(service, lambda: work(service, progress)), label
+        )

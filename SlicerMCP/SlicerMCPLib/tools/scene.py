@@ -33,6 +33,7 @@ from ..scene.image_fit import fit_image
 from ..scene.sampledata import SAMPLES, SampleDataCache
 from .annotations import ADDS, ADDS_FROM_REMOTE, READS, REMOVES, RUNS_CODE, SETS
 from .client_log import client_log
+from .clients import PythonNamespaces, client_label
 from .confirm import asks_person
 from .running import run_blocking
 
@@ -48,24 +49,6 @@ PythonPerson = asks_person("execute_python", lambda services, code: _shown_code(
 
 def sample_cache(services: Services) -> SampleDataCache:
     return services.domain(SampleDataCache, lambda config: SampleDataCache(config.sample_data))
-
-
-def session_key(ctx: Context) -> str:
-    """Which execute_python namespace a call uses: one per client.
-
-    The MCP session id over HTTP when the transport has one; otherwise the client's declared
-    name (2026 protocol requests carry no session, and a stdio server has one client anyway).
-    """
-    try:
-        sid = (ctx.headers or {}).get("mcp-session-id")
-        if sid:
-            return f"http-{sid}"
-        params = ctx.request_context.session.client_params
-    except ValueError:  # no request: a call from the Slicer Python console
-        return "console"
-    if params is not None and params.client_info is not None:
-        return f"client-{params.client_info.name}"
-    return "default"
 
 
 async def list_scene_nodes(
@@ -113,9 +96,13 @@ async def capture_screenshot(
     with 2 already queued gets BUSY at once: wait for them, then capture again."""
     services = services_of(ctx)
     queue = services.domain(RenderQueue, lambda config: RenderQueue(config.rendering.queue_per_client))
-    async with queue.turn(session_key(ctx)):
+    async with queue.turn(client_label(ctx)):
         shot = await services.backend.capture_screenshot(view_type, scroll_position, look_from_axis, size)
-    fitted = await run_blocking(ctx, lambda _: fit_image(shot.png, services.config.rendering.max_image_bytes))
+    limit = services.config.rendering.max_image_bytes
+    if len(shot.png) <= limit:  # the usual case: the PNG as it is, no trip to a worker thread
+        fitted = fit_image(shot.png, limit)
+    else:
+        fitted = await run_blocking(ctx, lambda _: fit_image(shot.png, limit))
     info = shot.info
     if fitted.mime_type != "image/png":
         info = info.model_copy(
@@ -241,13 +228,30 @@ async def execute_python(
     code: Annotated[
         str, Field(min_length=1, max_length=200_000, description="Python source to run in Slicer")
     ],
+    namespace: Annotated[
+        str | None,
+        Field(
+            max_length=64,
+            description="run in this namespace: the 'namespace' an earlier execute_python call returned",
+        ),
+    ] = None,
     person: PythonPerson = None,
 ) -> PythonResult:
-    """Run Python inside Slicer (namespace kept per client session). Returns stdout, stderr, the value
-    of the last expression and the traceback on error. Off unless allow.execute_python is true."""
+    """Run Python inside Slicer. Returns stdout, stderr, the value of the last expression, the
+    traceback on error, and the `namespace` it ran in: variables stay there for this client's
+    session or connection; pass `namespace` back to reach them from a request without a session.
+    Off unless allow.execute_python is true."""
     services = services_of(ctx)
     services.require_allowed("execute_python", "execute_python", person)
-    return await services.backend.execute_python(code, session_key(ctx), services.config.timeouts.python_s)
+    chosen = services.domain(PythonNamespaces, lambda _: PythonNamespaces()).choose(ctx, namespace)
+    result = await services.backend.execute_python(code, chosen.key, services.config.timeouts.python_s)
+    notes = list(result.notes)
+    if chosen.new and not chosen.lasting:
+        notes.append(
+            "this request has no MCP session, so a new namespace was made for it: pass "
+            f"namespace={chosen.key!r} to the next execute_python call to keep these variables"
+        )
+    return result.model_copy(update={"namespace": chosen.key, "notes": notes})
 
 
 async def clear_scene(ctx: Context) -> ClearResult:

@@ -2,7 +2,8 @@
 
 Why: `MCPServer` offers no public way to add a request handler (`resources/subscribe`,
 `logging/setLevel`) or middleware on its low-level server, no synchronous list of its tools,
-and its session manager does not say how many sessions are open. Each need reads one private
+its session manager does not say how many sessions are open, and a tool's Context does not
+name the connection a call came on. Each need reads one private
 attribute here; Testing/test_core_sdk_internals.py fails loudly when an SDK update renames one.
 """
 
@@ -22,3 +23,9 @@ def registered_tools(server: Any) -> list[Any]:
 def open_session_count(session_manager: Any) -> int:
     """How many streamable-HTTP sessions the SDK's session manager keeps open."""
     return len(session_manager._server_instances)  # noqa: SLF001 - the manager exposes no count
+
+
+def request_connection(ctx: Any) -> Any:
+    """The SDK `Connection` a tool call arrived on (its `session_id`, `outbound` channel). The tool
+    Context offers only the declared client info; ValueError outside a request, as the SDK raises."""
+    return ctx.request_context.session._connection  # noqa: SLF001 - ServerSession keeps it private
