@@ -357,3 +357,20 @@ def test_send_counts_an_object_the_peer_takes_in_no_transfer_syntax(
     assert out["failures"][0]["sop_instance_uid"] == str(ds[0].SOPInstanceUID)
     assert "RLE Lossless" in out["failures"][0]["status"]
     assert len(list(storescp.iterdir())) == 1
+
+
+@pytest.mark.parametrize("method", ["dicomweb", "c-get"])
+def test_instance_truncated_on_the_pacs_disk_fails_the_load(
+    orthanc: Orthanc, dicom_server: Any, method: str
+) -> None:
+    """A stored file cut short on the PACS's disk after it was indexed (found by the soak benchmark):
+    Orthanc still lists the instance and serves the short file; the load must fail and load nothing."""
+    spec, ds = make_ct_series(slices=6)
+    orthanc.upload(ds)
+    orthanc.truncate_file(str(ds[0].SOPInstanceUID))
+    result = call(dicom_server, "load_series", {"series_instance_uid": spec.series_uid, "method": method})
+    assert result.is_error, result.structured_content
+    err = error_of(result)
+    assert err["code"] in ("DICOM_LOAD_FAILED", "RETRIEVE_INCOMPLETE", "DICOM_QUERY_FAILED"), err
+    nodes = call(dicom_server, "list_scene_nodes", {"class_name": "vtkMRMLScalarVolumeNode"})
+    assert nodes.structured_content["total"] == 0

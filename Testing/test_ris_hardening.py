@@ -349,3 +349,30 @@ def test_an_empty_mpps_n_create_is_answered_with_a_failure_status(strict_scp: An
     status, _ = assoc.send_n_create(Dataset(), ModalityPerformedProcedureStep, generate_uid())
     assoc.release()
     assert status and int(status.Status) == Status.MISSING_ATTRIBUTE
+
+
+# the database's breaker seen through the REST API (found by the soak benchmark: CIRCUIT_OPEN was a 500)
+
+
+def test_rest_api_answers_503_while_the_database_breaker_is_open(tmp_path: Any) -> None:
+    """MariaDB is down (nothing listens on its port: the kernel refuses, a real connection failure):
+    the first request trips the breaker (threshold 1), the next fails fast; both are 503, a
+    temporary outage the client can retry, never a 500."""
+    from fixtures.core import free_port
+    from SlicerMCPLib.core.config import load_config
+    from SlicerMCPLib.ris.api import serve_api
+    from SlicerMCPLib.ris.service import RisService
+
+    mini_ris = {"backend": "mysql", "port": free_port(), "password": "x", "mwl_port": 0, "api_port": 0}
+    overrides = {"mini_ris": mini_ris, "breaker": {"failure_threshold": 1, "cooldown_s": 60}}
+    config = load_config(env={}, overrides=overrides)
+    service = RisService(config)
+    server = serve_api(service, config, "t" * 32, 0)
+    try:
+        url = f"http://127.0.0.1:{server.port}/ris/api/orders"
+        answers = [httpx.get(url, headers={"Authorization": "Bearer " + "t" * 32}) for _ in range(2)]
+    finally:
+        server.stop()
+        service.close()
+    assert [a.json()["error"]["code"] for a in answers] == ["RIS_DATABASE_ERROR", "CIRCUIT_OPEN"]
+    assert [a.status_code for a in answers] == [503, 503]

@@ -150,9 +150,13 @@ class Connection:
         return json.loads(ast.literal_eval(out["result"])) if out.get("result") else None
 
     async def raw(
-        self, method: str = "server/discover", params: dict[str, Any] | None = None
+        self,
+        method: str = "server/discover",
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """One JSON-RPC request as a bare HTTP POST on the same connection pool."""
+        """One JSON-RPC request as a bare HTTP POST on the same connection pool (`timeout` s: the
+        client gives up and drops the connection, as a client that goes away mid-call does)."""
         self._next_id += 1
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
         body["params"] = {**(params or {}), **({"_meta": self.meta} if self.meta else {})}
@@ -166,6 +170,7 @@ class Connection:
                 "content-type": "application/json",
                 "accept": "application/json, text/event-stream",
             },
+            **({"timeout": timeout} if timeout is not None else {}),
         )
         if response.status_code >= 400:
             raise RuntimeError(

@@ -172,6 +172,7 @@ class _Instance:
     name: str = ""
     window_level: tuple[float, float] | None = None
     bits_stored: int | None = None  # known for instances the fast reader read
+    sop_class: str = ""
 
 
 def _label(source: Path | bytes, index: int) -> str:
@@ -222,6 +223,7 @@ def read_instance(source: Path | bytes, index: int = 0) -> _Instance:
             _series_name(description, fast.series_number),
             _window_level(fast.window_center, fast.window_width),
             fast.bits_stored,
+            fast.sop_class_uid,
         )
     ds = _dcmread(source, index)
     image = "PixelData" in ds
@@ -233,6 +235,7 @@ def read_instance(source: Path | bytes, index: int = 0) -> _Instance:
         str(ds.get("Modality", "") or ""),
         _series_name(str(ds.get("SeriesDescription") or ""), str(ds.get("SeriesNumber", ""))),
         _window_level(ds.get("WindowCenter"), ds.get("WindowWidth")) if image else None,
+        sop_class=str(ds.SOPClassUID),
     )
 
 
@@ -427,6 +430,15 @@ def build_volume(
         kinds = sorted({item.modality or "?" for item in instances})
         raise NotAVolume(f"the series has no images (modality {', '.join(kinds)}); it is not a volume")
     first = images[0]
+    image_classes = {item.sop_class for item in images}
+    damaged = [item.sop_uid for item in instances if not item.slices and item.sop_class in image_classes]
+    if damaged:  # an image of the series' own class without pixels was cut short: a gap, not an SR
+        raise load_failed(
+            f"{len(damaged)} instance(s) of the series' image class have no pixel data (the file is "
+            "truncated or damaged on the PACS); the volume would have a gap. Ask the PACS administrator "
+            "to check these instances, or load another series",
+            sop_instance_uids=damaged[:20],
+        )
     slices = [s for item in images for s in item.slices]
     warnings: list[str] = []
     others = Counter(item.modality or "?" for item in instances if not item.slices)

@@ -51,6 +51,7 @@ HTTP_STATUS = {
     ErrorCode.INVALID_PARAMETER: 400,
     ErrorCode.OPERATION_DISABLED: 403,
     ErrorCode.RIS_DATABASE_ERROR: 503,
+    ErrorCode.CIRCUIT_OPEN: 503,  # the database is down: fail fast, retry after details.retry_at
 }
 
 
