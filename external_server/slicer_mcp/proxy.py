@@ -60,6 +60,10 @@ class _Downstream:
         self.subscribed: set[str] = set()  # URIs the stdio client subscribed to (handshake era)
         #: the 2026-wire upstream sessions, by whether they declare elicitation (a 2026 client's calls)
         self.modern: dict[bool, ClientSession] = {}
+        #: the execute_python namespace the server issued to this stdio client: over a sessionless
+        #: 2026-wire upstream each call would get a fresh one, so the proxy (one stdio client, one
+        #: connection) passes it back, as the server keys a connection's namespace itself
+        self.namespace: str | None = None
 
     async def on_upstream_elicit(
         self, ctx: ClientRequestContext, params: types.ElicitRequestParams
@@ -130,11 +134,14 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
             # on the request-scoped session: sent with the stdio client's own token, a no-op without one
             await ctx.session.report_progress(progress, total, message)
 
+        arguments = params.arguments
+        if params.name == "execute_python" and downstream.namespace and "namespace" not in (arguments or {}):
+            arguments = {**(arguments or {}), "namespace": downstream.namespace}
         # send_request, not call_tool: the result goes on as it came; the stdio client validates it
         request = types.CallToolRequest(
             params=types.CallToolRequestParams(
                 name=params.name,
-                arguments=params.arguments,
+                arguments=arguments,
                 input_responses=params.input_responses,  # a 2026 retry: the person's answer...
                 request_state=params.request_state,  # ...and the state the server sealed, as they came
                 _meta=forwarded_meta(params.meta),
@@ -142,8 +149,13 @@ def build_proxy_server(upstream: ClientSession, downstream: _Downstream) -> Serv
         )
         modern = downstream.modern.get(elicits(ctx.session)) if on_the_2026_wire(ctx.session) else None
         if modern is not None:  # as the client declared itself: log opt-in and elicitation per request
-            return await modern.send_request(request, CALL_OR_INPUT, progress_callback=relay)
-        return await upstream.send_request(request, types.CallToolResult, progress_callback=relay)
+            result = await modern.send_request(request, CALL_OR_INPUT, progress_callback=relay)
+        else:
+            result = await upstream.send_request(request, types.CallToolResult, progress_callback=relay)
+        if params.name == "execute_python":
+            issued = (getattr(result, "structured_content", None) or {}).get("namespace")
+            downstream.namespace = issued or downstream.namespace
+        return result
 
     async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams) -> Any:
         seen(ctx)
