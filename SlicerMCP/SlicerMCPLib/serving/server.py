@@ -29,6 +29,7 @@ from .. import __version__
 from ..core.audit import audit_of
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.services import CallRecord, Services
+from ..tools.sdk_internals import request_connection
 from .output_schema import compact_schema
 from .subscriptions import LiveResources
 
@@ -202,12 +203,15 @@ def result_bytes(result: Any) -> int:
 
 
 def _caller(context: Context | None) -> tuple[str | None, str | None]:
-    """(the client's declared name/version, a short digest of the session id) of a call, if known."""
+    """(the client's declared name/version, a short digest of the session id) of a call, if known.
+
+    The session id is the one the SDK issued for the connection (as `tools.clients` keys namespaces
+    by it), not the Mcp-Session-Id header a client sends: a sessionless request could send any."""
     if context is None:
         return None, None
     try:
         params = context.request_context.session.client_params
-        sid = (context.headers or {}).get("mcp-session-id")
+        sid = request_connection(context).session_id
     except (ValueError, AttributeError):  # no request: a call from the Slicer Python console
         return "console", None
     info = params.client_info if params is not None else None
