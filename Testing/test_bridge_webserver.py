@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from fixtures.bridge import PeerProcess
-from SlicerMCPLib.backends.webserver import WebServerBackend, png_size
+from SlicerMCPLib.backends.webserver import WebServerBackend
+from SlicerMCPLib.backends.webserver_http import png_size
 from SlicerMCPLib.backends.webserver_nrrd import decode, encode
 from SlicerMCPLib.core.config import Config
 from SlicerMCPLib.core.errors import ErrorCode, SlicerMCPError

@@ -47,7 +47,7 @@ class Choice:
 
 def choose_backend(forced: BackendName | None, headless_flag: bool, webserver_url: str) -> Choice:
     """Apply the selection order; a forced backend is returned even when it looks unavailable."""
-    from SlicerMCPLib.backends.webserver import probe_version
+    from SlicerMCPLib.backends.webserver_http import probe_version
 
     if forced == "headless":
         return Choice("headless", "forced with --backend headless")

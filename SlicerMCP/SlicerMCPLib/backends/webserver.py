@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,7 +37,6 @@ from ..core.errors import (
     SlicerConnectionError,
     SlicerMCPError,
     SlicerTimeout,
-    VolumeCalculationError,
 )
 from ..core.models import (
     ClearResult,
@@ -52,8 +50,6 @@ from ..core.models import (
     PythonResult,
     SceneStatus,
     ScreenshotInfo,
-    SegmentInfo,
-    SegmentVolume,
     ViewType,
     VolumeMeasurement,
 )
@@ -68,8 +64,10 @@ from .webserver_props import (
     NO_EXEC_NOTE,
     NRRD_CLASSES,
     UNLISTED_PROPERTIES,
+    exact_segments,
     is_listed,
     node_summary,
+    unique_name,
     vec3,
 )
 
@@ -77,29 +75,6 @@ SLICE_VIEWS = {"axial": ("red", "Axial"), "sagittal": ("yellow", "Sagittal"), "c
 NO_MATCH = "No nodes matched"
 GEOMETRY_CACHE_SIZE = 4096
 EXEC_RECHECK_S = 30.0  # after "exec is off", ask again only after this long (the user may turn it on)
-
-
-def png_size(png: bytes) -> tuple[int, int]:
-    """Width and height from a PNG's IHDR chunk."""
-    if len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ScreenshotFailed(
-            "Slicer's WebServer sent an image that is not a PNG", details={"bytes": len(png)}
-        )
-    return struct.unpack(">II", png[16:24])
-
-
-def _exact_segments(summary: NodeSummary, exact: Any) -> None:
-    """Segments as /slicer/exec read them (the printout types names like "007")."""
-    if isinstance(exact, dict) and isinstance(exact.get("segments"), list):
-        summary.segments = [
-            SegmentInfo(
-                id=str(s["id"]),
-                name=str(s["name"]),
-                color=vec3(s["color"]) or (1.0, 1.0, 1.0),
-                label_value=int(s["label_value"]),
-            )
-            for s in exact["segments"]
-        ]
 
 
 class WebServerBackend(SceneBackend):
@@ -194,22 +169,6 @@ class WebServerBackend(SceneBackend):
         self._exec_off_since = None
         return result
 
-    async def _nrrd_geometry(self, node_id: str) -> np.ndarray | None:
-        """IJK->RAS from the header of GET /slicer/volume (full precision); the voxels are not fetched."""
-        try:
-            response = await anyio.to_thread.run_sync(
-                lambda: self.http.get_head(
-                    webserver_http.VOLUME, {"id": node_id}, until=b"\n\n", timeout=self._timeouts.load_s
-                )
-            )
-            if response.status != 200:
-                return None
-            return webserver_nrrd.decode_header(response.body)[3]
-        except SlicerMCPError as exc:
-            if exc.code in (ErrorCode.SLICER_WEBSERVER_ERROR, ErrorCode.NOT_SUPPORTED):
-                return None
-            raise
-
     async def _exact_volumes(
         self, summaries: list[NodeSummary], props: dict[str, dict[str, Any]]
     ) -> list[str]:
@@ -233,7 +192,7 @@ class WebServerBackend(SceneBackend):
             webserver_exec.details_source([s.id for s in volumes + segmented], False), self._timeouts.scene_s
         )
         for summary in segmented:  # segment names and colours: exact only through exec
-            _exact_segments(summary, exact.get(summary.id) if isinstance(exact, dict) else None)
+            exact_segments(summary, exact.get(summary.id) if isinstance(exact, dict) else None)
         notes = []
         for summary in volumes:
             assert summary.volume is not None
@@ -243,7 +202,11 @@ class WebServerBackend(SceneBackend):
                 summary.volume.origin = vec3(found["volume"]["origin"]) or summary.volume.origin
             else:
                 ijk_to_ras = (
-                    await self._nrrd_geometry(summary.id) if summary.class_name in NRRD_CLASSES else None
+                    await anyio.to_thread.run_sync(
+                        webserver_nrrd.read_ijk_to_ras, self.http, summary.id, self._timeouts.load_s
+                    )
+                    if summary.class_name in NRRD_CLASSES
+                    else None
                 )
                 if ijk_to_ras is None:
                     notes.append(
@@ -374,7 +337,7 @@ class WebServerBackend(SceneBackend):
             if k not in GEOMETRY_PRINTED
         }
         properties["description"] = exact.get("description") or ""
-        _exact_segments(summary, exact)
+        exact_segments(summary, exact)
         volume = exact.get("volume")
         if summary.volume is not None and isinstance(volume, dict):
             summary.volume.spacing = vec3(volume["spacing"]) or summary.volume.spacing
@@ -432,7 +395,7 @@ class WebServerBackend(SceneBackend):
                 "the layout (try set_layout FourUp) or show nothing yet (load a volume first)",
                 details={"view_type": view_type},
             )
-        width, height = png_size(response.body)
+        width, height = webserver_http.png_size(response.body)
         info = ScreenshotInfo(
             view_type=view_type,
             width=width,
@@ -464,46 +427,7 @@ class WebServerBackend(SceneBackend):
 
     async def measure_volume(self, node_id: str, segment: str | None) -> VolumeMeasurement:
         result = await self._exec(webserver_exec.measure_source(node_id, segment), self._timeouts.python_s)
-        if not isinstance(result, dict):
-            raise VolumeCalculationError(
-                "Slicer returned an unexpected measurement", details={"result": result}
-            )
-        if result.get("error") == "INVALID_NODE_ID":
-            raise InvalidNodeId(
-                f"no node with id {node_id!r} in the scene; call list_scene_nodes to see the node ids",
-                details={"node_id": node_id},
-            )
-        if result.get("error"):
-            raise SlicerMCPError(
-                f"node {node_id} is a {result.get('node_class')}; measure_volume needs a segmentation or a "
-                "labelmap volume (list_scene_nodes with class_name=vtkMRMLSegmentationNode finds one)",
-                code=ErrorCode.INVALID_PARAMETER,
-                details={"node_id": node_id, "class_name": result.get("node_class")},
-            )
-        if segment is not None and not result["segments"]:
-            raise SlicerMCPError(
-                f"node {node_id} has no segment or label {segment!r}; get_node lists its segments",
-                code=ErrorCode.INVALID_PARAMETER,
-                details={"node_id": node_id, "segment": segment},
-            )
-        segments = [
-            SegmentVolume(
-                segment_id=s["segment_id"],
-                name=s["name"],
-                label_value=s.get("label_value"),
-                voxel_count=s["voxel_count"],
-                volume_mm3=s["voxel_count"] * s["voxel_mm3"],
-                volume_ml=s["voxel_count"] * s["voxel_mm3"] / 1000.0,
-            )
-            for s in result["segments"]
-        ]
-        return VolumeMeasurement(
-            node_id=result["node_id"],
-            node_name=result["node_name"],
-            node_class=result["node_class"],
-            voxel_volume_mm3=float(result.get("voxel_volume_mm3") or 0.0),
-            segments=segments,
-        )
+        return webserver_exec.measurement(result, node_id, segment)
 
     async def load_volume(self, path: Path, labelmap: bool, name: str | None) -> LoadedNodes:
         segmentation = path.name.lower().endswith(".seg.nrrd")
@@ -577,12 +501,7 @@ class WebServerBackend(SceneBackend):
         body = webserver_nrrd.encode(volume.array, volume.ijk_to_ras)
         names = await self._get(webserver_http.MRML_NAMES)
         taken = set(map(str, names.json(webserver_http.MRML_NAMES))) if names.status == 200 else set()
-        # the WebServer overwrites a node whose name or id matches (shell-style): make ours unique and literal
-        base = "".join("_" if c in "*?[]" else c for c in volume.name) or "Volume"
-        unique, n = base, 1
-        while unique in taken:
-            n += 1
-            unique = f"{base}_{n}"
+        unique = unique_name(volume.name, taken)
         await self._change("POST", webserver_http.VOLUME, {"id": unique}, body, self._timeouts.load_s)
         ids = await self._ids(name=unique)
         if not ids:
@@ -682,16 +601,3 @@ def _replies_checked(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awa
 for _name, _method in list(vars(WebServerBackend).items()):
     if not _name.startswith("_") and inspect.iscoroutinefunction(_method) and _name != "close":
         setattr(WebServerBackend, _name, _replies_checked(_method))
-
-
-def probe_version(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
-    """Slicer's version record when a WebServer answers at `url`, else None (no retries)."""
-    http = WebServerHttp(url, backoff_s=(), connect_timeout_s=timeout)
-    try:
-        response = http.get(webserver_http.VERSION, timeout=timeout)
-        data = response.json(webserver_http.VERSION) if response.status == 200 else None
-        return data if isinstance(data, dict) else None
-    except SlicerMCPError:
-        return None
-    finally:
-        http.close()

@@ -7,6 +7,10 @@ JSON. Arguments go in as Python literals (`repr` of str, dict, None), never past
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..core.errors import ErrorCode, InvalidNodeId, SlicerMCPError, VolumeCalculationError
+from ..core.models import SegmentVolume, VolumeMeasurement
 from ..scene.python_exec import MAX_NAMESPACES
 
 _MEASURE = r"""
@@ -185,3 +189,45 @@ def nodes_source(application_classes: tuple[str, ...]) -> str:
     """[id, name, class, MTime, data node] of every node in one call: what scene polling needs
     (`data node` as scene.nodes.is_application_node decides it, negated)."""
     return _call(_NODES, tuple(str(c) for c in application_classes))
+
+
+def measurement(result: Any, node_id: str, segment: str | None) -> VolumeMeasurement:
+    """The measurement from what `measure_source` left in `__execResult`; coded errors for what it reported."""
+    if not isinstance(result, dict):
+        raise VolumeCalculationError("Slicer returned an unexpected measurement", details={"result": result})
+    if result.get("error") == "INVALID_NODE_ID":
+        raise InvalidNodeId(
+            f"no node with id {node_id!r} in the scene; call list_scene_nodes to see the node ids",
+            details={"node_id": node_id},
+        )
+    if result.get("error"):
+        raise SlicerMCPError(
+            f"node {node_id} is a {result.get('node_class')}; measure_volume needs a segmentation or a "
+            "labelmap volume (list_scene_nodes with class_name=vtkMRMLSegmentationNode finds one)",
+            code=ErrorCode.INVALID_PARAMETER,
+            details={"node_id": node_id, "class_name": result.get("node_class")},
+        )
+    if segment is not None and not result["segments"]:
+        raise SlicerMCPError(
+            f"node {node_id} has no segment or label {segment!r}; get_node lists its segments",
+            code=ErrorCode.INVALID_PARAMETER,
+            details={"node_id": node_id, "segment": segment},
+        )
+    segments = [
+        SegmentVolume(
+            segment_id=s["segment_id"],
+            name=s["name"],
+            label_value=s.get("label_value"),
+            voxel_count=s["voxel_count"],
+            volume_mm3=s["voxel_count"] * s["voxel_mm3"],
+            volume_ml=s["voxel_count"] * s["voxel_mm3"] / 1000.0,
+        )
+        for s in result["segments"]
+    ]
+    return VolumeMeasurement(
+        node_id=result["node_id"],
+        node_name=result["node_name"],
+        node_class=result["node_class"],
+        voxel_volume_mm3=float(result.get("voxel_volume_mm3") or 0.0),
+        segments=segments,
+    )

@@ -16,6 +16,7 @@ import json
 import logging
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ..core.breaker import CircuitBreaker
 from ..core.config import BreakerConfig
-from ..core.errors import ErrorCode, SlicerConnectionError, SlicerMCPError, SlicerTimeout
+from ..core.errors import ErrorCode, ScreenshotFailed, SlicerConnectionError, SlicerMCPError, SlicerTimeout
 
 log = logging.getLogger(__name__)
 
@@ -354,3 +355,25 @@ def _peer_closed(conn: http.client.HTTPConnection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)  # an idle HTTP connection becomes readable only when closed (or broken)
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    if len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ScreenshotFailed(
+            "Slicer's WebServer sent an image that is not a PNG", details={"bytes": len(png)}
+        )
+    return struct.unpack(">II", png[16:24])
+
+
+def probe_version(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """Slicer's version record when a WebServer answers at `url`, else None (no retries)."""
+    http = WebServerHttp(url, backoff_s=(), connect_timeout_s=timeout)
+    try:
+        response = http.get(VERSION, timeout=timeout)
+        data = response.json(VERSION) if response.status == 200 else None
+        return data if isinstance(data, dict) else None
+    except SlicerMCPError:
+        return None
+    finally:
+        http.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import ErrorCode, NotSupported, SlicerMCPError
+from .webserver_http import VOLUME, WebServerHttp
 
 _LPS_FLIP = np.array([-1.0, -1.0, 1.0])
 _TYPES = {
@@ -142,3 +143,17 @@ def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         )
     voxels = np.frombuffer(data, dtype=dtype, count=count, offset=start)
     return voxels.reshape(sizes[2], sizes[1], sizes[0]).astype(dtype.newbyteorder("=")), ijk_to_ras
+
+
+def read_ijk_to_ras(http: WebServerHttp, node_id: str, timeout: float) -> np.ndarray | None:
+    """IJK->RAS from the header of GET /slicer/volume (full precision), the voxels not fetched; None when
+    Slicer can't export the node that way."""
+    try:
+        response = http.get_head(VOLUME, {"id": node_id}, until=b"\n\n", timeout=timeout)
+        if response.status != 200:
+            return None
+        return decode_header(response.body)[3]
+    except SlicerMCPError as exc:
+        if exc.code in (ErrorCode.SLICER_WEBSERVER_ERROR, ErrorCode.NOT_SUPPORTED):
+            return None
+        raise

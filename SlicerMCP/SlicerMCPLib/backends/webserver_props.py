@@ -82,3 +82,27 @@ def is_listed(props: dict[str, Any]) -> bool:
     """Application nodes (hidden from editors, singletons, or printing no MRML base fields like the
     layout node) are listed only when asked for by class."""
     return "ID" in props and props.get("HideFromEditors") is not True and props.get("SingletonTag") is None
+
+
+def exact_segments(summary: NodeSummary, exact: Any) -> None:
+    """Segments as /slicer/exec read them (the printout types names like "007")."""
+    if isinstance(exact, dict) and isinstance(exact.get("segments"), list):
+        summary.segments = [
+            SegmentInfo(
+                id=str(s["id"]),
+                name=str(s["name"]),
+                color=vec3(s["color"]) or (1.0, 1.0, 1.0),
+                label_value=int(s["label_value"]),
+            )
+            for s in exact["segments"]
+        ]
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """A literal name no node has: the WebServer overwrites a node whose name or id matches (shell-style)."""
+    base = "".join("_" if c in "*?[]" else c for c in name) or "Volume"
+    unique, n = base, 1
+    while unique in taken:
+        n += 1
+        unique = f"{base}_{n}"
+    return unique
