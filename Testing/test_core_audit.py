@@ -189,3 +189,15 @@ def test_calls_over_http_are_audited_with_the_client(tmp_path: Path, clean_backe
     assert sessions[0] is None and len(set(sessions[1:])) == 2  # a digest per session, not the id
     assert all(len(s) == 12 and int(s, 16) >= 0 for s in sessions[1:])
     assert token not in path.read_text() and PATIENT not in path.read_text()
+
+
+def test_result_size_counts_image_data_without_dumping_it_again() -> None:
+    """result_bytes skips re-dumping base64 blobs but must still give the size the full JSON has."""
+    from mcp.types import CallToolResult, ImageContent, TextContent
+
+    image = ImageContent(type="image", data="iVBORw0KGgo" * 5000, mime_type="image/png")
+    text = TextContent(type="text", text='{"note": "é\\n\\"quoted\\""}')
+    result = CallToolResult(content=[text, image], structured_content={"notes": ["ü", 'a"b']})
+    full = result.model_dump_json(by_alias=True, exclude_none=True, exclude={"meta", "result_type"})
+    assert result_bytes(result) == len(full.encode("utf-8"))
+    assert result.content[1].data.startswith("iVBOR")  # the result itself is left as it was

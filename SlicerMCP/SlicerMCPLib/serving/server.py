@@ -197,9 +197,21 @@ class SlicerMCPServer(MCPServer[Services]):
 
 def result_bytes(result: Any) -> int:
     """The size of a tool result as JSON: its content, structured content and error flag (the SDK's
-    own envelope, _meta and resultType, left out)."""
+    own envelope, _meta and resultType, left out). Base64 image data is counted, not dumped again (it
+    needs no JSON escaping, so its length is its size): a screenshot's 1 MB would cost ~1 ms a call."""
+    blobs = 0
+    content = getattr(result, "content", None)
+    if isinstance(content, list) and any(isinstance(getattr(c, "data", None), str) for c in content):
+        slim = []
+        for item in content:
+            data = getattr(item, "data", None)
+            if isinstance(data, str):
+                blobs += len(data)
+                item = item.model_copy(update={"data": ""})
+            slim.append(item)
+        result = result.model_copy(update={"content": slim})
     dumped = result.model_dump_json(by_alias=True, exclude_none=True, exclude={"meta", "result_type"})
-    return len(dumped.encode("utf-8"))
+    return len(dumped.encode("utf-8")) + blobs
 
 
 def _caller(context: Context | None) -> tuple[str | None, str | None]:
