@@ -90,6 +90,7 @@ def test_seg_export_references_the_source_and_round_trips_through_orthanc(
     source_frame_of_reference = written.FrameOfReferenceUID
     refs = written.ReferencedSeriesSequence[0]
     assert refs.SeriesInstanceUID == spec.series_uid and len(refs.ReferencedInstanceSequence) == spec.slices
+    assert written.SegmentsOverlap == "YES"  # the lesion lies inside the organ, both kept whole
 
     stored = ok(
         call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [seg["sop_instance_uid"]]})
@@ -232,6 +233,35 @@ def test_overlapping_masks_stacked_with_the_same_values_each_segment_contiguous(
     assert stacked[..., 0].flags["C_CONTIGUOUS"] and stacked[..., 1].flags["C_CONTIGUOUS"]
     apart = _pixel_array([lesion, organ & ~lesion])
     assert apart.ndim == 3 and apart.max() == 2  # no overlap: a label map
+
+
+def test_overlap_told_to_highdicom_is_what_its_own_check_finds() -> None:
+    """Our Segmentation subclass answers highdicom's pixel check for a boolean stack without its
+    per-voxel sum; on every kind of input it must return what highdicom's own check returns (a
+    changed private signature fails here too)."""
+    from SlicerMCPLib.dicom.seg_export import _pixel_array, _segmentation_class
+
+    ours, theirs = _segmentation_class(), hd.seg.Segmentation
+    assert issubclass(ours, theirs)
+    lesion, organ = _masks((6, 24, 24))
+    empty = np.zeros_like(lesion)
+    binary = hd.seg.SegmentationTypeValues.BINARY
+    cases = [
+        _pixel_array([lesion, organ | lesion]),  # overlapping: a segment-first stack viewed segment-last
+        np.stack([lesion, organ & ~lesion], axis=-1),  # a plain stack that does not overlap
+        np.stack([empty, empty, empty], axis=-1),
+        np.stack([lesion], axis=-1),
+        _pixel_array([lesion, organ & ~lesion]),  # a label map
+        np.stack([lesion, organ], axis=-1).astype(np.uint8),
+    ]
+    for pixels in cases:
+        numbers = np.arange(1, (pixels.shape[-1] if pixels.ndim == 4 else int(pixels.max())) + 1)
+        got = ours._check_and_cast_pixel_array(pixels, numbers, binary, np.uint8)
+        want = theirs._check_and_cast_pixel_array(pixels, numbers, binary, np.uint8)
+        assert got[1] == want[1] and np.array_equal(got[0], want[0]) and got[0].dtype == want[0].dtype
+    assert ours._check_and_cast_pixel_array(cases[0], np.arange(1, 3), binary, np.uint8)[1].value == "YES"
+    with pytest.raises(ValueError, match="number of segments"):
+        ours._check_and_cast_pixel_array(cases[0], np.arange(1, 4), binary, np.uint8)
 
 
 def test_exported_seg_and_sr_files_are_private(

@@ -105,9 +105,10 @@ def main() -> None:
                     lambda: segment_io.add_segmentation(backend.app, seg_array, "bench").GetID(), 300
                 )
                 exported = await backend.export_segmentation(seg_id, None, None)
+                from SlicerMCPLib.dicom.service import DicomService
                 from SlicerMCPLib.tools.results import _source_headers
 
-                headers = _source_headers(services, exported)
+                headers = _source_headers(services.domain(DicomService), exported)
                 overlapping.ijk_to_ras = exported.ijk_to_ras
                 print(
                     f"segments: {int(sphere.sum())} + {int(slab.sum())} voxels; {len(headers)} source headers"
