@@ -235,6 +235,63 @@ def test_overlapping_masks_stacked_with_the_same_values_each_segment_contiguous(
     assert apart.ndim == 3 and apart.max() == 2  # no overlap: a label map
 
 
+def test_segments_read_from_their_layer_are_what_slicer_exports(
+    clean_backend: Any, run_on_scene: Any
+) -> None:
+    """export_segments reads a segment on the reference's grid straight from its labelmap layer; on
+    another grid, or under a transform, Slicer's ExportSegmentsToLabelmapNode resamples it. Either
+    way the mask is Slicer's own export of that segment, overlapping segments kept whole."""
+    import asyncio
+
+    import vtk
+
+    from SlicerMCPLib.core.scene_backend import VolumeArray
+    from SlicerMCPLib.scene import labelmaps as lm
+
+    shape = (10, 24, 20)
+    grid = np.diag([0.7, 0.8, 2.5, 1.0])
+    grid[:3, 3] = (-10.0, -20.0, 30.0)
+    other = np.diag([0.5, 0.6, 2.0, 1.0])
+    other[:3, 3] = (-9.3, -19.1, 31.0)
+    source = asyncio.run(clean_backend.add_volume(VolumeArray(np.zeros(shape, np.int16), grid, "source")))
+    resampled = asyncio.run(
+        clean_backend.add_volume(VolumeArray(np.zeros((12, 30, 28), np.int16), other, "o"))
+    )
+    lesion, organ = _masks(shape)
+    app = clean_backend.app
+
+    def check() -> None:
+        seg = SegmentationArray(
+            "S", [SegmentMask("1", "Lesion", lesion), SegmentMask("2", "Liver", organ)], source.id
+        )
+        node = segment_io.add_segmentation(app, seg, "test")
+        scene = app.scene
+        ids = [node.GetSegmentation().GetNthSegmentID(n) for n in range(2)]
+        on_grid = segment_io.export_segments(app, node.GetID(), None, None, "t")
+        assert [m.name for m in on_grid.segments] == ["Lesion", "Liver"]
+        assert np.array_equal(on_grid.segments[0].mask, lesion) and np.array_equal(
+            on_grid.segments[1].mask, organ
+        )
+        for volume_id, direct in ((source.id, True), (resampled.id, False)):
+            reference = scene.GetNodeByID(volume_id)
+            assert (lm.same_grid_mask(node, ids[0], lm.volume_image(reference)) is not None) == direct
+            got = segment_io.export_segments(app, node.GetID(), None, volume_id, "t")
+            for sid, item in zip(ids, got.segments, strict=True):
+                assert item.mask.dtype == np.bool_ and item.mask.any()
+                assert np.array_equal(item.mask, segment_io._exported_mask(app, node, sid, reference))
+        shift = vtk.vtkMatrix4x4()
+        shift.SetElement(0, 3, 1.4)  # two columns
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+        transform.SetMatrixTransformToParent(shift)
+        node.SetAndObserveTransformNodeID(transform.GetID())
+        moved = segment_io.export_segments(app, node.GetID(), None, None, "t")
+        reference = scene.GetNodeByID(source.id)
+        for sid, item in zip(ids, moved.segments, strict=True):
+            assert np.array_equal(item.mask, segment_io._exported_mask(app, node, sid, reference))
+
+    run_on_scene(check)
+
+
 def test_overlap_told_to_highdicom_is_what_its_own_check_finds() -> None:
     """Our Segmentation subclass answers highdicom's pixel check for a boolean stack without its
     per-voxel sum; on every kind of input it must return what highdicom's own check returns (a
