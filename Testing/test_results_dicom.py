@@ -235,6 +235,42 @@ def test_overlapping_masks_stacked_with_the_same_values_each_segment_contiguous(
     assert apart.ndim == 3 and apart.max() == 2  # no overlap: a label map
 
 
+def test_source_headers_from_wado_rs_metadata_are_the_instances_without_their_pixels(
+    orthanc: Orthanc, recwarn: pytest.WarningsRecorder
+) -> None:
+    """The SEG's source headers come from Orthanc's WADO-RS metadata with every bulk data element
+    (the pixel data's BulkDataURI) left out before pydicom reads them: no handler, no warning."""
+    from SlicerMCPLib.dicom.metadata import _without_bulk_data, series_headers
+    from SlicerMCPLib.dicom.move import Target
+
+    spec, datasets = make_ct_series()
+    orthanc.upload(datasets)
+    config = orthanc_config(orthanc)
+    headers = series_headers(
+        config.nodes["orthanc"], "orthanc", Target(spec.study_uid, spec.series_uid), dict
+    )
+    assert not [w for w in recwarn if "bulk data" in str(w.message).lower()]
+    by_uid = {str(h.SOPInstanceUID): h for h in headers}
+    assert len(by_uid) == spec.slices
+    for ds in datasets:
+        header = by_uid[str(ds.SOPInstanceUID)]
+        assert "PixelData" not in header
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "PatientName"):
+            assert header.data_element(keyword).value == ds.data_element(keyword).value
+    nested = {
+        "00081140": {
+            "vr": "SQ",
+            "Value": [
+                {"00081155": {"vr": "UI", "Value": ["1.2"]}, "00091001": {"vr": "OB", "BulkDataURI": "x"}}
+            ],
+        },
+        "7FE00010": {"vr": "OW", "InlineBinary": "AAAA"},
+    }
+    assert _without_bulk_data(nested) == {
+        "00081140": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2"]}}]}
+    }
+
+
 def test_segments_read_from_their_layer_are_what_slicer_exports(
     clean_backend: Any, run_on_scene: Any
 ) -> None:
