@@ -374,3 +374,47 @@ def test_exported_seg_and_sr_files_are_private(
     folder = Path(seg["file"]).parent
     assert Path(sr["file"]).parent == folder and {p.suffix for p in folder.iterdir()} == {".dcm"}
     assert loose_modes(folder.parent) == {}  # the storage folder, results/ and both files
+
+
+def test_results_stored_and_read_back_over_one_association_each_and_a_lost_one_is_missed(
+    results_server: Any,
+    clean_backend: Any,
+    run_on_scene: Any,
+    orthanc: Orthanc,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """C-STORE and its verifying C-FIND share one association (as storescu uses one); retrieving or
+    loading that series again is one C-GET association: the instances it holds are the ones we stored
+    and verified, so no C-FIND lists them first. Each must still arrive: one the PACS lost is named."""
+    spec, scene = _scene_with_segments(results_server, clean_backend, run_on_scene, orthanc)
+    seg = ok(call_tool(results_server, "export_dicom_seg", {"segmentation_node_id": scene["seg_id"]}))
+    uid, series = seg["sop_instance_uid"], seg["series_instance_uid"]
+    caplog.set_level("DEBUG", logger="SlicerMCPLib.dicom")
+
+    def associations() -> int:
+        opened = [r for r in caplog.records if r.getMessage().startswith("association with")]
+        caplog.clear()
+        return len(opened)
+
+    caplog.clear()
+    stored = ok(
+        call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [uid], "method": "c-store"})
+    )
+    assert stored["verified"] == 1 and stored["instances"][0]["verified"] and associations() == 1
+    assert orthanc.count_instances(series) == 1
+
+    by_get = {"series_instance_uid": series, "study_instance_uid": spec.study_uid, "method": "c-get"}
+    got = ok(call_tool(results_server, "retrieve_series", by_get))
+    assert got["instances"] == 1 and associations() == 1
+    assert pydicom.dcmread(Path(got["directory"]) / f"{uid}.dcm").SOPInstanceUID == uid
+
+    # the source volume is in the scene already; the SEG itself comes by the node's method (DICOMweb
+    # here) with neither its modality nor its instances asked for by C-FIND: no association at all
+    loaded = ok(call_tool(results_server, "load_series", by_get))
+    assert [item["node"]["class_name"] for item in loaded["loaded"]] == ["vtkMRMLSegmentationNode"]
+    assert associations() == 0
+
+    orthanc.delete_instance(uid)  # the PACS loses it behind our back
+    err = error_of(call_tool(results_server, "retrieve_series", by_get))
+    assert err["code"] == "RETRIEVE_INCOMPLETE" and err["details"]["missing"] == [uid]
+    assert err["details"]["expected"] == 1
