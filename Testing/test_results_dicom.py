@@ -90,6 +90,7 @@ def test_seg_export_references_the_source_and_round_trips_through_orthanc(
     source_frame_of_reference = written.FrameOfReferenceUID
     refs = written.ReferencedSeriesSequence[0]
     assert refs.SeriesInstanceUID == spec.series_uid and len(refs.ReferencedInstanceSequence) == spec.slices
+    assert written.SegmentsOverlap == "YES"  # the lesion lies inside the organ, both kept whole
 
     stored = ok(
         call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [seg["sop_instance_uid"]]})
@@ -234,6 +235,128 @@ def test_overlapping_masks_stacked_with_the_same_values_each_segment_contiguous(
     assert apart.ndim == 3 and apart.max() == 2  # no overlap: a label map
 
 
+def test_source_headers_from_wado_rs_metadata_are_the_instances_without_their_pixels(
+    orthanc: Orthanc, recwarn: pytest.WarningsRecorder
+) -> None:
+    """The SEG's source headers come from Orthanc's WADO-RS metadata with every bulk data element
+    (the pixel data's BulkDataURI) left out before pydicom reads them: no handler, no warning."""
+    from SlicerMCPLib.dicom.metadata import _without_bulk_data, series_headers
+    from SlicerMCPLib.dicom.move import Target
+
+    spec, datasets = make_ct_series()
+    orthanc.upload(datasets)
+    config = orthanc_config(orthanc)
+    headers = series_headers(
+        config.nodes["orthanc"], "orthanc", Target(spec.study_uid, spec.series_uid), dict
+    )
+    assert not [w for w in recwarn if "bulk data" in str(w.message).lower()]
+    by_uid = {str(h.SOPInstanceUID): h for h in headers}
+    assert len(by_uid) == spec.slices
+    for ds in datasets:
+        header = by_uid[str(ds.SOPInstanceUID)]
+        assert "PixelData" not in header
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "PatientName"):
+            assert header.data_element(keyword).value == ds.data_element(keyword).value
+    nested = {
+        "00081140": {
+            "vr": "SQ",
+            "Value": [
+                {"00081155": {"vr": "UI", "Value": ["1.2"]}, "00091001": {"vr": "OB", "BulkDataURI": "x"}}
+            ],
+        },
+        "7FE00010": {"vr": "OW", "InlineBinary": "AAAA"},
+    }
+    assert _without_bulk_data(nested) == {
+        "00081140": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2"]}}]}
+    }
+
+
+def test_segments_read_from_their_layer_are_what_slicer_exports(
+    clean_backend: Any, run_on_scene: Any
+) -> None:
+    """export_segments reads a segment on the reference's grid straight from its labelmap layer; on
+    another grid, or under a transform, Slicer's ExportSegmentsToLabelmapNode resamples it. Either
+    way the mask is Slicer's own export of that segment, overlapping segments kept whole."""
+    import asyncio
+
+    import vtk
+
+    from SlicerMCPLib.core.scene_backend import VolumeArray
+    from SlicerMCPLib.scene import labelmaps as lm
+
+    shape = (10, 24, 20)
+    grid = np.diag([0.7, 0.8, 2.5, 1.0])
+    grid[:3, 3] = (-10.0, -20.0, 30.0)
+    other = np.diag([0.5, 0.6, 2.0, 1.0])
+    other[:3, 3] = (-9.3, -19.1, 31.0)
+    source = asyncio.run(clean_backend.add_volume(VolumeArray(np.zeros(shape, np.int16), grid, "source")))
+    resampled = asyncio.run(
+        clean_backend.add_volume(VolumeArray(np.zeros((12, 30, 28), np.int16), other, "o"))
+    )
+    lesion, organ = _masks(shape)
+    app = clean_backend.app
+
+    def check() -> None:
+        seg = SegmentationArray(
+            "S", [SegmentMask("1", "Lesion", lesion), SegmentMask("2", "Liver", organ)], source.id
+        )
+        node = segment_io.add_segmentation(app, seg, "test")
+        scene = app.scene
+        ids = [node.GetSegmentation().GetNthSegmentID(n) for n in range(2)]
+        on_grid = segment_io.export_segments(app, node.GetID(), None, None, "t")
+        assert [m.name for m in on_grid.segments] == ["Lesion", "Liver"]
+        assert np.array_equal(on_grid.segments[0].mask, lesion) and np.array_equal(
+            on_grid.segments[1].mask, organ
+        )
+        for volume_id, direct in ((source.id, True), (resampled.id, False)):
+            reference = scene.GetNodeByID(volume_id)
+            assert (lm.same_grid_mask(node, ids[0], lm.volume_image(reference)) is not None) == direct
+            got = segment_io.export_segments(app, node.GetID(), None, volume_id, "t")
+            for sid, item in zip(ids, got.segments, strict=True):
+                assert item.mask.dtype == np.bool_ and item.mask.any()
+                assert np.array_equal(item.mask, segment_io._exported_mask(app, node, sid, reference))
+        shift = vtk.vtkMatrix4x4()
+        shift.SetElement(0, 3, 1.4)  # two columns
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+        transform.SetMatrixTransformToParent(shift)
+        node.SetAndObserveTransformNodeID(transform.GetID())
+        moved = segment_io.export_segments(app, node.GetID(), None, None, "t")
+        reference = scene.GetNodeByID(source.id)
+        for sid, item in zip(ids, moved.segments, strict=True):
+            assert np.array_equal(item.mask, segment_io._exported_mask(app, node, sid, reference))
+
+    run_on_scene(check)
+
+
+def test_overlap_told_to_highdicom_is_what_its_own_check_finds() -> None:
+    """Our Segmentation subclass answers highdicom's pixel check for a boolean stack without its
+    per-voxel sum; on every kind of input it must return what highdicom's own check returns (a
+    changed private signature fails here too)."""
+    from SlicerMCPLib.dicom.seg_export import _pixel_array, _segmentation_class
+
+    ours, theirs = _segmentation_class(), hd.seg.Segmentation
+    assert issubclass(ours, theirs)
+    lesion, organ = _masks((6, 24, 24))
+    empty = np.zeros_like(lesion)
+    binary = hd.seg.SegmentationTypeValues.BINARY
+    cases = [
+        _pixel_array([lesion, organ | lesion]),  # overlapping: a segment-first stack viewed segment-last
+        np.stack([lesion, organ & ~lesion], axis=-1),  # a plain stack that does not overlap
+        np.stack([empty, empty, empty], axis=-1),
+        np.stack([lesion], axis=-1),
+        _pixel_array([lesion, organ & ~lesion]),  # a label map
+        np.stack([lesion, organ], axis=-1).astype(np.uint8),
+    ]
+    for pixels in cases:
+        numbers = np.arange(1, (pixels.shape[-1] if pixels.ndim == 4 else int(pixels.max())) + 1)
+        got = ours._check_and_cast_pixel_array(pixels, numbers, binary, np.uint8)
+        want = theirs._check_and_cast_pixel_array(pixels, numbers, binary, np.uint8)
+        assert got[1] == want[1] and np.array_equal(got[0], want[0]) and got[0].dtype == want[0].dtype
+    assert ours._check_and_cast_pixel_array(cases[0], np.arange(1, 3), binary, np.uint8)[1].value == "YES"
+    with pytest.raises(ValueError, match="number of segments"):
+        ours._check_and_cast_pixel_array(cases[0], np.arange(1, 4), binary, np.uint8)
+
+
 def test_exported_seg_and_sr_files_are_private(
     results_server: Any, clean_backend: Any, run_on_scene: Any, orthanc: Orthanc, usual_umask: None
 ) -> None:
@@ -251,3 +374,47 @@ def test_exported_seg_and_sr_files_are_private(
     folder = Path(seg["file"]).parent
     assert Path(sr["file"]).parent == folder and {p.suffix for p in folder.iterdir()} == {".dcm"}
     assert loose_modes(folder.parent) == {}  # the storage folder, results/ and both files
+
+
+def test_results_stored_and_read_back_over_one_association_each_and_a_lost_one_is_missed(
+    results_server: Any,
+    clean_backend: Any,
+    run_on_scene: Any,
+    orthanc: Orthanc,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """C-STORE and its verifying C-FIND share one association (as storescu uses one); retrieving or
+    loading that series again is one C-GET association: the instances it holds are the ones we stored
+    and verified, so no C-FIND lists them first. Each must still arrive: one the PACS lost is named."""
+    spec, scene = _scene_with_segments(results_server, clean_backend, run_on_scene, orthanc)
+    seg = ok(call_tool(results_server, "export_dicom_seg", {"segmentation_node_id": scene["seg_id"]}))
+    uid, series = seg["sop_instance_uid"], seg["series_instance_uid"]
+    caplog.set_level("DEBUG", logger="SlicerMCPLib.dicom")
+
+    def associations() -> int:
+        opened = [r for r in caplog.records if r.getMessage().startswith("association with")]
+        caplog.clear()
+        return len(opened)
+
+    caplog.clear()
+    stored = ok(
+        call_tool(results_server, "store_results_to_pacs", {"sop_instance_uids": [uid], "method": "c-store"})
+    )
+    assert stored["verified"] == 1 and stored["instances"][0]["verified"] and associations() == 1
+    assert orthanc.count_instances(series) == 1
+
+    by_get = {"series_instance_uid": series, "study_instance_uid": spec.study_uid, "method": "c-get"}
+    got = ok(call_tool(results_server, "retrieve_series", by_get))
+    assert got["instances"] == 1 and associations() == 1
+    assert pydicom.dcmread(Path(got["directory"]) / f"{uid}.dcm").SOPInstanceUID == uid
+
+    # the source volume is in the scene already; the SEG itself comes by the node's method (DICOMweb
+    # here) with neither its modality nor its instances asked for by C-FIND: no association at all
+    loaded = ok(call_tool(results_server, "load_series", by_get))
+    assert [item["node"]["class_name"] for item in loaded["loaded"]] == ["vtkMRMLSegmentationNode"]
+    assert associations() == 0
+
+    orthanc.delete_instance(uid)  # the PACS loses it behind our back
+    err = error_of(call_tool(results_server, "retrieve_series", by_get))
+    assert err["code"] == "RETRIEVE_INCOMPLETE" and err["details"]["missing"] == [uid]
+    assert err["details"]["expected"] == 1

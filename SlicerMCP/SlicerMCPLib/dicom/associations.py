@@ -145,6 +145,7 @@ def _establish(
         if assoc.is_established:
             tune_dul(assoc)
             fast_receive(assoc)
+            log.debug("association with %s established", label)  # tests count associations by this line
             return assoc
         try:
             _raise_for_failed(assoc, node, label)

@@ -21,8 +21,18 @@ from .dicomweb_http import dicomweb_request, request_deadline
 from .move import Target
 
 
-def _no_bulk_data(*_args: str) -> None:
-    return None  # pixel data and other bulk data stay on the server
+def _without_bulk_data(item: dict) -> dict:
+    """A DICOM JSON dataset without its bulk data elements (pixel data stays on the server), in
+    sequence items too. pydicom then needs no bulk data handler: with one it inspects the handler's
+    signature for every element (half of the 0.4 s 300 CT headers take to convert)."""
+    out = {}
+    for tag, element in item.items():
+        if "BulkDataURI" in element or tag == "7FE00010":
+            continue
+        if element.get("vr") == "SQ" and isinstance(element.get("Value"), list):
+            element = {**element, "Value": [_without_bulk_data(i) for i in element["Value"]]}
+        out[tag] = element
+    return out
 
 
 def _dicomweb_headers(node: DicomNode, node_name: str, target: Target) -> list[Dataset]:
@@ -39,11 +49,7 @@ def _dicomweb_headers(node: DicomNode, node_name: str, target: Target) -> list[D
             code=ErrorCode.DOWNLOAD_FAILED,
             details={"status": status},
         )
-    out = []
-    for item in json.loads(body):
-        item.pop("7FE00010", None)
-        out.append(Dataset.from_json(item, bulk_data_uri_handler=_no_bulk_data))
-    return out
+    return [Dataset.from_json(_without_bulk_data(item)) for item in json.loads(body)]
 
 
 def series_headers(

@@ -14,6 +14,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pynetdicom import Association
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
@@ -185,6 +186,15 @@ def _kw(elem: DataElement) -> str:
     return keyword_for_tag(elem.tag) or str(elem.tag)
 
 
+def find_model(level: QueryLevel) -> Any:
+    """The C-FIND information model of a level: Patient Root for patients, Study Root otherwise."""
+    return (
+        PatientRootQueryRetrieveInformationModelFind
+        if level == "patient"
+        else StudyRootQueryRetrieveInformationModelFind
+    )
+
+
 def find(
     node: DicomNode,
     calling_aet: str,
@@ -197,41 +207,68 @@ def find(
     on_match: Callable[[int], None] | None = None,
 ) -> QueryResult:
     """Run one C-FIND and collect at most `limit` matches; `on_match(n)` is told of each pending response."""
-    model = (
-        PatientRootQueryRetrieveInformationModelFind
-        if level == "patient"
-        else StudyRootQueryRetrieveInformationModelFind
-    )
+    with open_association(
+        node, calling_aet, [build_context(find_model(level))], node_name=node_name, retry=True
+    ) as assoc:
+        label = node_label(node, node_name)
+        return find_on(
+            assoc,
+            level,
+            attributes,
+            filters,
+            limit=limit,
+            label=label,
+            node_name=node_name,
+            on_match=on_match,
+        )
+
+
+def can_find(assoc: Association, level: QueryLevel) -> bool:
+    """Whether the peer accepted C-FIND at this level on an association opened for something else."""
+    model = str(find_model(level))
+    return any(str(cx.abstract_syntax) == model for cx in assoc.accepted_contexts)
+
+
+def find_on(
+    assoc: Association,
+    level: QueryLevel,
+    attributes: list[str],
+    filters: Mapping[str, str],
+    *,
+    limit: int,
+    label: str,
+    node_name: str | None = None,
+    on_match: Callable[[int], None] | None = None,
+) -> QueryResult:
+    """`find` on an association already open (e.g. the one that just stored what is asked for)."""
+    model = find_model(level)
     identifier = build_identifier(level, attributes, filters)
-    label = node_label(node, node_name)
     records: list[dict[str, Any]] = []
     pending = 0
     cancelled = False
-    with open_association(
-        node, calling_aet, [build_context(model)], node_name=node_name, retry=True
-    ) as assoc:
-        responses = assoc.send_c_find(identifier, model, msg_id=_FIND_MSG_ID)
-        for status, match in responses:
-            code, category = status_of(status)
-            if code is None:
-                raise lost_association(label, "C-FIND", assoc)
-            if category == STATUS_PENDING:
-                pending += 1
-                if on_match is not None:
-                    on_match(pending)
-                if len(records) < limit:
-                    records.append({_kw(e): _json_value(e) for e in match if _kw(e) != "QueryRetrieveLevel"})
-                elif not cancelled:
-                    assoc.send_c_cancel(_FIND_MSG_ID, assoc.accepted_contexts[0].context_id)
-                    cancelled = True
-                continue
-            if category == STATUS_FAILURE:
-                raise SlicerMCPError(
-                    f"the C-FIND at {level} level on {label} failed with status 0x{code:04X}; "
-                    f"check the filters (for study dates use YYYYMMDD or YYYYMMDD-YYYYMMDD)",
-                    code=ErrorCode.DICOM_QUERY_FAILED,
-                    details={"status": f"0x{code:04X}", "level": level},
-                )
+    responses = assoc.send_c_find(identifier, model, msg_id=_FIND_MSG_ID)
+    for status, match in responses:
+        code, category = status_of(status)
+        if code is None:
+            raise lost_association(label, "C-FIND", assoc)
+        if category == STATUS_PENDING:
+            pending += 1
+            if on_match is not None:
+                on_match(pending)
+            if len(records) < limit:
+                records.append({_kw(e): _json_value(e) for e in match if _kw(e) != "QueryRetrieveLevel"})
+            elif not cancelled:
+                context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == model)
+                assoc.send_c_cancel(_FIND_MSG_ID, context.context_id)
+                cancelled = True
+            continue
+        if category == STATUS_FAILURE:
+            raise SlicerMCPError(
+                f"the C-FIND at {level} level on {label} failed with status 0x{code:04X}; "
+                f"check the filters (for study dates use YYYYMMDD or YYYYMMDD-YYYYMMDD)",
+                code=ErrorCode.DICOM_QUERY_FAILED,
+                details={"status": f"0x{code:04X}", "level": level},
+            )
     log.info("C-FIND %s on %s: %d matches", level, label, pending)
     return QueryResult(
         level=level,

@@ -18,13 +18,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydicom.dataset import Dataset
+from pynetdicom.presentation import build_context
 
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from ..core.localhost import open_private
+from .associations import node_label
+from .models import QueryResult
 from .part10 import write_file
-from .query import find
-from .send import send
+from .query import can_find, find, find_model, find_on
+from .send import store_on, storing
 from .sr_export import SegmentFindings, Value
 from .stow import stow
 
@@ -155,17 +158,15 @@ class ResultsRegistry:
         return list(out.values())
 
 
-def _listed(node: DicomNode, calling_aet: str, name: str, study: str, series: str) -> set[str]:
-    found = find(
-        node,
-        calling_aet,
-        "instance",
-        ["SOPInstanceUID", "SOPClassUID"],
-        {"StudyInstanceUID": study, "SeriesInstanceUID": series},
-        limit=10_000,
-        node_name=name,
-    )
+_LISTED_KEYS = ["SOPInstanceUID", "SOPClassUID"]
+
+
+def _uids(found: QueryResult) -> set[str]:
     return {str(r.get("SOPInstanceUID", "")) for r in found.records}
+
+
+def _series_filters(study: str, series: str) -> dict[str, str]:
+    return {"StudyInstanceUID": study, "SeriesInstanceUID": series}
 
 
 def store_and_verify(
@@ -175,22 +176,36 @@ def store_and_verify(
     objects: Sequence[tuple[str, Dataset, Path | None]],
     method: StoreMethod,
 ) -> StoreResultsResult:
-    """Send the objects, then ask the PACS for each of their series; NOT stored unless listed."""
+    """Send the objects, then ask the PACS for each of their series; NOT stored unless listed.
+
+    By C-STORE the instance-level C-FIND goes over the association that stored them when the PACS
+    accepts C-FIND on it (Orthanc does): one association, as storescu opens, instead of two."""
     if not objects:
         raise InvalidParameter("nothing to store: pass the sop_instance_uids export_dicom_seg/sr returned")
     started = time.perf_counter()
     datasets = [ds for _, ds, _ in objects]
     items = [path or ds for _, ds, path in objects]
+    series_of = {str(ds.SeriesInstanceUID): str(ds.StudyInstanceUID) for ds in datasets}
+    listed: dict[str, set[str]] = {}
     if method == "stow-rs":
         sent = stow(node, items, node_name=name)
     else:
-        sent = send(node, calling_aet, items, node_name=name)
+        also = [build_context(find_model("instance"))]
+        with storing(node, calling_aet, items, node_name=name, also=also) as (assoc, identities):
+            label = node_label(node, name)
+            sent = store_on(assoc, items, identities, label, node.ae_title)
+            if can_find(assoc, "instance"):
+                for series, study in series_of.items():
+                    filters = _series_filters(study, series)
+                    found = find_on(assoc, "instance", _LISTED_KEYS, filters, limit=10_000, label=label)
+                    listed[series] = _uids(found)
+    for series, study in series_of.items():
+        if series not in listed:  # STOW-RS, or a PACS that takes no C-FIND on a storage association
+            filters = _series_filters(study, series)
+            listed[series] = _uids(
+                find(node, calling_aet, "instance", _LISTED_KEYS, filters, limit=10_000, node_name=name)
+            )
     study = str(datasets[0].StudyInstanceUID)
-    listed: dict[str, set[str]] = {}
-    for ds in datasets:
-        series = str(ds.SeriesInstanceUID)
-        if series not in listed:
-            listed[series] = _listed(node, calling_aet, name, str(ds.StudyInstanceUID), series)
     instances = [
         StoredInstance(
             sop_instance_uid=str(ds.SOPInstanceUID),

@@ -174,6 +174,11 @@ class Arrivals:
             self.progress(len(self.items), len(known.instances) if known is not None else 0)
         return True
 
+    def known_classes(self) -> list[str]:
+        """The expected SOP classes when the list is already in hand (else empty: not waited for)."""
+        known = self._known()
+        return known.sop_classes if known is not None else []
+
     def settle(self) -> list[str]:
         """Drop what was not expected; returns the expected SOP Instance UIDs that did not arrive."""
         expected = self.expected.instances
@@ -369,7 +374,11 @@ def _c_get(
     arrivals: Arrivals,
 ) -> None:
     model = StudyRootQueryRetrieveInformationModelGet
-    sop_classes = _sop_classes_in_study(node, calling_aet, node_name, target) or arrivals.expected.sop_classes
+    sop_classes = (
+        arrivals.known_classes()
+        or _sop_classes_in_study(node, calling_aet, node_name, target)
+        or arrivals.expected.sop_classes
+    )
     contexts = [build_context(model)] + [build_context(c, UNCOMPRESSED) for c in sop_classes]
     roles = [build_role(c, scp_role=True) for c in sop_classes]
 

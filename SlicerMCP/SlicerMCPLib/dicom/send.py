@@ -8,11 +8,13 @@ so anything readable on disk can be offered without a fixed list.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pynetdicom import Association
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import STATUS_FAILURE, STATUS_WARNING
 
@@ -83,40 +85,68 @@ def send(
     Raises DICOM_NODE_UNREACHABLE / DICOM_ASSOCIATION_REJECTED when no association opens;
     per-instance failures are counted in the result, not raised.
     """
+    with storing(node, calling_aet, items, node_name=node_name) as (assoc, identities):
+        return store_on(assoc, items, identities, node_label(node, node_name), node.ae_title, progress)
+
+
+Identity = tuple[str, str, str]
+
+
+@contextmanager
+def storing(
+    node: DicomNode,
+    calling_aet: str,
+    items: Sequence[Path | Dataset],
+    *,
+    node_name: str | None = None,
+    also: Sequence[PresentationContext] = (),
+) -> Iterator[tuple[Association, list[Identity]]]:
+    """An association able to C-STORE `items` (and whatever `also` asks for), with their identities."""
     if not items:
         raise SlicerMCPError("nothing to send: no DICOM objects were given", code=ErrorCode.INVALID_PARAMETER)
     identities = [_identity(item) for item in items]
-    contexts = storage_contexts([(c, s) for c, _, s in identities])
-    label = node_label(node, node_name)
+    contexts = storage_contexts([(c, s) for c, _, s in identities]) + list(also)
+    with open_association(node, calling_aet, contexts, node_name=node_name) as assoc:
+        yield assoc, identities
+
+
+def store_on(
+    assoc: Association,
+    items: Sequence[Path | Dataset],
+    identities: Sequence[Identity],
+    label: str,
+    destination: str,
+    progress: CountProgress | None = None,
+) -> SendResult:
+    """C-STORE each item on an open association (see `send`)."""
     sent = warning = 0
     failures: list[SendFailure] = []
-    with open_association(node, calling_aet, contexts, node_name=node_name) as assoc:
-        for index, (item, (_, sop_instance, _)) in enumerate(zip(items, identities, strict=True), start=1):
-            if not assoc.is_established:
+    for index, (item, (_, sop_instance, _)) in enumerate(zip(items, identities, strict=True), start=1):
+        if not assoc.is_established:
+            raise lost_association(label, "C-STORE", assoc)
+        try:
+            status = assoc.send_c_store(item)
+        except ValueError as exc:
+            # pynetdicom refuses before sending: the peer accepted no context for this SOP class in
+            # the object's transfer syntax (e.g. compressed data to an uncompressed-only peer)
+            log.warning("C-STORE of %s to %s not attempted: %s", sop_instance, label, exc)
+            failures.append(SendFailure(sop_instance_uid=sop_instance, status=f"not sent: {exc}"))
+        else:
+            code, category = status_of(status)
+            if code is None:
                 raise lost_association(label, "C-STORE", assoc)
-            try:
-                status = assoc.send_c_store(item)
-            except ValueError as exc:
-                # pynetdicom refuses before sending: the peer accepted no context for this SOP class in
-                # the object's transfer syntax (e.g. compressed data to an uncompressed-only peer)
-                log.warning("C-STORE of %s to %s not attempted: %s", sop_instance, label, exc)
-                failures.append(SendFailure(sop_instance_uid=sop_instance, status=f"not sent: {exc}"))
+            if category == STATUS_FAILURE:
+                failures.append(SendFailure(sop_instance_uid=sop_instance, status=f"0x{code:04X}"))
             else:
-                code, category = status_of(status)
-                if code is None:
-                    raise lost_association(label, "C-STORE", assoc)
-                if category == STATUS_FAILURE:
-                    failures.append(SendFailure(sop_instance_uid=sop_instance, status=f"0x{code:04X}"))
-                else:
-                    sent += 1
-                    if category == STATUS_WARNING:
-                        warning += 1
-            if progress is not None:
-                progress(index, len(items))
+                sent += 1
+                if category == STATUS_WARNING:
+                    warning += 1
+        if progress is not None:
+            progress(index, len(items))
     log.info("C-STORE to %s: %d sent, %d warnings, %d failed", label, sent, warning, len(failures))
     return SendResult(
         success=not failures,
-        destination=node.ae_title,
+        destination=destination,
         sent=sent,
         warning=warning,
         failed=len(failures),

@@ -74,6 +74,8 @@ class DicomService:
         self._own_storage: Path | None = None
         self._storage = Path(config.dicom_storage_dir) if config.dicom_storage_dir else None
         self._lock = threading.Lock()
+        # series this session minted (SEG, SR, images made for them) and stored, by (node, series)
+        self._stored: dict[tuple[str, str], Expected] = {}
 
     # -- nodes -------------------------------------------------------------------------------------
 
@@ -152,6 +154,26 @@ class DicomService:
             node, self.calling_aet, level, attributes, filters, limit=limit, node_name=name, on_match=on_match
         )
 
+    # -- results this session stored ---------------------------------------------------------------
+
+    def note_stored(self, node_name: str, instances: dict[str, tuple[str, str]]) -> None:
+        """Remember instances of series this session minted that `node_name` listed after storing:
+        SOP instance -> (series, SOP class). Such a series holds what we sent and nothing else (no one
+        else has its UID), so retrieving it needs no instance-level C-FIND to know what must arrive."""
+        with self._lock:
+            for sop_uid, (series, sop_class) in instances.items():
+                known = self._stored.setdefault((node_name, series), Expected())
+                known.instances[sop_uid] = (series, sop_class)
+
+    def stored_series(self, target: Target, node_name: str | None = None) -> Expected | None:
+        """What must arrive when retrieving one of our stored series from the node (a copy), else None."""
+        if not target.series_uid or target.sop_uid:
+            return None
+        name = node_name or self._current
+        with self._lock:
+            known = self._stored.get((name or "", target.series_uid))
+            return Expected(dict(known.instances)) if known is not None else None
+
     # -- retrieve and load -------------------------------------------------------------------------
 
     def storage_dir(self) -> Path:
@@ -180,11 +202,14 @@ class DicomService:
         chosen = method or choose_method(node)
         if progress is not None:
             progress(0, 0, f"retrieving by {chosen}")
+        # a series we stored: every instance it holds is known, so no C-FIND lists them first; each
+        # must still arrive (RETRIEVE_INCOMPLETE names any the node lost)
+        expected = expected or self.stored_series(target, name)
 
         per_instance = counted(progress, "retrieved")
 
         with ThreadPoolExecutor(2, thread_name_prefix="dicom-expected") as pool:
-            if early is not None:
+            if early is not None and expected is None:  # a known list gives the count at once
                 pool.submit(early, node, name)
             # DICOMweb streams while the C-FIND lists what must arrive; DIMSE methods wait for the list
             pending: Expected | Future[Expected] = expected or pool.submit(

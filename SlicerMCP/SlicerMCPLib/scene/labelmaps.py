@@ -117,21 +117,32 @@ def segment_mask(node: Any, seg_id: str, reference: Any) -> np.ndarray:
     """
     import slicer
 
-    segment = node.GetSegmentation().GetSegment(seg_id)
-    value = segment.GetLabelValue()
-    shape = _shape(reference.GetExtent())
-    layer = segment.GetRepresentation(BINARY_LABELMAP)
-    if layer is None or layer.GetPointData().GetScalars() is None or _empty(layer.GetExtent()):
-        return np.zeros(shape, np.uint8)
-    if slicer.vtkOrientedImageDataResample.DoGeometriesMatch(layer, reference):
-        return _on_same_grid(layer, reference, value, shape)
+    mask = same_grid_mask(node, seg_id, reference)
+    if mask is not None:
+        return mask
     labelmap = slicer.vtkOrientedImageData()
     slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(node, seg_id, labelmap)
     resampled = slicer.vtkOrientedImageData()
     slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
         labelmap, reference, resampled, False, False
     )
+    value = node.GetSegmentation().GetSegment(seg_id).GetLabelValue()
     return (voxels(resampled) == value).view(np.uint8)
+
+
+def same_grid_mask(node: Any, seg_id: str, reference: Any) -> np.ndarray | None:
+    """`segment_mask` when it needs no resampling (the segment's layer is on `reference`'s grid, or
+    the segment is empty); None when the layer lies on another grid."""
+    import slicer
+
+    segment = node.GetSegmentation().GetSegment(seg_id)
+    shape = _shape(reference.GetExtent())
+    layer = segment.GetRepresentation(BINARY_LABELMAP)
+    if layer is None or layer.GetPointData().GetScalars() is None or _empty(layer.GetExtent()):
+        return np.zeros(shape, np.uint8)
+    if slicer.vtkOrientedImageDataResample.DoGeometriesMatch(layer, reference):
+        return _on_same_grid(layer, reference, segment.GetLabelValue(), shape)
+    return None
 
 
 def _on_same_grid(layer: Any, reference: Any, value: int, shape: tuple[int, int, int]) -> np.ndarray:

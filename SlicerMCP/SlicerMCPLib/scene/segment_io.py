@@ -1,7 +1,8 @@
 """Segments in and out of a segmentation node as boolean masks on a reference volume's voxel grid.
 
-Export resamples each chosen segment separately onto the reference volume (Slicer's own
-`ExportSegmentsToLabelmapNode`), so overlapping segments stay whole, as a DICOM SEG keeps them.
+Export takes each chosen segment separately, so overlapping segments stay whole, as a DICOM SEG
+keeps them: read straight from its labelmap layer when that is on the reference volume's grid,
+else resampled onto it by Slicer's own `ExportSegmentsToLabelmapNode`.
 Import builds a segmentation node over its source volume from masks (a DICOM SEG being loaded).
 Main thread only, like every function of this package.
 """
@@ -15,6 +16,7 @@ import numpy as np
 from ..core.errors import InvalidParameter, VolumeCalculationError
 from ..core.scene_backend import SegmentationArray, SegmentMask, VolumeArray
 from . import data_io
+from . import labelmaps as lm
 from .measure import pick_segments
 from .nodes import find_node
 
@@ -70,8 +72,6 @@ def export_segments(
     app: Any, node_id: str, segments: list[str] | None, reference_volume_id: str | None, tool: str
 ) -> SegmentationArray:
     """Masks [k, j, i] of the chosen segments on the reference volume's grid."""
-    import vtk
-
     scene = app.scene
     node = find_node(scene, node_id, "vtkMRMLSegmentationNode", tool)
     reference = _reference_volume(scene, node, reference_volume_id, tool)
@@ -85,21 +85,19 @@ def export_segments(
         raise InvalidParameter(
             f"segmentation {node_id} has no segments to export", details={"node_id": node_id}
         )
+    # a segment already on the reference's grid is read straight from its labelmap layer (~10 ms
+    # for a 512x512x300 CT, where Slicer's export makes and resamples a labelmap node: ~200 ms)
+    direct = (
+        segmentation.GetSourceRepresentationName() == lm.BINARY_LABELMAP
+        and node.GetParentTransformNode() is None
+        and reference.GetParentTransformNode() is None
+    )
+    grid = lm.volume_image(reference) if direct else None
     out = []
     for seg_id in wanted:
         segment = segmentation.GetSegment(seg_id)
-        ids = vtk.vtkStringArray()
-        ids.InsertNextValue(seg_id)
-        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__export__")
-        try:
-            if not app.segmentations_logic.ExportSegmentsToLabelmapNode(node, ids, labelmap, reference):
-                raise VolumeCalculationError(
-                    f"segment {segment.GetName()!r} could not be resampled onto {reference.GetName()!r}",
-                    details={"segment_id": seg_id},
-                )
-            mask = _voxels(labelmap) != 0
-        finally:
-            _remove(scene, labelmap)
+        same = lm.same_grid_mask(node, seg_id, grid) if grid is not None else None
+        mask = same.view(bool) if same is not None else _exported_mask(app, node, seg_id, reference)
         terminology = segment.GetTerminology() if segment.HasTerminology() else None
         color = tuple(float(c) for c in segment.GetColor())
         out.append(SegmentMask(seg_id, segment.GetName() or seg_id, mask, color, terminology))  # type: ignore[arg-type]
@@ -111,6 +109,26 @@ def export_segments(
     return SegmentationArray(
         node.GetName() or node_id, out, reference.GetID(), attributes, _ijk_to_ras(reference)
     )
+
+
+def _exported_mask(app: Any, node: Any, seg_id: str, reference: Any) -> np.ndarray:
+    """One segment resampled onto the reference volume by Slicer (any grid, transforms applied)."""
+    import vtk
+
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(seg_id)
+    scene = app.scene
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__export__")
+    try:
+        if not app.segmentations_logic.ExportSegmentsToLabelmapNode(node, ids, labelmap, reference):
+            raise VolumeCalculationError(
+                f"segment {node.GetSegmentation().GetSegment(seg_id).GetName()!r} could not be resampled onto "
+                f"{reference.GetName()!r}",
+                details={"segment_id": seg_id},
+            )
+        return _voxels(labelmap) != 0
+    finally:
+        _remove(scene, labelmap)
 
 
 def add_segmentation(app: Any, segmentation: SegmentationArray, tool: str) -> Any:

@@ -332,6 +332,14 @@ async def store_results_to_pacs(
     chosen: StoreMethod = method or ("stow-rs" if target.dicomweb_url else "c-store")
     stored = await _run(ctx, lambda _, __: store_and_verify(target, name, dicom.calling_aet, objects, chosen))
     verified = {i.sop_instance_uid for i in stored.instances if i.verified}
+    dicom.note_stored(
+        name,
+        {
+            str(ds.SOPInstanceUID): (str(ds.SeriesInstanceUID), str(ds.SOPClassUID))
+            for _, ds, _ in objects
+            if str(ds.SOPInstanceUID) in verified
+        },
+    )
     by_accession: dict[str, list[ResultLink]] = {}
     for kind, ds, _ in objects:
         if kind in ("SEG", "SR") and str(ds.SOPInstanceUID) in verified:

@@ -21,6 +21,7 @@ from ..core.services import Services
 from ..dicom.models import LoadedSeries
 from ..dicom.move import Target
 from ..dicom.query import find
+from ..dicom.seg_export import SEG_SOP_CLASS
 from ..dicom.seg_load import DecodedSeg, decode_seg, is_seg, masks_on
 from ..dicom.service import DicomService
 from ..dicom.volume import load_failed
@@ -30,8 +31,12 @@ LoadSource = Callable[[Target], Awaitable[list[LoadedSeries]]]
 
 
 def series_modality(service: DicomService, target: Target) -> str | None:
-    """The series' Modality from the current node (None when it does not say)."""
+    """The series' Modality from the current node (None when it does not say); a SEG series this
+    session stored there is known without asking."""
     name, node = service.node()
+    known = service.stored_series(target, name)
+    if known is not None and known.sop_classes == [SEG_SOP_CLASS]:
+        return "SEG"
     try:
         found = find(
             node,
