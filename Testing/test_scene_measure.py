@@ -29,6 +29,24 @@ def test_count_labels_matches_numpy(dtype) -> None:
         assert count_label(a, label) == int(np.count_nonzero(a == label))
 
 
+def test_whole_chunk_counts_lane_by_lane_without_carry() -> None:
+    """A full chunk's matches are added 255 words deep in byte lanes: a lane full of matches
+    (255 in every byte of the sum) must not carry into its neighbour."""
+    from SlicerMCPLib.scene.measure import _count_true
+
+    rng = np.random.default_rng(5)
+    for hits in (
+        np.ones(CHUNK_BYTES, bool),
+        rng.random(CHUNK_BYTES) < 0.3,
+        np.arange(CHUNK_BYTES) % 8 == 3,  # one byte lane of every word: 255 in that lane only
+    ):
+        assert _count_true(hits) == int(np.count_nonzero(hits))
+    a = np.full(CHUNK_BYTES * 2, 7, np.uint8)
+    a[::2] = 5  # every whole chunk mixed: counted by compare + lanes
+    assert count_labels(a) == {5: CHUNK_BYTES, 7: CHUNK_BYTES}
+    assert count_label(a, 7) == CHUNK_BYTES
+
+
 def test_count_labels_split_across_threads_matches_numpy(monkeypatch) -> None:
     """Large volumes are counted by a few threads, each on its own run of chunks."""
     from SlicerMCPLib.scene import measure

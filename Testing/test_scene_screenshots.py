@@ -268,3 +268,53 @@ def test_png_encoding_round_trips_exactly(shape) -> None:
     rgb = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
     assert np.array_equal(decode_png(encode_png(rgb)), rgb)
     assert np.array_equal(decode_png(encode_png(rgb[:, ::-1])), rgb[:, ::-1])  # a non-contiguous view
+
+
+def test_overlay_blend_matches_a_pixel_by_pixel_reference(demo_server, run_on_scene, clean_backend) -> None:
+    """The overlay blends only the box around the labels: labels touching the image's sides, lone
+    pixels and neighbouring segments still get the fill and edge colours a per-pixel rule gives."""
+    from SlicerMCPLib.scene.rendering import _composite
+
+    def check() -> None:
+        node = clean_backend.scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+        display, segmentation = node.GetDisplayNode(), node.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        display.SetSegmentOpacity2DFill(ids[0], 0.3)  # fill and edge alphas differ per segment
+        display.SetSegmentOpacity2DOutline(ids[1], 0.6)
+        values = [int(segmentation.GetSegment(i).GetLabelValue()) for i in ids]
+        top = max(values) + 1  # a label no segment has: drawn nowhere, but it makes edges
+        rng = np.random.default_rng(3)
+        for trial in range(40):
+            labels = np.zeros((48, 64), np.uint8)
+            for _ in range(int(rng.integers(1, 5))):
+                r, c = int(rng.integers(0, 48)), int(rng.integers(0, 64))
+                labels[r : r + int(rng.integers(1, 15)), c : c + int(rng.integers(1, 20))] = rng.choice(
+                    values + [top]
+                )
+            if trial % 3 == 0:
+                labels[:, 0] = values[0]  # on the image's side: no margin there
+            if trial % 4 == 0:
+                labels[-1, 5] = values[-1]  # one pixel in the last row
+            rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            expected = rgb.astype(np.int64)
+            padded = np.pad(labels, 1, mode="edge")
+            centre = padded[1:-1, 1:-1]
+            edge = (
+                (padded[:-2, 1:-1] != centre)
+                | (padded[2:, 1:-1] != centre)
+                | (padded[1:-1, :-2] != centre)
+                | (padded[1:-1, 2:] != centre)
+            )
+            base = display.GetOpacity()
+            for seg_id, value in zip(ids, values, strict=True):
+                fill = base * display.GetOpacity2DFill() * display.GetSegmentOpacity2DFill(seg_id)
+                line = base * display.GetOpacity2DOutline() * display.GetSegmentOpacity2DOutline(seg_id)
+                colour = np.round(np.array(segmentation.GetSegment(seg_id).GetColor()) * 255).astype(np.int64)
+                for where, a in ((~edge, fill), (edge, max(fill, line))):
+                    at = where & (labels == value)
+                    alpha = round(min(max(a, 0.0), 1.0) * 256)
+                    expected[at] = (expected[at] * (256 - alpha) + colour * alpha + 128) >> 8
+            _composite(rgb, labels, node, display, ids)
+            assert np.array_equal(rgb, expected), trial
+
+    run_on_scene(check)

@@ -318,7 +318,11 @@ def _composite(rgb: np.ndarray, labels: np.ndarray, node: Any, display: Any, seg
     full = labels if labels.dtype.kind == "u" else np.clip(labels, 0, top)
     covered = np.flatnonzero(full.any(axis=1))
     rows = slice(max(0, int(covered[0]) - 1), int(covered[-1]) + 2)  # one more row each side: edges
-    lab = full[rows]
+    covered = np.flatnonzero(full[rows].any(axis=0))
+    cols = slice(max(0, int(covered[0]) - 1), int(covered[-1]) + 2)
+    # the box around the labels and a margin of background (or the image's border): outside it
+    # every pixel is background too, so no edge crosses the box's sides
+    lab = full[rows, cols]
     edge = np.zeros(lab.shape, bool)
     vertical = lab[1:, :] != lab[:-1, :]  # both pixels of a differing pair are edge pixels
     edge[1:, :] |= vertical
@@ -326,18 +330,18 @@ def _composite(rgb: np.ndarray, labels: np.ndarray, node: Any, display: Any, seg
     horizontal = lab[:, 1:] != lab[:, :-1]
     edge[:, 1:] |= horizontal
     edge[:, :-1] |= horizontal
-    if rows.start > 0:  # the row above the window may differ from its first row
-        edge[0] |= lab[0] != full[rows.start - 1]
-    if rows.stop < full.shape[0]:
-        edge[-1] |= lab[-1] != full[rows.stop]
-    alpha = np.take(fill_a, lab)
-    alpha[edge] = np.take(edge_a, lab[edge])
-    keep = 256 - alpha
-    window = rgb[rows]
+    # one index per pixel into tables of (label, inside or edge): the pixel's alpha and its
+    # colour times alpha (+ 128 to round) come from one gather each, no masked gather
+    index = edge.astype(np.uint16)
+    index *= top + 1
+    index += lab
+    alpha = np.concatenate([fill_a, edge_a])
+    keep = np.take(256 - alpha, index)
+    tinted = np.concatenate([colors, colors]) * alpha[:, None] + 128  # <= 255 * 256 + 128: fits uint16
+    window = rgb[rows, cols]
     for channel in range(3):  # np.take per channel: a gather from an (n, 3) table is ~20x slower
         blended = window[..., channel] * keep
-        blended += np.take(colors[:, channel], lab) * alpha
-        blended += 128
+        blended += np.take(tinted[:, channel], index)
         blended >>= 8
         window[..., channel] = blended
 
