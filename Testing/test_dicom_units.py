@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fixtures.orthanc import make_ct_series
 from SlicerMCPLib.core.errors import SlicerMCPError
-from SlicerMCPLib.dicom.multipart import chunks_reader, multipart_parts
+from SlicerMCPLib.dicom.multipart import chunks_body, multipart_parts
 from SlicerMCPLib.dicom.retrieve import _sop_instance_uid
 from SlicerMCPLib.dicom.validation import check_date, check_text, check_uid
 
@@ -39,7 +39,7 @@ def cut(body: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def parts_of(chunks: list[bytes]) -> list[bytes]:
-    return [bytes(p) for p in multipart_parts(chunks_reader(iter(chunks)), BOUNDARY)]
+    return [bytes(p) for p in multipart_parts(chunks_body(iter(chunks), 16), BOUNDARY)]
 
 
 @settings(max_examples=200, deadline=None)

@@ -8,6 +8,7 @@ mixing transfer syntaxes loads voxel for voxel.
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 from typing import Any
 
@@ -40,18 +41,25 @@ def test_parts_are_the_stored_files_however_the_body_is_split(
     service = DicomService(config)
     spec, ds = make_ct_series(slices=4, rows=40, columns=30)
     orthanc.upload(ds)
-    real_reader = retrieve_module.body_reader
+    real_body = retrieve_module.response_body
     rng = random.Random(largest_read)
 
-    def odd_reads(response: Any) -> Any:
-        readinto = real_reader(response)
+    class OddReads(io.RawIOBase):
+        def __init__(self, body: Any):
+            self.body = body
 
-        def read(view: memoryview) -> int:
-            return readinto(view[: rng.randint(1, min(len(view), largest_read))])
+        def readable(self) -> bool:
+            return True
 
-        return read
+        def readinto(self, view: Any) -> int:
+            data = self.body.read(rng.randint(1, min(len(view), largest_read)))
+            view[: len(data)] = data
+            return len(data)
 
-    monkeypatch.setattr(retrieve_module, "body_reader", odd_reads)
+    def odd_body(response: Any) -> Any:
+        return io.BufferedReader(OddReads(real_body(response)), 16)
+
+    monkeypatch.setattr(retrieve_module, "response_body", odd_body)
     try:
         name, node = service.node("orthanc")
         target = Target(spec.study_uid, spec.series_uid)

@@ -19,7 +19,7 @@ from ..core.deadline import Deadline, deadline_session
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import through_breaker
-from .multipart import ReadInto, chunks_reader
+from .multipart import Body, chunks_body
 
 
 def dicomweb_unreachable(node: DicomNode, exc: Exception) -> SlicerMCPError:
@@ -81,12 +81,12 @@ def dicomweb_request(
         raise dicomweb_unreachable(node, exc) from exc
 
 
-def body_reader(response: requests.Response) -> ReadInto:
-    """`readinto` over a streamed response's body: http.client's own (bytes land in the caller's buffer,
-    under the request's deadline like every read) when the body is not content-encoded, else urllib3's
-    decoded chunks."""
+def response_body(response: requests.Response) -> Body:
+    """A streamed response's body: http.client's own response (a read of a part's size lands in that
+    part's memory, under the request's deadline like every read) when it is not content-encoded,
+    else urllib3's decoded chunks."""
     raw = getattr(response.raw, "_fp", None)  # urllib3 keeps http.client's response there
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if isinstance(raw, http.client.HTTPResponse) and encoding == "identity":
-        return raw.readinto
-    return chunks_reader(response.iter_content(1 << 20))
+        return raw
+    return chunks_body(response.iter_content(1 << 20))

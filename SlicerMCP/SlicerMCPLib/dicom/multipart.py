@@ -1,135 +1,155 @@
-"""The parts of a multipart/related body (a WADO-RS answer), each read into a buffer of its own size.
+"""The parts of a multipart/related body (a WADO-RS answer), each read as one bytes object of its size.
 
 A series arrives as one body of ~525 kB parts. Appending network chunks to a buffer, searching it
-for the boundary and slicing each part out copies every byte three times, with the GIL held (most
-of the retrieve's own CPU). When a part says its Content-Length (Orthanc's do), its body is read
-with `readinto` straight into a buffer of that size and the boundary is only checked where it must
-be; only the part headers pass through a small read-ahead buffer. A part without Content-Length,
-or whose boundary is not where its Content-Length says, is found by searching for the boundary, so
-any server's answer, split into reads of any size, gives the same parts.
+for the boundary and slicing each part out copied every byte three times with the GIL held (most
+of the retrieve's own CPU). When a part says its Content-Length (Orthanc's do), its body is one
+`read(length)` of the response stream: the bytes go from the socket into the part's own (not
+zeroed) memory with the GIL released, and only the header lines and the boundary after the part
+are parsed. A part without Content-Length, or whose boundary is not where its Content-Length says,
+is found by searching for the boundary, so any server's answer, split into reads of any size,
+gives the same parts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import io
+from collections.abc import Iterator
+from typing import Protocol
 
-ReadInto = Callable[[memoryview], int]  # fills up to len(view) bytes; 0 at the end of the body
-
-_READ_AHEAD = 16 << 10  # reads for part headers; a body's first bytes read with them are copied once
-_MAX_HEADERS = 64 << 10
+_MAX_LINE = 64 << 10
 
 
-class _Stream:
-    """Read-ahead over `readinto`: `pending` holds bytes read but not yet consumed."""
+class Body(Protocol):
+    """A buffered response body (http.client's response, an `io.BufferedReader`)."""
 
-    def __init__(self, readinto: ReadInto):
-        self._readinto = readinto
-        self.pending = bytearray(b"\r\n")  # so the first delimiter matches like the others
-        self._scratch = bytearray(_READ_AHEAD)
-        self.ended = False
+    def read(self, size: int = -1, /) -> bytes: ...
 
-    def more(self) -> bool:
-        """Append one read to `pending`; False at the end of the body."""
-        if self.ended:
-            return False
-        view = memoryview(self._scratch)
-        n = self._readinto(view)
-        if not n:
-            self.ended = True
-            return False
-        self.pending += view[:n]
-        return True
+    def readline(self, size: int = -1, /) -> bytes: ...
 
-    def fill_to(self, size: int) -> bool:
-        while len(self.pending) < size:
-            if not self.more():
-                return False
-        return True
 
-    def read_body(self, length: int) -> bytearray | None:
-        """Exactly `length` bytes (read-ahead first, then straight from the network); None if cut short."""
-        body = bytearray(length)
-        view = memoryview(body)
-        got = min(length, len(self.pending))
-        view[:got] = memoryview(self.pending)[:got]
-        del self.pending[:got]
-        while got < length:
-            n = self._readinto(view[got:])
-            if not n:
-                self.ended = True
+class _Pushback:
+    """`body` with bytes put back in front (only when a part's Content-Length was wrong)."""
+
+    def __init__(self, body: Body):
+        self._body = body
+        self._back = b""
+
+    def unread(self, data: bytes) -> None:
+        self._back = data + self._back
+
+    def readline(self) -> bytes:
+        if self._back:
+            end = self._back.find(b"\n") + 1
+            if end:
+                line, self._back = self._back[:end], self._back[end:]
+                return line
+            line, self._back = self._back, b""
+            return line + self._body.readline(_MAX_LINE)
+        return self._body.readline(_MAX_LINE)
+
+    def read_exact(self, size: int) -> bytes | None:
+        """`size` bytes, or None when the body ends first."""
+        if self._back:
+            data, self._back = self._back[:size], self._back[size:]
+            if len(data) < size:
+                data += self._body.read(size - len(data))
+        else:
+            data = self._body.read(size)  # no copy but the socket's into the part's memory
+        while len(data) < size:  # a raw stream may return less; a buffered one only at the end
+            more = self._body.read(size - len(data))
+            if not more:
                 return None
-            got += n
-        return body
+            data += more
+        return data
 
 
-def _content_length(headers: bytes) -> int | None:
-    for line in headers.split(b"\r\n"):
-        name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() == b"content-length":
-            try:
-                length = int(value.strip())
-            except ValueError:
-                return None
-            return length if length >= 0 else None
-    return None
+def _content_length(line: bytes) -> int | None:
+    name, sep, value = line.partition(b":")
+    if not sep or name.strip().lower() != b"content-length":
+        return None
+    try:
+        length = int(value.strip())
+    except ValueError:
+        return None
+    return length if length >= 0 else None
 
 
-def multipart_parts(readinto: ReadInto, boundary: bytes) -> Iterator[bytearray]:
+def _delimiter(line: bytes, dash: bytes) -> bytes | None:
+    """What follows the boundary on a delimiter line (b"" or b"--"), None when it is not one."""
+    if not line.startswith(dash):
+        return None
+    rest = line[len(dash) :].rstrip(b" \t\r\n")  # transport padding
+    return rest if rest in (b"", b"--") else None
+
+
+def multipart_parts(body: Body, boundary: bytes) -> Iterator[bytes]:
     """Bodies of a multipart/related stream, yielded as each part completes. A part cut short by the
     end of the stream is not yielded (the caller's check of what arrived reports it)."""
-    delimiter = b"\r\n--" + boundary
-    stream = _Stream(readinto)
-    pending = stream.pending
-    # the preamble (if any) and the first delimiter
-    scan_from = 0
-    while (at := pending.find(delimiter, scan_from)) < 0:
-        scan_from = max(0, len(pending) - len(delimiter) + 1)
-        if not stream.more():
+    dash = b"--" + boundary
+    stream = _Pushback(body)
+    while True:  # the preamble, up to the first delimiter line
+        line = stream.readline()
+        if not line:
             return
-    del pending[: at + len(delimiter)]
-    while True:
-        # after a delimiter: "--" ends the body, else optional padding, CRLF, headers, CRLF CRLF
-        if not stream.fill_to(2) or pending[:2] == b"--":
+        if _delimiter(line, dash) is not None:
+            break
+    while _delimiter(line, dash) == b"":
+        length = None
+        while True:  # the part's header lines, up to an empty one
+            header = stream.readline()
+            if not header:
+                return
+            if header in (b"\r\n", b"\n"):
+                break
+            length = _content_length(header) if length is None else length
+        if length is not None:
+            data = stream.read_exact(length)
+            if data is None:
+                return
+            crlf = stream.readline()
+            line = stream.readline() if crlf == b"\r\n" else b""
+            if crlf == b"\r\n" and _delimiter(line, dash) is not None:
+                yield data
+                continue
+            stream.unread(data + crlf + line)  # the boundary is not where the length said: search
+        part, line = _search(stream, dash)
+        if part is None:
             return
-        while (head_end := pending.find(b"\r\n\r\n")) < 0:
-            if len(pending) > _MAX_HEADERS or not stream.more():
-                return
-        length = _content_length(bytes(pending[:head_end]))
-        del pending[: head_end + 4]
-        body = stream.read_body(length) if length is not None else None
-        if body is not None and stream.fill_to(len(delimiter)) and pending.startswith(delimiter):
-            del pending[: len(delimiter)]
-            yield body
-            continue
-        if length is not None and body is None:
-            return  # cut short
-        # no Content-Length, or the delimiter is not where it said: search for it
-        if body is not None:
-            pending[:0] = body
-        scan_from = 0
-        while (at := pending.find(delimiter, scan_from)) < 0:
-            scan_from = max(0, len(pending) - len(delimiter) + 1)
-            if not stream.more():
-                return
-        part = pending[:at]
-        del pending[: at + len(delimiter)]
         yield part
 
 
-def chunks_reader(chunks: Iterator[bytes]) -> ReadInto:
-    """A `readinto` over an iterator of byte chunks (for bodies that only come as chunks)."""
-    left = memoryview(b"")
+def _search(stream: _Pushback, dash: bytes) -> tuple[bytes | None, bytes]:
+    """The part's body up to the next line that is a delimiter right after CRLF, and that line."""
+    buf = bytearray()
+    while True:
+        line = stream.readline()
+        if not line:
+            return None, b""
+        if buf.endswith(b"\r\n") and _delimiter(line, dash) is not None:
+            return bytes(buf[:-2]), line
+        buf += line
 
-    def readinto(view: memoryview) -> int:
-        nonlocal left
-        while not left:
-            chunk = next(chunks, None)
+
+class _Chunks(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, view: memoryview) -> int:  # type: ignore[override]
+        while not self._left:
+            chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            left = memoryview(chunk)
-        n = min(len(view), len(left))
-        view[:n] = left[:n]
-        left = left[n:]
+            self._left = memoryview(chunk)
+        n = min(len(view), len(self._left))
+        view[:n] = self._left[:n]
+        self._left = self._left[n:]
         return n
 
-    return readinto
+
+def chunks_body(chunks: Iterator[bytes], buffer_size: int = io.DEFAULT_BUFFER_SIZE) -> Body:
+    """A `Body` over an iterator of byte chunks (a content-encoded answer comes only as chunks)."""
+    return io.BufferedReader(_Chunks(chunks), buffer_size)

@@ -32,7 +32,7 @@ from .associations import (
     open_association,
     status_of,
 )
-from .dicomweb_http import body_reader, dicomweb_request, request_deadline
+from .dicomweb_http import dicomweb_request, request_deadline, response_body
 from .move import Target, move
 from .multipart import multipart_parts
 from .query import find
@@ -270,7 +270,7 @@ def _dicomweb(
                 details={"status": resp.status_code},
             )
         boundary = _boundary(resp.headers.get("Content-Type", ""))
-        for part in multipart_parts(body_reader(resp), boundary):
+        for part in multipart_parts(response_body(resp), boundary):
             arrivals.put(_sop_instance_uid(part), part)
 
 
