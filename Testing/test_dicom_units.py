@@ -10,17 +10,36 @@ from hypothesis import strategies as st
 
 from fixtures.orthanc import make_ct_series
 from SlicerMCPLib.core.errors import SlicerMCPError
-from SlicerMCPLib.dicom.retrieve import _multipart_parts, _sop_instance_uid
+from SlicerMCPLib.dicom.multipart import chunks_body, multipart_parts
+from SlicerMCPLib.dicom.retrieve import _sop_instance_uid
 from SlicerMCPLib.dicom.validation import check_date, check_text, check_uid
 
 BOUNDARY = b"1f2e3d-boundary"
 
 
-def multipart(parts: list[bytes]) -> bytes:
+def multipart(parts: list[bytes], lengths: list[int | None] | None = None) -> bytes:
+    """A multipart/related body; `lengths` gives each part a Content-Length header (None: none)."""
     body = b""
-    for part in parts:
-        body += b"--" + BOUNDARY + b"\r\nContent-Type: application/dicom\r\n\r\n" + part + b"\r\n"
+    for k, part in enumerate(parts):
+        length = lengths[k % len(lengths)] if lengths else None
+        header = b"" if length is None else b"Content-Length: %d\r\n" % length
+        body += (
+            b"--" + BOUNDARY + b"\r\nContent-Type: application/dicom\r\n" + header + b"\r\n" + part + b"\r\n"
+        )
     return body + b"--" + BOUNDARY + b"--\r\n"
+
+
+def cut(body: bytes, cuts: list[int]) -> list[bytes]:
+    chunks, pos, i = [], 0, 0
+    while pos < len(body):
+        size = cuts[i % len(cuts)]
+        chunks.append(body[pos : pos + size])
+        pos, i = pos + size, i + 1
+    return chunks
+
+
+def parts_of(chunks: list[bytes]) -> list[bytes]:
+    return [bytes(p) for p in multipart_parts(chunks_body(iter(chunks), 16), BOUNDARY)]
 
 
 @settings(max_examples=200, deadline=None)
@@ -31,12 +50,32 @@ def multipart(parts: list[bytes]) -> bytes:
 def test_multipart_parts_survive_any_chunking(parts: list[bytes], cuts: list[int]) -> None:
     parts = [p.replace(b"\r\n--", b"\n--") for p in parts]  # a body cannot contain its own delimiter
     body = multipart(parts)
-    chunks, pos, i = [], 0, 0
-    while pos < len(body):
-        size = cuts[i % len(cuts)]
-        chunks.append(body[pos : pos + size])
-        pos, i = pos + size, i + 1
-    assert list(_multipart_parts(iter(chunks), BOUNDARY)) == parts
+    assert parts_of(cut(body, cuts)) == parts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    parts=st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(min_value=1, max_value=97), min_size=1, max_size=50),
+    errors=st.lists(st.sampled_from([0, 0, 0, -1, 1, -5, 7, None]), min_size=1, max_size=6),
+)
+def test_multipart_content_length_read_directly_or_searched_when_wrong(
+    parts: list[bytes], cuts: list[int], errors: list[int | None]
+) -> None:
+    """Parts with a Content-Length are read into their own buffer; one whose boundary is not where its
+    Content-Length says (a server bug), or without one, is found by searching: the same parts."""
+    parts = [p.replace(b"\r\n--", b"\n--") for p in parts]
+    lengths = [
+        None if e is None else max(0, len(p) + e) for p, e in zip(parts, errors * len(parts), strict=False)
+    ]
+    assert parts_of(cut(multipart(parts, lengths), cuts)) == parts
+
+
+def test_multipart_part_cut_short_is_not_yielded() -> None:
+    parts = [b"first" * 50, b"second" * 50]
+    for body in (multipart(parts, [len(p) for p in parts]), multipart(parts)):
+        for lost in (30, 300):  # the end of the last part is lost, with a Content-Length or without
+            assert parts_of(cut(body[:-lost], [64])) == parts[:1]
 
 
 def test_sop_instance_uid_from_the_file_header() -> None:

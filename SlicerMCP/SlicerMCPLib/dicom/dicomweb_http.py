@@ -8,6 +8,7 @@ DICOM_NODE_UNREACHABLE; a passed deadline is SLICER_TIMEOUT naming the setting t
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from ..core.deadline import Deadline, deadline_session
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, SlicerMCPError
 from .associations import through_breaker
+from .multipart import Body, chunks_body
 
 
 def dicomweb_unreachable(node: DicomNode, exc: Exception) -> SlicerMCPError:
@@ -77,3 +79,14 @@ def dicomweb_request(
                 {"url": node.dicomweb_url},
             ) from exc
         raise dicomweb_unreachable(node, exc) from exc
+
+
+def response_body(response: requests.Response) -> Body:
+    """A streamed response's body: http.client's own response (a read of a part's size lands in that
+    part's memory, under the request's deadline like every read) when it is not content-encoded,
+    else urllib3's decoded chunks."""
+    raw = getattr(response.raw, "_fp", None)  # urllib3 keeps http.client's response there
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if isinstance(raw, http.client.HTTPResponse) and encoding == "identity":
+        return raw
+    return chunks_body(response.iter_content(1 << 20))

@@ -174,7 +174,7 @@ def _clean(pixels: np.ndarray, bits_stored: int) -> bool:
     return bool(pixels.max() < (1 << bits_stored))
 
 
-def read_image(data: bytes) -> FastImage | None:
+def read_image(data: bytes | bytearray) -> FastImage | None:
     """The image's attributes and pixel view, or None when pydicom must read this instance."""
     try:
         return _read(data)
@@ -182,7 +182,7 @@ def read_image(data: bytes) -> FastImage | None:
         return None
 
 
-def _read(data: bytes) -> FastImage:
+def _read(data: bytes | bytearray) -> FastImage:
     if data[128:132] != b"DICM":
         raise _Unsupported
     # file meta: group 0002, always explicit VR little endian
@@ -191,7 +191,7 @@ def _read(data: bytes) -> FastImage:
         group, element = _HEAD.unpack_from(data, pos)
         if group != 0x0002:
             break
-        vr = data[pos + 4 : pos + 6]
+        vr = bytes(data[pos + 4 : pos + 6])
         if vr in _LONG_VRS:
             (length,) = _U32.unpack_from(data, pos + 8)
             value_at = pos + 12

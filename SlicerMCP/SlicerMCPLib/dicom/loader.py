@@ -199,7 +199,7 @@ def read_instance(source: Path | bytes, index: int = 0) -> _Instance:
     """One instance's slices and series attributes: the fast reader for plain single-frame images
     (no copy of the pixels), pydicom for everything else."""
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
-    fast = read_image(data) if isinstance(data, bytes) else None
+    fast = read_image(data) if isinstance(data, (bytes, bytearray)) else None
     if fast is not None:
         description = ""
         if fast.series_description:

@@ -64,6 +64,8 @@ def series_headers(
         if headers:
             return headers
     return [
-        pydicom.dcmread(io.BytesIO(data) if isinstance(data, bytes) else data, stop_before_pixels=True)
+        pydicom.dcmread(
+            io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data, stop_before_pixels=True
+        )
         for data in fetch_instances(target).values()
     ]

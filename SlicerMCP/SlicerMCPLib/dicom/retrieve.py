@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +32,9 @@ from .associations import (
     open_association,
     status_of,
 )
-from .dicomweb_http import dicomweb_request, request_deadline
+from .dicomweb_http import dicomweb_request, request_deadline, response_body
 from .move import Target, move
+from .multipart import multipart_parts
 from .query import find
 from .status import STATUS_PENDING, Status
 from .storage_scp import StorageScp, encoded_instance
@@ -42,7 +43,6 @@ from .validation import check_uid
 log = logging.getLogger(__name__)
 
 MAX_INSTANCES = 100_000
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -259,9 +259,13 @@ def _dicomweb(
         url += f"/series/{target.series_uid}"
         if target.sop_uid:
             url += f"/instances/{target.sop_uid}"
-    accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    # identity: pixel data barely compresses, and an unencoded body is read without a copy
+    headers = {
+        "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+        "Accept-Encoding": "identity",
+    }
     deadline = request_deadline(node, node_name, "the WADO-RS retrieve", "transfer")
-    with dicomweb_request(node, node_name, "GET", url, deadline, headers={"Accept": accept}) as resp:
+    with dicomweb_request(node, node_name, "GET", url, deadline, headers=headers) as resp:
         if resp.status_code == 404:
             return  # nothing there: the verification reports every instance missing
         if resp.status_code >= 400:
@@ -271,7 +275,7 @@ def _dicomweb(
                 details={"status": resp.status_code},
             )
         boundary = _boundary(resp.headers.get("Content-Type", ""))
-        for part in _multipart_parts(resp.iter_content(_CHUNK), boundary):
+        for part in multipart_parts(response_body(resp), boundary):
             arrivals.put(_sop_instance_uid(part), part)
 
 
@@ -285,31 +289,7 @@ def _boundary(content_type: str) -> bytes:
     )
 
 
-def _multipart_parts(chunks: Iterator[bytes], boundary: bytes) -> Iterator[bytes]:
-    """Bodies of a multipart/related stream, yielded as each part completes (any chunking)."""
-    delimiter = b"\r\n--" + boundary
-    buf = bytearray(b"\r\n")  # so the first delimiter matches like the others
-    started = False
-    scan_from = 0  # bytes before this were searched already: each chunk is scanned about once
-    for chunk in chunks:
-        buf += chunk
-        while True:
-            at = buf.find(delimiter, scan_from)
-            if at < 0:
-                scan_from = max(0, len(buf) - len(delimiter) + 1)
-                break
-            if started:
-                head_end = buf.find(b"\r\n\r\n", 0, at)
-                if head_end >= 0:
-                    yield bytes(buf[head_end + 4 : at])
-            started = True
-            del buf[: at + len(delimiter)]
-            scan_from = 0
-            if buf[:2] == b"--":
-                return
-
-
-def _sop_instance_uid(part: bytes) -> str:
+def _sop_instance_uid(part: bytes | bytearray) -> str:
     """MediaStorageSOPInstanceUID from a part's file meta header (group 0002, explicit VR little endian)."""
     if part[128:132] != b"DICM":
         raise SlicerMCPError("a DICOMweb part is not a DICOM file", code=ErrorCode.DOWNLOAD_FAILED)

@@ -56,7 +56,7 @@ def _decode(service: DicomService, target: Target) -> list[DecodedSeg]:
     items = service.fetch_instances(target)
     out = []
     for data in items.values():
-        ds = pydicom.dcmread(data if not isinstance(data, bytes) else io.BytesIO(data))
+        ds = pydicom.dcmread(data if not isinstance(data, (bytes, bytearray)) else io.BytesIO(data))
         if is_seg(ds):
             out.append(decode_seg(ds))
     if not out:
