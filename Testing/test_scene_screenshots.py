@@ -148,7 +148,8 @@ def test_a_volume_removed_display_first_leaves_no_display_node_holding_its_voxel
 
         run_on_scene(remove)
         del node, remove
-        shot(demo_server, view_type="axial")
+        for view in ("axial", "coronal", "sagittal"):  # each view drawing the volume lets go of it
+            shot(demo_server, view_type=view)
     assert run_on_scene(displays) == before
     assert [w.Get() is None for w in voxels] == [True, True, True]
 
