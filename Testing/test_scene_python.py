@@ -183,3 +183,36 @@ def test_memory_guard_does_not_cap_the_rest_of_the_process(clean_backend, scene_
     assert ran.result == "'ok'"
     assert isinstance(reserved[0], mmap.mmap), f"another thread could not reserve memory: {reserved[0]!r}"
     reserved[0].close()
+
+
+def test_a_removed_node_is_not_kept_alive_by_the_namespace(clean_backend) -> None:
+    """Names still bound to a node the code removed (the node, a list of its parts) are dropped after
+    the call, so the node and its voxels are freed; other names stay. The soak's load + RemoveNode
+    pinned one volume per kept namespace (64 of them) before."""
+    load_and_remove = (
+        "import numpy as np\n"
+        "n = slicer.util.addVolumeFromArray(np.zeros((20, 30, 40), np.int16), name='pinned')\n"
+        "n.CreateDefaultDisplayNodes()\n"
+        "voxels = vtk.vtkWeakReference()\n"
+        "voxels.Set(n.GetImageData())\n"
+        "parts = [n.GetDisplayNode(), n]\n"
+        "by_id = {n.GetID(): n}\n"
+        "kept = mrmlScene.GetFirstNodeByClass('vtkMRMLSliceNode')\n"
+        "number = 7\n"
+        "for p in parts:\n    mrmlScene.RemoveNode(p)\n"
+        "n.GetScene() is None"
+    )
+
+    async def main():
+        first = await clean_backend.execute_python(load_and_remove, "k", 10)
+        after = await clean_backend.execute_python(
+            "(sorted(k for k in ('n', 'parts', 'by_id', 'p') if k in globals()), voxels.Get() is None, "
+            "kept.GetScene() is mrmlScene, number)",
+            "k",
+            10,
+        )
+        return first, after
+
+    first, after = asyncio.run(main())
+    assert first.success and first.result == "True", first
+    assert after.result == "([], True, True, 7)", after

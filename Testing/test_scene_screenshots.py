@@ -119,6 +119,41 @@ def test_removed_segmentation_voxels_are_released(demo_server, run_on_scene, cle
     assert view._reslicers == {}
 
 
+def test_a_volume_removed_display_first_leaves_no_display_node_holding_its_voxels(
+    demo_server, run_on_scene, clean_backend
+) -> None:
+    """Removing a shown volume's display node makes the slice layer give it a new default one; that
+    one is removed with the volume (it held the voxels: the soak's serve RSS grew one per load)."""
+    import vtk
+
+    from SlicerMCPLib.core.scene_backend import VolumeArray
+    from SlicerMCPLib.scene.data_io import add_volume
+
+    scene = clean_backend.scene
+    displays = lambda: scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeDisplayNode")  # noqa: E731
+    before = run_on_scene(displays)
+    voxels = []
+    for cycle in range(3):
+        volume = VolumeArray(np.zeros((20, 30, 40), np.int16), np.eye(4), f"cycle{cycle}")
+        node = run_on_scene(lambda v=volume: add_volume(clean_backend.app, v))
+        shot(demo_server, view_type="axial")  # the new volume is the slice's background
+        weak = vtk.vtkWeakReference()
+        weak.Set(node.GetImageData())
+        voxels.append(weak)
+
+        def remove(node=node) -> None:
+            for part in [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]:
+                scene.RemoveNode(part)  # display first, as a client tidying up does
+            scene.RemoveNode(node)
+
+        run_on_scene(remove)
+        del node, remove
+        for view in ("axial", "coronal", "sagittal"):  # each view drawing the volume lets go of it
+            shot(demo_server, view_type=view)
+    assert run_on_scene(displays) == before
+    assert [w.Get() is None for w in voxels] == [True, True, True]
+
+
 def test_scroll_moves_the_slice(demo_server) -> None:
     (a, ia), (b, ib), (c, ic) = (
         shot(demo_server, view_type="sagittal", scroll_position=p) for p in (0.0, 0.5, 1.0)

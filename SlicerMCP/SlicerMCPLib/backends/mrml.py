@@ -41,7 +41,7 @@ from ..scene import measure as mrml_measure
 from ..scene import nodes as mrml_nodes
 from ..scene.app import SceneApp, layout_id
 from ..scene.edit_history import EditHistory, Workspace
-from ..scene.python_exec import Namespaces, run_code
+from ..scene.python_exec import Namespaces, release_removed_nodes, run_code
 from ..scene.volume_files import vet_volume_file
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,10 @@ class MrmlBackend(SceneBackend):
                 import slicer
 
                 slicer.mrmlScene = self.scene
-            return run_code(code, namespace, timeout_s, self.config.limits.python_bytes())
+            try:
+                return run_code(code, namespace, timeout_s, self.config.limits.python_bytes())
+            finally:
+                release_removed_nodes(namespace)
 
         grace = self.config.limits.python_stop_grace_s
         try:

@@ -366,3 +366,22 @@ def orphan_display_nodes(scene: Any) -> list[Any]:
         for node in scene.GetNodes()
         if node.IsA("vtkMRMLDisplayNode") and not node.GetSingletonTag() and node.GetDisplayableNode() is None
     ]
+
+
+def reap_orphan_displays(scene: Any) -> int:
+    """Remove the display nodes a removed data node leaves behind, from now on; returns the observer tag.
+
+    A slice view's layer logic gives a shown volume a new default display node as soon as its own is
+    removed (removing a node's display nodes first, then the node, is the usual order), and that one
+    stays when the volume goes: an orphan whose pipeline still holds the volume's voxels. Installed
+    with the first slice view (scene/rendering.py), on the main thread."""
+    import vtk
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def removed(_scene: Any, _event: str, node: Any) -> None:
+        if node is None or not node.IsA("vtkMRMLDisplayableNode") or scene.IsClosing():
+            return
+        for orphan in orphan_display_nodes(scene):
+            scene.RemoveNode(orphan)
+
+    return scene.AddObserver(scene.NodeRemovedEvent, removed)

@@ -190,6 +190,33 @@ def _run(code: str, namespace: dict[str, Any]) -> PythonResult:
     )
 
 
+def _removed_node(value: Any) -> bool:
+    """A wrapped MRML node no longer in a scene (RemoveNode clears its scene)."""
+    try:
+        return bool(value.IsA("vtkMRMLNode")) and value.GetScene() is None
+    except Exception:  # not a VTK object (or one without these methods)
+        return False
+
+
+def _holds_removed_node(value: Any) -> bool:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_removed_node(item) for item in value)
+    if isinstance(value, dict):
+        return any(_removed_node(item) for item in value.values())
+    return _removed_node(value)
+
+
+def release_removed_nodes(namespace: dict[str, Any]) -> list[str]:
+    """Drop the names bound to nodes no longer in the scene (or to a list, tuple, set or dict holding
+    one); returns them. A namespace outlives its call (up to MAX_NAMESPACES are kept), and a name
+    still bound to a removed volume keeps the node and all its voxels alive: code that loads and
+    removes volumes (`n = getNode(...); mrmlScene.RemoveNode(n)`) would pin one per namespace."""
+    dropped = [name for name, value in namespace.items() if _holds_removed_node(value)]
+    for name in dropped:
+        del namespace[name]
+    return dropped
+
+
 class Namespaces:
     """One persistent namespace per key (tools/clients.py issues the keys); the `limit` most
     recently used are kept, so keys issued to sessionless clients cannot pile up."""

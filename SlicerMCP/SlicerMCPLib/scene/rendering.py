@@ -29,6 +29,7 @@ from ..core.errors import ScreenshotFailed
 from ..core.models import ScreenshotInfo
 from ..core.scene_backend import Screenshot
 from .app import SLICE_VIEW_OF, slice_centre_range
+from .data_io import reap_orphan_displays
 from .markups import draw_on_slice as draw_markups
 
 log = logging.getLogger(__name__)
@@ -460,10 +461,13 @@ class SceneRenderer:
         self.app = app
         self._slices: dict[str, SliceView] = {}
         self._threed: ThreeDView | None = None
+        self._reaper: int | None = None  # observer tag of data_io.reap_orphan_displays
 
     def slice_view(self, view_type: str) -> SliceView:
         name = SLICE_VIEW_OF[view_type]
         if name not in self._slices:
+            if self._reaper is None:
+                self._reaper = reap_orphan_displays(self.app.scene)
             self._slices[name] = SliceView(self.app, name)
         return self._slices[name]
 

@@ -240,7 +240,8 @@ async def execute_python(
     """Run Python inside Slicer. Returns stdout, stderr, the value of the last expression, the
     traceback on error, and the `namespace` it ran in: variables stay there for this client's
     session or connection; pass `namespace` back to reach them from a request without a session.
-    Off unless allow.execute_python is true."""
+    Names left bound to nodes removed from the scene are dropped after the call (they would keep the
+    node's voxels alive). Off unless allow.execute_python is true."""
     services = services_of(ctx)
     services.require_allowed("execute_python", "execute_python", person)
     chosen = services.domain(PythonNamespaces, lambda _: PythonNamespaces()).choose(ctx, namespace)
