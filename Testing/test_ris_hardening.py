@@ -364,7 +364,10 @@ def test_rest_api_answers_503_while_the_database_breaker_is_open(tmp_path: Any) 
     from SlicerMCPLib.ris.service import RisService
 
     mini_ris = {"backend": "mysql", "port": free_port(), "password": "x", "mwl_port": 0, "api_port": 0}
-    overrides = {"mini_ris": mini_ris, "breaker": {"failure_threshold": 1, "cooldown_s": 60}}
+    overrides = {
+        "mini_ris": mini_ris,
+        "breaker": {"failure_threshold": 1, "first_cooldown_s": 60, "ris_database_cooldown_s": 60},
+    }
     config = load_config(env={}, overrides=overrides)
     service = RisService(config)
     server = serve_api(service, config, "t" * 32, 0)

@@ -113,7 +113,9 @@ class WebServerHttp:
         self.closes_connections = False  # learned: the server closes after each response (Slicer does)
         self.retries = 0  # connection-error retries made (tests and logs)
         self.connections_opened = 0
-        self.breaker = CircuitBreaker(f"Slicer's WebServer at {self.base_url}", breaker)
+        self.breaker = CircuitBreaker(
+            f"Slicer's WebServer at {self.base_url}", breaker, address=(self._host, self._port)
+        )
 
     # -- public ------------------------------------------------------------------------------------
     def get(self, path: str, params: dict[str, Any] | None = None, *, timeout: float) -> Response:

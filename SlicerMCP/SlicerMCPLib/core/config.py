@@ -179,11 +179,25 @@ class BreakerConfig(BaseModel):
     failure_threshold: int = Field(
         default=3, ge=1, description="consecutive connection failures that open a peer's breaker"
     )
+    first_cooldown_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds a breaker stays open the first time; each failed probe doubles it, up to cooldown_s",
+    )
     cooldown_s: float = Field(
         default=30.0,
         gt=0,
-        description="seconds an open breaker fails fast before one probe call is let through",
+        description="longest time an open breaker fails fast before one probe call is let through",
     )
+    ris_database_cooldown_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="cooldown_s for the RIS database (a local server that restarts in seconds)",
+    )
+
+    def for_ris_database(self) -> BreakerConfig:
+        """These settings with the RIS database's cap on the cool-down."""
+        return self.model_copy(update={"cooldown_s": self.ris_database_cooldown_s})
 
 
 class AuditSettings(BaseModel):

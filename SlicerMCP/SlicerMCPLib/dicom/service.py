@@ -65,7 +65,9 @@ class DicomService:
     def __init__(self, config: Config):
         self._breakers = BreakerRegistry(config.breaker)
         self.nodes: dict[str, DicomNode] = {  # each bound to its peer's breaker (associations.py)
-            name: GuardedNode.bind(node, self._breakers.get(f"DICOM node {node_label(node, name)}"))
+            name: GuardedNode.bind(
+                node, self._breakers.get(f"DICOM node {node_label(node, name)}", (node.host, node.port))
+            )
             for name, node in config.nodes.items()
         }
         self.calling_aet = config.calling_aet

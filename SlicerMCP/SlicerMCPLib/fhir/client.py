@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..core.breaker import CircuitBreaker
+from ..core.breaker import CircuitBreaker, url_address
 from ..core.deadline import Deadline, current, mount_deadline
 from ..core.domain_config import FhirServer
 from ..core.errors import ConfigError, ErrorCode, SlicerMCPError
@@ -141,7 +141,7 @@ class FhirClient:
 
     def __init__(self, name: str, server: FhirServer, breaker: CircuitBreaker | None = None):
         self.name = name
-        self.breaker = breaker or CircuitBreaker(f"FHIR server {name!r}")
+        self.breaker = breaker or CircuitBreaker(f"FHIR server {name!r}", address=url_address(server.url))
         self.server = server
         self.base_url = server.url.rstrip("/")
         allowed = {_origin(server.url)} | {_origin(o) for o in server.redirect_origins}

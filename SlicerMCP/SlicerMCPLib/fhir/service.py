@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..core.breaker import BreakerRegistry, CircuitBreaker
+from ..core.breaker import BreakerRegistry, CircuitBreaker, url_address
 from ..core.config import Config
 from ..core.deadline import Deadline
 from ..core.domain_config import FhirServer
@@ -72,7 +72,7 @@ class FhirService:
         chosen, server = self.server(name)
         with self._lock:
             if chosen not in self._clients:
-                breaker = self._breakers.get(f"FHIR server {chosen!r}")
+                breaker = self._breakers.get(f"FHIR server {chosen!r}", url_address(server.url))
                 self._clients[chosen] = FhirClient(chosen, server, breaker)
             return self._clients[chosen]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.breaker import CircuitBreaker
+from ..core.config import BreakerConfig
 from ..core.domain_config import MiniRisSettings, default_sqlite_path
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.localhost import private_file
@@ -162,7 +163,7 @@ class MySqlDatabase(Database):
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(settings.pool_size)
         self.describe = f"mysql://{settings.user}@{settings.host}:{settings.port}/{settings.database}"
-        self.breaker = breaker or CircuitBreaker(database_peer(settings))
+        self.breaker = breaker or database_breaker(settings)
 
     def _connect(self) -> Any:
         return self.breaker.call(self._open_connection, _unreachable)
@@ -262,6 +263,15 @@ class MySqlDatabase(Database):
 def database_peer(settings: MiniRisSettings) -> str:
     """How the RIS database appears in breaker messages and `slicer://status` (no password)."""
     return f"the RIS database mysql://{settings.host}:{settings.port}/{settings.database}"
+
+
+def database_breaker(settings: MiniRisSettings, breaker: BreakerConfig | None = None) -> CircuitBreaker:
+    """The RIS database's breaker: its own (short) cool-down cap, and the server's port to look at."""
+    return CircuitBreaker(
+        database_peer(settings),
+        (breaker or BreakerConfig()).for_ris_database(),
+        address=(settings.host, settings.port),
+    )
 
 
 def open_database(settings: MiniRisSettings, breaker: CircuitBreaker | None = None) -> Database:

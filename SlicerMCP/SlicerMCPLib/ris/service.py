@@ -19,7 +19,7 @@ from ..core.config import Config
 from ..core.domain_config import DicomNode
 from ..core.errors import ErrorCode, InvalidParameter, SlicerMCPError
 from ..core.localhost import user_data_dir
-from .db import database_peer
+from .db import database_breaker
 from .modality import Acquisition, VirtualCR
 from .scp import RisScp
 from .seed import seed
@@ -40,7 +40,7 @@ class RisService:
         self.settings = config.mini_ris
         self._store: RisStore | None = None
         # the database's breaker outlives a store that failed to open: the next open asks it first
-        self._db_breaker = CircuitBreaker(database_peer(self.settings), config.breaker)
+        self._db_breaker = database_breaker(self.settings, config.breaker)
         self.scp: RisScp | None = None
         self._lock = threading.Lock()
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from SlicerMCPLib.core.config import Config, load_config
 
+from ..malloc_arenas import limit_malloc_arenas
+
 log = logging.getLogger("slicer_mcp.ris")
 
 
@@ -60,6 +62,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from SlicerMCPLib.ris.service import RisService
     from SlicerMCPLib.serving.auth import load_or_create_token, token_path
 
+    limit_malloc_arenas()  # before the SCP's association threads start (see malloc_arenas.py)
     config = _config(args)
     service = RisService(config)
     stop = threading.Event()
