@@ -1,4 +1,4 @@
-"""Cap glibc's malloc arenas in a long-running threaded server (`slicer-mcp ris serve`).
+"""Cap glibc's malloc arenas in the long-running threaded servers (`slicer-mcp serve`, `ris serve`).
 
 Why: glibc gives threads their own arenas (up to 8 per core) and keeps what an arena once held.
 The MWL/MPPS SCP runs each association on a new thread; a burst of them (a MariaDB restart: every

@@ -13,6 +13,7 @@ from typing import Any
 
 from SlicerMCPLib.core.config import load_config
 
+from ..malloc_arenas import limit_malloc_arenas
 from ..select import EXIT_NO_BACKEND, NO_BACKEND_MESSAGE, choose_backend, run_proxy, run_webserver
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    limit_malloc_arenas()  # a long-running threaded server: see malloc_arenas.py
     config = config_from_args(args)
     choice = choose_backend(args.backend, args.headless, config.webserver_url)
     if choice.backend is None:
