@@ -381,7 +381,11 @@ def reap_orphan_displays(scene: Any) -> int:
     def removed(_scene: Any, _event: str, node: Any) -> None:
         if node is None or not node.IsA("vtkMRMLDisplayableNode") or scene.IsClosing():
             return
-        for orphan in orphan_display_nodes(scene):
-            scene.RemoveNode(orphan)
+        # only the removed node's own display nodes: a scan of the whole scene per removal made
+        # removing N nodes one by one cost N x N
+        for i in range(node.GetNumberOfDisplayNodes()):
+            display = scene.GetNodeByID(node.GetNthDisplayNodeID(i) or "")
+            if display is not None and not display.GetSingletonTag() and display.GetDisplayableNode() is None:
+                scene.RemoveNode(display)
 
     return scene.AddObserver(scene.NodeRemovedEvent, removed)
