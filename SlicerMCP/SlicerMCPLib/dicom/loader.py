@@ -13,7 +13,7 @@ import io
 import logging
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,6 +378,17 @@ class SeriesCollector:
             for i in instances:
                 i.slices[0].slot = staging.slots[i.sop_uid]
             return staging.buffer
+
+    def all_of_series(self, sop_uids: Iterable[str], series_uid: str) -> bool:
+        """Whether each of these arrivals was read and says it is an instance of `series_uid`
+        under the UID it arrived with (what lets a count stand for the instance list)."""
+        self._drain()
+        with self._lock:
+            for uid in sop_uids:
+                item = self._items.get(uid)
+                if not isinstance(item, _Instance) or item.series_uid != series_uid or item.sop_uid != uid:
+                    return False
+        return True
 
     def build_ahead(self, series_uid: str) -> None:
         """Assemble `series_uid` from every instance read so far, before the retrieve is verified

@@ -3,6 +3,9 @@
 Whatever the method, the instances the node listed in a C-FIND are the contract: each
 arrives as `<SOPInstanceUID>.dcm`, progress is reported per instance, and anything missing
 at the end is RETRIEVE_INCOMPLETE with the missing UIDs (never a silent partial series).
+A caller may instead vouch for what arrived once the transfer is over (a DICOMweb series load
+whose every instance is of the series, as many as the node counts for it); the list is asked
+for only when it cannot.
 """
 
 from __future__ import annotations
@@ -123,13 +126,14 @@ class Arrivals:
     """Where arriving instances go (a folder, or memory when `directory` is None), counted
     against the expected set with a progress report per instance.
 
-    `expected` may still be a Future (its C-FIND running alongside a DICOMweb transfer): until
-    it resolves, any instance with a valid UID is kept; `settle()` then drops the unexpected.
+    `expected` may still be a Future (its C-FIND running alongside a DICOMweb transfer) or a
+    function called once when it is first needed (after the transfer): until then any instance
+    with a valid UID is kept; `settle()` then drops the unexpected.
     """
 
     def __init__(
         self,
-        expected: Expected | Future[Expected],
+        expected: Expected | Future[Expected] | Callable[[], Expected],
         directory: Path | None,
         progress: CountProgress | None = None,
         on_item: Callable[[str, Path | bytes], None] | None = None,
@@ -148,12 +152,14 @@ class Arrivals:
         """The expected instances (waits for the C-FIND when it is still running)."""
         if isinstance(self._expected, Future):
             self._expected = self._expected.result()
+        elif not isinstance(self._expected, Expected):
+            self._expected = self._expected()
         return self._expected
 
     def _known(self) -> Expected | None:
         if isinstance(self._expected, Future):
             return self.expected if self._expected.done() else None
-        return self._expected
+        return self._expected if isinstance(self._expected, Expected) else None
 
     def put(self, sop_uid: str, data: bytes) -> bool:
         """Keep one encoded instance (DICOM file format); False when it is not expected."""

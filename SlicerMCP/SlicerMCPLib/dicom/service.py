@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +51,9 @@ from .storage_scp import StorageScp
 from .volume import Allocate, LoadedVolume, NotAVolume
 
 log = logging.getLogger(__name__)
+
+# (what arrived, the node's instance count or None) -> the expected list it stands for, or None
+Vouch = Callable[[Mapping[str, Path | bytes], int | None], Expected | None]
 
 
 @dataclass
@@ -197,9 +200,15 @@ class DicomService:
         on_item: Callable[[str, Path | bytes], None] | None = None,
         transferred: Callable[[], None] | None = None,
         on_expected: Callable[[Expected], None] | None = None,
-        early: Callable[[DicomNode, str], None] | None = None,
+        early: Callable[[DicomNode, str], int | None] | None = None,
+        vouch: Vouch | None = None,
     ) -> tuple[RetrieveMethod, Expected, dict[str, Path | bytes]]:
-        """Retrieve into `directory`, or into memory when it is None (nothing touches the disk)."""
+        """Retrieve into `directory`, or into memory when it is None (nothing touches the disk).
+
+        `early` runs alongside the transfer (a series-size query; its answer goes to `vouch`).
+        With `vouch`, a DICOMweb transfer is not raced by the instance-level C-FIND: once it is
+        over, `vouch` may stand for the list (see `retrieve_and_decode`), else the list is asked for.
+        """
         name, node = self.node()
         chosen = method or choose_method(node)
         if progress is not None:
@@ -211,13 +220,29 @@ class DicomService:
         per_instance = counted(progress, "retrieved")
 
         with ThreadPoolExecutor(2, thread_name_prefix="dicom-expected") as pool:
+            size: Future[int | None] | None = None
             if early is not None and expected is None:  # a known list gives the count at once
-                pool.submit(early, node, name)
-            # DICOMweb streams while the C-FIND lists what must arrive; DIMSE methods wait for the list
-            pending: Expected | Future[Expected] = expected or pool.submit(
-                expected_instances, node, self.calling_aet, target, name, chosen == "c-get"
-            )
-            if on_expected is not None:
+                size = pool.submit(early, node, name)
+            pending: Expected | Future[Expected] | Callable[[], Expected]
+            if expected is not None:
+                pending = expected
+            elif vouch is not None and size is not None and chosen == "dicomweb":
+                answer = size
+
+                def vouched_or_listed() -> Expected:
+                    vouched = vouch(arrivals.items, answer.result())
+                    if vouched is not None:
+                        return vouched
+                    log.info("asking %s for the instance list (what arrived does not match its count)", name)
+                    return expected_instances(node, self.calling_aet, target, name, False)
+
+                pending = vouched_or_listed
+            else:
+                # DICOMweb streams while the C-FIND lists what must arrive; DIMSE methods wait for the list
+                pending = pool.submit(
+                    expected_instances, node, self.calling_aet, target, name, chosen == "c-get"
+                )
+            if on_expected is not None and not callable(pending):
                 if isinstance(pending, Future):
                     pending.add_done_callback(lambda f: None if f.exception() else on_expected(f.result()))
                 else:
@@ -284,25 +309,33 @@ class DicomService:
         """
         t0 = time.perf_counter()
         collector = SeriesCollector(allocate)
-        ahead = on_expected = early = None
+        ahead = on_expected = early = vouched = None
         if target.series_uid and not target.sop_uid:
             series_uid = target.series_uid
 
-            def count_hint(node: DicomNode, name: str) -> None:
+            def count_hint(node: DicomNode, name: str) -> int | None:
                 count = self._series_size(node, name, target)
                 if count is not None:
                     collector.expect(series_uid, count)
+                return count
+
+            def vouch(items: Mapping[str, Path | bytes], count: int | None) -> Expected | None:
+                """The arrivals as the expected list when the node's count vouches for them: as many
+                as it holds in the series, each read, of this series, under its own UID."""
+                if count is None or len(items) != count or not collector.all_of_series(items, series_uid):
+                    return None
+                return Expected({sop: (series_uid, "") for sop in items})
 
             def expected_count(found: Expected) -> None:
                 collector.expect(series_uid, sum(1 for s, _ in found.instances.values() if s == series_uid))
 
             # the series' size (one fast series-level C-FIND) lets slices go straight into the volume
             # as they arrive; assemble while the expected-instance query may still run
-            early, on_expected = count_hint, expected_count
+            early, on_expected, vouched = count_hint, expected_count, vouch
             ahead = functools.partial(collector.build_ahead, series_uid)
         try:
             chosen, expected, items = self._fetch(
-                target, None, method, progress, expected, collector.add, ahead, on_expected, early
+                target, None, method, progress, expected, collector.add, ahead, on_expected, early, vouched
             )
             t1 = time.perf_counter()
             by_series: dict[str, list[str]] = {}
