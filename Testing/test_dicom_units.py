@@ -158,3 +158,60 @@ def test_pdata_values_match_pynetdicoms_decoder(items: list[tuple[int, bytes]]) 
     theirs = [tuple(v) for v in decoded.to_primitive().presentation_data_value_list]
     assert pdata_values(encoded[6:]) == theirs == [tuple(i) for i in items]
     assert pdata_values(encoded[6:-1]) is None  # a cut item is malformed, never a short value
+
+
+_uids = st.from_regex(r"1\.2(\.[1-9][0-9]{0,8}){1,12}", fullmatch=True).filter(lambda u: len(u) <= 64)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 65535), _uids, _uids, st.sampled_from([0x0000, 0xB000, 0xA700, 0xC000]))
+def test_command_sets_match_pynetdicoms_encoder(
+    msg_id: int, sop_class: str, sop_uid: str, status: int
+) -> None:
+    """cget_receive parses pynetdicom's C-STORE-RQ and C-GET-RSP and writes its C-STORE-RSP byte for byte."""
+    from io import BytesIO
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    from pynetdicom.dimse_messages import C_GET_RSP, C_STORE_RQ, C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_GET, C_STORE
+
+    from SlicerMCPLib.dicom.cget_receive import CommandSetError, c_store_rsp, parse_command_set
+
+    def encoded(message_type, primitive) -> bytes:
+        message = message_type()
+        message.primitive_to_message(primitive)
+        buf = DicomBytesIO()
+        buf.is_little_endian, buf.is_implicit_VR = True, True
+        write_dataset(buf, message.command_set)
+        return buf.getvalue()
+
+    rq = C_STORE()
+    rq.MessageID, rq.AffectedSOPClassUID, rq.AffectedSOPInstanceUID = msg_id, sop_class, sop_uid
+    rq.Priority, rq.DataSet = 2, BytesIO(b"\0\0")
+    raw = encoded(C_STORE_RQ, rq)
+    ours = parse_command_set(raw)
+    assert ours["CommandField"] == 0x0001 and ours["MessageID"] == msg_id and ours["Priority"] == 2
+    assert ours["AffectedSOPClassUID"] == sop_class and ours["AffectedSOPInstanceUID"] == sop_uid
+    assert ours["CommandDataSetType"] != 0x0101
+    with pytest.raises(CommandSetError):
+        parse_command_set(raw[:-1])
+
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo, rsp.Status = msg_id, status
+    rsp.AffectedSOPClassUID, rsp.AffectedSOPInstanceUID = sop_class, sop_uid
+    assert c_store_rsp(msg_id, sop_class, sop_uid, status) == encoded(C_STORE_RSP, rsp)
+
+    get = C_GET()
+    get.MessageIDBeingRespondedTo, get.Status, get.AffectedSOPClassUID = msg_id, 0xFF00, sop_class
+    get.NumberOfRemainingSuboperations, get.NumberOfCompletedSuboperations = 7, 3
+    get.NumberOfFailedSuboperations, get.NumberOfWarningSuboperations = 1, 0
+    parsed = parse_command_set(encoded(C_GET_RSP, get))
+    assert parsed["CommandField"] == 0x8010 and parsed["Status"] == 0xFF00
+    assert parsed["MessageIDBeingRespondedTo"] == msg_id
+    assert [parsed[f"NumberOf{k}Suboperations"] for k in ("Remaining", "Completed", "Failed", "Warning")] == [
+        7,
+        3,
+        1,
+        0,
+    ]
