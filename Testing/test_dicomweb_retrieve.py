@@ -113,17 +113,16 @@ def _c_finds(caplog: pytest.LogCaptureFixture, level: str) -> int:
     return sum(1 for r in caplog.records if r.getMessage().startswith(f"C-FIND {level} on"))
 
 
+@pytest.mark.parametrize("method", ["dicomweb", "c-get"])
 def test_a_series_load_whose_count_vouches_for_it_asks_no_instance_list(
-    orthanc: Orthanc, dicom_server: Any, headless_backend: Any, caplog: pytest.LogCaptureFixture
+    orthanc: Orthanc, dicom_server: Any, headless_backend: Any, caplog: pytest.LogCaptureFixture, method: str
 ) -> None:
     """Every instance that arrived is of the series and there are as many as Orthanc counts for it
     (NumberOfSeriesRelatedInstances): that stands for the instance-level C-FIND, which is not made."""
     spec, ds = make_ct_series(slices=7, rows=24, columns=20)
     orthanc.upload(ds)
     caplog.set_level("INFO", logger="SlicerMCPLib.dicom")
-    result = ok(
-        call(dicom_server, "load_series", {"series_instance_uid": spec.series_uid, "method": "dicomweb"})
-    )
+    result = ok(call(dicom_server, "load_series", {"series_instance_uid": spec.series_uid, "method": method}))
     assert result["loaded"][0]["slices"] == 7
     assert _c_finds(caplog, "series") >= 1 and _c_finds(caplog, "instance") == 0
     exported = asyncio.run(headless_backend.export_volume(result["loaded"][0]["node"]["id"]))
@@ -131,19 +130,20 @@ def test_a_series_load_whose_count_vouches_for_it_asks_no_instance_list(
     np.testing.assert_array_equal(exported.array, expected)
 
 
+@pytest.mark.parametrize("method", ["dicomweb", "c-get"])
 def test_a_series_load_short_of_the_count_asks_for_the_list_and_names_the_missing(
-    orthanc: Orthanc, dicom_server: Any, caplog: pytest.LogCaptureFixture
+    orthanc: Orthanc, dicom_server: Any, caplog: pytest.LogCaptureFixture, method: str
 ) -> None:
     """Orthanc still counts and lists an instance whose file it lost, and ends its answer there (the
-    parts before it arrive): the count does not match, so the list is asked for and names the lost
-    one among the missing. Nothing is loaded."""
+    instances before it arrive): the count does not match, so the list is asked for and names the
+    lost one among the missing. Nothing is loaded."""
     spec, ds = make_ct_series(slices=5, rows=24, columns=20)
     orthanc.upload(ds)
     lost = str(ds[3].SOPInstanceUID)
     orthanc.lose_file(lost)
     caplog.set_level("INFO", logger="SlicerMCPLib.dicom")
     err = error_of(
-        call(dicom_server, "load_series", {"series_instance_uid": spec.series_uid, "method": "dicomweb"})
+        call(dicom_server, "load_series", {"series_instance_uid": spec.series_uid, "method": method})
     )
     assert err["code"] == "RETRIEVE_INCOMPLETE" and lost in err["details"]["missing"], err
     assert _c_finds(caplog, "instance") == 1

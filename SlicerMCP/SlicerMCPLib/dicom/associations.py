@@ -345,15 +345,18 @@ def _raise_for_failed(assoc: Association, node: DicomNode, label: str) -> None:
     )
 
 
-def lost_association(label: str, operation: str, assoc: Association | None = None) -> SlicerMCPError:
+def lost_association(
+    label: str, operation: str, assoc: Association | None = None, aborted: bool = False
+) -> SlicerMCPError:
     """The error for an association that ended in the middle of an operation.
 
     A peer that aborts right after a request usually refuses that service to our calling AE
     (Orthanc does this for AEs missing from its DicomModalities); a dropped link is unreachable.
+    `aborted`: the caller read the peer's A-ABORT itself (pynetdicom's reactor did not).
     """
-    if assoc is not None and assoc.is_alive():
+    if assoc is not None and not aborted and assoc.is_alive():
         assoc.join(timeout=1.0)  # let the reactor finish reading the peer's last PDU
-    if assoc is not None and getattr(assoc, "peer_aborted", False):
+    if assoc is not None and (aborted or getattr(assoc, "peer_aborted", False)):
         return SlicerMCPError(
             f"{label} aborted the association when asked for {operation}: it refuses this service to our "
             f"calling AE title {assoc.ae.ae_title!r}. Register that AE title on the node (for Orthanc: "

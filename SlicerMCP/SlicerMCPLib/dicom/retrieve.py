@@ -3,9 +3,9 @@
 Whatever the method, the instances the node listed in a C-FIND are the contract: each
 arrives as `<SOPInstanceUID>.dcm`, progress is reported per instance, and anything missing
 at the end is RETRIEVE_INCOMPLETE with the missing UIDs (never a silent partial series).
-A caller may instead vouch for what arrived once the transfer is over (a DICOMweb series load
-whose every instance is of the series, as many as the node counts for it); the list is asked
-for only when it cannot.
+A caller may instead vouch for what arrived once the transfer is over (a DICOMweb or C-GET
+series load whose every instance is of the series, as many as the node counts for it); the
+list is asked for only when it cannot.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pynetdicom import build_role, evt
-from pynetdicom.events import Event
+from pynetdicom import build_role
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet  # type: ignore[attr-defined]
 
@@ -27,20 +26,20 @@ from ..core.domain_config import DicomNode, RetrieveMethod
 from ..core.errors import ErrorCode, SlicerMCPError
 from ..core.localhost import private_dir, write_private_bytes
 from ..core.progress import CountProgress
+from . import cget_receive
 from .associations import (
     MAX_CONTEXTS,
     UNCOMPRESSED,
     lost_association,
     node_label,
     open_association,
-    status_of,
 )
 from .dicomweb_http import dicomweb_request, request_deadline, response_body
 from .move import Target, move
 from .multipart import multipart_parts
 from .query import find
-from .status import STATUS_PENDING, Status
-from .storage_scp import StorageScp, encoded_instance
+from .status import Status
+from .storage_scp import StorageScp, framed_instance
 from .validation import check_uid
 
 log = logging.getLogger(__name__)
@@ -368,25 +367,23 @@ def _c_get(
     contexts = [build_context(model)] + [build_context(c, UNCOMPRESSED) for c in sop_classes]
     roles = [build_role(c, scp_role=True) for c in sop_classes]
 
-    def on_store(event: Event) -> int:
-        accepted = arrivals.put(str(event.request.AffectedSOPInstanceUID), encoded_instance(event))
+    def on_store(sop_class: str, sop_uid: str, syntax: str, dataset: bytes) -> int:
+        accepted = arrivals.put(sop_uid, framed_instance(sop_class, sop_uid, syntax, dataset))
         return Status.SUCCESS if accepted else Status.CANNOT_UNDERSTAND
 
     label = node_label(node, node_name)
-    with open_association(
-        node,
-        calling_aet,
-        contexts,
-        node_name=node_name,
-        ext_neg=roles,
-        evt_handlers=[(evt.EVT_C_STORE, on_store)],
-    ) as assoc:
-        final = None
-        for status, _ in assoc.send_c_get(target.identifier(), model):
-            code, category = status_of(status)
-            if code is None:
-                raise lost_association(label, "C-GET", assoc)
-            if category != STATUS_PENDING:
-                final = code
+    with open_association(node, calling_aet, contexts, node_name=node_name, ext_neg=roles) as assoc:
+        try:
+            final, _ = cget_receive.c_get(assoc, target.identifier(), str(model), on_store, node.timeout_s)
+        except cget_receive.LinkLost as exc:  # a closed link: pynetdicom has not seen it, nothing to wait for
+            raise lost_association(label, "C-GET", assoc if exc.aborted else None, exc.aborted) from exc
+        except TimeoutError as exc:
+            raise lost_association(label, "C-GET") from exc
+        except cget_receive.ProtocolError as exc:
+            raise SlicerMCPError(
+                f"{label} broke the C-GET protocol: {exc}; nothing was loaded",
+                code=ErrorCode.RETRIEVE_INCOMPLETE,
+                details={"method": "c-get"},
+            ) from exc
         if final not in (Status.SUCCESS, None):
             log.warning("C-GET from %s ended with status 0x%04X", label, final)

@@ -206,8 +206,9 @@ class DicomService:
         """Retrieve into `directory`, or into memory when it is None (nothing touches the disk).
 
         `early` runs alongside the transfer (a series-size query; its answer goes to `vouch`).
-        With `vouch`, a DICOMweb transfer is not raced by the instance-level C-FIND: once it is
-        over, `vouch` may stand for the list (see `retrieve_and_decode`), else the list is asked for.
+        With `vouch`, a DICOMweb or C-GET transfer does not wait for (or race) the instance-level
+        C-FIND: once it is over, `vouch` may stand for the list (see `retrieve_and_decode`), else
+        the list is asked for. C-MOVE needs the list first (our SCP takes only what it expects).
         """
         name, node = self.node()
         chosen = method or choose_method(node)
@@ -226,7 +227,7 @@ class DicomService:
             pending: Expected | Future[Expected] | Callable[[], Expected]
             if expected is not None:
                 pending = expected
-            elif vouch is not None and size is not None and chosen == "dicomweb":
+            elif vouch is not None and size is not None and chosen in ("dicomweb", "c-get"):
                 answer = size
 
                 def vouched_or_listed() -> Expected:
@@ -234,7 +235,10 @@ class DicomService:
                     if vouched is not None:
                         return vouched
                     log.info("asking %s for the instance list (what arrived does not match its count)", name)
-                    return expected_instances(node, self.calling_aet, target, name, False)
+                    # SOP classes only when C-GET still has to negotiate them (nothing arrived yet):
+                    # asking makes Orthanc read every file, and fail on one it lost
+                    classes = chosen == "c-get" and not arrivals.items
+                    return expected_instances(node, self.calling_aet, target, name, classes)
 
                 pending = vouched_or_listed
             else:

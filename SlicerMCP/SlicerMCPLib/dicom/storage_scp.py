@@ -37,24 +37,34 @@ def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
 
 
 def encoded_instance(event: Event) -> bytes:
-    """A C-STORE request's data set as a DICOM file (preamble, file meta, data set as received).
+    """A C-STORE request's data set as a DICOM file (preamble, file meta, data set as received)."""
+    request = event.request
+    return framed_instance(
+        str(request.AffectedSOPClassUID),
+        str(request.AffectedSOPInstanceUID),
+        str(event.context.transfer_syntax),
+        request.DataSet.getvalue(),
+    )
+
+
+def framed_instance(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, dataset: bytes) -> bytes:
+    """A received data set as a DICOM file (preamble, file meta, the data set's bytes as they came).
 
     The same bytes as pynetdicom's `event.encoded_dataset()`, whose pydicom file meta encoding
     costs about 0.6 ms per instance (0.2 s of a 300-slice retrieve); here it is a few packs.
     """
-    request = event.request
     body = b"".join(
         (
             _meta_element(0x0001, b"OB", b"\x00\x01"),
-            _meta_element(0x0002, b"UI", str(request.AffectedSOPClassUID).encode("ascii")),
-            _meta_element(0x0003, b"UI", str(request.AffectedSOPInstanceUID).encode("ascii")),
-            _meta_element(0x0010, b"UI", str(event.context.transfer_syntax).encode("ascii")),
+            _meta_element(0x0002, b"UI", sop_class_uid.encode("ascii")),
+            _meta_element(0x0003, b"UI", sop_instance_uid.encode("ascii")),
+            _meta_element(0x0010, b"UI", transfer_syntax.encode("ascii")),
             _meta_element(0x0012, b"UI", PYNETDICOM_IMPLEMENTATION_UID.encode("ascii")),
             _meta_element(0x0013, b"SH", PYNETDICOM_IMPLEMENTATION_VERSION.encode("ascii")),
         )
     )
     group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(body)))
-    return b"".join((b"\0" * 128, b"DICM", group_length, body, request.DataSet.getvalue()))
+    return b"".join((b"\0" * 128, b"DICM", group_length, body, dataset))
 
 
 @dataclass
